@@ -1,0 +1,639 @@
+//! Heaps: the per-thread small-object allocators, and the thread lifecycle.
+//!
+//! Each thread allocates from its own heap, reached through one
+//! thread-local pointer (`CURRENT`), so the fast paths take no lock, make
+//! no system call and do no atomic read-modify-write:
+//!
+//! ```text
+//! alloc(class): page = heap.pages[class]; b = page.free;
+//!               if b != null { page.free = b.next; page.used += 1; return b }
+//!               else refill (cold)
+//! free(p):      page = segment(p).pages[index(p)];
+//!               if page.heap == CURRENT { push on page.free } else { CAS onto page.thread_free }
+//! ```
+//!
+//! **Start-up without a check.** `CURRENT` starts as the address of a static
+//! empty heap whose pages all have an empty free list, so a thread's first
+//! allocation simply falls into the refill path, which creates (or adopts)
+//! the heap. Nothing on the fast path asks "initialised?". Creating a heap
+//! takes a spin lock around a few pointer moves and never allocates through
+//! the global allocator, so 16 threads making their first allocation at
+//! once cannot deadlock.
+//!
+//! **Thread exit.** A thread-local guard with a destructor retires the heap:
+//! remote frees are collected, empty pages and segments are released, and
+//! the heap (with whatever pages still hold live blocks) goes on a global
+//! list from which the next new thread adopts it. Heap objects are never
+//! freed, so the number of heaps is the peak number of live threads and
+//! 10,000 short-lived threads reuse a handful of heaps. A block freed by any
+//! thread into a heap that is retired, or owned by someone else, goes to its
+//! page's atomic `thread_free` list and is collected by the next owner.
+//! Allocations made *after* the thread's TLS teardown (by other TLS
+//! destructors) are served from a shared heap under a lock; a free never
+//! creates a heap.
+//!
+//! **Scopes.** While a thread is inside `NAlloc::witness_scope`, `CURRENT`
+//! points to a second static empty heap: every small allocation then misses
+//! the fast path and the refill path routes it to the witness arena.
+
+use core::cell::Cell;
+use core::ptr;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::os;
+use crate::page::Page;
+use crate::segment::{self, Segment};
+use crate::size_class::{CLASS_SIZE, NUM_CLASSES};
+use crate::stats;
+use crate::sync::SpinLock;
+
+/// Per-heap counters, readable by `stats()` from any thread. They sit just
+/// before their heap (see [`HeapSlot`]) so the fast path finds them by
+/// offset, and only the owner writes them (plain relaxed load + store).
+#[repr(C)]
+pub(crate) struct Counters {
+    pub(crate) allocs: AtomicU64,
+    pub(crate) frees: AtomicU64,
+}
+
+#[repr(C)]
+struct HeapSlot {
+    counters: Counters,
+    heap: Heap,
+    /// Link in the registry's list of every heap (immutable once set).
+    all_next: *mut HeapSlot,
+}
+
+#[inline(always)]
+fn bump(c: &AtomicU64) {
+    c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
+}
+
+/// A thread's small-object allocator.
+#[repr(C)]
+pub(crate) struct Heap {
+    /// Page to allocate from, per class (the empty page when there is none).
+    pages: [*mut Page; NUM_CLASSES],
+    /// Pages that may have free blocks, per class (doubly linked).
+    avail: [*mut Page; NUM_CLASSES],
+    /// Pages found full, per class; they return to `avail` when freed into.
+    full: [*mut Page; NUM_CLASSES],
+    /// Segments owned: those with free page slots first, then full ones.
+    seg_head: *mut Segment,
+    seg_tail: *mut Segment,
+    /// Link in the registry's retired list.
+    retired_next: *mut Heap,
+}
+
+struct SyncPage(Page);
+// SAFETY: the empty page is never written: its `free` list is null, so
+// nothing ever pops from or pushes to it.
+unsafe impl Sync for SyncPage {}
+static EMPTY_PAGE: SyncPage = SyncPage(Page::empty());
+
+struct SyncHeap(Heap);
+// SAFETY: the sentinel heaps are never written (see `refill`).
+unsafe impl Sync for SyncHeap {}
+static EMPTY_HEAP: SyncHeap = SyncHeap(Heap::with_pages(ptr::addr_of!(EMPTY_PAGE.0) as *mut Page));
+static SCOPE_HEAP: SyncHeap = SyncHeap(Heap::with_pages(ptr::addr_of!(EMPTY_PAGE.0) as *mut Page));
+
+#[inline(always)]
+fn empty_page() -> *mut Page {
+    ptr::addr_of!(EMPTY_PAGE.0) as *mut Page
+}
+#[inline(always)]
+fn empty_heap() -> *mut Heap {
+    ptr::addr_of!(EMPTY_HEAP.0) as *mut Heap
+}
+#[inline(always)]
+fn scope_heap() -> *mut Heap {
+    ptr::addr_of!(SCOPE_HEAP.0) as *mut Heap
+}
+
+thread_local! {
+    /// The heap the fast path uses (a sentinel until the first refill).
+    static CURRENT: Cell<*mut Heap> = const { Cell::new(ptr::addr_of!(EMPTY_HEAP.0) as *mut Heap) };
+    /// The heap this thread owns (null before the first allocation).
+    static OWNED: Cell<*mut Heap> = const { Cell::new(ptr::null_mut()) };
+    /// Set once the thread's heap has been retired at thread exit.
+    static DEAD: Cell<bool> = const { Cell::new(false) };
+    /// Its destructor retires the heap when the thread exits.
+    static OWNER: Owner = const { Owner };
+}
+
+struct Owner;
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let h = OWNED.get();
+        if h.is_null() {
+            return;
+        }
+        OWNED.set(ptr::null_mut());
+        DEAD.set(true);
+        CURRENT.set(empty_heap());
+        // SAFETY: `h` was this thread's heap and no longer is: nobody else
+        // uses it until it is adopted from the retired list.
+        unsafe { (*h).abandon() };
+        REGISTRY.lock().retire(h);
+    }
+}
+
+/// Allocates a block of `class` (the fast path).
+///
+/// # Safety
+/// `class < NUM_CLASSES`.
+#[inline(always)]
+pub(crate) unsafe fn alloc(class: usize) -> *mut u8 {
+    let heap = CURRENT.get();
+    // SAFETY: `heap` is a live heap or a sentinel; both have a valid page
+    // pointer per class. A sentinel's page has a null free list, so the
+    // branch below is only taken for a real heap's page, owned by us.
+    unsafe {
+        let page = *(*heap).pages.get_unchecked(class);
+        if !(*page).free.is_null() {
+            let b = (*page).pop();
+            bump(&(*counters(heap)).allocs);
+            return b;
+        }
+    }
+    // SAFETY: forwarded caller contract.
+    unsafe { refill(class, false) }
+}
+
+/// Allocates a zeroed block of `class`; fresh memory is not memset.
+///
+/// # Safety
+/// `class < NUM_CLASSES`.
+#[inline]
+pub(crate) unsafe fn alloc_zeroed(class: usize) -> *mut u8 {
+    // SAFETY: forwarded caller contract.
+    unsafe { refill(class, true) }
+}
+
+/// Frees a small block (the fast path).
+///
+/// # Safety
+/// `p` must be a live small block.
+#[inline(always)]
+pub(crate) unsafe fn free(p: *mut u8) {
+    // SAFETY: caller contract: `p` lies in a live segment, so its page
+    // metadata is valid; only the owner takes the local branch.
+    unsafe {
+        let page = segment::page_of(p);
+        let heap = CURRENT.get();
+        if (*page).heap == heap {
+            (*page).push_local(p);
+            bump(&(*counters(heap)).frees);
+            if (*page).used == 0 || (*page).in_full {
+                (*heap).after_local_free(page);
+            }
+        } else {
+            free_remote(page, p, heap);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn free_remote(page: *mut Page, p: *mut u8, heap: *mut Heap) {
+    // SAFETY: caller contract: `page` is the page of the live block `p`.
+    unsafe { Page::push_remote(page, p) };
+    if heap == empty_heap() || heap == scope_heap() {
+        stats::ORPHAN_FREES.fetch_add(1, Relaxed);
+    } else {
+        // SAFETY: `heap` is our own live heap.
+        bump(unsafe { &(*counters(heap)).frees });
+    }
+}
+
+/// The counters of a real heap.
+#[inline(always)]
+fn counters(heap: *mut Heap) -> *const Counters {
+    // SAFETY (of the arithmetic): real heaps live inside a `HeapSlot`, right
+    // after their counters; the pointer keeps the slot's provenance.
+    heap.cast::<u8>().wrapping_sub(core::mem::size_of::<Counters>()).cast()
+}
+
+/// The slow path of every small allocation: finds or makes a page with a
+/// free block, creating this thread's heap first if needed.
+#[cold]
+#[inline(never)]
+unsafe fn refill(class: usize, zeroed: bool) -> *mut u8 {
+    let mut heap = CURRENT.get();
+    if heap == scope_heap() {
+        return crate::witness::scope_alloc_class(class, zeroed);
+    }
+    if heap == empty_heap() {
+        if DEAD.get() || OWNER.try_with(|_| ()).is_err() {
+            return shared_alloc(class, zeroed);
+        }
+        heap = REGISTRY.lock().acquire();
+        if heap.is_null() {
+            return heap.cast();
+        }
+        OWNED.set(heap);
+        CURRENT.set(heap);
+    }
+    // SAFETY: `heap` is this thread's own heap.
+    unsafe { (*heap).alloc_slow(class, zeroed) }
+}
+
+struct Shared(*mut Heap);
+// SAFETY: the lock serialises every use of the shared heap.
+unsafe impl Send for Shared {}
+static SHARED: SpinLock<Shared> = SpinLock::new(Shared(ptr::null_mut()));
+
+/// Allocation by a thread whose TLS is already torn down.
+#[cold]
+fn shared_alloc(class: usize, zeroed: bool) -> *mut u8 {
+    let mut g = SHARED.lock();
+    if g.0.is_null() {
+        g.0 = REGISTRY.lock().acquire();
+        if g.0.is_null() {
+            return ptr::null_mut();
+        }
+    }
+    // SAFETY: the lock makes us the heap's only user. Its blocks' frees
+    // always take the remote path (no thread's CURRENT is the shared heap).
+    unsafe { (*g.0).alloc_slow(class, zeroed) }
+}
+
+/// Routes this thread's small allocations to the witness arena (`true`) or
+/// back to its own heap (`false`); returns the previous state.
+pub(crate) fn set_scope(on: bool) -> bool {
+    let cur = CURRENT.get();
+    let was = cur == scope_heap();
+    if on {
+        CURRENT.set(scope_heap());
+    } else if was {
+        let owned = OWNED.get();
+        CURRENT.set(if owned.is_null() { empty_heap() } else { owned });
+    }
+    was
+}
+
+impl Heap {
+    const fn with_pages(empty: *mut Page) -> Heap {
+        Heap {
+            pages: [empty; NUM_CLASSES],
+            avail: [ptr::null_mut(); NUM_CLASSES],
+            full: [ptr::null_mut(); NUM_CLASSES],
+            seg_head: ptr::null_mut(),
+            seg_tail: ptr::null_mut(),
+            retired_next: ptr::null_mut(),
+        }
+    }
+
+    /// Refill: current page's fresh tail or remote frees, then other pages
+    /// of the class, then full pages that were freed into remotely, then a
+    /// new page.
+    unsafe fn alloc_slow(&mut self, class: usize, zeroed: bool) -> *mut u8 {
+        // SAFETY (whole body): we own this heap and all its pages.
+        unsafe {
+            let cur = self.pages[class];
+            if cur != empty_page() {
+                if zeroed {
+                    if let Some(b) = (*cur).take_fresh() {
+                        return self.counted(b);
+                    }
+                }
+                if self.has_block(cur) {
+                    return self.take(cur, zeroed);
+                }
+                self.mark_full(cur);
+            }
+            let mut p = self.avail[class];
+            while !p.is_null() {
+                let next = (*p).next;
+                if self.has_block(p) {
+                    self.pages[class] = p;
+                    return self.take(p, zeroed);
+                }
+                self.mark_full(p);
+                p = next;
+            }
+            let mut p = self.full[class];
+            while !p.is_null() {
+                let next = (*p).next;
+                if (*p).collect_remote() {
+                    self.unmark_full(p);
+                    self.pages[class] = p;
+                    return self.take(p, zeroed);
+                }
+                p = next;
+            }
+            let p = self.new_page(class);
+            if p.is_null() {
+                self.pages[class] = empty_page();
+                return ptr::null_mut();
+            }
+            self.pages[class] = p;
+            if zeroed {
+                if let Some(b) = (*p).take_fresh() {
+                    return self.counted(b);
+                }
+            }
+            (*p).extend();
+            self.take(p, zeroed)
+        }
+    }
+
+    unsafe fn has_block(&mut self, p: *mut Page) -> bool {
+        // SAFETY: owner only.
+        unsafe { !(*p).free.is_null() || (*p).extend() || (*p).collect_remote() }
+    }
+
+    unsafe fn take(&mut self, p: *mut Page, zeroed: bool) -> *mut u8 {
+        // SAFETY: `p` has a free block (checked by the caller).
+        let b = unsafe { (*p).pop() };
+        if zeroed {
+            // SAFETY: the block is ours and `block_size` bytes long.
+            unsafe { ptr::write_bytes(b, 0, (*p).block_size as usize) };
+        }
+        self.counted(b)
+    }
+
+    fn counted(&mut self, b: *mut u8) -> *mut u8 {
+        // SAFETY: `self` is a real heap inside a slot.
+        bump(unsafe { &(*counters(self)).allocs });
+        b
+    }
+
+    /// A local free left `page` empty or un-full.
+    #[cold]
+    #[inline(never)]
+    unsafe fn after_local_free(&mut self, page: *mut Page) {
+        // SAFETY: owner only; `page` is one of ours.
+        unsafe {
+            if (*page).in_full {
+                self.unmark_full(page);
+            }
+            let class = (*page).class as usize;
+            if (*page).used == 0 && self.pages[class] != page {
+                list_remove(&mut self.avail[class], page);
+                self.release_page(page);
+            }
+        }
+    }
+
+    unsafe fn mark_full(&mut self, p: *mut Page) {
+        // SAFETY: owner only; `p` is in `avail`.
+        unsafe {
+            let c = (*p).class as usize;
+            list_remove(&mut self.avail[c], p);
+            list_push(&mut self.full[c], p);
+            (*p).in_full = true;
+        }
+    }
+
+    unsafe fn unmark_full(&mut self, p: *mut Page) {
+        // SAFETY: owner only; `p` is in `full`.
+        unsafe {
+            let c = (*p).class as usize;
+            list_remove(&mut self.full[c], p);
+            list_push(&mut self.avail[c], p);
+            (*p).in_full = false;
+        }
+    }
+
+    unsafe fn new_page(&mut self, class: usize) -> *mut Page {
+        // SAFETY: owner only; our segments are live.
+        unsafe {
+            let mut seg = self.seg_head;
+            if seg.is_null() || (*seg).free_mask == 0 {
+                seg = Segment::acquire(self);
+                if seg.is_null() {
+                    return ptr::null_mut();
+                }
+                self.seg_push_front(seg);
+            }
+            let p = (*seg).claim_page(class, CLASS_SIZE[class] as usize);
+            if (*seg).free_mask == 0 {
+                // Keep segments with free slots in front of full ones.
+                self.seg_remove(seg);
+                self.seg_push_back(seg);
+            }
+            list_push(&mut self.avail[class], p);
+            p
+        }
+    }
+
+    /// Gives an empty page (already unlinked) back to its segment, and the
+    /// segment back if it is now empty.
+    unsafe fn release_page(&mut self, page: *mut Page) {
+        let seg = segment::segment_of(page);
+        // SAFETY: owner only; the page has no live block.
+        unsafe {
+            let was_full = (*seg).free_mask == 0;
+            if (*seg).release_page(page) {
+                self.seg_remove(seg);
+                Segment::release(seg);
+            } else if was_full {
+                self.seg_remove(seg);
+                self.seg_push_front(seg);
+            }
+        }
+    }
+
+    unsafe fn seg_push_front(&mut self, s: *mut Segment) {
+        // SAFETY: owner only.
+        unsafe {
+            (*s).prev = ptr::null_mut();
+            (*s).next = self.seg_head;
+            if self.seg_head.is_null() {
+                self.seg_tail = s;
+            } else {
+                (*self.seg_head).prev = s;
+            }
+            self.seg_head = s;
+        }
+    }
+
+    unsafe fn seg_push_back(&mut self, s: *mut Segment) {
+        // SAFETY: owner only.
+        unsafe {
+            (*s).next = ptr::null_mut();
+            (*s).prev = self.seg_tail;
+            if self.seg_tail.is_null() {
+                self.seg_head = s;
+            } else {
+                (*self.seg_tail).next = s;
+            }
+            self.seg_tail = s;
+        }
+    }
+
+    unsafe fn seg_remove(&mut self, s: *mut Segment) {
+        // SAFETY: owner only; `s` is in our list.
+        unsafe {
+            if (*s).prev.is_null() {
+                self.seg_head = (*s).next;
+            } else {
+                (*(*s).prev).next = (*s).next;
+            }
+            if (*s).next.is_null() {
+                self.seg_tail = (*s).prev;
+            } else {
+                (*(*s).next).prev = (*s).prev;
+            }
+        }
+    }
+
+    /// At thread exit: collect remote frees and release every empty page.
+    unsafe fn abandon(&mut self) {
+        for class in 0..NUM_CLASSES {
+            self.pages[class] = empty_page();
+            for full in [false, true] {
+                let mut p = if full { self.full[class] } else { self.avail[class] };
+                while !p.is_null() {
+                    // SAFETY: owner (until retirement); pages are ours.
+                    unsafe {
+                        let next = (*p).next;
+                        (*p).collect_remote();
+                        if (*p).used == 0 {
+                            if full {
+                                list_remove(&mut self.full[class], p);
+                                (*p).in_full = false;
+                            } else {
+                                list_remove(&mut self.avail[class], p);
+                            }
+                            self.release_page(p);
+                        }
+                        p = next;
+                    }
+                }
+            }
+        }
+    }
+}
+
+unsafe fn list_push(head: &mut *mut Page, p: *mut Page) {
+    // SAFETY: caller owns the list and `p`.
+    unsafe {
+        (*p).prev = ptr::null_mut();
+        (*p).next = *head;
+        if !head.is_null() {
+            (**head).prev = p;
+        }
+    }
+    *head = p;
+}
+
+unsafe fn list_remove(head: &mut *mut Page, p: *mut Page) {
+    // SAFETY: caller owns the list; `p` is in it.
+    unsafe {
+        if (*p).prev.is_null() {
+            *head = (*p).next;
+        } else {
+            (*(*p).prev).next = (*p).next;
+        }
+        if !(*p).next.is_null() {
+            (*(*p).next).prev = (*p).prev;
+        }
+        (*p).next = ptr::null_mut();
+        (*p).prev = ptr::null_mut();
+    }
+}
+
+/// Every heap ever made, and the retired ones waiting for a new thread.
+struct Registry {
+    all: *mut HeapSlot,
+    retired: *mut Heap,
+    /// Unused part of the current metadata mapping.
+    slab: *mut u8,
+    slab_end: *mut u8,
+}
+// SAFETY: the lock serialises access; the pointers are to our metadata.
+unsafe impl Send for Registry {}
+
+static REGISTRY: SpinLock<Registry> = SpinLock::new(Registry {
+    all: ptr::null_mut(),
+    retired: ptr::null_mut(),
+    slab: ptr::null_mut(),
+    slab_end: ptr::null_mut(),
+});
+
+const SLAB: usize = 64 << 10;
+
+impl Registry {
+    /// A retired heap, or a new one. Null when the OS refuses memory.
+    fn acquire(&mut self) -> *mut Heap {
+        crate::config::ensure_init();
+        if !self.retired.is_null() {
+            let h = self.retired;
+            // SAFETY: retired heaps are live metadata owned by the registry.
+            self.retired = unsafe { (*h).retired_next };
+            return h;
+        }
+        let size = core::mem::size_of::<HeapSlot>();
+        if (self.slab_end as usize) - (self.slab as usize) < size {
+            let m = os::map(SLAB, os::OS_PAGE);
+            if m.is_null() {
+                return ptr::null_mut();
+            }
+            stats::mapped(SLAB);
+            self.slab = m;
+            // SAFETY: one past the end of the new mapping.
+            self.slab_end = unsafe { m.add(SLAB) };
+        }
+        let slot = self.slab.cast::<HeapSlot>();
+        // SAFETY: `slot` has room for a HeapSlot inside the slab (checked);
+        // the slab is 4 KiB aligned and HeapSlot sizes keep 8-byte alignment.
+        unsafe {
+            self.slab = self.slab.add(size);
+            ptr::write(
+                slot,
+                HeapSlot {
+                    counters: Counters {
+                        allocs: AtomicU64::new(0),
+                        frees: AtomicU64::new(0),
+                    },
+                    heap: Heap::with_pages(empty_page()),
+                    all_next: self.all,
+                },
+            );
+            self.all = slot;
+            ptr::addr_of_mut!((*slot).heap)
+        }
+    }
+
+    fn retire(&mut self, h: *mut Heap) {
+        // SAFETY: `h` is a live heap that its thread just gave up.
+        unsafe { (*h).retired_next = self.retired };
+        self.retired = h;
+    }
+}
+
+/// Small-object counters summed over every heap: (allocations, frees, heaps).
+pub(crate) fn totals() -> (u64, u64, usize) {
+    let reg = REGISTRY.lock();
+    let (mut a, mut f, mut n) = (0u64, 0u64, 0usize);
+    let mut s = reg.all;
+    while !s.is_null() {
+        // SAFETY: slots are never freed; counters are atomics.
+        unsafe {
+            a += (*s).counters.allocs.load(Relaxed);
+            f += (*s).counters.frees.load(Relaxed);
+            s = (*s).all_next;
+        }
+        n += 1;
+    }
+    (a, f + stats::ORPHAN_FREES.load(Relaxed) as u64, n)
+}
+
+/// Drops this thread's empty pages and cached segments (for `trim`).
+pub(crate) fn trim_current_thread() {
+    let h = OWNED.get();
+    if !h.is_null() {
+        // SAFETY: our own heap; abandon only releases empty pages and resets
+        // current-page pointers, after which refill finds pages again.
+        unsafe { (*h).abandon() };
+    }
+    Segment::trim_cache();
+}
+
+/// True while the calling thread is inside a witness scope.
+#[inline]
+pub(crate) fn in_scope() -> bool {
+    CURRENT.get() == scope_heap()
+}

@@ -1,0 +1,239 @@
+//! Linux: `mmap`, `madvise`, `mremap`, `mlock`, `prctl` through `rustix`.
+
+use super::{posix, HugeAdvice, OsError, SecretFlags};
+use core::ffi::c_void;
+use rustix::io::Errno;
+use rustix::mm::{self, Advice, MapFlags, MremapFlags};
+
+pub(super) const OS_PAGE: usize = 4096;
+
+pub(super) fn map(len: usize, align: usize) -> *mut u8 {
+    posix::map_rw(len, align, OS_PAGE, MapFlags::empty())
+}
+
+pub(super) unsafe fn unmap(ptr: *mut u8, len: usize) {
+    // SAFETY: forwarded caller contract.
+    unsafe { posix::unmap(ptr, len) }
+}
+
+pub(super) fn reserve(len: usize, align: usize) -> *mut u8 {
+    posix::reserve(len, align, OS_PAGE)
+}
+
+pub(super) unsafe fn commit(ptr: *mut u8, len: usize) -> Result<(), OsError> {
+    // SAFETY: forwarded caller contract.
+    unsafe { posix::commit(ptr, len) }
+}
+
+pub(super) unsafe fn decommit(ptr: *mut u8, len: usize) {
+    // SAFETY: caller contract: the range is ours and holds no live data.
+    unsafe {
+        let _ = mm::madvise(ptr.cast::<c_void>(), len, Advice::LinuxDontNeed);
+        posix::protect_none(ptr, len);
+    }
+}
+
+pub(super) unsafe fn purge(ptr: *mut u8, len: usize) -> bool {
+    // SAFETY: caller contract. MADV_DONTNEED on private anonymous memory
+    // drops the pages; the next touch maps the shared zero page or a new
+    // zeroed page, so the range reads as zero afterwards.
+    unsafe { mm::madvise(ptr.cast::<c_void>(), len, Advice::LinuxDontNeed) }.is_ok()
+}
+
+pub(super) unsafe fn advise_huge(ptr: *mut u8, len: usize, advice: HugeAdvice) {
+    let a = match advice {
+        HugeAdvice::Huge => Advice::LinuxHugepage,
+        HugeAdvice::NoHuge => Advice::LinuxNoHugepage,
+    };
+    // SAFETY: caller contract; THP advice is only a hint (EINVAL on kernels
+    // without THP is harmless).
+    let _ = unsafe { mm::madvise(ptr.cast::<c_void>(), len, a) };
+}
+
+pub(super) unsafe fn remap(ptr: *mut u8, old_len: usize, new_len: usize, align: usize) -> *mut u8 {
+    if new_len <= old_len {
+        // Shrinking never moves.
+        // SAFETY: caller contract: `ptr`/`old_len` is a whole mapping of ours.
+        return match unsafe { mm::mremap(ptr.cast::<c_void>(), old_len, new_len, MremapFlags::empty()) } {
+            Ok(p) => p.cast::<u8>(),
+            Err(_) => core::ptr::null_mut(),
+        };
+    }
+    // Try to grow in place first (no page-table moves at all), but only where
+    // the current placement already has the alignment the result needs.
+    if (ptr as usize) % align == 0 {
+        // SAFETY: as above; without MAYMOVE the kernel only extends in place.
+        if let Ok(p) = unsafe { mm::mremap(ptr.cast::<c_void>(), old_len, new_len, MremapFlags::empty()) } {
+            return p.cast::<u8>();
+        }
+    }
+    if align <= OS_PAGE {
+        // SAFETY: as above; MAYMOVE moves the page tables, not the bytes.
+        return match unsafe { mm::mremap(ptr.cast::<c_void>(), old_len, new_len, MremapFlags::MAYMOVE) } {
+            Ok(p) => p.cast::<u8>(),
+            Err(_) => core::ptr::null_mut(),
+        };
+    }
+    // Keep the alignment (2 MiB for huge-page spans): reserve an aligned
+    // hole and move the pages into it.
+    let hole = posix::reserve(new_len, align, OS_PAGE);
+    if hole.is_null() {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: `hole` is a reservation of exactly `new_len` bytes that we own;
+    // MREMAP_FIXED replaces it atomically with the moved pages.
+    match unsafe {
+        mm::mremap_fixed(
+            ptr.cast::<c_void>(),
+            old_len,
+            new_len,
+            MremapFlags::MAYMOVE,
+            hole.cast::<c_void>(),
+        )
+    } {
+        Ok(p) => p.cast::<u8>(),
+        Err(_) => {
+            // SAFETY: the hole is ours and unused.
+            unsafe { posix::unmap(hole, new_len) };
+            core::ptr::null_mut()
+        }
+    }
+}
+
+pub(super) unsafe fn lock(ptr: *mut u8, len: usize) -> Result<(), OsError> {
+    // SAFETY: forwarded caller contract.
+    unsafe { posix::lock(ptr, len) }
+}
+
+pub(super) unsafe fn unlock(ptr: *mut u8, len: usize) {
+    // SAFETY: forwarded caller contract.
+    unsafe { posix::unlock(ptr, len) }
+}
+
+fn tolerated(e: Errno) -> bool {
+    // EINVAL: the kernel predates the advice (DONTDUMP 3.4, WIPEONFORK 4.14).
+    e == Errno::INVAL
+}
+
+pub(super) unsafe fn protect_secret(ptr: *mut u8, len: usize) -> Result<SecretFlags, OsError> {
+    let mut flags = SecretFlags::default();
+    // SAFETY: caller contract: page-aligned committed memory of ours.
+    match unsafe { mm::madvise(ptr.cast::<c_void>(), len, Advice::LinuxDontDump) } {
+        Ok(()) => flags.dont_dump = true,
+        Err(e) if tolerated(e) => {}
+        Err(e) => return Err(OsError(e.raw_os_error())),
+    }
+    // SAFETY: as above.
+    match unsafe { mm::madvise(ptr.cast::<c_void>(), len, Advice::LinuxWipeOnFork) } {
+        Ok(()) => flags.wipe_on_fork = true,
+        Err(e) if tolerated(e) => {}
+        Err(e) => return Err(OsError(e.raw_os_error())),
+    }
+    Ok(flags)
+}
+
+pub(super) unsafe fn name(ptr: *mut u8, len: usize, name: &'static core::ffi::CStr) {
+    // SAFETY: caller contract: the range is ours. Kernels without
+    // CONFIG_ANON_VMA_NAME answer EINVAL: naming is cosmetic, so ignore it.
+    let region = unsafe { core::slice::from_raw_parts(ptr, len) };
+    let _ = rustix::process::set_virtual_memory_region_name(region, Some(name));
+}
+
+extern "C" {
+    fn explicit_bzero(s: *mut c_void, n: usize);
+}
+
+pub(super) unsafe fn secure_zero(ptr: *mut u8, len: usize) {
+    // SAFETY: caller contract; glibc (>= 2.25) and musl document that
+    // explicit_bzero is never removed by the optimiser.
+    unsafe { explicit_bzero(ptr.cast::<c_void>(), len) }
+}
+
+pub(super) fn physical_memory() -> usize {
+    let info = rustix::system::sysinfo();
+    (info.totalram as usize).saturating_mul(info.mem_unit.max(1) as usize)
+}
+
+pub(super) fn env_var(name: &[u8], buf: &mut [u8]) -> Option<usize> {
+    posix::env_var(name, buf)
+}
+
+/// Parses `/proc/self/smaps` in a fixed stack buffer (no allocation) and sums
+/// `AnonHugePages` over the mappings that overlap `[ptr, ptr+len)`.
+pub(super) fn huge_backed_bytes(ptr: usize, len: usize) -> Option<usize> {
+    use rustix::fs::{openat, Mode, OFlags, CWD};
+    let fd = openat(
+        CWD,
+        c"/proc/self/smaps",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let mut buf = [0u8; 8192];
+    let mut line = [0u8; 256];
+    let mut line_len = 0usize;
+    let mut in_range = false;
+    let mut total = 0usize;
+    let end = ptr.saturating_add(len);
+    loop {
+        let n = rustix::io::read(&fd, &mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        for &b in &buf[..n] {
+            if b != b'\n' {
+                if line_len < line.len() {
+                    line[line_len] = b;
+                    line_len += 1;
+                }
+                continue;
+            }
+            let l = &line[..line_len];
+            if let Some((lo, hi)) = parse_range(l) {
+                in_range = lo < end && hi > ptr;
+            } else if in_range && l.starts_with(b"AnonHugePages:") {
+                total += parse_kib(&l[14..]) * 1024;
+            }
+            line_len = 0;
+        }
+    }
+    Some(total)
+}
+
+/// `7f12...-7f34... rw-p ...` → (start, end); None for other lines.
+fn parse_range(l: &[u8]) -> Option<(usize, usize)> {
+    let dash = l.iter().position(|&c| c == b'-')?;
+    let space = l.iter().position(|&c| c == b' ')?;
+    if dash > space {
+        return None;
+    }
+    Some((parse_hex(&l[..dash])?, parse_hex(&l[dash + 1..space])?))
+}
+
+fn parse_hex(s: &[u8]) -> Option<usize> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut v = 0usize;
+    for &c in s {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        v = v.checked_mul(16)?.checked_add(d as usize)?;
+    }
+    Some(v)
+}
+
+fn parse_kib(s: &[u8]) -> usize {
+    let mut v = 0usize;
+    for &c in s {
+        if c.is_ascii_digit() {
+            v = v * 10 + (c - b'0') as usize;
+        } else if v > 0 {
+            break;
+        }
+    }
+    v
+}

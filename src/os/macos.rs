@@ -1,0 +1,86 @@
+//! macOS (and other non-Linux Unix): POSIX `mmap` family; no huge-page,
+//! dump-exclusion or remap calls, which report "not supported".
+
+use super::{posix, HugeAdvice, OsError, SecretFlags};
+use core::ffi::c_void;
+use rustix::mm::{self, Advice, MapFlags};
+
+/// 16 KiB covers Apple silicon; on x86-64 Macs it is four real pages.
+pub(super) const OS_PAGE: usize = 16384;
+
+pub(super) fn map(len: usize, align: usize) -> *mut u8 {
+    posix::map_rw(len, align, OS_PAGE, MapFlags::empty())
+}
+
+pub(super) unsafe fn unmap(ptr: *mut u8, len: usize) {
+    // SAFETY: forwarded caller contract.
+    unsafe { posix::unmap(ptr, len) }
+}
+
+pub(super) fn reserve(len: usize, align: usize) -> *mut u8 {
+    posix::reserve(len, align, OS_PAGE)
+}
+
+pub(super) unsafe fn commit(ptr: *mut u8, len: usize) -> Result<(), OsError> {
+    // SAFETY: forwarded caller contract.
+    unsafe { posix::commit(ptr, len) }
+}
+
+pub(super) unsafe fn decommit(ptr: *mut u8, len: usize) {
+    // SAFETY: caller contract.
+    unsafe {
+        let _ = mm::madvise(ptr.cast::<c_void>(), len, Advice::DontNeed);
+        posix::protect_none(ptr, len);
+    }
+}
+
+pub(super) unsafe fn purge(_ptr: *mut u8, _len: usize) -> bool {
+    // macOS's MADV_FREE keeps contents until memory pressure: the range does
+    // not reliably read as zero, so report "not purged" and let the caller
+    // keep treating it as dirty.
+    false
+}
+
+pub(super) unsafe fn advise_huge(_ptr: *mut u8, _len: usize, _advice: HugeAdvice) {}
+
+pub(super) unsafe fn remap(_ptr: *mut u8, _old: usize, _new: usize, _align: usize) -> *mut u8 {
+    core::ptr::null_mut()
+}
+
+pub(super) unsafe fn lock(ptr: *mut u8, len: usize) -> Result<(), OsError> {
+    // SAFETY: forwarded caller contract.
+    unsafe { posix::lock(ptr, len) }
+}
+
+pub(super) unsafe fn unlock(ptr: *mut u8, len: usize) {
+    // SAFETY: forwarded caller contract.
+    unsafe { posix::unlock(ptr, len) }
+}
+
+pub(super) unsafe fn protect_secret(_ptr: *mut u8, _len: usize) -> Result<SecretFlags, OsError> {
+    Ok(SecretFlags::default())
+}
+
+pub(super) unsafe fn name(_ptr: *mut u8, _len: usize, _name: &'static core::ffi::CStr) {}
+
+extern "C" {
+    fn memset_s(s: *mut c_void, smax: usize, c: i32, n: usize) -> i32;
+}
+
+pub(super) unsafe fn secure_zero(ptr: *mut u8, len: usize) {
+    // SAFETY: caller contract; C11 Annex K memset_s may not be optimised
+    // away.
+    let _ = unsafe { memset_s(ptr.cast::<c_void>(), len, 0, len) };
+}
+
+pub(super) fn physical_memory() -> usize {
+    0
+}
+
+pub(super) fn env_var(name: &[u8], buf: &mut [u8]) -> Option<usize> {
+    posix::env_var(name, buf)
+}
+
+pub(super) fn huge_backed_bytes(_ptr: usize, _len: usize) -> Option<usize> {
+    None
+}

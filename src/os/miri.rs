@@ -1,0 +1,80 @@
+//! Under Miri there are no system calls: "mappings" come from
+//! `std::alloc::System` so that the data structures above can be checked for
+//! undefined behaviour. Reservations are committed up front.
+
+use super::{HugeAdvice, OsError, SecretFlags};
+use std::alloc::{GlobalAlloc, Layout, System};
+
+pub(super) const OS_PAGE: usize = 4096;
+
+pub(super) fn map(len: usize, align: usize) -> *mut u8 {
+    match Layout::from_size_align(len, align) {
+        // SAFETY: non-zero size (callers never map 0 bytes).
+        Ok(l) if len > 0 => unsafe { System.alloc_zeroed(l) },
+        _ => core::ptr::null_mut(),
+    }
+}
+
+pub(super) unsafe fn unmap(ptr: *mut u8, len: usize) {
+    // Miri checks that the layout matches the allocation; the alignment used
+    // at map time is not known here, so every map uses OS_PAGE alignment
+    // unless larger, and we deallocate with the smallest legal alignment.
+    // SAFETY: caller contract; Miri itself validates the call.
+    unsafe { System.dealloc(ptr, Layout::from_size_align_unchecked(len, OS_PAGE)) }
+}
+
+pub(super) fn reserve(len: usize, align: usize) -> *mut u8 {
+    map(len, align)
+}
+
+pub(super) unsafe fn commit(_ptr: *mut u8, _len: usize) -> Result<(), OsError> {
+    Ok(())
+}
+
+pub(super) unsafe fn decommit(ptr: *mut u8, len: usize) {
+    // SAFETY: caller contract.
+    unsafe { core::ptr::write_bytes(ptr, 0, len) }
+}
+
+pub(super) unsafe fn purge(ptr: *mut u8, len: usize) -> bool {
+    // SAFETY: caller contract.
+    unsafe { core::ptr::write_bytes(ptr, 0, len) };
+    true
+}
+
+pub(super) unsafe fn advise_huge(_ptr: *mut u8, _len: usize, _advice: HugeAdvice) {}
+
+pub(super) unsafe fn remap(_ptr: *mut u8, _old: usize, _new: usize, _align: usize) -> *mut u8 {
+    core::ptr::null_mut()
+}
+
+pub(super) unsafe fn lock(_ptr: *mut u8, _len: usize) -> Result<(), OsError> {
+    Ok(())
+}
+
+pub(super) unsafe fn unlock(_ptr: *mut u8, _len: usize) {}
+
+pub(super) unsafe fn protect_secret(_ptr: *mut u8, _len: usize) -> Result<SecretFlags, OsError> {
+    Ok(SecretFlags::default())
+}
+
+pub(super) unsafe fn name(_ptr: *mut u8, _len: usize, _name: &'static core::ffi::CStr) {}
+
+pub(super) unsafe fn secure_zero(ptr: *mut u8, len: usize) {
+    for i in 0..len {
+        // SAFETY: caller contract.
+        unsafe { core::ptr::write_volatile(ptr.add(i), 0) };
+    }
+}
+
+pub(super) fn physical_memory() -> usize {
+    0
+}
+
+pub(super) fn env_var(_name: &[u8], _buf: &mut [u8]) -> Option<usize> {
+    None
+}
+
+pub(super) fn huge_backed_bytes(_ptr: usize, _len: usize) -> Option<usize> {
+    None
+}

@@ -1,0 +1,278 @@
+//! The platform layer: every system call nalloc makes goes through here.
+//!
+//! One file per platform (`linux.rs`, `macos.rs`, `windows.rs`), sharing
+//! `posix.rs` for what Linux and macOS have in common. Everything above this
+//! module is portable and speaks only in the terms defined here:
+//!
+//! * **map / unmap** — fresh, zero-filled, read-write memory; always released
+//!   whole (Windows cannot release part of a reservation).
+//! * **reserve / commit / decommit** — address space first, memory later; the
+//!   witness region uses this so that guard pages are simply the parts never
+//!   committed.
+//! * **purge** — give the physical pages back but keep the range usable; the
+//!   range then reads as zero (`MADV_DONTNEED` on Linux).
+//! * **advise_huge / remap / lock / protect_secret / name** — the hints and
+//!   protections that make polynomial and witness memory special.
+//!
+//! A test-only switch (`fault-injection` feature) makes the Nth mapping fail
+//! so that the layers above can be checked for clean failure handling.
+
+#[cfg(all(unix, not(miri)))]
+mod posix;
+
+#[cfg(all(target_os = "linux", not(miri)))]
+mod linux;
+#[cfg(all(target_os = "linux", not(miri)))]
+use linux as platform;
+
+#[cfg(all(unix, not(target_os = "linux"), not(miri)))]
+mod macos;
+#[cfg(all(unix, not(target_os = "linux"), not(miri)))]
+use macos as platform;
+
+#[cfg(all(windows, not(miri)))]
+mod windows;
+#[cfg(all(windows, not(miri)))]
+use windows as platform;
+
+#[cfg(miri)]
+mod miri;
+#[cfg(miri)]
+use miri as platform;
+
+/// The granule of every mapping nalloc asks the OS for. Larger than the 4 KiB
+/// page of x86-64 so that the same code is right on 16 KiB-page systems
+/// (Apple silicon) as well.
+pub(crate) const OS_PAGE: usize = platform::OS_PAGE;
+
+/// The size of a transparent/explicit huge page on the platforms that have
+/// them (x86-64 and aarch64 with 4 KiB base pages).
+pub(crate) const HUGE_PAGE: usize = 2 << 20;
+
+/// An error number returned by the OS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OsError(pub i32);
+
+/// How spans should be backed: see [`crate::HugePages`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HugeAdvice {
+    /// Ask the kernel to back the range with huge pages.
+    Huge,
+    /// Ask the kernel never to use huge pages for the range.
+    NoHuge,
+}
+
+/// Flags that [`protect_secret`] managed to set on a range.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SecretFlags {
+    /// The range is excluded from core dumps.
+    pub dont_dump: bool,
+    /// The range reads as zero in a forked child.
+    pub wipe_on_fork: bool,
+}
+
+#[cfg(feature = "fault-injection")]
+pub mod fault {
+    //! Test-only failure injection: make the OS layer refuse mappings.
+    use core::sync::atomic::{AtomicUsize, Ordering};
+
+    static COUNTDOWN: AtomicUsize = AtomicUsize::new(0);
+    static FAILS: AtomicUsize = AtomicUsize::new(0);
+
+    /// The `n`th mapping request from now (1 = the next one) fails, and so do
+    /// the `count - 1` requests after it. `n == 0` disables injection.
+    pub fn fail_nth_mapping(n: usize, count: usize) {
+        FAILS.store(count, Ordering::SeqCst);
+        COUNTDOWN.store(n, Ordering::SeqCst);
+    }
+
+    /// Disables injection.
+    pub fn reset() {
+        COUNTDOWN.store(0, Ordering::SeqCst);
+        FAILS.store(0, Ordering::SeqCst);
+    }
+
+    pub(crate) fn should_fail() -> bool {
+        let n = COUNTDOWN.load(Ordering::SeqCst);
+        if n == 0 {
+            return false;
+        }
+        if n > 1 {
+            COUNTDOWN.store(n - 1, Ordering::SeqCst);
+            return false;
+        }
+        let left = FAILS.load(Ordering::SeqCst);
+        if left <= 1 {
+            COUNTDOWN.store(0, Ordering::SeqCst);
+        }
+        FAILS.store(left.saturating_sub(1), Ordering::SeqCst);
+        true
+    }
+}
+
+#[inline]
+fn injected_failure() -> bool {
+    #[cfg(feature = "fault-injection")]
+    {
+        fault::should_fail()
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    {
+        false
+    }
+}
+
+/// Maps `len` bytes (a multiple of [`OS_PAGE`]) of fresh zeroed read-write
+/// memory aligned to `align` (a power of two). Null on failure.
+pub(crate) fn map(len: usize, align: usize) -> *mut u8 {
+    if injected_failure() {
+        return core::ptr::null_mut();
+    }
+    platform::map(len, align.max(OS_PAGE))
+}
+
+/// Releases a whole mapping made by [`map`].
+///
+/// # Safety
+/// `ptr`/`len` must be exactly a live mapping returned by [`map`] (or by
+/// [`remap`]); no reference into it may be used afterwards.
+pub(crate) unsafe fn unmap(ptr: *mut u8, len: usize) {
+    // SAFETY: forwarded caller contract.
+    unsafe { platform::unmap(ptr, len) }
+}
+
+/// Reserves `len` bytes of address space aligned to `align`, inaccessible
+/// until committed. Null on failure.
+pub(crate) fn reserve(len: usize, align: usize) -> *mut u8 {
+    if injected_failure() {
+        return core::ptr::null_mut();
+    }
+    platform::reserve(len, align.max(OS_PAGE))
+}
+
+/// Makes part of a reservation readable and writable (zero-filled).
+///
+/// # Safety
+/// The range must lie inside a reservation made by [`reserve`] and be page
+/// aligned.
+pub(crate) unsafe fn commit(ptr: *mut u8, len: usize) -> Result<(), OsError> {
+    if injected_failure() {
+        return Err(OsError(12));
+    }
+    // SAFETY: forwarded caller contract.
+    unsafe { platform::commit(ptr, len) }
+}
+
+/// Returns committed memory to the inaccessible, unbacked state.
+///
+/// # Safety
+/// The range must lie inside a reservation, be page aligned, and hold no live
+/// data.
+pub(crate) unsafe fn decommit(ptr: *mut u8, len: usize) {
+    // SAFETY: forwarded caller contract.
+    unsafe { platform::decommit(ptr, len) }
+}
+
+/// Gives the physical pages of a range back to the OS while keeping it mapped.
+/// Returns `true` if the range now reads as zero.
+///
+/// # Safety
+/// The range must be page aligned, inside one of our mappings, and hold no
+/// live data.
+pub(crate) unsafe fn purge(ptr: *mut u8, len: usize) -> bool {
+    // SAFETY: forwarded caller contract.
+    unsafe { platform::purge(ptr, len) }
+}
+
+/// Huge-page advice for a range (a hint; failures are harmless and ignored
+/// because the memory stays correct either way).
+///
+/// # Safety
+/// The range must be page aligned and inside one of our mappings.
+pub(crate) unsafe fn advise_huge(ptr: *mut u8, len: usize, advice: HugeAdvice) {
+    // SAFETY: forwarded caller contract.
+    unsafe { platform::advise_huge(ptr, len, advice) }
+}
+
+/// Resizes the mapping `ptr`/`old_len` to `new_len` without copying its
+/// pages, keeping the result aligned to `align`. Returns the (possibly moved)
+/// mapping, or null when the platform cannot (the caller then copies).
+///
+/// # Safety
+/// `ptr`/`old_len` must be exactly a live mapping from [`map`]; on success the
+/// old range must no longer be used.
+pub(crate) unsafe fn remap(ptr: *mut u8, old_len: usize, new_len: usize, align: usize) -> *mut u8 {
+    if injected_failure() {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: forwarded caller contract.
+    unsafe { platform::remap(ptr, old_len, new_len, align.max(OS_PAGE)) }
+}
+
+/// Locks a range into RAM (no swapping).
+///
+/// # Safety
+/// The range must be committed memory of ours.
+pub(crate) unsafe fn lock(ptr: *mut u8, len: usize) -> Result<(), OsError> {
+    // SAFETY: forwarded caller contract.
+    unsafe { platform::lock(ptr, len) }
+}
+
+/// Undoes [`lock`].
+///
+/// # Safety
+/// The range must be memory of ours.
+pub(crate) unsafe fn unlock(ptr: *mut u8, len: usize) {
+    // SAFETY: forwarded caller contract.
+    unsafe { platform::unlock(ptr, len) }
+}
+
+/// Excludes a range from core dumps and forked children where the platform
+/// can; reports what held. Errors other than "not supported" are returned.
+///
+/// # Safety
+/// The range must be page aligned committed memory of ours.
+pub(crate) unsafe fn protect_secret(ptr: *mut u8, len: usize) -> Result<SecretFlags, OsError> {
+    // SAFETY: forwarded caller contract.
+    unsafe { platform::protect_secret(ptr, len) }
+}
+
+/// Names a mapping so that it shows in `/proc/self/maps` (best effort).
+///
+/// # Safety
+/// The range must be page aligned memory of ours.
+pub(crate) unsafe fn name(ptr: *mut u8, len: usize, name: &'static core::ffi::CStr) {
+    // SAFETY: forwarded caller contract.
+    unsafe { platform::name(ptr, len, name) }
+}
+
+/// Zeroes memory with a write the optimiser may not remove, even if the
+/// memory is never read again.
+///
+/// # Safety
+/// `ptr` must be valid for `len` bytes of writes.
+pub(crate) unsafe fn secure_zero(ptr: *mut u8, len: usize) {
+    if len == 0 {
+        return;
+    }
+    // SAFETY: forwarded caller contract.
+    unsafe { platform::secure_zero(ptr, len) }
+}
+
+/// Physical memory of the machine in bytes (0 when unknown).
+pub(crate) fn physical_memory() -> usize {
+    platform::physical_memory()
+}
+
+/// Fills `buf` with the value of environment variable `name` without
+/// allocating; returns the value's length, or `None` when it is unset or
+/// too long for `buf`.
+pub(crate) fn env_var(name: &[u8], buf: &mut [u8]) -> Option<usize> {
+    platform::env_var(name, buf)
+}
+
+/// Bytes of `[ptr, ptr+len)` currently backed by transparent huge pages, or
+/// `None` where the platform cannot tell.
+pub(crate) fn huge_backed_bytes(ptr: usize, len: usize) -> Option<usize> {
+    platform::huge_backed_bytes(ptr, len)
+}

@@ -1,0 +1,128 @@
+//! What Linux and macOS share: `mmap`-family calls through `rustix`.
+
+use super::OsError;
+use core::ffi::c_void;
+use rustix::mm::{self, MapFlags, MprotectFlags, ProtFlags};
+
+fn err(e: rustix::io::Errno) -> OsError {
+    OsError(e.raw_os_error())
+}
+
+/// Maps `len + align - page` bytes and trims both ends so that what is left
+/// is `len` bytes starting on an `align` boundary.
+pub(super) fn map_with(len: usize, align: usize, page: usize, prot: ProtFlags, flags: MapFlags) -> *mut u8 {
+    let Some(total) = len.checked_add(align - page) else {
+        return core::ptr::null_mut();
+    };
+    // SAFETY: an anonymous mapping at an address of the kernel's choosing
+    // cannot alias any existing Rust object.
+    let base = match unsafe { mm::mmap_anonymous(core::ptr::null_mut(), total, prot, flags) } {
+        Ok(p) => p.cast::<u8>(),
+        Err(_) => return core::ptr::null_mut(),
+    };
+    if align <= page {
+        return base;
+    }
+    let addr = base as usize;
+    let aligned = (addr + align - 1) & !(align - 1);
+    let head = aligned - addr;
+    let tail = total - head - len;
+    // SAFETY: head and tail are page-aligned pieces of the mapping we just
+    // made and that nobody else knows about.
+    unsafe {
+        if head > 0 {
+            let _ = mm::munmap(base.cast::<c_void>(), head);
+        }
+        if tail > 0 {
+            let _ = mm::munmap((aligned + len) as *mut c_void, tail);
+        }
+    }
+    base.wrapping_add(head)
+}
+
+pub(super) fn map_rw(len: usize, align: usize, page: usize, extra: MapFlags) -> *mut u8 {
+    map_with(
+        len,
+        align,
+        page,
+        ProtFlags::READ | ProtFlags::WRITE,
+        MapFlags::PRIVATE | extra,
+    )
+}
+
+pub(super) fn reserve(len: usize, align: usize, page: usize) -> *mut u8 {
+    map_with(
+        len,
+        align,
+        page,
+        ProtFlags::empty(),
+        MapFlags::PRIVATE | MapFlags::NORESERVE,
+    )
+}
+
+/// # Safety
+/// `ptr`/`len` must be a whole mapping of ours.
+pub(super) unsafe fn unmap(ptr: *mut u8, len: usize) {
+    // SAFETY: caller contract. A failure would mean the range was not ours,
+    // which the contract rules out; nothing sensible can be done about it.
+    let _ = unsafe { mm::munmap(ptr.cast::<c_void>(), len) };
+}
+
+/// # Safety
+/// The range must be inside a reservation of ours.
+pub(super) unsafe fn commit(ptr: *mut u8, len: usize) -> Result<(), OsError> {
+    // SAFETY: caller contract.
+    unsafe { mm::mprotect(ptr.cast::<c_void>(), len, MprotectFlags::READ | MprotectFlags::WRITE) }.map_err(err)
+}
+
+/// # Safety
+/// The range must be inside a reservation of ours and hold no live data.
+pub(super) unsafe fn protect_none(ptr: *mut u8, len: usize) {
+    // SAFETY: caller contract.
+    let _ = unsafe { mm::mprotect(ptr.cast::<c_void>(), len, MprotectFlags::empty()) };
+}
+
+/// # Safety
+/// The range must be committed memory of ours.
+pub(super) unsafe fn lock(ptr: *mut u8, len: usize) -> Result<(), OsError> {
+    // SAFETY: caller contract.
+    unsafe { mm::mlock(ptr.cast::<c_void>(), len) }.map_err(err)
+}
+
+/// # Safety
+/// The range must be memory of ours.
+pub(super) unsafe fn unlock(ptr: *mut u8, len: usize) {
+    // SAFETY: caller contract; failure only means it was not locked.
+    let _ = unsafe { mm::munlock(ptr.cast::<c_void>(), len) };
+}
+
+extern "C" {
+    fn getenv(name: *const core::ffi::c_char) -> *const core::ffi::c_char;
+}
+
+/// Reads an environment variable through libc's `getenv`, which returns a
+/// pointer into the environment block and does not allocate.
+pub(super) fn env_var(name: &[u8], buf: &mut [u8]) -> Option<usize> {
+    let mut cname = [0u8; 64];
+    if name.len() >= cname.len() {
+        return None;
+    }
+    cname[..name.len()].copy_from_slice(name);
+    // SAFETY: `cname` is NUL-terminated; getenv only reads it.
+    let v = unsafe { getenv(cname.as_ptr().cast()) };
+    if v.is_null() {
+        return None;
+    }
+    let mut n = 0;
+    // SAFETY: getenv returns a NUL-terminated string that stays valid while
+    // nobody modifies the environment; we copy it out at once.
+    while unsafe { *v.add(n) } != 0 {
+        if n >= buf.len() {
+            return None;
+        }
+        // SAFETY: `n` is before the terminating NUL.
+        buf[n] = unsafe { *v.add(n) } as u8;
+        n += 1;
+    }
+    Some(n)
+}

@@ -1,0 +1,208 @@
+//! A page: one run of memory inside a segment that serves blocks of a single
+//! size class.
+//!
+//! Blocks are handed out from `free` (an intrusive singly linked list whose
+//! link lives in the first word of each free block). When it runs dry the
+//! page is *extended* — a few KiB of never-touched memory between `bump` and
+//! `bump_end` is threaded onto the list (carving lazily keeps untouched
+//! memory out of RSS) — or it *collects* `thread_free`, the list that other
+//! threads push their frees onto with a CAS.
+//!
+//! Invariants (owner = the thread whose heap is `heap`):
+//! * `used` = blocks handed out − blocks freed by the owner − remote frees
+//!   collected; so `used == 0` means no block of the page is live and no
+//!   remote free can arrive any more.
+//! * `bump <= bump_end`, `(bump_end - bump) % block_size == 0`.
+//! * Only the owner touches the plain fields; other threads touch only
+//!   `thread_free` and read `heap` (which is constant while blocks are live).
+
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+use crate::heap::Heap;
+
+/// A free block: its first word links to the next free block.
+#[repr(C)]
+pub(crate) struct Block {
+    pub(crate) next: *mut Block,
+}
+
+/// Bytes of fresh memory threaded onto the free list per extension.
+const EXTEND_BYTES: usize = 4096;
+
+/// Page metadata. Lives in the segment header, never inside user memory.
+#[repr(C)]
+pub(crate) struct Page {
+    /// Blocks ready to hand out (owner only).
+    pub(crate) free: *mut Block,
+    /// Live blocks as the owner knows them (see the invariant above).
+    pub(crate) used: u32,
+    /// Bytes per block; 0 while the page slot is unused.
+    pub(crate) block_size: u32,
+    /// The owning heap (constant while any block is live).
+    pub(crate) heap: *mut Heap,
+    /// Start of the never-handed-out tail of the page.
+    pub(crate) bump: *mut u8,
+    /// End of the block area (a whole number of blocks after `bump`).
+    pub(crate) bump_end: *mut u8,
+    /// Blocks freed by other threads, waiting for the owner to collect.
+    pub(crate) thread_free: AtomicPtr<Block>,
+    /// Links in the heap's per-class page lists.
+    pub(crate) next: *mut Page,
+    pub(crate) prev: *mut Page,
+    /// Size class index.
+    pub(crate) class: u8,
+    /// The page sits in its heap's "full" list.
+    pub(crate) in_full: bool,
+    /// `[bump, bump_end)` has never been written since it came from the OS,
+    /// so it reads as zero.
+    pub(crate) area_fresh: bool,
+}
+
+impl Page {
+    /// An unused page slot (also the shared "empty page" that the fast path of
+    /// an uninitialised heap finds, whose `free` is always null).
+    pub(crate) const fn empty() -> Page {
+        Page {
+            free: ptr::null_mut(),
+            used: 0,
+            block_size: 0,
+            heap: ptr::null_mut(),
+            bump: ptr::null_mut(),
+            bump_end: ptr::null_mut(),
+            thread_free: AtomicPtr::new(ptr::null_mut()),
+            next: ptr::null_mut(),
+            prev: ptr::null_mut(),
+            class: 0,
+            in_full: false,
+            area_fresh: false,
+        }
+    }
+
+    /// Pops a block from the free list (the fast path's core).
+    ///
+    /// # Safety
+    /// Owner only; `free` must be non-null.
+    #[inline(always)]
+    pub(crate) unsafe fn pop(&mut self) -> *mut u8 {
+        let b = self.free;
+        // SAFETY: caller guarantees `b` is a free block of this page, whose
+        // first word holds the link.
+        self.free = unsafe { (*b).next };
+        self.used += 1;
+        b.cast()
+    }
+
+    /// Pushes a block freed by the owner.
+    ///
+    /// # Safety
+    /// Owner only; `p` must be a live block of this page.
+    #[inline(always)]
+    pub(crate) unsafe fn push_local(&mut self, p: *mut u8) {
+        let b = p.cast::<Block>();
+        // SAFETY: the block is ours and at least 16 bytes, enough for a link.
+        unsafe { (*b).next = self.free };
+        self.free = b;
+        self.used -= 1;
+    }
+
+    /// Takes one never-used block straight from the fresh tail; used by
+    /// `alloc_zeroed` so that fresh memory is not memset.
+    ///
+    /// # Safety
+    /// Owner only.
+    pub(crate) unsafe fn take_fresh(&mut self) -> Option<*mut u8> {
+        if self.area_fresh && self.free.is_null() && self.bump < self.bump_end {
+            let b = self.bump;
+            // SAFETY: at least one whole block remains before `bump_end`.
+            self.bump = unsafe { b.add(self.block_size as usize) };
+            self.used += 1;
+            Some(b)
+        } else {
+            None
+        }
+    }
+
+    /// Threads up to `EXTEND_BYTES` of fresh blocks onto the free list.
+    /// Returns false when the page has no fresh tail left.
+    ///
+    /// # Safety
+    /// Owner only.
+    pub(crate) unsafe fn extend(&mut self) -> bool {
+        let bs = self.block_size as usize;
+        let left = (self.bump_end as usize - self.bump as usize) / bs;
+        if left == 0 {
+            return false;
+        }
+        let n = (EXTEND_BYTES / bs).clamp(1, left);
+        let first = self.bump;
+        let mut b = first;
+        for _ in 1..n {
+            // SAFETY: `n <= left`, so every block written lies inside the
+            // page's block area, which the segment owns.
+            unsafe {
+                let next = b.add(bs);
+                (*b.cast::<Block>()).next = next.cast();
+                b = next;
+            }
+        }
+        // SAFETY: `b` is the last of the `n` blocks, inside the area.
+        unsafe {
+            (*b.cast::<Block>()).next = self.free;
+            self.bump = b.add(bs);
+        }
+        self.free = first.cast();
+        true
+    }
+
+    /// Moves every remotely freed block onto the local free list.
+    /// Returns true if any block was collected.
+    ///
+    /// # Safety
+    /// Owner only.
+    pub(crate) unsafe fn collect_remote(&mut self) -> bool {
+        if self.thread_free.load(Ordering::Relaxed).is_null() {
+            return false;
+        }
+        // Acquire pairs with the Release of `push_remote`: the link words
+        // written by the freeing threads are visible after this swap.
+        let head = self.thread_free.swap(ptr::null_mut(), Ordering::Acquire);
+        if head.is_null() {
+            return false;
+        }
+        let mut n = 1u32;
+        let mut tail = head;
+        // SAFETY: every block on the list was pushed by `push_remote` with a
+        // valid link; the list is now ours alone.
+        unsafe {
+            while !(*tail).next.is_null() {
+                tail = (*tail).next;
+                n += 1;
+            }
+            (*tail).next = self.free;
+        }
+        self.free = head;
+        self.used -= n;
+        true
+    }
+
+    /// Frees a block of this page from a thread that does not own it.
+    ///
+    /// # Safety
+    /// `page` must be the page of the live block `p`.
+    pub(crate) unsafe fn push_remote(page: *const Page, p: *mut u8) {
+        let b = p.cast::<Block>();
+        // SAFETY: the page outlives its live blocks, and `p` is live until
+        // the CAS below succeeds, so `page` is valid here.
+        let list = unsafe { &(*page).thread_free };
+        let mut head = list.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: the block is ours to write until it is published.
+            unsafe { (*b).next = head };
+            match list.compare_exchange_weak(head, b, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(h) => head = h,
+            }
+        }
+    }
+}

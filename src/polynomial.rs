@@ -1,0 +1,189 @@
+//! The polynomial arena: FFT/NTT vectors.
+//!
+//! Polynomial memory is the allocator's span engine (warm pool, huge pages,
+//! `mremap` growth) with stronger placement: always 64-byte aligned (one
+//! AVX-512 vector, one cache line), page aligned from one page up, and
+//! 2 MiB aligned from 2 MiB up so huge pages can back all of it. The arena
+//! keeps its own accounting and remembers its live spans of 2 MiB and more
+//! so that [`PolynomialArena::huge_page_bytes`] can report how much really
+//! is huge-page backed — "asked for" is not "got".
+
+use core::alloc::Layout;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use crate::os::{self, HUGE_PAGE, OS_PAGE};
+use crate::sync::SpinLock;
+
+/// Live huge-page-eligible spans remembered for reporting.
+const TRACKED: usize = 256;
+
+#[derive(Clone, Copy)]
+struct Tracked {
+    addr: usize,
+    len: usize,
+}
+
+/// An arena for FFT/NTT vectors. Obtain it with [`crate::NAlloc::polynomial`].
+pub struct PolynomialArena {
+    used: AtomicUsize,
+    peak: AtomicUsize,
+    tracked: SpinLock<([Tracked; TRACKED], usize)>,
+}
+
+impl Default for PolynomialArena {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Alignment given to a polynomial block of `size` bytes.
+pub(crate) fn fft_align(size: usize, align: usize) -> usize {
+    let natural = if size >= HUGE_PAGE {
+        HUGE_PAGE
+    } else if size >= OS_PAGE {
+        OS_PAGE
+    } else {
+        64
+    };
+    natural.max(align)
+}
+
+impl PolynomialArena {
+    /// A new arena (no memory is taken until the first allocation).
+    pub const fn new() -> Self {
+        Self {
+            used: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            tracked: SpinLock::new(([Tracked { addr: 0, len: 0 }; TRACKED], 0)),
+        }
+    }
+
+    /// Allocates `size` bytes for an FFT/NTT vector: 64-byte aligned, page
+    /// aligned from 4 KiB, 2 MiB aligned (huge-page eligible) from 2 MiB.
+    /// Not zeroed unless the memory is fresh. Null on failure.
+    pub fn alloc_fft_friendly(&self, size: usize) -> *mut u8 {
+        self.alloc_aligned(size, 64, false)
+    }
+
+    /// Like [`alloc_fft_friendly`](Self::alloc_fft_friendly), zero-filled
+    /// (fresh memory from the OS is not memset).
+    pub fn alloc_fft_friendly_zeroed(&self, size: usize) -> *mut u8 {
+        self.alloc_aligned(size, 64, true)
+    }
+
+    /// Frees a block from `alloc_fft_friendly(size)`.
+    ///
+    /// # Safety
+    /// `ptr` must come from this arena with the same `size`, and not be used
+    /// afterwards.
+    pub unsafe fn dealloc_fft(&self, ptr: *mut u8, size: usize) {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.dealloc_aligned(ptr, size, 64) }
+    }
+
+    /// A vector of `n` zeroed `T`s in polynomial memory, for types where all
+    /// zero bytes is a valid value (field elements in Montgomery form, plain
+    /// integers). `zero_is_valid` is the caller's statement of that.
+    ///
+    /// # Safety
+    /// An all-zero bit pattern must be a valid `T`.
+    pub unsafe fn zeroed_vec<T>(&self, n: usize) -> allocator_api2::vec::Vec<T, &Self> {
+        let mut v = allocator_api2::vec::Vec::with_capacity_in(n, self);
+        // SAFETY: the capacity is at least `n`; zero the bytes, then the
+        // caller's contract makes them valid `T`s.
+        unsafe {
+            ptr::write_bytes(v.as_mut_ptr(), 0, n);
+            v.set_len(n);
+        }
+        v
+    }
+
+    /// An empty vector with room for `n` `T`s in polynomial memory.
+    pub fn vec_with_capacity<T>(&self, n: usize) -> allocator_api2::vec::Vec<T, &Self> {
+        allocator_api2::vec::Vec::with_capacity_in(n, self)
+    }
+
+    fn alloc_aligned(&self, size: usize, align: usize, zeroed: bool) -> *mut u8 {
+        let align = fft_align(size, align);
+        let Ok(layout) = Layout::from_size_align(size.max(1), align) else {
+            return ptr::null_mut();
+        };
+        let p = crate::alloc_layout(layout, zeroed);
+        if !p.is_null() {
+            let v = self.used.fetch_add(layout.size(), Relaxed) + layout.size();
+            self.peak.fetch_max(v, Relaxed);
+            if size >= HUGE_PAGE {
+                let mut t = self.tracked.lock();
+                if t.1 < TRACKED {
+                    let i = t.1;
+                    t.0[i] = Tracked {
+                        addr: p.addr(),
+                        len: size,
+                    };
+                    t.1 += 1;
+                }
+            }
+        }
+        p
+    }
+
+    unsafe fn dealloc_aligned(&self, p: *mut u8, size: usize, align: usize) {
+        let align = fft_align(size, align);
+        if size >= HUGE_PAGE {
+            let mut t = self.tracked.lock();
+            let n = t.1;
+            if let Some(i) = t.0[..n].iter().position(|e| e.addr == p.addr()) {
+                t.0[i] = t.0[n - 1];
+                t.1 -= 1;
+            }
+        }
+        self.used.fetch_sub(size.max(1), Relaxed);
+        // SAFETY: caller contract: made by `alloc_aligned(size, align)`,
+        // which used exactly this layout.
+        unsafe { crate::dealloc_layout(p, Layout::from_size_align_unchecked(size.max(1), align)) }
+    }
+
+    /// Bytes in live blocks of this arena.
+    pub fn used(&self) -> usize {
+        self.used.load(Relaxed)
+    }
+
+    /// Highest [`used`](Self::used) seen.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Relaxed)
+    }
+
+    /// Bytes of this arena's live 2 MiB-and-larger blocks that the kernel
+    /// actually backs with transparent huge pages (from `/proc/self/smaps`
+    /// `AnonHugePages`); `None` where the platform cannot tell.
+    pub fn huge_page_bytes(&self) -> Option<usize> {
+        let mut spans = [Tracked { addr: 0, len: 0 }; TRACKED];
+        let n = {
+            let t = self.tracked.lock();
+            spans[..t.1].copy_from_slice(&t.0[..t.1]);
+            t.1
+        };
+        let mut total = 0;
+        for s in &spans[..n] {
+            total += os::huge_backed_bytes(s.addr, s.len)?;
+        }
+        Some(total)
+    }
+}
+
+// SAFETY: allocation goes through the global engine, which is thread-safe;
+// blocks stay valid until deallocated.
+unsafe impl allocator_api2::alloc::Allocator for PolynomialArena {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+        let p = self.alloc_aligned(layout.size(), layout.align(), false);
+        NonNull::new(p)
+            .map(|p| NonNull::slice_from_raw_parts(p, layout.size()))
+            .ok_or(allocator_api2::alloc::AllocError)
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: Allocator contract: `ptr` came from `allocate(layout)`.
+        unsafe { self.dealloc_aligned(ptr.as_ptr(), layout.size(), layout.align()) }
+    }
+}

@@ -1,0 +1,212 @@
+//! Segments: 4 MiB, 4 MiB-aligned mappings cut into 16 pages of 256 KiB.
+//!
+//! ```text
+//!  segment base (4 MiB aligned)
+//!  ├─ 0 .. 64 KiB     segment header: owner heap, page-slot masks, Page[16]
+//!  ├─ 64K .. 256K     page 0's blocks (the header takes the rest of slot 0)
+//!  ├─ 256K .. 512K    page 1's blocks
+//!  │  ...
+//!  └─ 3.75M .. 4M     page 15's blocks
+//! ```
+//!
+//! Because segments are aligned to their size, the metadata of any small
+//! block is found with arithmetic only: `segment = ptr & !(4 MiB - 1)`,
+//! `page = segment.pages[(ptr - segment) >> 18]`. Block areas start on
+//! 64 KiB boundaries, which gives power-of-two classes their alignment.
+//!
+//! A segment belongs to one heap. When its last page is released it goes to
+//! a small global cache (so that a new thread or a new phase does not map
+//! again) and beyond that back to the OS.
+
+use core::ptr;
+
+use crate::heap::Heap;
+use crate::os;
+use crate::page::Page;
+use crate::stats;
+use crate::sync::SpinLock;
+
+pub(crate) const SEGMENT_SIZE: usize = 4 << 20;
+pub(crate) const PAGE_SHIFT: usize = 18;
+pub(crate) const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
+pub(crate) const PAGES_PER_SEGMENT: usize = SEGMENT_SIZE / PAGE_SIZE;
+/// Offset of page 0's block area: the header lives below it.
+const FIRST_AREA: usize = 64 << 10;
+const ALL_PAGES: u32 = u32::MAX >> (32 - PAGES_PER_SEGMENT);
+/// Empty segments kept mapped for reuse (32 MiB).
+const CACHE_SLOTS: usize = 8;
+
+/// Segment header, at the segment base.
+#[repr(C)]
+pub(crate) struct Segment {
+    pub(crate) pages: [Page; PAGES_PER_SEGMENT],
+    /// Owning heap.
+    pub(crate) heap: *mut Heap,
+    /// Links in the owning heap's segment list.
+    pub(crate) next: *mut Segment,
+    pub(crate) prev: *mut Segment,
+    /// Bit i set: page slot i is unused.
+    pub(crate) free_mask: u32,
+    /// Bit i set: page slot i's area has been written since it was mapped.
+    pub(crate) dirty_mask: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<Segment>() <= FIRST_AREA);
+
+/// The page that a small block belongs to.
+///
+/// # Safety
+/// `p` must point into a live segment.
+#[inline(always)]
+pub(crate) unsafe fn page_of(p: *mut u8) -> *mut Page {
+    let seg = p.map_addr(|a| a & !(SEGMENT_SIZE - 1)).cast::<Segment>();
+    let idx = (p.addr() - seg.addr()) >> PAGE_SHIFT;
+    // SAFETY: `seg` is the segment's base (provenance from `p`, which points
+    // into the same mapping); `idx < PAGES_PER_SEGMENT` by construction.
+    unsafe { ptr::addr_of_mut!((*seg).pages).cast::<Page>().add(idx) }
+}
+
+/// The segment holding `page`.
+#[inline]
+pub(crate) fn segment_of(page: *mut Page) -> *mut Segment {
+    page.map_addr(|a| a & !(SEGMENT_SIZE - 1)).cast()
+}
+
+struct Cache {
+    slots: [*mut Segment; CACHE_SLOTS],
+    len: usize,
+}
+// SAFETY: the cached segments are unowned memory; the lock serialises access.
+unsafe impl Send for Cache {}
+
+static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
+    slots: [ptr::null_mut(); CACHE_SLOTS],
+    len: 0,
+});
+
+impl Segment {
+    /// A segment for `heap`, from the cache or fresh from the OS. Null when
+    /// the OS refuses.
+    pub(crate) fn acquire(heap: *mut Heap) -> *mut Segment {
+        let cached = {
+            let mut c = CACHE.lock();
+            if c.len > 0 {
+                c.len -= 1;
+                let i = c.len;
+                c.slots[i]
+            } else {
+                ptr::null_mut()
+            }
+        };
+        let (seg, dirty) = if cached.is_null() {
+            let p = os::map(SEGMENT_SIZE, SEGMENT_SIZE).cast::<Segment>();
+            if p.is_null() {
+                return p;
+            }
+            stats::mapped(SEGMENT_SIZE);
+            (p, 0)
+        } else {
+            // SAFETY: a cached segment is a whole, unowned segment.
+            (cached, unsafe { (*cached).dirty_mask })
+        };
+        let s = Segment {
+            pages: [const { Page::empty() }; PAGES_PER_SEGMENT],
+            heap,
+            next: ptr::null_mut(),
+            prev: ptr::null_mut(),
+            free_mask: ALL_PAGES,
+            dirty_mask: dirty,
+        };
+        // SAFETY: `seg` is a mapping of SEGMENT_SIZE bytes that nobody else
+        // references; the header fits below FIRST_AREA (checked above).
+        unsafe { ptr::write(seg, s) };
+        seg
+    }
+
+    /// Gives an empty segment back (to the cache or the OS).
+    ///
+    /// # Safety
+    /// No page of `seg` may be in use, and nobody may reference it after.
+    pub(crate) unsafe fn release(seg: *mut Segment) {
+        {
+            let mut c = CACHE.lock();
+            if c.len < CACHE_SLOTS {
+                let i = c.len;
+                c.slots[i] = seg;
+                c.len += 1;
+                return;
+            }
+        }
+        // SAFETY: caller contract: the whole segment is unused.
+        unsafe { os::unmap(seg.cast(), SEGMENT_SIZE) };
+        stats::unmapped(SEGMENT_SIZE);
+    }
+
+    /// Unmaps every cached segment (part of `NAlloc::trim`).
+    pub(crate) fn trim_cache() {
+        loop {
+            let seg = {
+                let mut c = CACHE.lock();
+                if c.len == 0 {
+                    return;
+                }
+                c.len -= 1;
+                let i = c.len;
+                c.slots[i]
+            };
+            // SAFETY: cached segments are unowned and unused.
+            unsafe { os::unmap(seg.cast(), SEGMENT_SIZE) };
+            stats::unmapped(SEGMENT_SIZE);
+        }
+    }
+
+    /// Claims a free page slot and sets it up for blocks of `block_size`.
+    /// Returns null if the segment is full.
+    ///
+    /// # Safety
+    /// Owner only.
+    pub(crate) unsafe fn claim_page(&mut self, class: usize, block_size: usize) -> *mut Page {
+        if self.free_mask == 0 {
+            return ptr::null_mut();
+        }
+        let i = self.free_mask.trailing_zeros() as usize;
+        self.free_mask &= !(1 << i);
+        let fresh = self.dirty_mask & (1 << i) == 0;
+        self.dirty_mask |= 1 << i;
+        let base = (self as *mut Segment).cast::<u8>();
+        let start = if i == 0 { FIRST_AREA } else { i * PAGE_SIZE };
+        let len = (i + 1) * PAGE_SIZE - start;
+        let blocks = len / block_size;
+        let heap = self.heap;
+        let page = &mut self.pages[i];
+        page.free = ptr::null_mut();
+        page.used = 0;
+        page.block_size = block_size as u32;
+        page.heap = heap;
+        // SAFETY: `start + blocks * block_size <= SEGMENT_SIZE`, inside the
+        // segment mapping that `base` has provenance over.
+        unsafe {
+            page.bump = base.add(start);
+            page.bump_end = base.add(start + blocks * block_size);
+        }
+        page.next = ptr::null_mut();
+        page.prev = ptr::null_mut();
+        page.class = class as u8;
+        page.in_full = false;
+        page.area_fresh = fresh;
+        page
+    }
+
+    /// Returns a page slot; true if the segment is now entirely unused.
+    ///
+    /// # Safety
+    /// Owner only; the page must have no live block.
+    pub(crate) unsafe fn release_page(&mut self, page: *mut Page) -> bool {
+        let first = ptr::addr_of_mut!(self.pages).cast::<Page>();
+        // SAFETY: `page` is one of this segment's pages.
+        let i = unsafe { page.offset_from(first) } as usize;
+        self.pages[i].block_size = 0;
+        self.free_mask |= 1 << i;
+        self.free_mask == ALL_PAGES
+    }
+}

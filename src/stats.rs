@@ -1,0 +1,60 @@
+//! Process-wide counters kept on the slow paths (mapping, spans, pool).
+//!
+//! The small-object fast path counts in its own heap (plain relaxed stores
+//! by the owner, summed on read), so nothing here is touched per small
+//! allocation. Reading is a handful of relaxed loads: cheap, never blocking.
+
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+/// A byte counter with a high-water mark.
+pub(crate) struct Gauge {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Gauge {
+    pub(crate) const fn new() -> Self {
+        Self {
+            now: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        }
+    }
+    pub(crate) fn add(&self, n: usize) {
+        let v = self.now.fetch_add(n, Relaxed) + n;
+        self.peak.fetch_max(v, Relaxed);
+    }
+    pub(crate) fn sub(&self, n: usize) {
+        self.now.fetch_sub(n, Relaxed);
+    }
+    pub(crate) fn get(&self) -> usize {
+        self.now.load(Relaxed)
+    }
+    pub(crate) fn peak(&self) -> usize {
+        self.peak.load(Relaxed)
+    }
+}
+
+/// Bytes currently mapped from the OS by the engine (segments, spans, heap
+/// metadata, pooled spans).
+pub(crate) static MAPPED: Gauge = Gauge::new();
+/// Bytes returned to the OS so far (cumulative).
+pub(crate) static RETURNED: AtomicUsize = AtomicUsize::new(0);
+/// Bytes of live spans (large blocks): the "polynomial" memory of the
+/// global allocator.
+pub(crate) static SPANS_LIVE: Gauge = Gauge::new();
+/// Span allocations and frees.
+pub(crate) static SPAN_ALLOCS: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static SPAN_FREES: AtomicUsize = AtomicUsize::new(0);
+/// Span allocations served warm from the pool.
+pub(crate) static POOL_HITS: AtomicUsize = AtomicUsize::new(0);
+/// Small frees made by threads that had no heap (e.g. after thread exit).
+pub(crate) static ORPHAN_FREES: AtomicUsize = AtomicUsize::new(0);
+
+pub(crate) fn mapped(n: usize) {
+    MAPPED.add(n);
+}
+
+pub(crate) fn unmapped(n: usize) {
+    MAPPED.sub(n);
+    RETURNED.fetch_add(n, Relaxed);
+}

@@ -1,0 +1,89 @@
+//! A minimal spin lock for the allocator's *slow* paths.
+//!
+//! `std::sync::Mutex` may allocate on some platforms and would recurse into
+//! the allocator, so the few shared structures (the warm span pool, the heap
+//! registry, the segment cache, witness chunk lists) are guarded by this lock.
+//! It is never taken on the small-object fast path. Critical sections are a
+//! handful of pointer operations — never a system call while another thread
+//! could be waiting for long, except where noted at the call site.
+
+use core::cell::UnsafeCell;
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// A test-and-test-and-set spin lock protecting a `T`.
+pub(crate) struct SpinLock<T> {
+    locked: AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the lock serialises all access to `value`, so sharing the lock
+// between threads is sound whenever `T` itself may be sent between threads.
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+// SAFETY: moving the lock moves the value; that is fine for `T: Send`.
+unsafe impl<T: Send> Send for SpinLock<T> {}
+
+impl<T> SpinLock<T> {
+    /// A new, unlocked lock.
+    pub(crate) const fn new(value: T) -> Self {
+        Self {
+            locked: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Spins until the lock is ours.
+    #[inline]
+    pub(crate) fn lock(&self) -> SpinGuard<'_, T> {
+        loop {
+            if self
+                .locked
+                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return SpinGuard { lock: self };
+            }
+            let mut spins = 0u32;
+            while self.locked.load(Ordering::Relaxed) {
+                spins = spins.wrapping_add(1);
+                if spins < 64 {
+                    core::hint::spin_loop();
+                } else {
+                    // A holder that was descheduled: give it the core instead
+                    // of burning our time slice.
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
+}
+
+/// Proof that the lock is held; releases it on drop.
+pub(crate) struct SpinGuard<'a, T> {
+    lock: &'a SpinLock<T>,
+}
+
+impl<T> Deref for SpinGuard<'_, T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: holding the guard means we own the lock, so no other
+        // reference to the value exists.
+        unsafe { &*self.lock.value.get() }
+    }
+}
+
+impl<T> DerefMut for SpinGuard<'_, T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`, the lock gives exclusive access.
+        unsafe { &mut *self.lock.value.get() }
+    }
+}
+
+impl<T> Drop for SpinGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        self.lock.locked.store(false, Ordering::Release);
+    }
+}

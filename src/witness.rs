@@ -1,0 +1,574 @@
+//! The witness arena: memory for secrets.
+//!
+//! Every witness block lives in one process-wide *witness region*: 64 GiB
+//! of address space reserved inaccessible once, cut into 1 MiB slots. An
+//! arena commits *chunks* (runs of slots) inside it:
+//!
+//! ```text
+//! | guard | chunk header + blocks ............................. | guard | guard | next chunk ...
+//!   4 KiB   committed, mlock'ed, MADV_DONTDUMP, MADV_WIPEONFORK   4 KiB
+//! ```
+//!
+//! * The guards are simply the parts of the slot never committed, so every
+//!   chunk is fenced without extra mappings: the number of mappings grows
+//!   with chunks, not with allocations (per-object guard pages, as in
+//!   libsodium, exhaust `vm.max_map_count` after ~16k secrets).
+//! * Locking is per chunk and lasts the chunk's lifetime, so freeing one of
+//!   two secrets on a page never unlocks the other. When `RLIMIT_MEMLOCK`
+//!   forbids locking, the arena keeps working and `stats` says so.
+//! * Blocks are zero when handed out and wiped (with a write the optimiser
+//!   cannot remove) on every free; the link of the free list is the only
+//!   non-zero word of a free block, and it is cleared on hand-out.
+//! * Small requests use the allocator's size classes, bump-allocated from
+//!   the arena's current chunk and recycled through per-class free lists;
+//!   larger ones (over 64 KiB) get a chunk of their own, placed so that the
+//!   block ends as close to the trailing guard page as its alignment allows.
+//! * One range comparison (`contains`) tells the global `dealloc` whether a
+//!   pointer is witness memory, which is how blocks allocated inside
+//!   `witness_scope` are recognised when freed anywhere, on any thread.
+
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+
+use crate::os::{self, OS_PAGE};
+use crate::page::Block;
+use crate::size_class::{self, CLASS_SIZE, NUM_CLASSES};
+use crate::sync::SpinLock;
+
+/// Size of one slot of the witness region.
+pub(crate) const SLOT: usize = 1 << 20;
+/// Slots in the region (64 GiB of address space on 64-bit targets).
+const SLOTS: usize = if usize::BITS >= 64 { 65536 } else { 64 };
+const REGION: usize = SLOT * SLOTS;
+/// Inaccessible bytes before and after every chunk.
+const GUARD: usize = if OS_PAGE > 4096 { OS_PAGE } else { 4096 };
+/// Chunk header (non-secret bookkeeping) at the start of each chunk.
+const HEADER: usize = 64;
+
+/// Base of the region; the initial value makes `contains` false for every
+/// user-space address (the range sits at the very top of the address space).
+static REGION_BASE: AtomicUsize = AtomicUsize::new(usize::MAX - REGION);
+static REGION_STATE: SpinLock<SlotMap> = SpinLock::new(SlotMap {
+    reserved: false,
+    bits: [0; SLOTS / 64],
+});
+
+struct SlotMap {
+    reserved: bool,
+    /// Bit set: slot in use.
+    bits: [u64; SLOTS / 64],
+}
+
+/// True if `p` points into the witness region.
+#[inline(always)]
+pub(crate) fn contains(p: *const u8) -> bool {
+    p.addr().wrapping_sub(REGION_BASE.load(Relaxed)) < REGION
+}
+
+fn region_base() -> usize {
+    REGION_BASE.load(Relaxed)
+}
+
+impl SlotMap {
+    /// Claims `n` consecutive slots; returns the first index.
+    fn claim(&mut self, n: usize) -> Option<usize> {
+        if !self.reserved {
+            let base = os::reserve(REGION, SLOT);
+            if base.is_null() {
+                return None;
+            }
+            REGION_BASE.store(base.expose_provenance(), Relaxed);
+            self.reserved = true;
+        }
+        let mut run = 0;
+        for i in 0..SLOTS {
+            if self.bits[i / 64] & (1 << (i % 64)) == 0 {
+                run += 1;
+                if run == n {
+                    let first = i + 1 - n;
+                    for j in first..=i {
+                        self.bits[j / 64] |= 1 << (j % 64);
+                    }
+                    return Some(first);
+                }
+            } else {
+                run = 0;
+            }
+        }
+        None
+    }
+
+    fn release(&mut self, first: usize, n: usize) {
+        for j in first..first + n {
+            self.bits[j / 64] &= !(1 << (j % 64));
+        }
+    }
+}
+
+/// Bookkeeping at the start of every chunk (not secret).
+#[repr(C)]
+struct ChunkHeader {
+    /// Next chunk of the same arena and kind.
+    next: *mut ChunkHeader,
+    /// Slots the chunk spans.
+    slots: usize,
+    /// Committed bytes from the header on.
+    len: usize,
+    /// For a large chunk: the block and its length.
+    block: *mut u8,
+    block_len: usize,
+}
+
+const _: () = assert!(core::mem::size_of::<ChunkHeader>() <= HEADER);
+
+/// What happened when a chunk was committed: feeds the arena's stats.
+#[derive(Default)]
+struct Protection {
+    locked: bool,
+    dont_dump: bool,
+    wipe_on_fork: bool,
+}
+
+/// Commits a chunk of `slots` slots with all protections. Null when the OS
+/// refuses memory or a protection call fails unexpectedly.
+fn new_chunk(slots: usize, prot: &mut Protection) -> *mut ChunkHeader {
+    let Some(first) = REGION_STATE.lock().claim(slots) else {
+        return ptr::null_mut();
+    };
+    let base = region_base() + first * SLOT;
+    let start = base + GUARD;
+    let len = slots * SLOT - 2 * GUARD;
+    // The region reservation has provenance over the whole range; we only
+    // kept its address, so re-derive the pointer from it (exposed by mmap).
+    let p = ptr::with_exposed_provenance_mut::<u8>(start);
+    // SAFETY: the range is inside our reservation, page aligned, and
+    // claimed by us alone.
+    let ok = unsafe { os::commit(p, len) }.is_ok();
+    if !ok {
+        REGION_STATE.lock().release(first, slots);
+        return ptr::null_mut();
+    }
+    // SAFETY: committed just now, page aligned, ours.
+    match unsafe { os::protect_secret(p, len) } {
+        Ok(f) => {
+            prot.dont_dump = f.dont_dump;
+            prot.wipe_on_fork = f.wipe_on_fork;
+        }
+        Err(os::OsError(12)) => {} // ENOMEM: out of VMAs; the memory itself works.
+        Err(_) => {
+            // SAFETY: ours, holds nothing yet.
+            unsafe { os::decommit(p, len) };
+            REGION_STATE.lock().release(first, slots);
+            return ptr::null_mut();
+        }
+    }
+    // SAFETY: as above.
+    prot.locked = unsafe { os::lock(p, len) }.is_ok();
+    // SAFETY: as above.
+    unsafe { os::name(p, len, c"nalloc-witness") };
+    let h = p.cast::<ChunkHeader>();
+    // SAFETY: the header fits at the start of the committed range.
+    unsafe {
+        ptr::write(
+            h,
+            ChunkHeader {
+                next: ptr::null_mut(),
+                slots,
+                len,
+                block: ptr::null_mut(),
+                block_len: 0,
+            },
+        )
+    };
+    h
+}
+
+/// Wipes and gives back a chunk (all its blocks must be dead).
+///
+/// # Safety
+/// `h` must be a chunk made by `new_chunk` that nobody uses any more.
+unsafe fn drop_chunk(h: *mut ChunkHeader, wipe_len: usize) {
+    // SAFETY: caller contract.
+    unsafe {
+        let slots = (*h).slots;
+        let len = (*h).len;
+        let p = h.cast::<u8>();
+        os::secure_zero(p, wipe_len.min(len));
+        os::unlock(p, len);
+        os::decommit(p, len);
+        let first = (p.addr() - GUARD - region_base()) / SLOT;
+        REGION_STATE.lock().release(first, slots);
+    }
+}
+
+struct Inner {
+    /// Per-class free lists of wiped blocks.
+    free: [*mut Block; NUM_CLASSES],
+    /// Small-block chunks, newest first; `bump..end` is the newest's rest.
+    small: *mut ChunkHeader,
+    bump: *mut u8,
+    end: *mut u8,
+    /// Large-block chunks.
+    large: *mut ChunkHeader,
+}
+// SAFETY: the lock serialises access; pointers are to our own chunks.
+unsafe impl Send for Inner {}
+
+/// An arena of witness (secret) memory. See the module docs for what it
+/// guarantees. Obtain one with [`crate::NAlloc::witness`] or
+/// [`WitnessArena::new`].
+pub struct WitnessArena {
+    inner: SpinLock<Inner>,
+    used: AtomicUsize,
+    peak: AtomicUsize,
+    committed: AtomicUsize,
+    lock_failed: AtomicBool,
+    locked_any: AtomicBool,
+    dump_excluded: AtomicBool,
+    fork_wiped: AtomicBool,
+}
+
+/// A snapshot of a witness arena's state, part of [`crate::Stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WitnessStats {
+    /// Bytes in live blocks (rounded to size classes).
+    pub used: usize,
+    /// Highest `used` seen.
+    pub peak: usize,
+    /// Bytes committed for the arena (its capacity before new chunks).
+    pub capacity: usize,
+    /// Every chunk so far was locked in RAM (`mlock`); false if any chunk
+    /// could not be locked (e.g. `RLIMIT_MEMLOCK`) or none exists yet.
+    pub locked: bool,
+    /// Chunks are excluded from core dumps (`MADV_DONTDUMP`).
+    pub dump_excluded: bool,
+    /// Chunks read as zero in forked children (`MADV_WIPEONFORK`).
+    pub fork_wiped: bool,
+}
+
+impl Default for WitnessArena {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WitnessArena {
+    /// An empty arena; no memory is reserved until the first allocation.
+    pub const fn new() -> Self {
+        Self {
+            inner: SpinLock::new(Inner {
+                free: [ptr::null_mut(); NUM_CLASSES],
+                small: ptr::null_mut(),
+                bump: ptr::null_mut(),
+                end: ptr::null_mut(),
+                large: ptr::null_mut(),
+            }),
+            used: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            committed: AtomicUsize::new(0),
+            lock_failed: AtomicBool::new(false),
+            locked_any: AtomicBool::new(false),
+            dump_excluded: AtomicBool::new(false),
+            fork_wiped: AtomicBool::new(false),
+        }
+    }
+
+    /// Allocates `size` zeroed bytes aligned to `align` (the brief's API).
+    /// Returns null when `align` is not a power of two, the request is too
+    /// large, or memory cannot be had.
+    pub fn alloc(&self, size: usize, align: usize) -> *mut u8 {
+        if !align.is_power_of_two() {
+            return ptr::null_mut();
+        }
+        self.alloc_raw(size, align)
+    }
+
+    /// Wipes and frees a block from [`alloc`](Self::alloc).
+    ///
+    /// # Safety
+    /// `ptr` must come from this arena's `alloc(size, align)` with the same
+    /// `size` and `align`, and not be used afterwards.
+    pub unsafe fn dealloc(&self, ptr: *mut u8, size: usize, align: usize) {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.dealloc_raw(ptr, size, align) }
+    }
+
+    pub(crate) fn alloc_raw(&self, size: usize, align: usize) -> *mut u8 {
+        if size_class::is_small(size, align) {
+            self.alloc_class(size_class::class_for(size, align))
+        } else {
+            self.alloc_large(size, align)
+        }
+    }
+
+    /// Allocates one zeroed block of a size class.
+    pub(crate) fn alloc_class(&self, class: usize) -> *mut u8 {
+        let bs = CLASS_SIZE[class] as usize;
+        let mut g = self.inner.lock();
+        let b = g.free[class];
+        let p = if !b.is_null() {
+            // SAFETY: `b` is a wiped free block of ours; clearing its link
+            // makes it entirely zero again.
+            unsafe {
+                g.free[class] = (*b).next;
+                (*b).next = ptr::null_mut();
+            }
+            b.cast::<u8>()
+        } else {
+            // Power-of-two classes need their own alignment (as in pages);
+            // the rest need 16.
+            let align = if bs.is_power_of_two() { bs } else { 16 };
+            let mut start = (g.bump.addr() + align - 1) & !(align - 1);
+            if g.bump.is_null() || start + bs > g.end.addr() {
+                if !self.grow_small(&mut g) {
+                    return ptr::null_mut();
+                }
+                start = (g.bump.addr() + align - 1) & !(align - 1);
+                if start + bs > g.end.addr() {
+                    return ptr::null_mut();
+                }
+            }
+            let p = g.bump.with_addr(start);
+            // SAFETY: `start + bs <= end`, inside the current chunk.
+            g.bump = unsafe { p.add(bs) };
+            // SAFETY: the current chunk's header records how far it was used,
+            // so secure_wipe knows what to wipe.
+            unsafe { (*g.small).block_len = g.bump.addr() - g.small.addr() };
+            p
+        };
+        drop(g);
+        self.account(bs as isize);
+        p
+    }
+
+    fn grow_small(&self, g: &mut Inner) -> bool {
+        let mut prot = Protection::default();
+        let h = new_chunk(1, &mut prot);
+        if h.is_null() {
+            return false;
+        }
+        self.note_chunk(&prot, SLOT - 2 * GUARD);
+        // SAFETY: `h` is a fresh chunk of ours.
+        unsafe {
+            (*h).next = g.small;
+            (*h).block_len = HEADER;
+            g.small = h;
+            g.bump = h.cast::<u8>().add(HEADER);
+            g.end = h.cast::<u8>().add((*h).len);
+        }
+        true
+    }
+
+    fn note_chunk(&self, prot: &Protection, len: usize) {
+        self.committed.fetch_add(len, Relaxed);
+        if prot.locked {
+            self.locked_any.store(true, Relaxed);
+        } else {
+            self.lock_failed.store(true, Relaxed);
+        }
+        self.dump_excluded.store(prot.dont_dump, Relaxed);
+        self.fork_wiped.store(prot.wipe_on_fork, Relaxed);
+    }
+
+    fn account(&self, delta: isize) {
+        if delta >= 0 {
+            let v = self.used.fetch_add(delta as usize, Relaxed) + delta as usize;
+            self.peak.fetch_max(v, Relaxed);
+        } else {
+            self.used.fetch_sub(delta.unsigned_abs(), Relaxed);
+        }
+    }
+
+    fn alloc_large(&self, size: usize, align: usize) -> *mut u8 {
+        if align > SLOT {
+            return ptr::null_mut();
+        }
+        let Some(block_len) = size.max(1).checked_add(OS_PAGE - 1).map(|v| v & !(OS_PAGE - 1)) else {
+            return ptr::null_mut();
+        };
+        // header page + block + alignment slack + two guards, in slots.
+        let Some(need) = block_len.checked_add(OS_PAGE + align + 2 * GUARD) else {
+            return ptr::null_mut();
+        };
+        let slots = need.div_ceil(SLOT);
+        if slots > SLOTS {
+            return ptr::null_mut();
+        }
+        let mut prot = Protection::default();
+        let h = new_chunk(slots, &mut prot);
+        if h.is_null() {
+            return h.cast();
+        }
+        self.note_chunk(&prot, slots * SLOT - 2 * GUARD);
+        // SAFETY: `h` is a fresh chunk; the block is placed so that it ends at
+        // most `align - 1` (or a page's rounding) before the trailing guard.
+        let p = unsafe {
+            let end = h.addr() + (*h).len;
+            let start = (end - size.max(1)) & !(align.max(16) - 1);
+            let p = h.cast::<u8>().with_addr(start);
+            (*h).block = p;
+            (*h).block_len = end - start;
+            let mut g = self.inner.lock();
+            (*h).next = g.large;
+            g.large = h;
+            p
+        };
+        self.account(slots as isize * SLOT as isize);
+        p
+    }
+
+    pub(crate) unsafe fn dealloc_raw(&self, p: *mut u8, size: usize, align: usize) {
+        if size_class::is_small(size, align) {
+            let class = size_class::class_for(size, align);
+            let bs = CLASS_SIZE[class] as usize;
+            // SAFETY: caller contract: a live block of `bs` bytes of ours.
+            unsafe { os::secure_zero(p, bs) };
+            let mut g = self.inner.lock();
+            let b = p.cast::<Block>();
+            // SAFETY: as above; the link is the only non-zero word left.
+            unsafe { (*b).next = g.free[class] };
+            g.free[class] = b;
+            drop(g);
+            self.account(-(bs as isize));
+        } else {
+            let mut g = self.inner.lock();
+            let mut link: *mut *mut ChunkHeader = &mut g.large;
+            // SAFETY: we walk our own list of large chunks under the lock.
+            unsafe {
+                while !(*link).is_null() {
+                    let h = *link;
+                    if (*h).block == p {
+                        *link = (*h).next;
+                        drop(g);
+                        let slots = (*h).slots;
+                        let len = (*h).len;
+                        drop_chunk(h, len);
+                        self.committed.fetch_sub(slots * SLOT - 2 * GUARD, Relaxed);
+                        self.account(-((slots * SLOT) as isize));
+                        return;
+                    }
+                    link = &mut (*h).next;
+                }
+            }
+        }
+    }
+
+    /// Zeroes every byte this arena ever handed out — live or freed — and
+    /// forgets all its blocks, in time proportional to what was used. Large
+    /// blocks' chunks are wiped and returned to the OS; small-block chunks
+    /// stay committed (and locked) for reuse.
+    ///
+    /// # Safety
+    /// Every block of the arena becomes invalid: none may be used afterwards
+    /// (for the `Allocator` API this means no collection allocated in the
+    /// arena may still be alive).
+    pub unsafe fn secure_wipe(&self) {
+        let mut g = self.inner.lock();
+        // SAFETY: caller contract: no block is in use; the chunks are ours.
+        unsafe {
+            let mut h = g.small;
+            while !h.is_null() {
+                let used = (*h).block_len;
+                let base = h.cast::<u8>();
+                os::secure_zero(base.add(HEADER), used.saturating_sub(HEADER));
+                (*h).block_len = HEADER;
+                h = (*h).next;
+            }
+            g.free = [ptr::null_mut(); NUM_CLASSES];
+            if !g.small.is_null() {
+                let h = g.small;
+                g.bump = h.cast::<u8>().add(HEADER);
+            }
+            let mut h = g.large;
+            g.large = ptr::null_mut();
+            drop(g);
+            while !h.is_null() {
+                let next = (*h).next;
+                let slots = (*h).slots;
+                drop_chunk(h, (*h).len);
+                self.committed.fetch_sub(slots * SLOT - 2 * GUARD, Relaxed);
+                h = next;
+            }
+        }
+        // Older small chunks are no longer bump targets; their memory is
+        // zero and simply unused until the arena is dropped. Keep only the
+        // newest one by releasing the rest.
+        let mut g = self.inner.lock();
+        // SAFETY: the chunks are ours and hold no live block.
+        unsafe {
+            if !g.small.is_null() {
+                let mut h = (*g.small).next;
+                (*g.small).next = ptr::null_mut();
+                while !h.is_null() {
+                    let next = (*h).next;
+                    drop_chunk(h, 0);
+                    self.committed.fetch_sub(SLOT - 2 * GUARD, Relaxed);
+                    h = next;
+                }
+            }
+        }
+        drop(g);
+        self.used.store(0, Relaxed);
+    }
+
+    /// A snapshot of the arena's figures.
+    pub fn stats(&self) -> WitnessStats {
+        WitnessStats {
+            used: self.used.load(Relaxed),
+            peak: self.peak.load(Relaxed),
+            capacity: self.committed.load(Relaxed),
+            locked: self.locked_any.load(Relaxed) && !self.lock_failed.load(Relaxed),
+            dump_excluded: self.dump_excluded.load(Relaxed),
+            fork_wiped: self.fork_wiped.load(Relaxed),
+        }
+    }
+}
+
+impl Drop for WitnessArena {
+    fn drop(&mut self) {
+        // SAFETY: `&mut self` proves no borrow of the arena — hence no
+        // collection allocated in it — is alive; raw `alloc` users were told
+        // blocks die with the arena.
+        unsafe { self.secure_wipe() };
+        let g = self.inner.lock();
+        let h = g.small;
+        drop(g);
+        if !h.is_null() {
+            // SAFETY: wiped above and no longer referenced.
+            unsafe { drop_chunk(h, 0) };
+        }
+    }
+}
+
+/// The arena behind `witness_scope`: process-wide, because blocks made in a
+/// scope may be freed anywhere, at any time, through the global allocator.
+pub(crate) static SCOPE_ARENA: WitnessArena = WitnessArena::new();
+
+/// Small allocation made inside a witness scope.
+pub(crate) fn scope_alloc_class(class: usize, _zeroed: bool) -> *mut u8 {
+    // Witness blocks are always zero when handed out.
+    SCOPE_ARENA.alloc_class(class)
+}
+
+// SAFETY: all mutable state is behind the spin lock or atomic.
+unsafe impl Sync for WitnessArena {}
+// SAFETY: as above; chunks are process-wide memory, not tied to a thread.
+unsafe impl Send for WitnessArena {}
+
+// SAFETY: blocks are valid until deallocated or the arena is wiped/dropped,
+// which needs `&mut` or `unsafe`; every method is internally synchronised.
+// `&WitnessArena` gets the trait through allocator-api2's blanket impl, so
+// `Vec::new_in(&arena)` works.
+unsafe impl allocator_api2::alloc::Allocator for WitnessArena {
+    fn allocate(&self, layout: core::alloc::Layout) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+        let p = self.alloc_raw(layout.size(), layout.align());
+        NonNull::new(p)
+            .map(|p| NonNull::slice_from_raw_parts(p, layout.size()))
+            .ok_or(allocator_api2::alloc::AllocError)
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: core::alloc::Layout) {
+        // SAFETY: the Allocator contract: `ptr` came from `allocate(layout)`.
+        unsafe { self.dealloc_raw(ptr.as_ptr(), layout.size(), layout.align()) }
+    }
+}

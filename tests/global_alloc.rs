@@ -1,0 +1,242 @@
+//! NAlloc as the global allocator: correctness under threads, alignment,
+//! cross-thread frees, start-up races, bad input.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::{mpsc, Arc, Barrier};
+use zk_nalloc::NAlloc;
+
+mod common;
+use common::{check, fill, Rng};
+
+#[global_allocator]
+static ALLOC: NAlloc = NAlloc::new();
+
+#[test]
+fn concurrent_first_allocation_from_16_threads() {
+    let barrier = Arc::new(Barrier::new(16));
+    let handles: Vec<_> = (0..16)
+        .map(|t| {
+            let b = barrier.clone();
+            std::thread::spawn(move || {
+                b.wait();
+                // Each thread's very first allocation happens now, at once.
+                let v: Vec<u64> = (0..1000).map(|i| i * t).collect();
+                let s = format!("thread {t}");
+                assert_eq!(v[999], 999 * t);
+                s
+            })
+        })
+        .collect();
+    for (t, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.join().unwrap(), format!("thread {t}"));
+    }
+}
+
+#[test]
+fn random_alloc_free_realloc_keeps_contents_and_never_overlaps() {
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut rng = Rng(0x9E37_79B9 + t);
+                let mut live: Vec<(usize, usize, usize, u64)> = Vec::new(); // addr, size, align, seed
+                for step in 0..20_000u64 {
+                    let op = rng.below(10);
+                    if op < 5 || live.is_empty() {
+                        let size = match rng.below(10) {
+                            0 => 64 * 1024 + rng.below(1 << 20) as usize,
+                            1 => rng.below(64 * 1024) as usize + 1,
+                            _ => rng.below(512) as usize + 1,
+                        };
+                        let wide = rng.below(8) == 0;
+                        let align = 1usize << rng.below(if wide { 14 } else { 5 });
+                        let l = Layout::from_size_align(size, align).unwrap();
+                        // SAFETY: non-zero size.
+                        let p = unsafe { ALLOC.alloc(l) };
+                        assert!(!p.is_null());
+                        assert_eq!(p as usize % align, 0, "misaligned size {size} align {align}");
+                        let seed = step ^ (t << 32);
+                        fill(p, size.min(256), seed);
+                        live.push((p as usize, size, align, seed));
+                    } else if op < 8 {
+                        let i = rng.below(live.len() as u64) as usize;
+                        let (p, size, align, seed) = live.swap_remove(i);
+                        assert!(check(p as *const u8, size.min(256), seed), "corrupted block");
+                        // SAFETY: live block with its layout.
+                        unsafe { ALLOC.dealloc(p as *mut u8, Layout::from_size_align(size, align).unwrap()) };
+                    } else {
+                        let i = rng.below(live.len() as u64) as usize;
+                        let (p, size, align, seed) = live[i];
+                        let new_size = (rng.below(200_000) as usize).max(1);
+                        let l = Layout::from_size_align(size, align).unwrap();
+                        // SAFETY: live block with its layout; non-zero new size.
+                        let q = unsafe { ALLOC.realloc(p as *mut u8, l, new_size) };
+                        assert!(!q.is_null());
+                        assert_eq!(q as usize % align, 0, "realloc lost alignment");
+                        let keep = size.min(new_size).min(256);
+                        assert!(check(q, keep, seed), "realloc lost contents");
+                        fill(q, new_size.min(256), seed);
+                        live[i] = (q as usize, new_size, align, seed);
+                    }
+                }
+                // No two live blocks overlap.
+                let mut spans: Vec<(usize, usize)> = live.iter().map(|&(p, s, _, _)| (p, p + s)).collect();
+                spans.sort();
+                for w in spans.windows(2) {
+                    assert!(w[0].1 <= w[1].0, "overlap {:x?}", w);
+                }
+                for (p, size, align, seed) in live {
+                    assert!(check(p as *const u8, size.min(256), seed));
+                    // SAFETY: live block with its layout.
+                    unsafe { ALLOC.dealloc(p as *mut u8, Layout::from_size_align(size, align).unwrap()) };
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn every_power_of_two_alignment_up_to_1_gib() {
+    for shift in 0..=30 {
+        let align = 1usize << shift;
+        for size in [1usize, 24, align, 3 * 4096 + 5, 100_000] {
+            let l = Layout::from_size_align(size, align).unwrap();
+            // SAFETY: non-zero size.
+            let p = unsafe { ALLOC.alloc(l) };
+            assert!(!p.is_null(), "size {size} align {align}");
+            assert_eq!(p as usize % align, 0, "size {size} align {align}");
+            fill(p, size.min(4096), 7);
+            // Realloc keeps the alignment.
+            // SAFETY: live block with layout `l`.
+            let q = unsafe { ALLOC.realloc(p, l, size * 2 + 1) };
+            assert!(!q.is_null());
+            assert_eq!(q as usize % align, 0, "realloc size {size} align {align}");
+            assert!(check(q, size.min(4096), 7));
+            // SAFETY: live block with the new layout.
+            unsafe { ALLOC.dealloc(q, Layout::from_size_align(size * 2 + 1, align).unwrap()) };
+        }
+    }
+}
+
+#[test]
+fn simd_and_page_alignment_by_size() {
+    for size in [4096usize, 5000, 10_000, 70_000, 1 << 20, (1 << 20) + 3, 5 << 20] {
+        let l = Layout::from_size_align(size, 8).unwrap();
+        // SAFETY: non-zero size.
+        let p = unsafe { ALLOC.alloc(l) };
+        assert_eq!(p as usize % 64, 0, "{size} bytes not 64-byte aligned");
+        if size >= 1 << 20 {
+            assert_eq!(p as usize % 4096, 0, "{size} bytes not page aligned");
+        }
+        if size >= 2 << 20 {
+            assert_eq!(p as usize % (2 << 20), 0, "{size} bytes not on a huge-page boundary");
+        }
+        // SAFETY: live block.
+        unsafe { ALLOC.dealloc(p, l) };
+    }
+}
+
+#[test]
+fn cross_thread_frees_producer_consumer() {
+    let (tx, rx) = mpsc::sync_channel::<Vec<Box<[u64]>>>(64);
+    let producers: Vec<_> = (0..2u64)
+        .map(|t| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for round in 0..200u64 {
+                    let batch: Vec<Box<[u64]>> = (0..100u64)
+                        .map(|i| {
+                            let n = 1 + ((i * 7 + round) % 40) as usize;
+                            vec![t << 48 | round << 16 | i; n].into_boxed_slice()
+                        })
+                        .collect();
+                    tx.send(batch).unwrap();
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let consumer = std::thread::spawn(move || {
+        let mut n = 0;
+        for batch in rx {
+            for (i, b) in batch.into_iter().enumerate() {
+                let v = b[0];
+                assert_eq!(v & 0xFFFF, i as u64);
+                assert!(b.iter().all(|&x| x == v), "cross-thread block corrupted");
+                n += 1;
+            }
+        }
+        n
+    });
+    for p in producers {
+        p.join().unwrap();
+    }
+    assert_eq!(consumer.join().unwrap(), 2 * 200 * 100);
+    // The producers' heaps were retired; their blocks, freed remotely, are
+    // reused by later threads.
+    let v: Vec<u64> = std::thread::spawn(|| (0..10_000).collect()).join().unwrap();
+    assert_eq!(v.iter().sum::<u64>(), 49_995_000);
+}
+
+#[test]
+fn absurd_requests_return_null_and_failed_realloc_keeps_the_block() {
+    // SAFETY (all calls): layouts are valid; null results are checked.
+    unsafe {
+        let huge = Layout::from_size_align(isize::MAX as usize - 4096, 8).unwrap();
+        assert!(ALLOC.alloc(huge).is_null());
+        assert!(ALLOC.alloc_zeroed(huge).is_null());
+        let huge_align = Layout::from_size_align(8, 1 << 62).unwrap();
+        assert!(ALLOC.alloc(huge_align).is_null());
+        let l = Layout::from_size_align(100, 8).unwrap();
+        let p = ALLOC.alloc(l);
+        fill(p, 100, 3);
+        let q = ALLOC.realloc(p, l, isize::MAX as usize - 4096);
+        assert!(q.is_null());
+        assert!(check(p, 100, 3), "failed realloc damaged the old block");
+        let big = Layout::from_size_align(1 << 20, 8).unwrap();
+        let b = ALLOC.alloc(big);
+        fill(b, 4096, 5);
+        assert!(ALLOC.realloc(b, big, isize::MAX as usize - (1 << 21)).is_null());
+        assert!(check(b, 4096, 5));
+        ALLOC.dealloc(b, big);
+        ALLOC.dealloc(p, l);
+    }
+    // Rust reports the null through handle_alloc_error; try_reserve shows it
+    // as an error value instead of a crash.
+    let mut v: Vec<u8> = Vec::new();
+    assert!(v.try_reserve(isize::MAX as usize - 10).is_err());
+}
+
+#[test]
+fn large_realloc_grows_and_shrinks_keeping_contents() {
+    let mut v: Vec<u64> = Vec::new();
+    for i in 0..(1u64 << 22) {
+        v.push(i);
+    }
+    assert!(v.iter().enumerate().all(|(i, &x)| x == i as u64));
+    v.truncate(1000);
+    v.shrink_to_fit();
+    assert_eq!(v.iter().sum::<u64>(), 499_500);
+}
+
+#[test]
+fn alloc_zeroed_is_zero_for_fresh_and_recycled_memory() {
+    for size in [16usize, 100, 4000, 60_000, 200_000, 3 << 20] {
+        let l = Layout::from_size_align(size, 16).unwrap();
+        for _ in 0..3 {
+            // SAFETY: non-zero size; the block is freed below.
+            unsafe {
+                let p = ALLOC.alloc_zeroed(l);
+                assert!(!p.is_null());
+                assert!(
+                    std::slice::from_raw_parts(p, size).iter().all(|&b| b == 0),
+                    "size {size}"
+                );
+                std::ptr::write_bytes(p, 0xAB, size);
+                ALLOC.dealloc(p, l);
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Memory is reused and returned: bounded RSS over many rounds and many
+//! threads, warm spans without page faults, trim, fresh zeroed memory not
+//! touched. One test function runs the phases in order so that RSS figures
+//! are not disturbed by other tests of this binary.
+
+use std::alloc::{GlobalAlloc, Layout};
+use zk_nalloc::NAlloc;
+
+mod common;
+use common::{minor_faults, rss};
+
+#[global_allocator]
+static ALLOC: NAlloc = NAlloc::new();
+
+/// One "proof": many small field elements, a few large vectors, cross-thread
+/// work, everything freed at the end.
+fn proving_round(round: u64) -> u64 {
+    let elems: Vec<Box<[u64; 4]>> = (0..20_000).map(|i| Box::new([i, round, i ^ round, 1])).collect();
+    let mut poly = vec![0u64; 1 << 20];
+    for (i, x) in poly.iter_mut().enumerate() {
+        *x = i as u64 ^ round;
+    }
+    let evals: Vec<u64> = std::thread::scope(|s| {
+        let h = s.spawn(|| poly.iter().step_by(3).copied().collect::<Vec<u64>>());
+        h.join().unwrap()
+    });
+    let strings: Vec<String> = (0..2000).map(|i| format!("wire-{i}-{round}")).collect();
+    elems.iter().map(|e| e[0] + e[2]).sum::<u64>() + evals[7] + strings.len() as u64
+}
+
+#[test]
+fn memory_is_reused_and_returned() {
+    // -- 1,000 proving rounds, scaled: RSS after the last stays within 1.5x
+    //    of RSS after the first.
+    proving_round(0);
+    let after_first = rss();
+    for r in 1..200 {
+        proving_round(r);
+    }
+    let after_last = rss();
+    assert!(
+        (after_last as f64) <= after_first as f64 * 1.5,
+        "RSS grew from {after_first} to {after_last} over 200 rounds"
+    );
+
+    // -- Thousands of short-lived threads: heaps are reused, RSS bounded.
+    let before_threads = rss();
+    for batch in 0..100 {
+        let hs: Vec<_> = (0..20)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let v: Vec<Vec<u8>> = (0..50).map(|k| vec![k as u8; 100 + i + batch]).collect();
+                    v.len()
+                })
+            })
+            .collect();
+        for h in hs {
+            assert_eq!(h.join().unwrap(), 50);
+        }
+    }
+    let after_threads = rss();
+    let stats = ALLOC.stats();
+    assert!(
+        stats.heaps <= 64,
+        "2,000 short-lived threads (20 at a time) made {} heaps",
+        stats.heaps
+    );
+    assert!(
+        after_threads < before_threads + (64 << 20),
+        "RSS grew from {before_threads} to {after_threads} over 2,000 threads"
+    );
+
+    // -- Warm pool: a 32 MiB vector allocated, filled and dropped 50 times
+    //    faults its pages in only once.
+    ALLOC.set_pool_cap(1 << 30);
+    let fill_once = || {
+        let mut v = vec![0u8; 32 << 20];
+        for i in (0..v.len()).step_by(4096) {
+            v[i] = i as u8;
+        }
+        std::hint::black_box(&v);
+    };
+    fill_once();
+    let f0 = minor_faults();
+    for _ in 0..50 {
+        fill_once();
+    }
+    let faults = minor_faults() - f0;
+    // 32 MiB is 8,192 small pages; 50 cold rounds would be ~400,000 faults.
+    assert!(faults < 2_000, "{faults} minor faults over 50 warm rounds");
+    let s = ALLOC.stats();
+    assert!(s.pool_hits >= 50 && s.pool_retained >= 32 << 20);
+
+    // -- trim gives the warm memory back.
+    let before_trim = rss();
+    let released = ALLOC.trim();
+    let after_trim = rss();
+    assert!(released >= 32 << 20, "trim released {released} bytes");
+    assert!(
+        after_trim + (30 << 20) <= before_trim,
+        "RSS {before_trim} -> {after_trim} after trim"
+    );
+    assert_eq!(ALLOC.stats().pool_retained, 0);
+
+    // -- Pool cap: with a 16 MiB cap a freed 32 MiB span is not retained.
+    ALLOC.set_pool_cap(16 << 20);
+    drop(vec![1u8; 32 << 20]);
+    assert_eq!(ALLOC.stats().pool_retained, 0);
+    ALLOC.set_pool_cap(1 << 30);
+
+    // -- alloc_zeroed of fresh memory does not touch it (no memset).
+    let l = Layout::from_size_align(512 << 20, 64).unwrap();
+    let before = rss();
+    // SAFETY: valid layout; freed below.
+    let p = unsafe { ALLOC.alloc_zeroed(l) };
+    assert!(!p.is_null());
+    let touched = rss().saturating_sub(before);
+    assert!(
+        touched < 8 << 20,
+        "alloc_zeroed touched {touched} bytes of fresh memory"
+    );
+    // SAFETY: reading zeroed memory of the live block.
+    assert_eq!(unsafe { *p.add(300 << 20) }, 0);
+    // SAFETY: live block.
+    unsafe { ALLOC.dealloc(p, l) };
+    ALLOC.trim();
+}
