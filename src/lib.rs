@@ -28,6 +28,7 @@
 //!
 //! ```text
 //! lib.rs         NAlloc: the GlobalAlloc front, stats(), trim(), arena handles
+//!  ├─ raw.rs         free without a Layout (for the C ABI): segment-region check or a 16-byte header
 //!  ├─ witness.rs     witness arena: guard-fenced, mlock'ed, wiped chunks in one reserved region
 //!  ├─ polynomial.rs  polynomial arena: placement + huge-page reporting over spans
 //!  ├─ scratch.rs     scratch arena: chunked bump allocation, O(1) lifetime-checked reset
@@ -35,6 +36,7 @@
 //!  │   ├─ page.rs        a page: free list, lazy bump extension, remote-free list
 //!  │   └─ segment.rs     4 MiB aligned segments of 16 pages; pointer → page by masking
 //!  ├─ span.rs        large blocks: class-rounded mappings, warm pool, mremap growth
+//!  ├─ region.rs      reserved address ranges cut into slots (segments, witness chunks)
 //!  ├─ size_class.rs  size → class arithmetic
 //!  ├─ config.rs      huge-page policy, pool cap, env vars (read without allocating)
 //!  ├─ stats.rs       process-wide slow-path counters
@@ -77,6 +79,8 @@ mod heap;
 mod os;
 mod page;
 mod polynomial;
+pub mod raw;
+mod region;
 mod scratch;
 mod segment;
 mod size_class;

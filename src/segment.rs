@@ -14,6 +14,9 @@
 //! `page = segment.pages[(ptr - segment) >> 18]`. Block areas start on
 //! 64 KiB boundaries, which gives power-of-two classes their alignment.
 //!
+//! Segments are slots of one reserved region (see `region.rs`), so
+//! `segment::contains(p)` tells a small block from any other pointer.
+//!
 //! A segment belongs to one heap. When its last page is released it goes to
 //! a small global cache (so that a new thread or a new phase does not map
 //! again) and beyond that back to the OS.
@@ -23,6 +26,7 @@ use core::ptr;
 use crate::heap::Heap;
 use crate::os;
 use crate::page::Page;
+use crate::region::Region;
 use crate::stats;
 use crate::sync::SpinLock;
 
@@ -33,8 +37,26 @@ pub(crate) const PAGES_PER_SEGMENT: usize = SEGMENT_SIZE / PAGE_SIZE;
 /// Offset of page 0's block area: the header lives below it.
 const FIRST_AREA: usize = 64 << 10;
 const ALL_PAGES: u32 = u32::MAX >> (32 - PAGES_PER_SEGMENT);
-/// Empty segments kept mapped for reuse (32 MiB).
+/// Empty segments kept committed for reuse (32 MiB).
 const CACHE_SLOTS: usize = 8;
+/// 64-bit words of the segment region's slot map: 1 TiB of address space
+/// (64 MiB under Miri, where "reserving" allocates).
+const REGION_WORDS: usize = if cfg!(miri) {
+    1
+} else if usize::BITS >= 64 {
+    (1 << 40) / SEGMENT_SIZE / 64
+} else {
+    (256 << 20) / SEGMENT_SIZE / 64
+};
+
+/// Where every segment lives.
+static REGION: Region<REGION_WORDS> = Region::new(SEGMENT_SIZE);
+
+/// True if `p` points into segment memory (a small block or its metadata).
+#[inline(always)]
+pub(crate) fn contains(p: *const u8) -> bool {
+    REGION.contains(p)
+}
 
 /// Segment header, at the segment base.
 #[repr(C)]
@@ -84,6 +106,17 @@ static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
     len: 0,
 });
 
+/// Decommits a segment and frees its slot.
+///
+/// # Safety
+/// The segment must be unused and unreferenced.
+unsafe fn give_back(seg: *mut Segment) {
+    // SAFETY: caller contract; the slot is committed memory of ours.
+    unsafe { os::decommit(seg.cast(), SEGMENT_SIZE) };
+    REGION.release(seg.cast(), 1);
+    stats::unmapped(SEGMENT_SIZE);
+}
+
 impl Segment {
     /// A segment for `heap`, from the cache or fresh from the OS. Null when
     /// the OS refuses.
@@ -99,12 +132,17 @@ impl Segment {
             }
         };
         let (seg, dirty) = if cached.is_null() {
-            let p = os::map(SEGMENT_SIZE, SEGMENT_SIZE).cast::<Segment>();
+            let p = REGION.claim(1);
             if p.is_null() {
-                return p;
+                return p.cast();
+            }
+            // SAFETY: a freshly claimed slot of our reservation, aligned.
+            if unsafe { os::commit(p, SEGMENT_SIZE) }.is_err() {
+                REGION.release(p, 1);
+                return ptr::null_mut();
             }
             stats::mapped(SEGMENT_SIZE);
-            (p, 0)
+            (p.cast::<Segment>(), 0)
         } else {
             // SAFETY: a cached segment is a whole, unowned segment.
             (cached, unsafe { (*cached).dirty_mask })
@@ -138,8 +176,7 @@ impl Segment {
             }
         }
         // SAFETY: caller contract: the whole segment is unused.
-        unsafe { os::unmap(seg.cast(), SEGMENT_SIZE) };
-        stats::unmapped(SEGMENT_SIZE);
+        unsafe { give_back(seg) };
     }
 
     /// Unmaps every cached segment (part of `NAlloc::trim`).
@@ -155,8 +192,7 @@ impl Segment {
                 c.slots[i]
             };
             // SAFETY: cached segments are unowned and unused.
-            unsafe { os::unmap(seg.cast(), SEGMENT_SIZE) };
-            stats::unmapped(SEGMENT_SIZE);
+            unsafe { give_back(seg) };
         }
     }
 

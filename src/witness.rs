@@ -32,6 +32,7 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
 use crate::os::{self, OS_PAGE};
 use crate::page::Block;
+use crate::region::Region;
 use crate::size_class::{self, CLASS_SIZE, NUM_CLASSES};
 use crate::sync::SpinLock;
 
@@ -39,70 +40,18 @@ use crate::sync::SpinLock;
 pub(crate) const SLOT: usize = 1 << 20;
 /// Slots in the region (64 GiB of address space on 64-bit targets).
 const SLOTS: usize = if usize::BITS >= 64 { 65536 } else { 64 };
-const REGION: usize = SLOT * SLOTS;
 /// Inaccessible bytes before and after every chunk.
 const GUARD: usize = if OS_PAGE > 4096 { OS_PAGE } else { 4096 };
 /// Chunk header (non-secret bookkeeping) at the start of each chunk.
 const HEADER: usize = 64;
 
-/// Base of the region; the initial value makes `contains` false for every
-/// user-space address (the range sits at the very top of the address space).
-static REGION_BASE: AtomicUsize = AtomicUsize::new(usize::MAX - REGION);
-static REGION_STATE: SpinLock<SlotMap> = SpinLock::new(SlotMap {
-    reserved: false,
-    bits: [0; SLOTS / 64],
-});
-
-struct SlotMap {
-    reserved: bool,
-    /// Bit set: slot in use.
-    bits: [u64; SLOTS / 64],
-}
+/// Where every witness chunk lives.
+static REGION: Region<{ SLOTS / 64 }> = Region::new(SLOT);
 
 /// True if `p` points into the witness region.
 #[inline(always)]
 pub(crate) fn contains(p: *const u8) -> bool {
-    p.addr().wrapping_sub(REGION_BASE.load(Relaxed)) < REGION
-}
-
-fn region_base() -> usize {
-    REGION_BASE.load(Relaxed)
-}
-
-impl SlotMap {
-    /// Claims `n` consecutive slots; returns the first index.
-    fn claim(&mut self, n: usize) -> Option<usize> {
-        if !self.reserved {
-            let base = os::reserve(REGION, SLOT);
-            if base.is_null() {
-                return None;
-            }
-            REGION_BASE.store(base.expose_provenance(), Relaxed);
-            self.reserved = true;
-        }
-        let mut run = 0;
-        for i in 0..SLOTS {
-            if self.bits[i / 64] & (1 << (i % 64)) == 0 {
-                run += 1;
-                if run == n {
-                    let first = i + 1 - n;
-                    for j in first..=i {
-                        self.bits[j / 64] |= 1 << (j % 64);
-                    }
-                    return Some(first);
-                }
-            } else {
-                run = 0;
-            }
-        }
-        None
-    }
-
-    fn release(&mut self, first: usize, n: usize) {
-        for j in first..first + n {
-            self.bits[j / 64] &= !(1 << (j % 64));
-        }
-    }
+    REGION.contains(p)
 }
 
 /// Bookkeeping at the start of every chunk (not secret).
@@ -132,20 +81,18 @@ struct Protection {
 /// Commits a chunk of `slots` slots with all protections. Null when the OS
 /// refuses memory or a protection call fails unexpectedly.
 fn new_chunk(slots: usize, prot: &mut Protection) -> *mut ChunkHeader {
-    let Some(first) = REGION_STATE.lock().claim(slots) else {
+    let base = REGION.claim(slots);
+    if base.is_null() {
         return ptr::null_mut();
-    };
-    let base = region_base() + first * SLOT;
-    let start = base + GUARD;
+    }
     let len = slots * SLOT - 2 * GUARD;
-    // The region reservation has provenance over the whole range; we only
-    // kept its address, so re-derive the pointer from it (exposed by mmap).
-    let p = ptr::with_exposed_provenance_mut::<u8>(start);
+    // SAFETY: inside the claimed slots.
+    let p = unsafe { base.add(GUARD) };
     // SAFETY: the range is inside our reservation, page aligned, and
     // claimed by us alone.
     let ok = unsafe { os::commit(p, len) }.is_ok();
     if !ok {
-        REGION_STATE.lock().release(first, slots);
+        REGION.release(base, slots);
         return ptr::null_mut();
     }
     // SAFETY: committed just now, page aligned, ours.
@@ -158,7 +105,7 @@ fn new_chunk(slots: usize, prot: &mut Protection) -> *mut ChunkHeader {
         Err(_) => {
             // SAFETY: ours, holds nothing yet.
             unsafe { os::decommit(p, len) };
-            REGION_STATE.lock().release(first, slots);
+            REGION.release(base, slots);
             return ptr::null_mut();
         }
     }
@@ -196,8 +143,7 @@ unsafe fn drop_chunk(h: *mut ChunkHeader, wipe_len: usize) {
         os::secure_zero(p, wipe_len.min(len));
         os::unlock(p, len);
         os::decommit(p, len);
-        let first = (p.addr() - GUARD - region_base()) / SLOT;
-        REGION_STATE.lock().release(first, slots);
+        REGION.release(p.sub(GUARD), slots);
     }
 }
 

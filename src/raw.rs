@@ -1,0 +1,159 @@
+//! The unsized interface — `free` without a `Layout` — that the C ABI
+//! (`malloc`/`free`/`realloc`, crate `nalloc-capi`) is built on. Rust code
+//! should use [`crate::NAlloc`] through `GlobalAlloc`, which is faster
+//! because the layout travels with every call.
+//!
+//! How a pointer is recognised on `free`:
+//!
+//! * in the **segment region** → a small block; its page knows its size;
+//! * anything else carries a 16-byte **header** just below the pointer
+//!   recording the layout it was allocated with: spans (large blocks) and
+//!   blocks made inside a witness scope. The header sits in the alignment
+//!   padding, so large C blocks are 16-byte aligned (as glibc's are), or
+//!   aligned as asked by `posix_memalign`.
+
+use core::alloc::Layout;
+use core::ptr;
+
+use crate::size_class::{class_for, is_small, CLASS_SIZE};
+use crate::{heap, segment, witness};
+
+#[repr(C)]
+struct Header {
+    /// Size of the underlying allocation (header and padding included).
+    size: usize,
+    /// Its alignment.
+    align: usize,
+}
+
+const HEADER: usize = core::mem::size_of::<Header>();
+
+/// Allocates `size` bytes aligned to `align` (a power of two); null on
+/// failure. Zero-filled if `zeroed`.
+pub fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+    let align = align.max(HEADER);
+    if is_small(size, align) && !heap::in_scope() {
+        let class = class_for(size, align);
+        // SAFETY: `class_for` gives a valid class for small requests.
+        return unsafe {
+            if zeroed {
+                heap::alloc_zeroed(class)
+            } else {
+                heap::alloc(class)
+            }
+        };
+    }
+    // Header path: the block starts `align` (≥ 16) bytes in, so the header
+    // fits just below it and the block keeps the alignment.
+    let Some(total) = size.checked_add(align) else {
+        return ptr::null_mut();
+    };
+    let Ok(layout) = Layout::from_size_align(total, align) else {
+        return ptr::null_mut();
+    };
+    let base = crate::alloc_layout(layout, zeroed);
+    if base.is_null() {
+        return base;
+    }
+    // SAFETY: `base` has `total = size + align` bytes; the header occupies
+    // the 16 bytes below `base + align`.
+    unsafe {
+        let p = base.add(align);
+        p.sub(HEADER).cast::<Header>().write(Header { size: total, align });
+        p
+    }
+}
+
+/// The layout and base of a header block.
+///
+/// # Safety
+/// `p` must be a live header block from [`alloc`].
+unsafe fn header_of(p: *mut u8) -> (*mut u8, Layout) {
+    // SAFETY: caller contract: the header is right below `p`.
+    unsafe {
+        let h = p.sub(HEADER).cast::<Header>().read();
+        (p.sub(h.align), Layout::from_size_align_unchecked(h.size, h.align))
+    }
+}
+
+/// Frees a block from [`alloc`] (null is ignored).
+///
+/// # Safety
+/// `p` must be null or a live block from [`alloc`] / [`realloc`].
+pub unsafe fn free(p: *mut u8) {
+    if p.is_null() {
+        return;
+    }
+    if segment::contains(p) {
+        // SAFETY: caller contract: a live small block.
+        unsafe { heap::free(p) };
+    } else {
+        // SAFETY: caller contract: a live header block.
+        unsafe {
+            let (base, layout) = header_of(p);
+            crate::dealloc_layout(base, layout);
+        }
+    }
+}
+
+/// Bytes usable at `p` (at least what was asked for).
+///
+/// # Safety
+/// `p` must be a live block from [`alloc`] / [`realloc`].
+pub unsafe fn usable_size(p: *mut u8) -> usize {
+    if segment::contains(p) {
+        // SAFETY: caller contract: a live small block; its page is valid.
+        unsafe { (*segment::page_of(p)).block_size as usize }
+    } else {
+        // SAFETY: caller contract.
+        let (_, layout) = unsafe { header_of(p) };
+        layout.size() - layout.align()
+    }
+}
+
+/// Resizes `p` to `new_size` bytes keeping its contents (and its alignment,
+/// which must be the default 16). Null on failure, the old block intact.
+///
+/// # Safety
+/// `p` must be a live block from [`alloc`] with alignment ≤ 16.
+pub unsafe fn realloc(p: *mut u8, new_size: usize) -> *mut u8 {
+    // SAFETY: caller contract.
+    let old = unsafe { usable_size(p) };
+    if segment::contains(p) {
+        // Keep the block if the new size still fits its class (shrinks by
+        // more than a class are moved so the memory can be reused).
+        // SAFETY: as above.
+        let class = unsafe { (*segment::page_of(p)).class } as usize;
+        if new_size <= old && (class == 0 || new_size > CLASS_SIZE[class - 1] as usize) {
+            return p;
+        }
+    } else if !witness::contains(p) && !is_small(new_size, HEADER) {
+        // Span to span: let the OS move page tables instead of bytes.
+        // SAFETY: caller contract: a live header block.
+        unsafe {
+            let (base, layout) = header_of(p);
+            if let Some(total) = new_size.checked_add(layout.align()) {
+                let q = crate::span::realloc_in_place(base, layout.size(), layout.align(), total);
+                if !q.is_null() {
+                    let np = q.add(layout.align());
+                    np.sub(HEADER).cast::<Header>().write(Header {
+                        size: total,
+                        align: layout.align(),
+                    });
+                    return np;
+                }
+            }
+        }
+    }
+    let q = alloc(new_size, HEADER, false);
+    if q.is_null() {
+        return q;
+    }
+    // SAFETY: both blocks are live and distinct; `min(old, new_size)` bytes
+    // are valid in both.
+    unsafe {
+        ptr::copy_nonoverlapping(p, q, old.min(new_size));
+        free(p);
+    }
+    q
+}

@@ -1,0 +1,119 @@
+//! Regions: big ranges of address space reserved once and cut into equal
+//! slots. Segments (small objects) and witness chunks each live in their own
+//! region, which buys two things:
+//!
+//! * **Pointer classification in one comparison.** `p - base < size` tells
+//!   whether a pointer is a small block (segment region) or a secret
+//!   (witness region), without any lookup — used by `dealloc` for witness
+//!   blocks and by the C ABI's `free`, which gets no size.
+//! * **Guard gaps for free.** Slots are committed one by one; whatever is
+//!   not committed stays inaccessible.
+//!
+//! Until a region is reserved its base is a value that makes `contains`
+//! false for every user-space address (the range sits at the very top of
+//! the address space, where kernels live).
+
+use core::ptr;
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use crate::os;
+use crate::sync::SpinLock;
+
+/// A reserved range of `SLOTS` slots of `slot` bytes each.
+pub(crate) struct Region<const WORDS: usize> {
+    base: AtomicUsize,
+    slot: usize,
+    map: SpinLock<SlotMap<WORDS>>,
+}
+
+struct SlotMap<const WORDS: usize> {
+    reserved: bool,
+    /// Bit set: slot in use.
+    bits: [u64; WORDS],
+    /// Where the next single-slot search starts.
+    hint: usize,
+}
+
+impl<const WORDS: usize> Region<WORDS> {
+    /// A region of `WORDS * 64` slots of `slot` bytes (a power of two).
+    pub(crate) const fn new(slot: usize) -> Self {
+        Self {
+            base: AtomicUsize::new(usize::MAX - WORDS * 64 * slot),
+            slot,
+            map: SpinLock::new(SlotMap {
+                reserved: false,
+                bits: [0; WORDS],
+                hint: 0,
+            }),
+        }
+    }
+
+    const fn size(&self) -> usize {
+        WORDS * 64 * self.slot
+    }
+
+    /// True if `p` lies in the region.
+    #[inline(always)]
+    pub(crate) fn contains(&self, p: *const u8) -> bool {
+        p.addr().wrapping_sub(self.base.load(Relaxed)) < self.size()
+    }
+
+    /// Index of the slot holding `p` (which must be in the region).
+    pub(crate) fn slot_of(&self, p: *const u8) -> usize {
+        (p.addr() - self.base.load(Relaxed)) / self.slot
+    }
+
+    /// Claims `n` consecutive free slots and returns a pointer to the first
+    /// (not yet committed). Null when the address space is exhausted or
+    /// cannot be reserved.
+    pub(crate) fn claim(&self, n: usize) -> *mut u8 {
+        let mut m = self.map.lock();
+        if !m.reserved {
+            let base = os::reserve(self.size(), self.slot);
+            if base.is_null() {
+                return base;
+            }
+            // Exposed so that slot pointers can be re-derived from addresses.
+            self.base.store(base.expose_provenance(), Relaxed);
+            m.reserved = true;
+        }
+        let slots = WORDS * 64;
+        let start = if n == 1 { m.hint } else { 0 };
+        let mut run = 0;
+        for k in 0..slots {
+            let i = (start + k) % slots;
+            if i == 0 {
+                run = 0;
+            }
+            if m.bits[i / 64] & (1 << (i % 64)) == 0 {
+                run += 1;
+                if run == n {
+                    let first = i + 1 - n;
+                    for j in first..=i {
+                        m.bits[j / 64] |= 1 << (j % 64);
+                    }
+                    if n == 1 {
+                        m.hint = (i + 1) % slots;
+                    }
+                    let addr = self.base.load(Relaxed) + first * self.slot;
+                    return ptr::with_exposed_provenance_mut(addr);
+                }
+            } else {
+                run = 0;
+            }
+        }
+        ptr::null_mut()
+    }
+
+    /// Returns `n` slots starting at `p` (already decommitted).
+    pub(crate) fn release(&self, p: *mut u8, n: usize) {
+        let first = self.slot_of(p);
+        let mut m = self.map.lock();
+        for j in first..first + n {
+            m.bits[j / 64] &= !(1 << (j % 64));
+        }
+        if n == 1 && first < m.hint {
+            m.hint = first;
+        }
+    }
+}

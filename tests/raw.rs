@@ -1,0 +1,48 @@
+//! The unsized (C-style) interface: free without a layout.
+
+use zk_nalloc::{raw, NAlloc};
+
+mod common;
+use common::{check, fill};
+
+#[global_allocator]
+static ALLOC: NAlloc = NAlloc::new();
+
+#[test]
+fn malloc_free_usable_size_and_alignment() {
+    for size in [0usize, 1, 16, 100, 4096, 65_536, 65_537, 1 << 20, 5 << 20] {
+        for align in [1usize, 16, 64, 4096, 1 << 16, 1 << 21] {
+            let p = raw::alloc(size, align, false);
+            assert!(!p.is_null(), "size {size} align {align}");
+            assert_eq!(p as usize % align.max(16), 0, "size {size} align {align}");
+            // SAFETY: `p` is live.
+            let usable = unsafe { raw::usable_size(p) };
+            assert!(usable >= size, "usable {usable} < {size}");
+            fill(p, size.min(10_000), size as u64);
+            assert!(check(p, size.min(10_000), size as u64));
+            // SAFETY: `p` is live and not used after.
+            unsafe { raw::free(p) };
+        }
+    }
+    // SAFETY: freeing null is a no-op.
+    unsafe { raw::free(std::ptr::null_mut()) };
+}
+
+#[test]
+fn zeroed_and_realloc_keep_contents() {
+    let mut p = raw::alloc(10, 16, true);
+    // SAFETY: 10 live bytes.
+    assert!(unsafe { std::slice::from_raw_parts(p, 10) }.iter().all(|&b| b == 0));
+    fill(p, 10, 1);
+    for size in [20usize, 300, 70_000, 3 << 20, 9 << 20, 1000, 5] {
+        // SAFETY: `p` is live.
+        let q = unsafe { raw::realloc(p, size) };
+        assert!(!q.is_null());
+        assert!(check(q, 5, 1), "contents lost growing to {size}");
+        p = q;
+    }
+    // SAFETY: live.
+    unsafe { raw::free(p) };
+    assert!(raw::alloc(usize::MAX - 8, 16, false).is_null());
+    assert!(raw::alloc(16, 1 << 62, false).is_null());
+}
