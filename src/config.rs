@@ -73,9 +73,14 @@ pub(crate) fn ensure_init() {
         let cap = crate::os::env_var(b"NALLOC_POOL_CAP", &mut buf)
             .and_then(|n| parse_bytes(&buf[..n]))
             .unwrap_or_else(default_pool_cap);
+        // Before INIT = 2, so that no thread can arm it before it exists.
+        crate::os::init_thread_exit();
         // A setter may have run before the first allocation: keep its value.
         let _ = POOL_CAP.compare_exchange(usize::MAX, cap, Ordering::Relaxed, Ordering::Relaxed);
         INIT.store(2, Ordering::Release);
+        // After INIT = 2: registering may allocate (through us, when we are
+        // the process's malloc), which must find initialisation done.
+        crate::os::register_fork_handlers();
     } else {
         while INIT.load(Ordering::Acquire) != 2 {
             core::hint::spin_loop();

@@ -20,7 +20,9 @@
 //! the global allocator, so 16 threads making their first allocation at
 //! once cannot deadlock.
 //!
-//! **Thread exit.** A thread-local guard with a destructor retires the heap:
+//! **Thread exit.** The OS layer's thread-exit hook (a `pthread` key
+//! destructor on Unix — not a Rust TLS destructor, which std forbids global
+//! allocators to register — and a TLS guard elsewhere) retires the heap:
 //! remote frees are collected, empty pages and segments are released, and
 //! the heap (with whatever pages still hold live blocks) goes on a global
 //! list from which the next new thread adopts it. Heap objects are never
@@ -117,25 +119,23 @@ thread_local! {
     static OWNED: Cell<*mut Heap> = const { Cell::new(ptr::null_mut()) };
     /// Set once the thread's heap has been retired at thread exit.
     static DEAD: Cell<bool> = const { Cell::new(false) };
-    /// Its destructor retires the heap when the thread exits.
-    static OWNER: Owner = const { Owner };
 }
 
-struct Owner;
-impl Drop for Owner {
-    fn drop(&mut self) {
-        let h = OWNED.get();
-        if h.is_null() {
-            return;
-        }
-        OWNED.set(ptr::null_mut());
-        DEAD.set(true);
-        CURRENT.set(empty_heap());
-        // SAFETY: `h` was this thread's heap and no longer is: nobody else
-        // uses it until it is adopted from the retired list.
-        unsafe { (*h).abandon() };
-        REGISTRY.lock().retire(h);
+/// Retires the calling thread's heap; called by the OS layer's thread-exit
+/// hook (a `pthread` key destructor on Unix, which runs after Rust's and
+/// C++'s thread-local destructors, so those may still allocate normally).
+pub(crate) fn thread_exit() {
+    let h = OWNED.get();
+    if h.is_null() {
+        return;
     }
+    OWNED.set(ptr::null_mut());
+    DEAD.set(true);
+    CURRENT.set(empty_heap());
+    // SAFETY: `h` was this thread's heap and no longer is: nobody else uses
+    // it until it is adopted from the retired list.
+    unsafe { (*h).abandon() };
+    REGISTRY.lock().retire(h);
 }
 
 /// Allocates a block of `class` (the fast path).
@@ -224,15 +224,22 @@ unsafe fn refill(class: usize, zeroed: bool) -> *mut u8 {
         return crate::witness::scope_alloc_class(class, zeroed);
     }
     if heap == empty_heap() {
-        if DEAD.get() || OWNER.try_with(|_| ()).is_err() {
+        if DEAD.get() {
             return shared_alloc(class, zeroed);
         }
+        // Outside any lock: initialisation may re-enter the allocator when
+        // we are the process's malloc.
+        crate::config::ensure_init();
         heap = REGISTRY.lock().acquire();
         if heap.is_null() {
             return heap.cast();
         }
         OWNED.set(heap);
         CURRENT.set(heap);
+        // Arming the exit hook may allocate (a pthread key's second-level
+        // array, a Vec of TLS destructors); with CURRENT set that nested
+        // allocation takes the ordinary paths.
+        os::watch_thread_exit();
     }
     // SAFETY: `heap` is this thread's own heap.
     unsafe { (*heap).alloc_slow(class, zeroed) }
@@ -246,6 +253,7 @@ static SHARED: SpinLock<Shared> = SpinLock::new(Shared(ptr::null_mut()));
 /// Allocation by a thread whose TLS is already torn down.
 #[cold]
 fn shared_alloc(class: usize, zeroed: bool) -> *mut u8 {
+    crate::config::ensure_init();
     let mut g = SHARED.lock();
     if g.0.is_null() {
         g.0 = REGISTRY.lock().acquire();
@@ -558,7 +566,6 @@ const SLAB: usize = 64 << 10;
 impl Registry {
     /// A retired heap, or a new one. Null when the OS refuses memory.
     fn acquire(&mut self) -> *mut Heap {
-        crate::config::ensure_init();
         if !self.retired.is_null() {
             let h = self.retired;
             // SAFETY: retired heaps are live metadata owned by the registry.
@@ -636,4 +643,23 @@ pub(crate) fn trim_current_thread() {
 #[inline]
 pub(crate) fn in_scope() -> bool {
     CURRENT.get() == scope_heap()
+}
+
+/// Takes this module's locks before `fork` (order: shared heap, registry —
+/// the order `shared_alloc` nests them in).
+pub(crate) fn fork_lock() {
+    SHARED.acquire_raw();
+    REGISTRY.acquire_raw();
+}
+
+/// Releases the locks of [`fork_lock`].
+///
+/// # Safety
+/// Only after `fork_lock`.
+pub(crate) unsafe fn fork_unlock() {
+    // SAFETY: caller contract: we hold both locks.
+    unsafe {
+        REGISTRY.release_raw();
+        SHARED.release_raw();
+    }
 }

@@ -157,3 +157,38 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize) -> *mut u8 {
     }
     q
 }
+
+/// `pthread_atfork` *prepare* handler: takes every process-wide allocator
+/// lock, in one fixed order, so that no other thread holds one at the
+/// moment of the fork. Rust programs get this registered automatically at
+/// the first allocation; the C ABI library registers it in its constructor.
+pub extern "C" fn fork_prepare() {
+    heap::fork_lock();
+    segment::fork_lock();
+    crate::span::fork_lock();
+    witness::fork_lock();
+}
+
+/// `pthread_atfork` *parent* handler: releases what `fork_prepare` took.
+pub extern "C" fn fork_parent() {
+    // SAFETY: only ever registered together with `fork_prepare`, which ran
+    // just before in this process.
+    unsafe { release_all() }
+}
+
+/// `pthread_atfork` *child* handler: releases what `fork_prepare` took (the
+/// child has one thread, ours, which holds them all).
+pub extern "C" fn fork_child() {
+    // SAFETY: as for `fork_parent`; the child inherited the held locks.
+    unsafe { release_all() }
+}
+
+unsafe fn release_all() {
+    // SAFETY: caller contract: `fork_prepare` took these locks.
+    unsafe {
+        witness::fork_unlock();
+        crate::span::fork_unlock();
+        segment::fork_unlock();
+        heap::fork_unlock();
+    }
+}

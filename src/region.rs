@@ -105,6 +105,20 @@ impl<const WORDS: usize> Region<WORDS> {
         ptr::null_mut()
     }
 
+    /// Holds the slot map's lock across `fork` (see `raw::fork_prepare`).
+    pub(crate) fn fork_lock(&self) {
+        self.map.acquire_raw();
+    }
+
+    /// Undoes [`fork_lock`](Self::fork_lock).
+    ///
+    /// # Safety
+    /// Only after `fork_lock`, in the same process image.
+    pub(crate) unsafe fn fork_unlock(&self) {
+        // SAFETY: caller contract.
+        unsafe { self.map.release_raw() }
+    }
+
     /// Returns `n` slots starting at `p` (already decommitted).
     pub(crate) fn release(&self, p: *mut u8, n: usize) {
         let first = self.slot_of(p);

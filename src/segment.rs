@@ -106,6 +106,24 @@ static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
     len: 0,
 });
 
+/// Takes this module's locks before `fork` (order: cache, region).
+pub(crate) fn fork_lock() {
+    CACHE.acquire_raw();
+    REGION.fork_lock();
+}
+
+/// Releases the locks of [`fork_lock`] (reverse order).
+///
+/// # Safety
+/// Only after `fork_lock`.
+pub(crate) unsafe fn fork_unlock() {
+    // SAFETY: caller contract: we hold both locks.
+    unsafe {
+        REGION.fork_unlock();
+        CACHE.release_raw();
+    }
+}
+
 /// Decommits a segment and frees its slot.
 ///
 /// # Safety

@@ -125,6 +125,20 @@ impl Pool {
     }
 }
 
+/// Takes the pool lock before `fork`.
+pub(crate) fn fork_lock() {
+    POOL.acquire_raw();
+}
+
+/// Releases the lock of [`fork_lock`].
+///
+/// # Safety
+/// Only after `fork_lock`.
+pub(crate) unsafe fn fork_unlock() {
+    // SAFETY: caller contract.
+    unsafe { POOL.release_raw() }
+}
+
 /// Bytes held in the warm pool now.
 pub(crate) fn pool_bytes() -> usize {
     POOL.lock().bytes

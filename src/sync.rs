@@ -58,6 +58,23 @@ impl<T> SpinLock<T> {
     }
 }
 
+impl<T> SpinLock<T> {
+    /// Takes the lock without a guard (for `fork` handlers, which must hold
+    /// locks across a call boundary).
+    pub(crate) fn acquire_raw(&self) {
+        core::mem::forget(self.lock());
+    }
+
+    /// Releases a lock taken with [`acquire_raw`](Self::acquire_raw).
+    ///
+    /// # Safety
+    /// The caller must hold the lock through `acquire_raw` and must not
+    /// touch the value afterwards without locking again.
+    pub(crate) unsafe fn release_raw(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+}
+
 /// Proof that the lock is held; releases it on drop.
 pub(crate) struct SpinGuard<'a, T> {
     lock: &'a SpinLock<T>,

@@ -490,6 +490,25 @@ impl Drop for WitnessArena {
 /// scope may be freed anywhere, at any time, through the global allocator.
 pub(crate) static SCOPE_ARENA: WitnessArena = WitnessArena::new();
 
+/// Takes the scope arena's and the region's locks before `fork` (the order
+/// `alloc_class` nests them in).
+pub(crate) fn fork_lock() {
+    SCOPE_ARENA.inner.acquire_raw();
+    REGION.fork_lock();
+}
+
+/// Releases the locks of [`fork_lock`].
+///
+/// # Safety
+/// Only after `fork_lock`.
+pub(crate) unsafe fn fork_unlock() {
+    // SAFETY: caller contract: we hold both locks.
+    unsafe {
+        REGION.fork_unlock();
+        SCOPE_ARENA.inner.release_raw();
+    }
+}
+
 /// Small allocation made inside a witness scope.
 pub(crate) fn scope_alloc_class(class: usize, _zeroed: bool) -> *mut u8 {
     // Witness blocks are always zero when handed out.

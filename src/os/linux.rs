@@ -237,3 +237,15 @@ fn parse_kib(s: &[u8]) -> usize {
     }
     v
 }
+
+pub(super) fn register_fork_handlers() {
+    posix::register_fork_handlers();
+}
+
+pub(super) fn init_thread_exit() {
+    posix::init_thread_exit();
+}
+
+pub(super) fn watch_thread_exit() {
+    posix::watch_thread_exit();
+}

@@ -84,3 +84,15 @@ pub(super) fn env_var(name: &[u8], buf: &mut [u8]) -> Option<usize> {
 pub(super) fn huge_backed_bytes(_ptr: usize, _len: usize) -> Option<usize> {
     None
 }
+
+pub(super) fn register_fork_handlers() {
+    posix::register_fork_handlers();
+}
+
+pub(super) fn init_thread_exit() {
+    posix::init_thread_exit();
+}
+
+pub(super) fn watch_thread_exit() {
+    posix::watch_thread_exit();
+}

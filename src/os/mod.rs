@@ -276,3 +276,20 @@ pub(crate) fn env_var(name: &[u8], buf: &mut [u8]) -> Option<usize> {
 pub(crate) fn huge_backed_bytes(ptr: usize, len: usize) -> Option<usize> {
     platform::huge_backed_bytes(ptr, len)
 }
+
+/// Registers `raw::fork_prepare/parent/child` with `pthread_atfork`, once.
+pub(crate) fn register_fork_handlers() {
+    platform::register_fork_handlers();
+}
+
+/// Prepares the thread-exit hook (once, from `config::ensure_init`; must not
+/// allocate).
+pub(crate) fn init_thread_exit() {
+    platform::init_thread_exit();
+}
+
+/// Arms the thread-exit hook for the calling thread: `heap::thread_exit`
+/// will run when it exits.
+pub(crate) fn watch_thread_exit() {
+    platform::watch_thread_exit();
+}

@@ -96,7 +96,19 @@ pub(super) unsafe fn unlock(ptr: *mut u8, len: usize) {
     let _ = unsafe { mm::munlock(ptr.cast::<c_void>(), len) };
 }
 
+#[cfg(target_os = "linux")]
+type PthreadKey = core::ffi::c_uint;
+#[cfg(not(target_os = "linux"))]
+type PthreadKey = core::ffi::c_ulong;
+
 extern "C" {
+    fn pthread_key_create(key: *mut PthreadKey, dtor: Option<unsafe extern "C" fn(*mut c_void)>) -> i32;
+    fn pthread_setspecific(key: PthreadKey, value: *const c_void) -> i32;
+    fn pthread_atfork(
+        prepare: Option<extern "C" fn()>,
+        parent: Option<extern "C" fn()>,
+        child: Option<extern "C" fn()>,
+    ) -> i32;
     fn getenv(name: *const core::ffi::c_char) -> *const core::ffi::c_char;
 }
 
@@ -125,4 +137,48 @@ pub(super) fn env_var(name: &[u8], buf: &mut [u8]) -> Option<usize> {
         n += 1;
     }
     Some(n)
+}
+
+/// Registers the allocator's fork handlers (see `raw::fork_prepare`) unless
+/// the C ABI library already did (it registers from its constructor).
+pub(super) fn register_fork_handlers() {
+    use core::sync::atomic::{AtomicBool, Ordering};
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if DONE.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    // SAFETY: registering plain extern "C" functions with no captured
+    // state; pthread_atfork has no other preconditions.
+    unsafe {
+        pthread_atfork(
+            Some(crate::raw::fork_prepare),
+            Some(crate::raw::fork_parent),
+            Some(crate::raw::fork_child),
+        )
+    };
+}
+
+/// The key whose destructor tells us a thread exits; `usize::MAX` if it
+/// could not be created (then exiting threads' heaps are not recycled).
+static EXIT_KEY: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(usize::MAX);
+
+unsafe extern "C" fn on_thread_exit(_value: *mut c_void) {
+    crate::heap::thread_exit();
+}
+
+pub(super) fn init_thread_exit() {
+    let mut key: PthreadKey = 0;
+    // SAFETY: `key` is a valid out-pointer; glibc's and macOS's
+    // pthread_key_create only scan a static table (no allocation).
+    if unsafe { pthread_key_create(&mut key, Some(on_thread_exit)) } == 0 {
+        EXIT_KEY.store(key as usize, core::sync::atomic::Ordering::Release);
+    }
+}
+
+pub(super) fn watch_thread_exit() {
+    let key = EXIT_KEY.load(core::sync::atomic::Ordering::Acquire);
+    if key != usize::MAX {
+        // SAFETY: a key we created; any non-null value arms the destructor.
+        unsafe { pthread_setspecific(key as PthreadKey, 1 as *const c_void) };
+    }
 }

@@ -144,3 +144,22 @@ pub(super) fn env_var(name: &[u8], buf: &mut [u8]) -> Option<usize> {
 pub(super) fn huge_backed_bytes(_ptr: usize, _len: usize) -> Option<usize> {
     None
 }
+
+/// No `fork` here.
+pub(super) fn register_fork_handlers() {}
+
+pub(super) fn init_thread_exit() {}
+
+/// A Rust TLS guard whose destructor retires the heap.
+pub(super) fn watch_thread_exit() {
+    struct Guard;
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            crate::heap::thread_exit();
+        }
+    }
+    thread_local! {
+        static GUARD: Guard = const { Guard };
+    }
+    let _ = GUARD.try_with(|_| ());
+}
