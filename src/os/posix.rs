@@ -179,6 +179,6 @@ pub(super) fn watch_thread_exit() {
     let key = EXIT_KEY.load(core::sync::atomic::Ordering::Acquire);
     if key != usize::MAX {
         // SAFETY: a key we created; any non-null value arms the destructor.
-        unsafe { pthread_setspecific(key as PthreadKey, 1 as *const c_void) };
+        unsafe { pthread_setspecific(key as PthreadKey, core::ptr::dangling::<c_void>()) };
     }
 }
