@@ -30,6 +30,7 @@
 //! lib.rs         NAlloc: the GlobalAlloc front, stats(), trim(), arena handles
 //!  ├─ raw.rs         free without a Layout (for the C ABI): segment-region check or a 16-byte header
 //!  ├─ witness.rs     witness arena: guard-fenced, mlock'ed, wiped chunks in one reserved region
+//!  │   └─ secret.rs    SecretBox / SecretVec: owned secrets, in-place init, wiped growth
 //!  ├─ polynomial.rs  polynomial arena: placement + huge-page reporting over spans
 //!  ├─ scratch.rs     scratch arena: chunked bump allocation, O(1) lifetime-checked reset
 //!  ├─ heap.rs        per-thread heaps: the small-object fast paths, thread start/exit
@@ -82,6 +83,7 @@ mod polynomial;
 pub mod raw;
 mod region;
 mod scratch;
+mod secret;
 mod segment;
 mod size_class;
 mod span;
@@ -95,6 +97,7 @@ pub use config::HugePages;
 pub use os::fault;
 pub use polynomial::PolynomialArena;
 pub use scratch::ScratchArena;
+pub use secret::{SecretBox, SecretVec, Zeroable};
 pub use witness::{WitnessArena, WitnessStats};
 
 use size_class::{class_for, class_of, is_small, MIN_ALIGN, SMALL_MAX};

@@ -45,3 +45,74 @@ pub fn check(p: *const u8, len: usize, seed: u64) -> bool {
         unsafe { *p.add(i) == (seed as usize).wrapping_mul(31).wrapping_add(i) as u8 }
     })
 }
+
+/// The `/proc/self/smaps` entry (header line and fields) of the mapping
+/// that contains `addr`.
+pub fn smaps_entry(addr: usize) -> Option<String> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+    let mut current: Option<String> = None;
+    let mut found = None;
+    for line in smaps.lines() {
+        if let Some((lo, hi)) = vma_range(line) {
+            if let Some(c) = current.take() {
+                if found.is_none() && c.starts_with("HIT") {
+                    found = Some(c[3..].to_string());
+                }
+            }
+            let hit = lo <= addr && addr < hi;
+            current = Some(format!("{}{}\n", if hit { "HIT" } else { "" }, line));
+        } else if let Some(c) = current.as_mut() {
+            c.push_str(line);
+            c.push('\n');
+        }
+    }
+    if let Some(c) = current {
+        if found.is_none() && c.starts_with("HIT") {
+            found = Some(c[3..].to_string());
+        }
+    }
+    found
+}
+
+/// `lo-hi perms ...` → (lo, hi).
+pub fn vma_range(line: &str) -> Option<(usize, usize)> {
+    let range = line.split_whitespace().next()?;
+    let (a, b) = range.split_once('-')?;
+    Some((usize::from_str_radix(a, 16).ok()?, usize::from_str_radix(b, 16).ok()?))
+}
+
+/// The VmFlags of the mapping containing `addr`.
+pub fn vm_flags(addr: usize) -> Vec<String> {
+    let e = smaps_entry(addr).expect("no mapping");
+    e.lines()
+        .find(|l| l.starts_with("VmFlags:"))
+        .map(|l| l[8..].split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// (previous, containing, next) lines of /proc/self/maps around `addr`.
+pub fn maps_neighbours(addr: usize) -> (String, String, String) {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let lines: Vec<&str> = maps.lines().collect();
+    let i = lines
+        .iter()
+        .position(|l| vma_range(l).is_some_and(|(lo, hi)| lo <= addr && addr < hi))
+        .expect("mapping");
+    (lines[i - 1].to_string(), lines[i].to_string(), lines[i + 1].to_string())
+}
+
+/// Reads `len` bytes at `addr` through /proc/self/mem: how a debugger or an
+/// attacker with ptrace rights sees memory, without Rust-level access to a
+/// freed block. `None` if the kernel refuses (e.g. inaccessible pages).
+pub fn peek(addr: usize, len: usize) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open("/proc/self/mem").ok()?;
+    let mut buf = vec![0u8; len];
+    f.read_exact_at(&mut buf, addr as u64).ok()?;
+    Some(buf)
+}
+
+/// Number of mappings of this process.
+pub fn mapping_count() -> usize {
+    std::fs::read_to_string("/proc/self/maps").unwrap().lines().count()
+}

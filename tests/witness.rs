@@ -1,0 +1,270 @@
+//! Witness memory: every security property, with the kernel's evidence.
+//! Linux only (reads /proc, forks).
+#![cfg(target_os = "linux")]
+
+use std::alloc::Layout;
+use zk_nalloc::allocator_api2::vec::Vec as AVec;
+use zk_nalloc::{NAlloc, SecretBox, SecretVec, WitnessArena};
+
+mod common;
+use common::{mapping_count, maps_neighbours, peek, vm_flags};
+
+#[global_allocator]
+static ALLOC: NAlloc = NAlloc::new();
+
+/// Runs `child` in a forked child (which must only do raw memory accesses)
+/// and returns its wait status.
+fn in_child(child: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: the child runs only `child` (raw reads/writes) and `_exit`;
+    // it never allocates or takes locks, so forking a threaded test is fine.
+    unsafe {
+        let pid = libc::fork();
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            libc::alarm(10);
+            let code = child();
+            libc::_exit(code);
+        }
+        let mut status = 0;
+        assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+        status
+    }
+}
+
+#[test]
+fn witness_memory_is_zeroed_locked_undumpable_wiped_on_fork_and_fenced() {
+    let w = ALLOC.witness();
+    let p = w.alloc(200, 16);
+    assert!(!p.is_null());
+    // SAFETY: 200 live bytes.
+    assert!(unsafe { std::slice::from_raw_parts(p, 200) }.iter().all(|&b| b == 0));
+    let flags = vm_flags(p as usize);
+    for f in ["dd", "wf", "lo"] {
+        assert!(flags.iter().any(|x| x == f), "VmFlags {flags:?} lack {f}");
+    }
+    let (prev, this, next) = maps_neighbours(p as usize);
+    assert!(this.contains(" rw-p "), "{this}");
+    assert!(prev.contains(" ---p "), "no guard before the chunk: {prev}");
+    assert!(next.contains(" ---p "), "no guard after the chunk: {next}");
+    let s = w.stats();
+    assert!(s.locked && s.dump_excluded && s.fork_wiped, "{s:?}");
+    assert!(s.used >= 200 && s.capacity >= s.used);
+
+    // MADV_WIPEONFORK: a forked child sees zeros where the parent has data.
+    // SAFETY: 200 live bytes.
+    unsafe { p.write_bytes(0x5A, 200) };
+    let addr = p as usize;
+    let status = in_child(move || {
+        // SAFETY: the mapping exists in the child (zero-filled).
+        let v = unsafe { std::ptr::read_volatile(addr as *const u8) };
+        if v == 0 {
+            0
+        } else {
+            1
+        }
+    });
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child saw the secret"
+    );
+    // SAFETY: allocated above with this size and alignment.
+    unsafe { w.dealloc(p, 200, 16) };
+}
+
+#[test]
+fn overflow_past_a_witness_block_faults() {
+    let w = WitnessArena::new();
+    let size = 100_000; // a large witness block: its own chunk, ending at a guard page
+    let p = w.alloc(size, 16);
+    assert!(!p.is_null());
+    let end = p as usize + size;
+    let status = in_child(move || {
+        // SAFETY: deliberately one byte past the block: must fault.
+        unsafe { std::ptr::write_volatile(end as *mut u8, 1) };
+        0
+    });
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSEGV,
+        "overflow did not fault: status {status:#x}"
+    );
+    let status = in_child(move || {
+        // SAFETY: the last byte of the block is valid.
+        unsafe { std::ptr::write_volatile((end - 1) as *mut u8, 1) };
+        0
+    });
+    assert!(libc::WIFEXITED(status), "in-bounds write faulted");
+    // SAFETY: allocated above.
+    unsafe { w.dealloc(p, size, 16) };
+}
+
+#[test]
+fn freed_secrets_are_wiped_and_recycled_blocks_are_zero() {
+    let w = WitnessArena::new();
+    for size in [24usize, 256, 4000, 60_000] {
+        let p = w.alloc(size, 8);
+        // SAFETY: `size` live bytes.
+        unsafe { p.write_bytes(0xAA, size) };
+        // SAFETY: allocated above.
+        unsafe { w.dealloc(p, size, 8) };
+        let bytes = peek(p as usize, size).expect("small witness chunks stay mapped");
+        // The first word of a free block holds the free-list link (an
+        // address, never user data); everything else is zero.
+        assert!(bytes.iter().all(|&b| b != 0xAA), "secret bytes survived free");
+        assert!(
+            bytes[8..].iter().all(|&b| b == 0),
+            "freed block not wiped (size {size})"
+        );
+        let q = w.alloc(size, 8);
+        assert_eq!(q, p, "block not recycled");
+        // SAFETY: `size` live bytes.
+        assert!(unsafe { std::slice::from_raw_parts(q, size) }.iter().all(|&b| b == 0));
+        // SAFETY: allocated above.
+        unsafe { w.dealloc(q, size, 8) };
+    }
+    // A large block's chunk is wiped, then decommitted.
+    let p = w.alloc(300_000, 16);
+    // SAFETY: live bytes.
+    unsafe { p.write_bytes(0xAA, 300_000) };
+    // SAFETY: allocated above.
+    unsafe { w.dealloc(p, 300_000, 16) };
+    if let Some(bytes) = peek(p as usize, 300_000) {
+        assert!(bytes.iter().all(|&b| b == 0));
+    }
+}
+
+#[test]
+fn secure_wipe_erases_everything_handed_out() {
+    // The brief's snippet.
+    let nalloc = NAlloc::new();
+    let witness = nalloc.witness();
+    let secret = witness.alloc(1024, 64);
+    assert_eq!(secret as usize % 64, 0);
+    let other = witness.alloc(77, 8);
+    // SAFETY: live blocks.
+    unsafe {
+        secret.write_bytes(0x42, 1024);
+        other.write_bytes(0x43, 77);
+    }
+    // SAFETY: neither block is used afterwards.
+    unsafe { witness.secure_wipe() };
+    assert!(peek(secret as usize, 1024).unwrap().iter().all(|&b| b == 0));
+    assert!(peek(other as usize, 77).unwrap().iter().all(|&b| b == 0));
+    assert_eq!(witness.stats().used, 0);
+}
+
+#[test]
+fn mappings_grow_with_chunks_not_with_secrets() {
+    let w = WitnessArena::new();
+    let first = w.alloc(64, 8);
+    let before = mapping_count();
+    let blocks: Vec<*mut u8> = (0..20_000).map(|_| w.alloc(64, 8)).collect();
+    assert!(blocks.iter().all(|p| !p.is_null()));
+    let after = mapping_count();
+    // 20,000 x 64 B = 1.3 MB: two 1 MiB chunks, each adding at most a few
+    // mappings — not one per secret (libsodium-style guards would add 60,000).
+    assert!(after <= before + 12, "{before} -> {after} mappings for 20,000 secrets");
+    // Locking is per chunk: freeing one of two secrets on a page keeps the
+    // other locked.
+    // SAFETY: allocated above.
+    unsafe { w.dealloc(blocks[0], 64, 8) };
+    assert!(vm_flags(blocks[1] as usize).iter().any(|f| f == "lo"));
+    for p in &blocks[1..] {
+        // SAFETY: allocated above.
+        unsafe { w.dealloc(*p, 64, 8) };
+    }
+    // SAFETY: allocated above.
+    unsafe { w.dealloc(first, 64, 8) };
+}
+
+#[test]
+fn witness_scope_protects_third_party_vectors() {
+    let (addr, grown_from, v) = ALLOC.witness_scope(|| {
+        let mut v: Vec<u64> = Vec::with_capacity(4);
+        v.extend_from_slice(&[0xDEAD_BEEF; 4]);
+        let first = v.as_ptr() as usize;
+        // Growth inside the scope: the old buffer must be wiped.
+        v.extend(std::iter::repeat_n(0xDEAD_BEEF_u64, 100));
+        (v.as_ptr() as usize, first, v)
+    });
+    let flags = vm_flags(addr);
+    assert!(
+        flags.iter().any(|f| f == "lo") && flags.iter().any(|f| f == "dd"),
+        "{flags:?}"
+    );
+    let old = peek(grown_from, 32).unwrap();
+    assert!(old[8..].iter().all(|&b| b == 0), "old buffer not wiped after growth");
+    // Freed outside the scope, on another thread: still wiped.
+    std::thread::spawn(move || drop(v)).join().unwrap();
+    let bytes = peek(addr, 104 * 8).unwrap();
+    assert!(
+        bytes[8..].iter().all(|&b| b == 0),
+        "scoped block not wiped when freed outside"
+    );
+
+    // Nested scopes, large blocks, and the way back to normal memory.
+    let inner_addr = ALLOC.witness_scope(|| {
+        let outer = vec![1u8; 10];
+        let inner = ALLOC.witness_scope(|| vec![2u8; 200_000]);
+        let after_inner = vec![3u8; 10];
+        let r = (inner.as_ptr() as usize, after_inner.as_ptr() as usize);
+        assert!(vm_flags(outer.as_ptr() as usize).iter().any(|f| f == "dd"));
+        r
+    });
+    assert!(vm_flags(inner_addr.1).iter().any(|f| f == "dd"), "scope ended early");
+    let normal = vec![4u8; 10];
+    assert!(!vm_flags(normal.as_ptr() as usize).iter().any(|f| f == "dd"));
+    // A block allocated in the scope keeps its protection when it is grown
+    // outside of it.
+    let mut s = ALLOC.witness_scope(|| vec![9u8; 16]);
+    s.resize(100_000, 9);
+    assert!(vm_flags(s.as_ptr() as usize).iter().any(|f| f == "dd"));
+    assert!(ALLOC.stats().witness_scope.used > 0);
+}
+
+#[test]
+fn secret_types_init_in_place_and_wipe_on_growth_and_drop() {
+    let w = ALLOC.witness();
+    let key = SecretBox::new_with(w, |k: &mut [u8; 32]| {
+        for (i, b) in k.iter_mut().enumerate() {
+            *b = i as u8 + 1;
+        }
+    })
+    .unwrap();
+    assert_eq!(key[31], 32);
+    let key_addr = &*key as *const [u8; 32] as usize;
+    assert!(vm_flags(key_addr).iter().any(|f| f == "lo"));
+    drop(key);
+    assert!(peek(key_addr, 32).unwrap()[8..].iter().all(|&b| b == 0));
+
+    let mut v = SecretVec::<u64>::new(w);
+    assert!(v.push(7));
+    let first = v.as_ptr() as usize;
+    for i in 0..1000 {
+        assert!(v.push(i));
+    }
+    assert_ne!(v.as_ptr() as usize, first);
+    assert!(
+        peek(first, 32).unwrap()[8..].iter().all(|&b| b == 0),
+        "growth left a copy"
+    );
+    assert_eq!(v.len(), 1001);
+    assert_eq!(v[1000], 999);
+    assert_eq!(format!("{v:?}"), "SecretVec(<1001 redacted>)");
+}
+
+#[test]
+fn allocator_api_vectors_in_witness_memory() {
+    let w = WitnessArena::new();
+    let mut v: AVec<u32, &WitnessArena> = AVec::new_in(&w);
+    for i in 0..10_000 {
+        v.push(i);
+    }
+    assert_eq!(v.iter().map(|&x| x as u64).sum::<u64>(), 49_995_000);
+    let addr = v.as_ptr() as usize;
+    assert!(vm_flags(addr).iter().any(|f| f == "dd"));
+    let layout = Layout::array::<u32>(v.capacity()).unwrap();
+    drop(v);
+    if let Some(bytes) = peek(addr, layout.size()) {
+        assert!(bytes.iter().all(|&b| b == 0));
+    }
+}
