@@ -203,15 +203,15 @@ fn witness_scope_protects_third_party_vectors() {
 
     // Nested scopes, large blocks, and the way back to normal memory.
     let inner_addr = ALLOC.witness_scope(|| {
-        let outer = vec![1u8; 10];
+        let outer = Box::new([1u8; 10]);
         let inner = ALLOC.witness_scope(|| vec![2u8; 200_000]);
-        let after_inner = vec![3u8; 10];
+        let after_inner = Box::new([3u8; 10]);
         let r = (inner.as_ptr() as usize, after_inner.as_ptr() as usize);
         assert!(vm_flags(outer.as_ptr() as usize).iter().any(|f| f == "dd"));
         r
     });
     assert!(vm_flags(inner_addr.1).iter().any(|f| f == "dd"), "scope ended early");
-    let normal = vec![4u8; 10];
+    let normal = Box::new([4u8; 10]);
     assert!(!vm_flags(normal.as_ptr() as usize).iter().any(|f| f == "dd"));
     // A block allocated in the scope keeps its protection when it is grown
     // outside of it.
