@@ -4,7 +4,7 @@
 //! allocating — when the first heap is created, and by `NAlloc` setters at
 //! any time:
 //!
-//! * `NALLOC_HUGE_PAGES` = `auto` (default) | `on` | `off`
+//! * `NALLOC_HUGE_PAGES` = `auto` (default) | `on` | `off` | `explicit`
 //! * `NALLOC_POOL_CAP` = bytes kept warm, with optional `K`/`M`/`G` suffix
 
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -18,6 +18,11 @@ pub enum HugePages {
     Auto,
     /// Ask for huge pages on every span of 2 MiB and more.
     On,
+    /// Explicit 2 MiB pages (`MAP_HUGETLB`, from the kernel's pre-reserved
+    /// pool, `vm.nr_hugepages`) for spans of 2 MiB and more; where the pool
+    /// is empty or the platform has none, transparent huge pages as with
+    /// `On`.
+    Explicit,
     /// Never use huge pages for spans, even where the system default
     /// (`/sys/kernel/mm/transparent_hugepage/enabled = always`) would.
     Off,
@@ -29,12 +34,14 @@ impl HugePages {
             HugePages::Auto => 0,
             HugePages::On => 1,
             HugePages::Off => 2,
+            HugePages::Explicit => 3,
         }
     }
     const fn from_u8(v: u8) -> Self {
         match v {
             1 => HugePages::On,
             2 => HugePages::Off,
+            3 => HugePages::Explicit,
             _ => HugePages::Auto,
         }
     }
@@ -107,12 +114,14 @@ pub(crate) fn set_pool_cap(bytes: usize) {
     POOL_CAP.store(bytes.min(usize::MAX - 1), Ordering::Relaxed);
 }
 
-/// `auto` / `on` / `off` (also `1`/`0`, `always`/`never`).
+/// `auto` / `on` / `off` / `explicit` (also `1`/`0`, `always`/`never`,
+/// `hugetlb`).
 pub(crate) fn parse_huge(s: &[u8]) -> Option<HugePages> {
     match s {
         b"auto" => Some(HugePages::Auto),
         b"on" | b"1" | b"always" => Some(HugePages::On),
         b"off" | b"0" | b"never" => Some(HugePages::Off),
+        b"explicit" | b"hugetlb" => Some(HugePages::Explicit),
         _ => None,
     }
 }
@@ -154,6 +163,7 @@ mod tests {
         assert_eq!(parse_huge(b"on"), Some(HugePages::On));
         assert_eq!(parse_huge(b"off"), Some(HugePages::Off));
         assert_eq!(parse_huge(b"auto"), Some(HugePages::Auto));
+        assert_eq!(parse_huge(b"explicit"), Some(HugePages::Explicit));
         assert_eq!(parse_huge(b"maybe"), None);
     }
 }

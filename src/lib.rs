@@ -138,6 +138,14 @@ pub struct Stats {
     pub polynomial_peak: usize,
     /// Bytes mapped for polynomial memory: live spans plus the warm pool.
     pub polynomial_capacity: usize,
+    /// Bytes in live blocks of this instance's polynomial arena.
+    pub polynomial_arena_used: usize,
+    /// Highest `polynomial_arena_used` seen.
+    pub polynomial_arena_peak: usize,
+    /// Bytes ever mapped with explicit (`MAP_HUGETLB`) huge pages. For what
+    /// transparent huge pages really back, see
+    /// [`PolynomialArena::huge_page_bytes`].
+    pub explicit_huge_bytes: usize,
     /// Bytes handed out by scratch arenas (updated at chunk changes and
     /// resets, not per allocation).
     pub scratch_used: usize,
@@ -262,6 +270,9 @@ impl NAlloc {
             polynomial_used: stats::SPANS_LIVE.get(),
             polynomial_peak: stats::SPANS_LIVE.peak(),
             polynomial_capacity: stats::SPANS_LIVE.get() + pool,
+            polynomial_arena_used: self.polynomial.used(),
+            polynomial_arena_peak: self.polynomial.peak(),
+            explicit_huge_bytes: stats::EXPLICIT_HUGE.load(Relaxed),
             scratch_used: scratch::USED.load(Relaxed),
             scratch_peak: scratch::PEAK.load(Relaxed),
             scratch_capacity: scratch::CAPACITY.load(Relaxed),

@@ -102,7 +102,17 @@ impl ScratchArena {
     pub fn alloc(&self, layout: Layout) -> Option<NonNull<u8>> {
         let b = self.bump.get();
         let start = (b.addr().wrapping_add(layout.align() - 1)) & !(layout.align() - 1);
-        if !b.is_null() && start >= b.addr() && layout.size() <= self.end.get().addr().wrapping_sub(start) {
+        // `start` may wrap (huge alignment) or pass `end` (alignment padding
+        // bigger than what is left): both must fail the check, hence the
+        // checked subtraction.
+        let fits = start >= b.addr()
+            && self
+                .end
+                .get()
+                .addr()
+                .checked_sub(start)
+                .is_some_and(|room| layout.size() <= room);
+        if !b.is_null() && fits {
             let p = b.with_addr(start);
             // SAFETY: `start + size <= end`, inside the current chunk.
             self.bump.set(unsafe { p.add(layout.size()) });
@@ -246,7 +256,7 @@ impl ScratchArena {
         if cur.is_null() {
             0
         } else {
-            self.before.get() + (self.bump.get().addr() - cur.addr())
+            self.before.get() + (self.bump.get().addr() - cur.addr() - HEADER)
         }
     }
 

@@ -146,7 +146,7 @@ pub(crate) fn pool_bytes() -> usize {
 
 fn advice_for(len: usize) -> Option<HugeAdvice> {
     match config::huge_pages() {
-        HugePages::On if len >= HUGE_PAGE => Some(HugeAdvice::Huge),
+        HugePages::On | HugePages::Explicit if len >= HUGE_PAGE => Some(HugeAdvice::Huge),
         HugePages::Auto if len >= AUTO_HUGE_MIN => Some(HugeAdvice::Huge),
         HugePages::Off if len >= HUGE_PAGE => Some(HugeAdvice::NoHuge),
         _ => None,
@@ -174,12 +174,26 @@ pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
         }
         p
     } else {
-        let p = os::map(len, span_align(len, align));
-        if p.is_null() {
-            return p;
-        }
+        let explicit = config::huge_pages() == HugePages::Explicit && len >= HUGE_PAGE && align <= HUGE_PAGE;
+        // An explicit huge-page mapping is born backed; the fallback gets the
+        // transparent huge page advice.
+        let p = if explicit {
+            os::map_explicit_huge(len)
+        } else {
+            ptr::null_mut()
+        };
+        let p = if p.is_null() {
+            let p = os::map(len, span_align(len, align));
+            if p.is_null() {
+                return p;
+            }
+            advise(p, len);
+            p
+        } else {
+            stats::EXPLICIT_HUGE.fetch_add(len, Relaxed);
+            p
+        };
         stats::mapped(len);
-        advise(p, len);
         p
     };
     stats::SPANS_LIVE.add(len);

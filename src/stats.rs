@@ -47,6 +47,8 @@ pub(crate) static SPAN_ALLOCS: AtomicUsize = AtomicUsize::new(0);
 pub(crate) static SPAN_FREES: AtomicUsize = AtomicUsize::new(0);
 /// Span allocations served warm from the pool.
 pub(crate) static POOL_HITS: AtomicUsize = AtomicUsize::new(0);
+/// Bytes ever mapped with explicit (`MAP_HUGETLB`) huge pages.
+pub(crate) static EXPLICIT_HUGE: AtomicUsize = AtomicUsize::new(0);
 /// Small frees made by threads that had no heap (e.g. after thread exit).
 pub(crate) static ORPHAN_FREES: AtomicUsize = AtomicUsize::new(0);
 

@@ -11,6 +11,12 @@ pub(super) fn map(len: usize, align: usize) -> *mut u8 {
     posix::map_rw(len, align, OS_PAGE, MapFlags::empty())
 }
 
+pub(super) fn map_explicit_huge(len: usize) -> *mut u8 {
+    // The kernel aligns MAP_HUGETLB mappings to the huge page size itself.
+    let flags = MapFlags::HUGETLB | MapFlags::HUGE_2MB;
+    posix::map_rw(len, OS_PAGE, OS_PAGE, flags)
+}
+
 pub(super) unsafe fn unmap(ptr: *mut u8, len: usize) {
     // SAFETY: forwarded caller contract.
     unsafe { posix::unmap(ptr, len) }
@@ -172,7 +178,7 @@ pub(super) fn huge_backed_bytes(ptr: usize, len: usize) -> Option<usize> {
     let mut buf = [0u8; 8192];
     let mut line = [0u8; 256];
     let mut line_len = 0usize;
-    let mut in_range = false;
+    let mut overlap = 0usize;
     let mut total = 0usize;
     let end = ptr.saturating_add(len);
     loop {
@@ -190,9 +196,11 @@ pub(super) fn huge_backed_bytes(ptr: usize, len: usize) -> Option<usize> {
             }
             let l = &line[..line_len];
             if let Some((lo, hi)) = parse_range(l) {
-                in_range = lo < end && hi > ptr;
-            } else if in_range && l.starts_with(b"AnonHugePages:") {
-                total += parse_kib(&l[14..]) * 1024;
+                // A mapping may be larger than the range (neighbouring spans
+                // merge into one VMA): count at most the overlap.
+                overlap = hi.min(end).saturating_sub(lo.max(ptr));
+            } else if overlap > 0 && l.starts_with(b"AnonHugePages:") {
+                total += (parse_kib(&l[14..]) * 1024).min(overlap);
             }
             line_len = 0;
         }

@@ -12,6 +12,10 @@ pub(super) fn map(len: usize, align: usize) -> *mut u8 {
     posix::map_rw(len, align, OS_PAGE, MapFlags::empty())
 }
 
+pub(super) fn map_explicit_huge(_len: usize) -> *mut u8 {
+    core::ptr::null_mut()
+}
+
 pub(super) unsafe fn unmap(ptr: *mut u8, len: usize) {
     // SAFETY: forwarded caller contract.
     unsafe { posix::unmap(ptr, len) }

@@ -15,6 +15,10 @@ pub(super) fn map(len: usize, align: usize) -> *mut u8 {
     }
 }
 
+pub(super) fn map_explicit_huge(_len: usize) -> *mut u8 {
+    core::ptr::null_mut()
+}
+
 pub(super) unsafe fn unmap(ptr: *mut u8, len: usize) {
     // Miri checks that the layout matches the allocation; the alignment used
     // at map time is not known here, so every map uses OS_PAGE alignment

@@ -131,6 +131,16 @@ pub(crate) fn map(len: usize, align: usize) -> *mut u8 {
     platform::map(len, align.max(OS_PAGE))
 }
 
+/// Maps `len` bytes (a multiple of [`HUGE_PAGE`]) backed by explicit huge
+/// pages from the kernel's reserved pool, 2 MiB aligned. Null when the
+/// platform has none or the pool is empty (the caller falls back to [`map`]).
+pub(crate) fn map_explicit_huge(len: usize) -> *mut u8 {
+    if injected_failure() {
+        return core::ptr::null_mut();
+    }
+    platform::map_explicit_huge(len)
+}
+
 /// Releases a whole mapping made by [`map`].
 ///
 /// # Safety

@@ -52,6 +52,10 @@ pub(super) fn map(len: usize, align: usize) -> *mut u8 {
     place(len, align, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE)
 }
 
+pub(super) fn map_explicit_huge(_len: usize) -> *mut u8 {
+    core::ptr::null_mut()
+}
+
 pub(super) unsafe fn unmap(ptr: *mut u8, _len: usize) {
     // SAFETY: caller contract: `ptr` is the base of a whole mapping.
     unsafe { VirtualFree(ptr.cast::<c_void>(), 0, MEM_RELEASE) };

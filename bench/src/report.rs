@@ -1,0 +1,673 @@
+//! Machine info, per-pair statistics, and the table / JSON / SVG outputs.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::allocators::BASELINE;
+use crate::result::{Absent, Phase, WorkerResult};
+use crate::runner::Options;
+use crate::workloads::median;
+
+/// Facts about the machine the suite ran on.
+#[derive(Clone, Debug, Serialize)]
+pub struct MachineInfo {
+    /// CPU model name from `/proc/cpuinfo`.
+    pub cpu: String,
+    /// Available parallelism (`nproc`).
+    pub nproc: usize,
+    /// Kernel release (`uname -r`).
+    pub kernel: String,
+    /// Transparent huge page mode (`/sys/kernel/mm/transparent_hugepage/enabled`).
+    pub thp: String,
+    /// Start time, UTC, ISO 8601.
+    pub date: String,
+}
+
+impl MachineInfo {
+    /// Collects the machine facts (fields fall back to `"unknown"`).
+    pub fn collect() -> Self {
+        let read = |p: &str| std::fs::read_to_string(p).ok();
+        let cpu = read("/proc/cpuinfo")
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name") || l.starts_with("Hardware") || l.starts_with("cpu model"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let kernel = read("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        let thp = read("/sys/kernel/mm/transparent_hugepage/enabled")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        Self {
+            cpu,
+            nproc,
+            kernel,
+            thp,
+            date: utc_now(),
+        }
+    }
+
+    /// Human-readable block printed before the results.
+    pub fn render(&self) -> String {
+        format!(
+            "machine: {}\nnproc:   {}\nkernel:  {}\nTHP:     {}\ndate:    {}\n",
+            self.cpu, self.nproc, self.kernel, self.thp, self.date
+        )
+    }
+}
+
+/// The current time as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format_utc(secs)
+}
+
+/// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian).
+pub fn format_utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// One worker process run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunRecord {
+    /// Workload name.
+    pub workload: String,
+    /// Allocator name.
+    pub allocator: String,
+    /// Run index (0-based).
+    pub run: usize,
+    /// The worker's result, when it succeeded.
+    pub result: Option<WorkerResult>,
+    /// Why it failed (exit status / signal / timeout plus the last stderr lines).
+    pub error: Option<String>,
+    /// Wall time of the whole process, including start-up, in ms.
+    pub process_ms: f64,
+    /// Peak RSS of the process from `wait4` (`ru_maxrss`, KiB).
+    pub maxrss_kib: u64,
+    /// Minor page faults of the process from `wait4`.
+    pub minflt: u64,
+    /// How the process ended.
+    pub exit: String,
+}
+
+/// Statistics for one (workload, allocator) pair.
+#[derive(Clone, Debug, Serialize)]
+pub struct PairSummary {
+    /// Workload name.
+    pub workload: String,
+    /// Allocator name.
+    pub allocator: String,
+    /// Successful runs.
+    pub ok_runs: usize,
+    /// Failed runs.
+    pub failed_runs: usize,
+    /// Median workload wall time (ms); `None` if any run failed.
+    pub median_ms: Option<f64>,
+    /// Fastest run (ms).
+    pub min_ms: Option<f64>,
+    /// Slowest run (ms).
+    pub max_ms: Option<f64>,
+    /// Median wall time divided by glibc's median wall time.
+    pub ratio_to_glibc: Option<f64>,
+    /// Largest peak RSS over the runs (KiB).
+    pub peak_rss_kib: Option<u64>,
+    /// Median minor page faults per run.
+    pub median_minflt: Option<u64>,
+    /// Per-phase medians across runs, in phase order.
+    pub phases: Vec<Phase>,
+    /// Phases not run, with reasons.
+    pub absent: Vec<Absent>,
+    /// Error messages of the failed runs.
+    pub errors: Vec<String>,
+}
+
+impl PairSummary {
+    /// Whether every run of the pair succeeded.
+    pub fn ok(&self) -> bool {
+        self.failed_runs == 0 && self.ok_runs > 0
+    }
+}
+
+/// Configuration echoed into the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReportConfig {
+    /// `"quick"` or `"full"`.
+    pub suite: String,
+    /// Runs per pair.
+    pub runs: usize,
+    /// Workloads, in order.
+    pub workloads: Vec<String>,
+    /// Allocators, in order.
+    pub allocators: Vec<String>,
+}
+
+/// The complete benchmark report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Machine facts.
+    pub machine: MachineInfo,
+    /// What was run.
+    pub config: ReportConfig,
+    /// One summary per (workload, allocator), workload-major.
+    pub summaries: Vec<PairSummary>,
+    /// Every individual run.
+    pub runs: Vec<RunRecord>,
+}
+
+impl Report {
+    /// Builds the report from the raw run records.
+    pub fn new(machine: MachineInfo, opts: &Options, runs: Vec<RunRecord>) -> Self {
+        let config = ReportConfig {
+            suite: if opts.full { "full" } else { "quick" }.into(),
+            runs: opts.runs,
+            workloads: opts.workloads.iter().map(|w| w.name.to_owned()).collect(),
+            allocators: opts.allocators.iter().map(|a| a.name.to_owned()).collect(),
+        };
+        let mut summaries = Vec::new();
+        for w in &config.workloads {
+            for a in &config.allocators {
+                let recs: Vec<&RunRecord> = runs.iter().filter(|r| &r.workload == w && &r.allocator == a).collect();
+                summaries.push(summarize(w, a, &recs));
+            }
+        }
+        // Ratios against the baseline's median.
+        for i in 0..summaries.len() {
+            let base = summaries
+                .iter()
+                .find(|s| s.workload == summaries[i].workload && s.allocator == BASELINE)
+                .and_then(|s| s.median_ms);
+            summaries[i].ratio_to_glibc = match (summaries[i].median_ms, base) {
+                (Some(m), Some(b)) if b > 0.0 => Some(m / b),
+                _ => None,
+            };
+        }
+        Self {
+            machine,
+            config,
+            summaries,
+            runs,
+        }
+    }
+
+    /// Whether every run succeeded.
+    pub fn all_ok(&self) -> bool {
+        self.summaries.iter().all(PairSummary::ok)
+    }
+
+    /// Pretty JSON of the whole report.
+    pub fn to_json(&self) -> Result<String, String> {
+        serde_json::to_string_pretty(self).map_err(|e| format!("cannot serialize report: {e}"))
+    }
+
+    /// The aligned results table, followed by failure details if any.
+    pub fn render_table(&self) -> String {
+        let header = [
+            "workload",
+            "allocator",
+            "median",
+            "min",
+            "max",
+            "x glibc",
+            "peak RSS",
+            "minflt",
+            "phases (median ms)",
+        ];
+        let mut rows: Vec<[String; 9]> = Vec::new();
+        for s in &self.summaries {
+            let mut phases: Vec<String> = s
+                .phases
+                .iter()
+                .map(|p| format!("{}={}", p.name, fmt_ms(p.ms)))
+                .collect();
+            phases.extend(s.absent.iter().map(|a| format!("{}=absent", a.name)));
+            let phases = phases.join(" ");
+            if s.ok() {
+                rows.push([
+                    s.workload.clone(),
+                    s.allocator.clone(),
+                    opt(s.median_ms, fmt_ms),
+                    opt(s.min_ms, fmt_ms),
+                    opt(s.max_ms, fmt_ms),
+                    opt(s.ratio_to_glibc, |r| format!("{r:.2}")),
+                    opt(s.peak_rss_kib, fmt_kib),
+                    opt(s.median_minflt, |f| f.to_string()),
+                    phases,
+                ]);
+            } else {
+                let failed = format!("FAILED {}/{}", s.failed_runs, s.failed_runs + s.ok_runs);
+                let mut row: [String; 9] = Default::default();
+                row[0] = s.workload.clone();
+                row[1] = s.allocator.clone();
+                row[2] = failed;
+                row[8] = "see failures below".into();
+                rows.push(row);
+            }
+        }
+        let mut widths = header.map(str::len);
+        for r in &rows {
+            for (w, c) in widths.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let mut out = String::new();
+        let line = |out: &mut String, cells: &[String]| {
+            for (i, c) in cells.iter().enumerate() {
+                let w = widths[i];
+                if i == cells.len() - 1 {
+                    let _ = write!(out, "{c}");
+                } else if (2..8).contains(&i) {
+                    let _ = write!(out, "{c:>w$}  ");
+                } else {
+                    let _ = write!(out, "{c:<w$}  ");
+                }
+            }
+            out.push('\n');
+        };
+        let header: Vec<String> = header.iter().map(|s| s.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "\nresults ({} suite, {} run(s) per pair; times are the workload's wall time in the worker, \
+             peak RSS/minflt from wait4):",
+            self.config.suite, self.config.runs
+        );
+        line(&mut out, &header);
+        let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+        out.push_str(&"-".repeat(total.min(160)));
+        out.push('\n');
+        let mut prev: Option<&str> = None;
+        for (r, s) in rows.iter().zip(&self.summaries) {
+            if prev.is_some_and(|p| p != s.workload) {
+                out.push('\n');
+            }
+            prev = Some(&s.workload);
+            line(&mut out, r);
+        }
+        let absent: Vec<String> = self
+            .summaries
+            .iter()
+            .flat_map(|s| {
+                s.absent
+                    .iter()
+                    .map(move |a| format!("  {}/{} {}: {}", s.workload, s.allocator, a.name, a.reason))
+            })
+            .collect();
+        if !absent.is_empty() {
+            out.push_str("\nabsent phases:\n");
+            for a in absent {
+                out.push_str(&a);
+                out.push('\n');
+            }
+        }
+        let failed: Vec<&PairSummary> = self.summaries.iter().filter(|s| !s.ok()).collect();
+        if !failed.is_empty() {
+            out.push_str("\nFAILURES:\n");
+            for s in failed {
+                let _ = writeln!(
+                    out,
+                    "  {} / {}: {} of {} run(s) FAILED",
+                    s.workload,
+                    s.allocator,
+                    s.failed_runs,
+                    s.failed_runs + s.ok_runs
+                );
+                for e in &s.errors {
+                    for l in e.lines() {
+                        let _ = writeln!(out, "      | {l}");
+                    }
+                }
+            }
+        }
+        out.push('\n');
+        out
+    }
+}
+
+fn summarize(workload: &str, allocator: &str, recs: &[&RunRecord]) -> PairSummary {
+    let ok: Vec<&WorkerResult> = recs.iter().filter_map(|r| r.result.as_ref()).collect();
+    let errors: Vec<String> = recs
+        .iter()
+        .filter_map(|r| r.error.as_ref().map(|e| format!("run {}: {e}", r.run + 1)))
+        .collect();
+    let failed_runs = recs.len() - ok.len();
+    let mut s = PairSummary {
+        workload: workload.to_owned(),
+        allocator: allocator.to_owned(),
+        ok_runs: ok.len(),
+        failed_runs,
+        median_ms: None,
+        min_ms: None,
+        max_ms: None,
+        ratio_to_glibc: None,
+        peak_rss_kib: None,
+        median_minflt: None,
+        phases: Vec::new(),
+        absent: ok.first().map(|r| r.output.absent.clone()).unwrap_or_default(),
+        errors,
+    };
+    // A pair with any failed run gets no numbers at all.
+    if ok.is_empty() || failed_runs > 0 {
+        return s;
+    }
+    let walls: Vec<f64> = ok.iter().map(|r| r.wall_ms).collect();
+    s.median_ms = Some(median(&walls));
+    s.min_ms = walls.iter().copied().reduce(f64::min);
+    s.max_ms = walls.iter().copied().reduce(f64::max);
+    s.peak_rss_kib = recs.iter().map(|r| r.maxrss_kib).max();
+    let faults: Vec<f64> = recs.iter().map(|r| r.minflt as f64).collect();
+    s.median_minflt = Some(median(&faults).round() as u64);
+    for p in &ok[0].output.phases {
+        let values: Vec<f64> = ok
+            .iter()
+            .filter_map(|r| r.output.phases.iter().find(|q| q.name == p.name).map(|q| q.ms))
+            .collect();
+        s.phases.push(Phase {
+            name: p.name.clone(),
+            ms: median(&values),
+        });
+    }
+    s
+}
+
+fn opt<T: Copy>(v: Option<T>, f: impl Fn(T) -> String) -> String {
+    v.map(f).unwrap_or_else(|| "-".into())
+}
+
+/// Formats milliseconds with sensible precision.
+pub fn fmt_ms(ms: f64) -> String {
+    if ms >= 10_000.0 {
+        format!("{:.1}s", ms / 1e3)
+    } else if ms >= 100.0 {
+        format!("{ms:.0}ms")
+    } else if ms >= 1.0 {
+        format!("{ms:.1}ms")
+    } else {
+        format!("{ms:.3}ms")
+    }
+}
+
+/// Formats KiB as MiB.
+pub fn fmt_kib(kib: u64) -> String {
+    format!("{:.1}MiB", kib as f64 / 1024.0)
+}
+
+// ---------------------------------------------------------------- SVG chart
+
+const COLORS: &[&str] = &["#d62728", "#7f7f7f", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"];
+
+/// A fixed color per allocator, so charts of different selections match.
+fn color(allocator: &str) -> &'static str {
+    let i = crate::allocators::ALLOCATORS
+        .iter()
+        .position(|a| a.name == allocator)
+        .unwrap_or(COLORS.len() - 1);
+    COLORS[i % COLORS.len()]
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Renders a two-panel SVG: wall-time ratio to glibc (linear, lower is
+/// better) and peak RSS (log scale), grouped by workload, one bar per
+/// allocator. Failed pairs are marked `FAILED` instead of a bar.
+pub fn render_svg(report: &Report) -> String {
+    let workloads = &report.config.workloads;
+    let allocs = &report.config.allocators;
+    let bar_w = 16.0;
+    let group_gap = 22.0;
+    let group_w = bar_w * allocs.len() as f64 + group_gap;
+    let left = 70.0;
+    let right = 20.0;
+    let plot_w = (group_w * workloads.len() as f64).max(640.0);
+    let width = left + plot_w + right;
+    let panel_h = 260.0;
+    let top1 = 100.0;
+    let top2 = top1 + panel_h + 70.0;
+    let height = top2 + panel_h + 40.0;
+
+    let get = |w: &str, a: &str| report.summaries.iter().find(|s| s.workload == w && s.allocator == a);
+
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        svg,
+        r#"<text x="{left}" y="22" font-size="15" font-weight="bold">nalloc-bench ({} suite, {} run(s) per pair, median)</text>"#,
+        esc(&report.config.suite),
+        report.config.runs
+    );
+    let m = &report.machine;
+    let _ = writeln!(
+        svg,
+        r##"<text x="{left}" y="40" fill="#555">{} | nproc {} | kernel {} | THP {} | {}</text>"##,
+        esc(&m.cpu),
+        m.nproc,
+        esc(&m.kernel),
+        esc(&m.thp),
+        esc(&m.date)
+    );
+    // Legend.
+    let mut lx = left;
+    for a in allocs {
+        let c = color(a);
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{lx}" y="52" width="12" height="12" fill="{c}"/><text x="{}" y="62">{}</text>"#,
+            lx + 16.0,
+            esc(a)
+        );
+        lx += 30.0 + 7.0 * a.len() as f64;
+    }
+
+    // Panel 1: ratio to glibc, linear.
+    let ratios: Vec<f64> = report.summaries.iter().filter_map(|s| s.ratio_to_glibc).collect();
+    let rmax = ratios.iter().copied().fold(1.5f64, f64::max) * 1.2;
+    let y1 = |v: f64| top1 + panel_h - v / rmax * panel_h;
+    panel_frame(
+        &mut svg,
+        left,
+        top1,
+        plot_w,
+        panel_h,
+        "wall time / glibc (lower is better)",
+    );
+    for t in nice_ticks(rmax) {
+        let y = y1(t);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{t}</text>"##,
+            left + plot_w,
+            left - 5.0,
+            y + 4.0
+        );
+    }
+    let y = y1(1.0);
+    let _ = writeln!(
+        svg,
+        r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#000" stroke-dasharray="4 3"/>"##,
+        left + plot_w
+    );
+
+    // Panel 2: peak RSS, log10 scale in MiB.
+    let rss: Vec<f64> = report
+        .summaries
+        .iter()
+        .filter_map(|s| s.peak_rss_kib.map(|k| k as f64 / 1024.0))
+        .collect();
+    let (lo_exp, hi_exp) = if rss.is_empty() {
+        (0.0, 1.0)
+    } else {
+        let lo = rss.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = rss.iter().copied().fold(0.0, f64::max);
+        let lo_exp = lo.max(0.1).log10().floor();
+        (lo_exp, hi.max(0.1).log10().ceil().max(lo_exp + 1.0))
+    };
+    // 0.3 decades of headroom above the top gridline for the value labels.
+    let y2 = |mib: f64| {
+        let f = (mib.max(10f64.powf(lo_exp)).log10() - lo_exp) / (hi_exp + 0.3 - lo_exp);
+        top2 + panel_h - f * panel_h
+    };
+    panel_frame(&mut svg, left, top2, plot_w, panel_h, "peak RSS, MiB (log scale)");
+    let mut e = lo_exp;
+    while e <= hi_exp {
+        let v = 10f64.powf(e);
+        let y = y2(v);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+            left + plot_w,
+            left - 5.0,
+            y + 4.0,
+            if v >= 1.0 { format!("{v:.0}") } else { format!("{v}") }
+        );
+        e += 1.0;
+    }
+
+    for (wi, w) in workloads.iter().enumerate() {
+        let gx = left + group_gap / 2.0 + wi as f64 * group_w;
+        for (top, _) in [(top1, ()), (top2, ())] {
+            let _ = writeln!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                gx + bar_w * allocs.len() as f64 / 2.0,
+                top + panel_h + 16.0,
+                esc(w)
+            );
+        }
+        for (ai, a) in allocs.iter().enumerate() {
+            let x = gx + ai as f64 * bar_w;
+            let c = color(a);
+            let Some(s) = get(w, a) else { continue };
+            if !s.ok() {
+                for top in [top1, top2] {
+                    let (tx, ty) = (x + bar_w / 2.0 + 4.0, top + panel_h - 4.0);
+                    let _ = writeln!(
+                        svg,
+                        r##"<text x="{tx:.1}" y="{ty:.1}" fill="#d00" font-weight="bold" transform="rotate(-90 {tx:.1} {ty:.1})">FAILED ({})</text>"##,
+                        esc(a)
+                    );
+                }
+                continue;
+            }
+            if let Some(r) = s.ratio_to_glibc {
+                bar(
+                    &mut svg,
+                    x,
+                    bar_w,
+                    y1(r),
+                    top1 + panel_h,
+                    c,
+                    &format!("{w} / {a}: {r:.3}x glibc"),
+                );
+                label(&mut svg, x + bar_w / 2.0, y1(r) - 3.0, &format!("{r:.2}"));
+            }
+            if let Some(k) = s.peak_rss_kib {
+                let mib = k as f64 / 1024.0;
+                bar(
+                    &mut svg,
+                    x,
+                    bar_w,
+                    y2(mib),
+                    top2 + panel_h,
+                    c,
+                    &format!("{w} / {a}: {mib:.1} MiB"),
+                );
+                label(&mut svg, x + bar_w / 2.0, y2(mib) - 3.0, &format!("{mib:.0}"));
+            }
+        }
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn panel_frame(svg: &mut String, x: f64, y: f64, w: f64, h: f64, title: &str) {
+    let _ = writeln!(
+        svg,
+        r##"<text x="{x}" y="{:.1}" font-size="13" font-weight="bold">{}</text><rect x="{x}" y="{y}" width="{w:.1}" height="{h}" fill="none" stroke="#999"/>"##,
+        y - 8.0,
+        esc(title)
+    );
+}
+
+fn bar(svg: &mut String, x: f64, w: f64, y: f64, bottom: f64, color: &str, title: &str) {
+    let _ = writeln!(
+        svg,
+        r#"<rect x="{:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{color}"><title>{}</title></rect>"#,
+        x + 1.0,
+        w - 2.0,
+        (bottom - y).max(0.5),
+        esc(title)
+    );
+}
+
+fn label(svg: &mut String, x: f64, y: f64, text: &str) {
+    let _ = writeln!(
+        svg,
+        r#"<text x="{x:.1}" y="{y:.1}" font-size="8" text-anchor="start" transform="rotate(-90 {x:.1} {y:.1})">{}</text>"#,
+        esc(text)
+    );
+}
+
+/// Gridline values from 0 to `max` with a round step.
+fn nice_ticks(max: f64) -> Vec<f64> {
+    let raw = max / 5.0;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(raw);
+    (0..)
+        .map(|i| i as f64 * step)
+        .take_while(|v| *v <= max + 1e-9)
+        .map(|v| (v * 1000.0).round() / 1000.0)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formatting() {
+        assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(format_utc(1_767_225_599), "2025-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn ticks() {
+        assert_eq!(nice_ticks(1.65), vec![0.0, 0.5, 1.0, 1.5]);
+    }
+}

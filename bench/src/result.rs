@@ -1,0 +1,79 @@
+//! The worker → runner protocol: one JSON line on the worker's stdout.
+
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the single stdout line carrying a worker's [`WorkerResult`].
+pub const RESULT_PREFIX: &str = "NALLOC_BENCH_RESULT ";
+
+/// One timed phase of a workload.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Phase {
+    /// Phase name, e.g. `"cold"`, `"warm"`, `"keygen"`.
+    pub name: String,
+    /// Duration in milliseconds.
+    pub ms: f64,
+}
+
+/// A phase that was not run, with the reason (reported as absent, never as a number).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Absent {
+    /// Phase name.
+    pub name: String,
+    /// Why it was not run.
+    pub reason: String,
+}
+
+/// What a workload function returns: its phases and the phases it skipped.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct WorkloadOutput {
+    /// Timed phases, in the order they ran.
+    pub phases: Vec<Phase>,
+    /// Phases that do not apply / are not available for this allocator.
+    pub absent: Vec<Absent>,
+}
+
+impl WorkloadOutput {
+    /// Records a timed phase.
+    pub fn phase(&mut self, name: &str, ms: f64) {
+        self.phases.push(Phase {
+            name: name.to_owned(),
+            ms,
+        });
+    }
+
+    /// Records an absent phase.
+    pub fn absent(&mut self, name: &str, reason: &str) {
+        self.absent.push(Absent {
+            name: name.to_owned(),
+            reason: reason.to_owned(),
+        });
+    }
+}
+
+/// The full result of one worker process.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkerResult {
+    /// Workload name.
+    pub workload: String,
+    /// Allocator name (as compiled into the worker).
+    pub allocator: String,
+    /// Whether the full-size parameters were used.
+    pub full: bool,
+    /// Wall time of the whole workload in milliseconds (excludes process start-up).
+    pub wall_ms: f64,
+    /// Timed phases and absent phases.
+    #[serde(flatten)]
+    pub output: WorkloadOutput,
+    /// `getrusage(RUSAGE_SELF).ru_maxrss` in KiB at the end of the workload.
+    pub maxrss_kib: u64,
+    /// `getrusage(RUSAGE_SELF).ru_minflt` at the end of the workload.
+    pub minflt: u64,
+}
+
+impl WorkerResult {
+    /// Parses the result line out of a worker's complete stdout.
+    pub fn from_stdout(stdout: &str) -> Option<Result<Self, String>> {
+        let line = stdout.lines().rev().find_map(|l| l.strip_prefix(RESULT_PREFIX))?;
+        Some(serde_json::from_str(line).map_err(|e| format!("bad result line: {e}")))
+    }
+}

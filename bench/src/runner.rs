@@ -1,0 +1,668 @@
+//! The runner: argument parsing, worker building, process launching and scheduling.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::allocators::{AllocatorInfo, ALLOCATORS};
+use crate::report::{self, MachineInfo, Report, RunRecord};
+use crate::result::WorkerResult;
+use crate::workloads::{self, WorkloadInfo, WORKLOADS};
+
+/// Default runs per (workload, allocator) in the quick suite.
+pub const QUICK_RUNS: usize = 3;
+/// Default runs per (workload, allocator) in the full suite.
+pub const FULL_RUNS: usize = 5;
+
+/// Parsed command-line options of a benchmark run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Run the long suite.
+    pub full: bool,
+    /// Workloads to run, in suite order.
+    pub workloads: Vec<&'static WorkloadInfo>,
+    /// Allocators to compare, in report order.
+    pub allocators: Vec<&'static AllocatorInfo>,
+    /// Fresh-process runs per (workload, allocator).
+    pub runs: usize,
+    /// Where to write the JSON report, if anywhere.
+    pub json: Option<PathBuf>,
+    /// Where to write the SVG chart (`None`: the default path in the target dir).
+    pub svg: Option<PathBuf>,
+    /// Do not write an SVG chart.
+    pub no_svg: bool,
+    /// Always rebuild the worker binaries first.
+    pub rebuild: bool,
+    /// Never build the worker binaries (fail if they are missing).
+    pub no_build: bool,
+    /// Per-run time limit; a worker running longer is killed and reported FAILED.
+    pub timeout: Duration,
+}
+
+/// What the command line asked for.
+#[derive(Clone, Debug)]
+pub enum Cli {
+    /// Run the benchmarks.
+    Run(Options),
+    /// Print workloads and allocators.
+    List,
+    /// Print usage.
+    Help,
+}
+
+/// Usage text.
+pub fn usage() -> String {
+    format!(
+        "nalloc-bench: compare zk-nalloc with glibc, mimalloc and jemalloc\n\
+         \n\
+         usage: cargo run --release -p nalloc-bench -- [OPTIONS]\n\
+         \n\
+         options:\n  \
+           --full                 run the long suite (default: quick, ~5 min on 2 cores)\n  \
+           --workload NAME[,..]   workloads to run (repeatable; default: all)\n  \
+           --allocator NAME[,..]  allocators to compare (repeatable; default: all)\n  \
+           --runs N               fresh-process runs per pair (default {QUICK_RUNS} quick, {FULL_RUNS} full)\n  \
+           --json FILE            also write the results as JSON\n  \
+           --svg FILE             write the SVG chart here (default: <target>/nalloc-bench/)\n  \
+           --no-svg               do not write the SVG chart\n  \
+           --timeout SECS         per-run time limit (default 600 quick, 1800 full)\n  \
+           --rebuild              rebuild the worker binaries even if they look fresh\n  \
+           --no-build             use the workers as they are (fail if missing)\n  \
+           --list                 list workloads and allocators\n  \
+           -h, --help             this help\n\
+         \n{}",
+        choices()
+    )
+}
+
+/// The valid workload and allocator names, for error messages.
+pub fn choices() -> String {
+    let w: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
+    let a: Vec<&str> = ALLOCATORS.iter().map(|a| a.name).collect();
+    format!("valid workloads: {}\nvalid allocators: {}", w.join(", "), a.join(", "))
+}
+
+/// Parses the command line (without the program name).
+pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
+    let mut full = false;
+    let mut wanted_workloads: Vec<String> = Vec::new();
+    let mut wanted_allocators: Vec<String> = Vec::new();
+    let mut runs = None;
+    let mut json = None;
+    let mut svg = None;
+    let mut no_svg = false;
+    let mut rebuild = false;
+    let mut no_build = false;
+    let mut timeout = None;
+    let mut list = false;
+
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        // Accept both `--flag value` and `--flag=value`.
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let takes_value = matches!(
+            flag.as_str(),
+            "--workload" | "--allocator" | "--runs" | "--json" | "--svg" | "--timeout"
+        );
+        if inline.is_some() && !takes_value {
+            return Err(format!("flag `{flag}` takes no value"));
+        }
+        let mut value = || -> Result<String, String> {
+            match inline.clone().or_else(|| args.next()) {
+                Some(v) if !v.is_empty() => Ok(v),
+                _ => Err(format!("flag `{flag}` needs a value")),
+            }
+        };
+        match flag.as_str() {
+            "--full" => full = true,
+            "--list" => list = true,
+            "-h" | "--help" => return Ok(Cli::Help),
+            "--no-svg" => no_svg = true,
+            "--rebuild" => rebuild = true,
+            "--no-build" => no_build = true,
+            "--workload" => wanted_workloads.extend(split_list(&value()?)),
+            "--allocator" => wanted_allocators.extend(split_list(&value()?)),
+            "--runs" => {
+                let v = value()?;
+                runs = Some(
+                    v.parse::<usize>()
+                        .ok()
+                        .filter(|&n| n >= 1)
+                        .ok_or_else(|| format!("--runs needs a positive integer, got `{v}`"))?,
+                );
+            }
+            "--timeout" => {
+                let v = value()?;
+                let secs = v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| format!("--timeout needs a positive number of seconds, got `{v}`"))?;
+                timeout = Some(Duration::from_secs(secs));
+            }
+            "--json" => json = Some(PathBuf::from(value()?)),
+            "--svg" => svg = Some(PathBuf::from(value()?)),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    if list {
+        return Ok(Cli::List);
+    }
+    if rebuild && no_build {
+        return Err("--rebuild and --no-build are mutually exclusive".into());
+    }
+    if svg.is_some() && no_svg {
+        return Err("--svg and --no-svg are mutually exclusive".into());
+    }
+
+    let workloads = select(&wanted_workloads, WORKLOADS, |w| w.name, "workload")?;
+    let allocators = select(&wanted_allocators, ALLOCATORS, |a| a.name, "allocator")?;
+    Ok(Cli::Run(Options {
+        full,
+        workloads,
+        allocators,
+        runs: runs.unwrap_or(if full { FULL_RUNS } else { QUICK_RUNS }),
+        json,
+        svg,
+        no_svg,
+        rebuild,
+        no_build,
+        timeout: timeout.unwrap_or(Duration::from_secs(if full { 1800 } else { 600 })),
+    }))
+}
+
+fn split_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Resolves names against `all` (keeping `all`'s order); empty selects everything.
+fn select<T>(
+    wanted: &[String],
+    all: &'static [T],
+    name: fn(&T) -> &'static str,
+    what: &str,
+) -> Result<Vec<&'static T>, String> {
+    if let Some(bad) = wanted.iter().find(|w| !all.iter().any(|t| name(t) == *w)) {
+        return Err(format!("unknown {what} `{bad}`"));
+    }
+    Ok(all
+        .iter()
+        .filter(|t| wanted.is_empty() || wanted.iter().any(|w| w == name(t)))
+        .collect())
+}
+
+/// Prints the workloads and allocators.
+pub fn print_list() {
+    println!("workloads:");
+    for w in WORKLOADS {
+        println!("  {:<14} {}", w.name, w.description);
+    }
+    println!("\nallocators (one worker binary each):");
+    for a in ALLOCATORS {
+        println!("  {:<14} {}", a.name, a.description);
+    }
+}
+
+/// Runner entry point; returns the process exit code.
+pub fn main() -> i32 {
+    let opts = match parse_args(std::env::args().skip(1)) {
+        Ok(Cli::Run(opts)) => opts,
+        Ok(Cli::List) => {
+            print_list();
+            return 0;
+        }
+        Ok(Cli::Help) => {
+            println!("{}", usage());
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("error: {e}\n\n{}\n\nrun with --help for all options", choices());
+            return 2;
+        }
+    };
+    match run(&opts) {
+        Ok(all_ok) => {
+            if all_ok {
+                0
+            } else {
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
+}
+
+/// Runs the suite described by `opts`; returns whether every run succeeded.
+pub fn run(opts: &Options) -> Result<bool, String> {
+    let machine = MachineInfo::collect();
+    print!("{}", machine.render());
+    println!(
+        "suite: {} | runs per pair: {} | workloads: {} | allocators: {}\n",
+        if opts.full { "full" } else { "quick" },
+        opts.runs,
+        opts.workloads.iter().map(|w| w.name).collect::<Vec<_>>().join(","),
+        opts.allocators.iter().map(|a| a.name).collect::<Vec<_>>().join(","),
+    );
+    let _ = std::io::stdout().flush();
+
+    let exe_dir = ensure_workers(opts)?;
+    let records = schedule(opts, &exe_dir);
+    let report = Report::new(machine, opts, records);
+    print!("{}", report.render_table());
+
+    if let Some(path) = &opts.json {
+        write_file(path, &report.to_json()?)?;
+        println!("JSON written to {}", path.display());
+    }
+    if !opts.no_svg {
+        let path = match &opts.svg {
+            Some(p) => p.clone(),
+            None => default_svg_path(&exe_dir, opts.full),
+        };
+        write_file(&path, &report::render_svg(&report))?;
+        println!("SVG chart written to {}", path.display());
+    }
+    Ok(report.all_ok())
+}
+
+fn write_file(path: &Path, contents: &str) -> Result<(), String> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    std::fs::write(path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// `<target dir>/nalloc-bench/nalloc-bench-<suite>.svg`, where the target dir
+/// is the parent of the profile directory holding the executables.
+fn default_svg_path(exe_dir: &Path, full: bool) -> PathBuf {
+    let target = exe_dir.parent().unwrap_or(exe_dir);
+    target
+        .join("nalloc-bench")
+        .join(format!("nalloc-bench-{}.svg", if full { "full" } else { "quick" }))
+}
+
+fn worker_path(dir: &Path, alloc: &AllocatorInfo) -> PathBuf {
+    dir.join(format!("{}{}", alloc.worker_bin, std::env::consts::EXE_SUFFIX))
+}
+
+fn mtime(p: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// Makes sure the worker binaries exist next to the runner and are newer than
+/// it; otherwise builds them with `$CARGO build -p nalloc-bench --bins` in the
+/// same profile and target directory. Returns the directory holding them.
+pub fn ensure_workers(opts: &Options) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot locate own executable: {e}"))?;
+    let dir = exe
+        .parent()
+        .ok_or("own executable has no parent directory")?
+        .to_path_buf();
+    let exe_time = mtime(&exe);
+    let fresh = |a: &&AllocatorInfo| match (mtime(&worker_path(&dir, a)), exe_time) {
+        (Some(w), Some(e)) => w >= e,
+        _ => false,
+    };
+    if opts.no_build {
+        return match opts
+            .allocators
+            .iter()
+            .map(|a| worker_path(&dir, a))
+            .find(|p| !p.exists())
+        {
+            Some(missing) => Err(format!(
+                "worker binary {} is missing and --no-build was given",
+                missing.display()
+            )),
+            None => Ok(dir),
+        };
+    }
+    if !opts.rebuild && opts.allocators.iter().all(fresh) {
+        return Ok(dir);
+    }
+
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let mut cmd = Command::new(&cargo);
+    cmd.arg("build")
+        .arg("-p")
+        .arg("nalloc-bench")
+        .arg("--bins")
+        .arg("--manifest-path")
+        .arg(&manifest);
+    let profile_dir = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    match profile_dir {
+        "release" => {
+            cmd.arg("--release");
+        }
+        "debug" => {}
+        other => {
+            cmd.arg("--profile").arg(other);
+        }
+    }
+    if let Some(target_dir) = dir.parent() {
+        cmd.arg("--target-dir").arg(target_dir);
+    }
+    eprintln!("building worker binaries: {cmd:?}");
+    let status = cmd
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", cargo.to_string_lossy()))?;
+    if !status.success() {
+        return Err(format!("building the worker binaries failed ({status})"));
+    }
+    if let Some(missing) = opts
+        .allocators
+        .iter()
+        .map(|a| worker_path(&dir, a))
+        .find(|p| !p.exists())
+    {
+        return Err(format!(
+            "worker binary {} still missing after the build",
+            missing.display()
+        ));
+    }
+    Ok(dir)
+}
+
+/// Runs every (workload, allocator) pair `opts.runs` times, each in a fresh
+/// process. Order: run-major, then workload, then allocators round-robin
+/// (the starting allocator rotates), so machine noise spreads evenly.
+pub fn schedule(opts: &Options, exe_dir: &Path) -> Vec<RunRecord> {
+    let mut plan = Vec::new();
+    for run in 0..opts.runs {
+        for (wi, w) in opts.workloads.iter().enumerate() {
+            let n = opts.allocators.len();
+            for i in 0..n {
+                let a = opts.allocators[(i + run + wi) % n];
+                plan.push((run, *w, a));
+            }
+        }
+    }
+    let total = plan.len();
+    let tty = std::io::stderr().is_terminal();
+    let start = Instant::now();
+    let mut records = Vec::with_capacity(total);
+    for (i, (run, w, a)) in plan.into_iter().enumerate() {
+        let label = format!(
+            "[{:>3}/{total}] {} / {} (run {}/{})",
+            i + 1,
+            w.name,
+            a.name,
+            run + 1,
+            opts.runs
+        );
+        if tty {
+            eprint!("\r\x1b[2K{label} ... elapsed {:.0} s", start.elapsed().as_secs_f64());
+        }
+        let rec = run_worker(&worker_path(exe_dir, a), w, a, run, opts.full, opts.timeout);
+        let outcome = match &rec.result {
+            Some(r) => format!("{:.1} ms", r.wall_ms),
+            None => "FAILED".to_owned(),
+        };
+        if tty {
+            eprint!("\r\x1b[2K{label}: {outcome}");
+        } else {
+            eprintln!("{label}: {outcome}");
+        }
+        records.push(rec);
+    }
+    if tty {
+        eprintln!("\r\x1b[2Kdone: {total} runs in {:.1} s", start.elapsed().as_secs_f64());
+    } else {
+        eprintln!("done: {total} runs in {:.1} s", start.elapsed().as_secs_f64());
+    }
+    records
+}
+
+/// Shared flag between the waiting thread and the timeout watchdog.
+struct Watch {
+    state: Mutex<WatchState>,
+    cond: Condvar,
+}
+
+#[derive(Default)]
+struct WatchState {
+    exited: bool,
+    killed: bool,
+}
+
+/// Launches one worker, waits for it with `wait4` (to get its own peak RSS
+/// and page faults), kills it after `timeout`, and parses its result line.
+pub fn run_worker(
+    path: &Path,
+    workload: &WorkloadInfo,
+    alloc: &AllocatorInfo,
+    run: usize,
+    full: bool,
+    timeout: Duration,
+) -> RunRecord {
+    let mut rec = RunRecord {
+        workload: workload.name.to_owned(),
+        allocator: alloc.name.to_owned(),
+        run,
+        result: None,
+        error: None,
+        process_ms: 0.0,
+        maxrss_kib: 0,
+        minflt: 0,
+        exit: String::new(),
+    };
+    let mut cmd = Command::new(path);
+    cmd.arg("--workload").arg(workload.name);
+    if full {
+        cmd.arg("--full");
+    }
+    let start = Instant::now();
+    let mut child = match cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            rec.error = Some(format!("cannot start {}: {e}", path.display()));
+            return rec;
+        }
+    };
+    let pid = child.id() as libc::pid_t;
+    let mut out_pipe = child.stdout.take().expect("piped stdout");
+    let mut err_pipe = child.stderr.take().expect("piped stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out_pipe.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+
+    let watch = Arc::new(Watch {
+        state: Mutex::new(WatchState::default()),
+        cond: Condvar::new(),
+    });
+    let watchdog = {
+        let watch = Arc::clone(&watch);
+        std::thread::spawn(move || {
+            let guard = watch.state.lock().expect("watch lock");
+            let (mut guard, _) = watch
+                .cond
+                .wait_timeout_while(guard, timeout, |s| !s.exited)
+                .expect("watch lock");
+            if !guard.exited {
+                // SAFETY: the child has not been reaped yet (the waiting
+                // thread only reaps after setting `exited` under this lock),
+                // so `pid` still names our child and cannot have been reused.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                guard.killed = true;
+            }
+        })
+    };
+
+    // Wait for exit without reaping, mark it, then reap with wait4 for rusage.
+    loop {
+        // SAFETY: siginfo_t is plain old data; all-zero is valid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: valid out-pointer; WNOWAIT leaves the child waitable.
+        let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break;
+        }
+    }
+    let killed = {
+        let mut s = watch.state.lock().expect("watch lock");
+        s.exited = true;
+        watch.cond.notify_all();
+        s.killed
+    };
+    let _ = watchdog.join();
+
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain old data; all-zero is valid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = loop {
+        // SAFETY: valid out-pointers; `pid` is our unreaped child.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            break true;
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break false;
+        }
+    };
+    rec.process_ms = workloads::ms(start.elapsed());
+    drop(child); // already reaped; dropping a Child does not wait.
+    let stdout = out_reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+
+    if !reaped {
+        rec.error = Some(format!("wait4 failed: {}", std::io::Error::last_os_error()));
+        return rec;
+    }
+    rec.maxrss_kib = usage.ru_maxrss.max(0) as u64;
+    rec.minflt = usage.ru_minflt.max(0) as u64;
+    rec.exit = describe_status(status);
+
+    let success = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    let tail = last_lines(&stderr, 6);
+    if killed {
+        rec.error = Some(format!(
+            "timed out after {} s and was killed\n{tail}",
+            timeout.as_secs()
+        ));
+    } else if !success {
+        rec.error = Some(format!("{}\n{tail}", rec.exit));
+    } else {
+        match WorkerResult::from_stdout(&stdout) {
+            Some(Ok(r)) if r.workload == workload.name && r.allocator == alloc.name => rec.result = Some(r),
+            Some(Ok(r)) => {
+                rec.error = Some(format!(
+                    "worker reported {}/{} instead of {}/{}",
+                    r.workload, r.allocator, workload.name, alloc.name
+                ))
+            }
+            Some(Err(e)) => rec.error = Some(e),
+            None => rec.error = Some(format!("exited 0 without a result line\n{tail}")),
+        }
+    }
+    rec
+}
+
+fn describe_status(status: libc::c_int) -> String {
+    if libc::WIFEXITED(status) {
+        format!("exit code {}", libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        let name = match sig {
+            libc::SIGSEGV => "SIGSEGV",
+            libc::SIGABRT => "SIGABRT",
+            libc::SIGBUS => "SIGBUS",
+            libc::SIGKILL => "SIGKILL",
+            libc::SIGILL => "SIGILL",
+            libc::SIGFPE => "SIGFPE",
+            _ => "signal",
+        };
+        format!("killed by signal {sig} ({name})")
+    } else {
+        format!("wait status {status:#x}")
+    }
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let from = lines.len().saturating_sub(n);
+    lines[from..].join("\n")
+}
+
+/// Selected allocator names, for convenience.
+pub fn allocator_names(opts: &Options) -> Vec<&'static str> {
+    opts.allocators.iter().map(|a| a.name).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, String> {
+        parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn defaults_and_lists() {
+        let Ok(Cli::Run(o)) = parse(&[]) else { panic!() };
+        assert_eq!(o.runs, QUICK_RUNS);
+        assert_eq!(o.workloads.len(), WORKLOADS.len());
+        assert_eq!(o.allocators.len(), ALLOCATORS.len());
+
+        let Ok(Cli::Run(o)) = parse(&[
+            "--full",
+            "--workload",
+            "fft,small",
+            "--workload=halo2",
+            "--allocator",
+            "glibc",
+            "--runs=2",
+        ]) else {
+            panic!()
+        };
+        assert_eq!(o.runs, 2);
+        // Suite order, not command-line order.
+        let names: Vec<_> = o.workloads.iter().map(|w| w.name).collect();
+        assert_eq!(names, ["halo2", "fft", "small"]);
+        assert_eq!(allocator_names(&o), ["glibc"]);
+        assert!(crate::allocators::find("nalloc").is_some());
+    }
+
+    #[test]
+    fn errors() {
+        for bad in [
+            &["--workload", "nope"][..],
+            &["--allocator", "tcmalloc"],
+            &["--runs", "0"],
+            &["--runs", "x"],
+            &["--runs"],
+            &["--bogus"],
+            &["--full=1"],
+            &["--svg", "a.svg", "--no-svg"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should fail");
+        }
+        assert!(matches!(parse(&["--list"]), Ok(Cli::List)));
+    }
+}

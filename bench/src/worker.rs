@@ -1,0 +1,95 @@
+//! The worker side: runs one workload in this process and prints its result.
+
+use std::time::Instant;
+
+use crate::result::{WorkerResult, RESULT_PREFIX};
+use crate::workloads::{self, Ctx};
+
+/// `ru_maxrss` (KiB) and `ru_minflt` of a `getrusage` call.
+pub fn rusage(who: libc::c_int) -> (u64, u64) {
+    // SAFETY: rusage is plain old data, so all-zero is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage; `who` is RUSAGE_SELF or
+    // RUSAGE_CHILDREN, so getrusage cannot fail.
+    unsafe { libc::getrusage(who, &mut usage) };
+    (usage.ru_maxrss.max(0) as u64, usage.ru_minflt.max(0) as u64)
+}
+
+fn usage(allocator: &str) -> String {
+    let names: Vec<&str> = workloads::WORKLOADS.iter().map(|w| w.name).collect();
+    format!(
+        "usage: nalloc-bench-worker-{allocator} --workload NAME [--full]\n\
+         (normally launched by `nalloc-bench`)\nworkloads: {}",
+        names.join(", ")
+    )
+}
+
+/// Entry point of every worker binary. `allocator` is the name of the
+/// `#[global_allocator]` the calling binary installed.
+///
+/// Arguments: `--workload NAME [--full]`. Prints one line starting with
+/// [`RESULT_PREFIX`] followed by a JSON [`WorkerResult`] and exits 0; on a
+/// failed check prints the error to stderr and exits 1; on bad arguments exits 2.
+pub fn worker_main(allocator: &'static str) -> ! {
+    let mut args = std::env::args().skip(1);
+    let mut workload = None;
+    let mut full = false;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--workload" => workload = args.next(),
+            "--full" => full = true,
+            "-h" | "--help" => {
+                println!("{}", usage(allocator));
+                std::process::exit(0);
+            }
+            other => {
+                eprintln!("error: unexpected argument `{other}`\n{}", usage(allocator));
+                std::process::exit(2);
+            }
+        }
+    }
+    let Some(name) = workload else {
+        eprintln!("error: --workload is required\n{}", usage(allocator));
+        std::process::exit(2);
+    };
+    let Some(info) = workloads::find(&name) else {
+        eprintln!("error: unknown workload `{name}`\n{}", usage(allocator));
+        std::process::exit(2);
+    };
+
+    // Test hook: `NALLOC_BENCH_INJECT_FAILURE=<allocator>` makes that
+    // allocator's worker abort, so the runner's FAILED reporting can be tested.
+    if std::env::var("NALLOC_BENCH_INJECT_FAILURE").is_ok_and(|v| v == allocator) {
+        eprintln!("injected failure: aborting {allocator} worker for `{name}`");
+        std::process::abort();
+    }
+
+    let ctx = Ctx::new(full, allocator);
+    let start = Instant::now();
+    let output = match (info.run)(&ctx) {
+        Ok(output) => output,
+        Err(e) => {
+            eprintln!("error: workload `{name}` under {allocator} failed: {e}");
+            std::process::exit(1);
+        }
+    };
+    let wall_ms = workloads::ms(start.elapsed());
+    let (maxrss_kib, minflt) = rusage(libc::RUSAGE_SELF);
+    let result = WorkerResult {
+        workload: name,
+        allocator: allocator.to_owned(),
+        full,
+        wall_ms,
+        output,
+        maxrss_kib,
+        minflt,
+    };
+    match serde_json::to_string(&result) {
+        Ok(json) => println!("{RESULT_PREFIX}{json}"),
+        Err(e) => {
+            eprintln!("error: cannot serialize result: {e}");
+            std::process::exit(1);
+        }
+    }
+    std::process::exit(0);
+}

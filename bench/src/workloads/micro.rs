@@ -1,0 +1,98 @@
+//! Micro workloads: `small`, `large` and `batch`.
+
+use std::time::Instant;
+
+use super::{cold_warm, ms, Ctx};
+use crate::block::Block;
+use crate::result::WorkloadOutput;
+use crate::rng::XorShift;
+
+/// Blocks per round in `small` and `batch`.
+const BATCH: usize = 10_000;
+
+/// `small`: 10k blocks of 16–512 B allocated, then freed (FIFO on even
+/// rounds, LIFO on odd rounds), repeated. Phases: total `alloc` and `free` time.
+pub fn small(ctx: &Ctx) -> Result<WorkloadOutput, String> {
+    let rounds = ctx.pick(500, 3000);
+    let mut rng = XorShift::new(0x5a11);
+    let sizes: Vec<usize> = (0..BATCH).map(|_| rng.range(16, 512)).collect();
+    let mut live: Vec<Block> = Vec::with_capacity(BATCH);
+    let (mut alloc_ms, mut free_ms) = (0.0, 0.0);
+    for round in 0..rounds {
+        let t = Instant::now();
+        for (i, &size) in sizes.iter().enumerate() {
+            live.push(Block::new(size, (round * BATCH + i) as u64));
+        }
+        alloc_ms += ms(t.elapsed());
+        let t = Instant::now();
+        if round % 2 == 0 {
+            for b in live.drain(..) {
+                b.free_checked()?;
+            }
+        } else {
+            while let Some(b) = live.pop() {
+                b.free_checked()?;
+            }
+        }
+        free_ms += ms(t.elapsed());
+    }
+    let mut out = WorkloadOutput::default();
+    out.phase("alloc", alloc_ms);
+    out.phase("free", free_ms);
+    Ok(out)
+}
+
+/// `large`: a 32 MiB `Vec<u64>` is allocated, filled, verified and freed,
+/// repeated. Phases: `cold` (first iteration), `warm` (median of the rest).
+pub fn large(ctx: &Ctx) -> Result<WorkloadOutput, String> {
+    const WORDS: usize = 32 << 20 >> 3;
+    let iterations = ctx.pick(40, 200);
+    let mut times = Vec::with_capacity(iterations);
+    for it in 0..iterations {
+        let seed = (it as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let t = Instant::now();
+        let mut v: Vec<u64> = Vec::with_capacity(WORDS);
+        v.extend((0..WORDS as u64).map(|i| i ^ seed));
+        let bad = v.iter().enumerate().position(|(i, &x)| x != i as u64 ^ seed);
+        drop(v);
+        times.push(ms(t.elapsed()));
+        if let Some(i) = bad {
+            return Err(format!("large: content mismatch at word {i} (iteration {it})"));
+        }
+    }
+    let mut out = WorkloadOutput::default();
+    cold_warm(&mut out, &times);
+    Ok(out)
+}
+
+/// `batch`: 10k blocks of 32–256 B allocated then freed one by one, repeated
+/// (phase `free-each`). For nalloc, a scratch-arena variant (allocate the same
+/// batch from a `ScratchArena`, then reset it in O(1)) is phase `scratch-reset`.
+pub fn batch(ctx: &Ctx) -> Result<WorkloadOutput, String> {
+    let rounds = ctx.pick(500, 3000);
+    let mut rng = XorShift::new(0xba7c);
+    let sizes: Vec<usize> = (0..BATCH).map(|_| rng.range(32, 256)).collect();
+    let mut live: Vec<Block> = Vec::with_capacity(BATCH);
+    let t = Instant::now();
+    for round in 0..rounds {
+        for (i, &size) in sizes.iter().enumerate() {
+            live.push(Block::new(size, (round * BATCH + i) as u64));
+        }
+        for b in live.drain(..) {
+            b.free_checked()?;
+        }
+    }
+    let mut out = WorkloadOutput::default();
+    out.phase("free-each", ms(t.elapsed()));
+
+    if ctx.allocator == "nalloc" {
+        // TODO(scratch-arena): once `zk_nalloc::ScratchArena` lands, time the
+        // same `rounds` x `sizes` batch allocated with `arena.alloc(layout)`
+        // (stamp + check each block like `Block` does), followed by one
+        // `unsafe { arena.reset() }` per round (or the safe `arena.scope(..)`),
+        // and record it with `out.phase("scratch-reset", ms)`. Until then the
+        // sub-phase is reported as absent, never as a number.
+        out.absent("scratch-reset", "zk_nalloc::ScratchArena is not available yet");
+    }
+    Ok(out)
+}

@@ -1,0 +1,198 @@
+//! The benchmark workloads. Each runs inside a worker process under one
+//! global allocator and returns its timed phases.
+//!
+//! Every workload verifies the data it produced (proofs must verify, FFT
+//! round trips must match, block contents must be intact); a mismatch is an
+//! `Err`, which makes the worker exit non-zero.
+
+use std::time::{Duration, Instant};
+
+use crate::result::WorkloadOutput;
+
+pub mod cache_scratch;
+pub mod fft;
+pub mod halo2;
+pub mod larson;
+pub mod micro;
+pub mod realloc;
+pub mod xmalloc;
+pub mod zeroed;
+
+/// Context a workload runs in.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    /// Use the full-size (long) parameters instead of the quick ones.
+    pub full: bool,
+    /// Name of the allocator installed in this process.
+    pub allocator: &'static str,
+    /// Number of worker threads multi-threaded workloads should use.
+    pub threads: usize,
+}
+
+impl Ctx {
+    /// Creates a context; `threads` defaults to the available parallelism (at least 2).
+    pub fn new(full: bool, allocator: &'static str) -> Self {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(2, 16);
+        Self {
+            full,
+            allocator,
+            threads,
+        }
+    }
+
+    /// Picks the quick or the full value of a parameter.
+    pub fn pick<T>(&self, quick: T, full: T) -> T {
+        if self.full {
+            full
+        } else {
+            quick
+        }
+    }
+}
+
+/// Signature of a workload entry point.
+pub type WorkloadFn = fn(&Ctx) -> Result<WorkloadOutput, String>;
+
+/// A registered workload.
+#[derive(Clone, Copy)]
+pub struct WorkloadInfo {
+    /// Name used on the command line.
+    pub name: &'static str,
+    /// What it does, including the quick / full sizes.
+    pub description: &'static str,
+    /// Entry point.
+    pub run: WorkloadFn,
+}
+
+impl std::fmt::Debug for WorkloadInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkloadInfo").field("name", &self.name).finish()
+    }
+}
+
+/// All workloads, in suite order.
+pub const WORKLOADS: &[WorkloadInfo] = &[
+    WorkloadInfo {
+        name: "halo2",
+        description: "Halo2 (zcash halo2_proofs 0.3, Pasta/IPA) mul/add chain circuit: setup, keygen, \
+                      then several create_proof+verify_proof (quick k=11 x4, full k=14 x6)",
+        run: halo2::run,
+    },
+    WorkloadInfo {
+        name: "fft",
+        description: "arkworks BN254 Fr radix-2 FFT+IFFT round trip and polynomial product \
+                      (quick 2^20 x3, full 2^22 x4)",
+        run: fft::run,
+    },
+    WorkloadInfo {
+        name: "small",
+        description: "10k small blocks (16-512 B) allocated then freed, repeated (quick 500, full 3000 rounds)",
+        run: micro::small,
+    },
+    WorkloadInfo {
+        name: "large",
+        description: "32 MiB Vec<u64> alloc + fill + verify + free, repeated (quick 40, full 200)",
+        run: micro::large,
+    },
+    WorkloadInfo {
+        name: "batch",
+        description: "10k blocks (32-256 B) allocated and freed one by one, repeated; \
+                      nalloc additionally: scratch-arena reset variant (when available)",
+        run: micro::batch,
+    },
+    WorkloadInfo {
+        name: "zeroed",
+        description: "alloc_zeroed of 512 MiB (full: 1 GiB) filled by all threads, read, freed \
+                      (cold + warm), then a mix of random 5-25 MiB blocks touched per 4 KiB page",
+        run: zeroed::run,
+    },
+    WorkloadInfo {
+        name: "larson",
+        description: "Larson server churn: per-thread slot arrays, random slot replacement with \
+                      16-1024 B blocks, arrays handed to fresh threads each round",
+        run: larson::run,
+    },
+    WorkloadInfo {
+        name: "xmalloc",
+        description: "producer threads allocate and fill blocks, consumer threads verify and free \
+                      them (cross-thread frees via channels)",
+        run: xmalloc::run,
+    },
+    WorkloadInfo {
+        name: "cache-scratch",
+        description: "objects allocated by the main thread are freed by workers, which then \
+                      allocate and write-hammer their own small objects (false-sharing detector)",
+        run: cache_scratch::run,
+    },
+    WorkloadInfo {
+        name: "realloc",
+        description: "Vec<u64> grown by push to 2^24 (full: 2^26) elements, verified, repeated",
+        run: realloc::run,
+    },
+];
+
+/// Looks a workload up by name.
+pub fn find(name: &str) -> Option<&'static WorkloadInfo> {
+    WORKLOADS.iter().find(|w| w.name == name)
+}
+
+/// Milliseconds in a duration, as a float.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Runs `f` and returns its result and elapsed milliseconds.
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let start = Instant::now();
+    let value = f();
+    (value, ms(start.elapsed()))
+}
+
+/// Median of a non-empty slice (mean of the two middle values for even lengths).
+pub fn median(values: &[f64]) -> f64 {
+    assert!(!values.is_empty(), "median of empty slice");
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+/// Records `times[0]` as phase `"cold"` and the median of the rest as `"warm"`.
+pub fn cold_warm(out: &mut WorkloadOutput, times: &[f64]) {
+    if let Some((&cold, rest)) = times.split_first() {
+        out.phase("cold", cold);
+        if !rest.is_empty() {
+            out.phase("warm", median(rest));
+        }
+    }
+}
+
+/// Joins a scoped thread, turning a panic into an `Err`.
+pub fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T, String>>) -> Result<T, String> {
+    h.join().unwrap_or_else(|_| Err("worker thread panicked".to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_odd_even() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn names_unique() {
+        for (i, w) in WORKLOADS.iter().enumerate() {
+            assert!(WORKLOADS[i + 1..].iter().all(|o| o.name != w.name));
+        }
+    }
+}

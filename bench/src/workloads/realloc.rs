@@ -1,0 +1,31 @@
+//! `realloc`: a `Vec<u64>` grown one `push` at a time (exercising the
+//! allocator's `realloc` growth path up to hundreds of MiB), verified, freed.
+
+use std::time::Instant;
+
+use super::{cold_warm, ms, Ctx};
+use crate::result::WorkloadOutput;
+
+/// Entry point: phases `cold` (first growth) and `warm` (median of the rest).
+pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
+    let len: usize = 1 << ctx.pick(24, 26);
+    let reps = ctx.pick(5, 5);
+    let mut times = Vec::with_capacity(reps);
+    for rep in 0..reps {
+        let seed = 0xABCD_0000 ^ rep as u64;
+        let t = Instant::now();
+        let mut v: Vec<u64> = Vec::new();
+        for i in 0..len as u64 {
+            v.push(std::hint::black_box(i ^ seed));
+        }
+        let bad = v.iter().enumerate().position(|(i, &x)| x != i as u64 ^ seed);
+        drop(v);
+        times.push(ms(t.elapsed()));
+        if let Some(i) = bad {
+            return Err(format!("realloc: content mismatch at element {i}"));
+        }
+    }
+    let mut out = WorkloadOutput::default();
+    cold_warm(&mut out, &times);
+    Ok(out)
+}
