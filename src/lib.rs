@@ -102,6 +102,11 @@ pub use witness::{WitnessArena, WitnessStats};
 
 use size_class::{class_for, class_of, is_small, MIN_ALIGN, SMALL_MAX};
 
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// The nalloc allocator. Use it as the global allocator, and/or reach its
 /// arenas through an instance. See the crate docs.
 pub struct NAlloc {

@@ -282,6 +282,26 @@ pub(crate) unsafe fn realloc_in_place(p: *mut u8, old_size: usize, align: usize,
     if old_len == new_len {
         return p;
     }
+    if new_len > old_len {
+        // A warm span of the new size beats moving page tables: its pages
+        // are resident, and leaving it in the pool while the vector grows
+        // into fresh pages would keep both resident (a `Vec` pushed to
+        // 128 MiB five times held 640 MiB: every round's final span sat in
+        // the pool, never matched, because growth only ever remapped).
+        let q = take_pooled(new_len, align);
+        if !q.is_null() {
+            stats::POOL_HITS.fetch_add(1, Relaxed);
+            stats::SPANS_LIVE.add(new_len);
+            stats::SPAN_ALLOCS.fetch_add(1, Relaxed);
+            // SAFETY: `q` is a whole unused span of `new_len >= old_size`
+            // bytes; `p` is live with `old_size` bytes; they are distinct.
+            unsafe {
+                ptr::copy_nonoverlapping(p, q, old_size);
+                dealloc(p, old_size, align);
+            }
+            return q;
+        }
+    }
     // SAFETY: caller contract: `p`/`old_len` is a whole live span.
     let q = unsafe { os::remap(p, old_len, new_len, span_align(new_len, align)) };
     if q.is_null() {
