@@ -80,6 +80,8 @@ pub(crate) fn ensure_init() {
         let cap = crate::os::env_var(b"NALLOC_POOL_CAP", &mut buf)
             .and_then(|n| parse_bytes(&buf[..n]))
             .unwrap_or_else(default_pool_cap);
+        #[cfg(feature = "hardened")]
+        crate::hardened::init();
         // Before INIT = 2, so that no thread can arm it before it exists.
         crate::os::init_thread_exit();
         // A setter may have run before the first allocation: keep its value.

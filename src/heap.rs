@@ -143,7 +143,7 @@ pub(crate) fn thread_exit() {
 /// # Safety
 /// `class < NUM_CLASSES`.
 #[inline(always)]
-pub(crate) unsafe fn alloc(class: usize) -> *mut u8 {
+pub(crate) unsafe fn alloc(class: usize, size: usize) -> *mut u8 {
     let heap = CURRENT.get();
     // SAFETY: `heap` is a live heap or a sentinel; both have a valid page
     // pointer per class. A sentinel's page has a null free list, so the
@@ -152,12 +152,14 @@ pub(crate) unsafe fn alloc(class: usize) -> *mut u8 {
         let page = *(*heap).pages.get_unchecked(class);
         if !(*page).free.is_null() {
             let b = (*page).pop();
+            #[cfg(feature = "hardened")]
+            crate::hardened::on_alloc(page, b, size);
             bump(&(*counters(heap)).allocs);
             return b;
         }
     }
     // SAFETY: forwarded caller contract.
-    unsafe { refill(class, false) }
+    unsafe { refill(class, size, false) }
 }
 
 /// Allocates a zeroed block of `class`; fresh memory is not memset.
@@ -165,21 +167,28 @@ pub(crate) unsafe fn alloc(class: usize) -> *mut u8 {
 /// # Safety
 /// `class < NUM_CLASSES`.
 #[inline]
-pub(crate) unsafe fn alloc_zeroed(class: usize) -> *mut u8 {
+pub(crate) unsafe fn alloc_zeroed(class: usize, size: usize) -> *mut u8 {
     // SAFETY: forwarded caller contract.
-    unsafe { refill(class, true) }
+    unsafe { refill(class, size, true) }
 }
 
-/// Frees a small block (the fast path).
+/// Frees a small block (the fast path). `size`/`class` are the request's,
+/// checked in hardened mode (`size == usize::MAX`: unknown).
 ///
 /// # Safety
 /// `p` must be a live small block.
 #[inline(always)]
-pub(crate) unsafe fn free(p: *mut u8) {
+pub(crate) unsafe fn free(p: *mut u8, _size: usize, _class: usize) {
+    #[cfg(feature = "hardened")]
+    if !segment::contains(p) {
+        crate::hardened::fail("free of a pointer not allocated by nalloc", p.addr());
+    }
     // SAFETY: caller contract: `p` lies in a live segment, so its page
     // metadata is valid; only the owner takes the local branch.
     unsafe {
         let page = segment::page_of(p);
+        #[cfg(feature = "hardened")]
+        crate::hardened::on_free(page, p, _size, _class);
         let heap = CURRENT.get();
         if (*page).heap == heap {
             (*page).push_local(p);
@@ -218,14 +227,14 @@ fn counters(heap: *mut Heap) -> *const Counters {
 /// free block, creating this thread's heap first if needed.
 #[cold]
 #[inline(never)]
-unsafe fn refill(class: usize, zeroed: bool) -> *mut u8 {
+unsafe fn refill(class: usize, size: usize, zeroed: bool) -> *mut u8 {
     let mut heap = CURRENT.get();
     if heap == scope_heap() {
         return crate::witness::scope_alloc_class(class, zeroed);
     }
     if heap == empty_heap() {
         if DEAD.get() {
-            return shared_alloc(class, zeroed);
+            return shared_alloc(class, size, zeroed);
         }
         // Outside any lock: initialisation may re-enter the allocator when
         // we are the process's malloc.
@@ -242,7 +251,7 @@ unsafe fn refill(class: usize, zeroed: bool) -> *mut u8 {
         os::watch_thread_exit();
     }
     // SAFETY: `heap` is this thread's own heap.
-    unsafe { (*heap).alloc_slow(class, zeroed) }
+    unsafe { (*heap).alloc_slow(class, size, zeroed) }
 }
 
 struct Shared(*mut Heap);
@@ -252,7 +261,7 @@ static SHARED: SpinLock<Shared> = SpinLock::new(Shared(ptr::null_mut()));
 
 /// Allocation by a thread whose TLS is already torn down.
 #[cold]
-fn shared_alloc(class: usize, zeroed: bool) -> *mut u8 {
+fn shared_alloc(class: usize, size: usize, zeroed: bool) -> *mut u8 {
     crate::config::ensure_init();
     let mut g = SHARED.lock();
     if g.0.is_null() {
@@ -263,7 +272,7 @@ fn shared_alloc(class: usize, zeroed: bool) -> *mut u8 {
     }
     // SAFETY: the lock makes us the heap's only user. Its blocks' frees
     // always take the remote path (no thread's CURRENT is the shared heap).
-    unsafe { (*g.0).alloc_slow(class, zeroed) }
+    unsafe { (*g.0).alloc_slow(class, size, zeroed) }
 }
 
 /// Routes this thread's small allocations to the witness arena (`true`) or
@@ -295,18 +304,18 @@ impl Heap {
     /// Refill: current page's fresh tail or remote frees, then other pages
     /// of the class, then full pages that were freed into remotely, then a
     /// new page.
-    unsafe fn alloc_slow(&mut self, class: usize, zeroed: bool) -> *mut u8 {
+    unsafe fn alloc_slow(&mut self, class: usize, size: usize, zeroed: bool) -> *mut u8 {
         // SAFETY (whole body): we own this heap and all its pages.
         unsafe {
             let cur = self.pages[class];
             if cur != empty_page() {
                 if zeroed {
                     if let Some(b) = (*cur).take_fresh() {
-                        return self.counted(b);
+                        return self.counted(cur, b, size);
                     }
                 }
                 if self.has_block(cur) {
-                    return self.take(cur, zeroed);
+                    return self.take(cur, size, zeroed);
                 }
                 self.mark_full(cur);
             }
@@ -315,7 +324,7 @@ impl Heap {
                 let next = (*p).next;
                 if self.has_block(p) {
                     self.pages[class] = p;
-                    return self.take(p, zeroed);
+                    return self.take(p, size, zeroed);
                 }
                 self.mark_full(p);
                 p = next;
@@ -326,7 +335,7 @@ impl Heap {
                 if (*p).collect_remote() {
                     self.unmark_full(p);
                     self.pages[class] = p;
-                    return self.take(p, zeroed);
+                    return self.take(p, size, zeroed);
                 }
                 p = next;
             }
@@ -338,11 +347,11 @@ impl Heap {
             self.pages[class] = p;
             if zeroed {
                 if let Some(b) = (*p).take_fresh() {
-                    return self.counted(b);
+                    return self.counted(p, b, size);
                 }
             }
             (*p).extend();
-            self.take(p, zeroed)
+            self.take(p, size, zeroed)
         }
     }
 
@@ -351,17 +360,25 @@ impl Heap {
         unsafe { !(*p).free.is_null() || (*p).extend() || (*p).collect_remote() }
     }
 
-    unsafe fn take(&mut self, p: *mut Page, zeroed: bool) -> *mut u8 {
+    unsafe fn take(&mut self, p: *mut Page, size: usize, zeroed: bool) -> *mut u8 {
         // SAFETY: `p` has a free block (checked by the caller).
         let b = unsafe { (*p).pop() };
+        let b = self.counted(p, b, size);
         if zeroed {
-            // SAFETY: the block is ours and `block_size` bytes long.
-            unsafe { ptr::write_bytes(b, 0, (*p).block_size as usize) };
+            // SAFETY: the block is ours and at least `size` bytes long; only
+            // the requested bytes need clearing (hardened mode keeps its
+            // canary in the rest).
+            unsafe { ptr::write_bytes(b, 0, size.min((*p).block_size as usize)) };
         }
-        self.counted(b)
+        b
     }
 
-    fn counted(&mut self, b: *mut u8) -> *mut u8 {
+    fn counted(&mut self, _page: *mut Page, b: *mut u8, _size: usize) -> *mut u8 {
+        #[cfg(feature = "hardened")]
+        // SAFETY: `b` was just taken from `_page`.
+        unsafe {
+            crate::hardened::on_alloc(_page, b, _size)
+        };
         // SAFETY: `self` is a real heap inside a slot.
         bump(unsafe { &(*counters(self)).allocs });
         b

@@ -39,6 +39,7 @@
 //!  ├─ span.rs        large blocks: class-rounded mappings, warm pool, mremap growth
 //!  ├─ region.rs      reserved address ranges cut into slots (segments, witness chunks)
 //!  ├─ size_class.rs  size → class arithmetic
+//!  ├─ hardened.rs    (feature `hardened`) misuse detection: encoded links, canaries, double/invalid free
 //!  ├─ config.rs      huge-page policy, pool cap, env vars (read without allocating)
 //!  ├─ stats.rs       process-wide slow-path counters
 //!  ├─ sync.rs        the spin lock used on slow paths only
@@ -76,6 +77,8 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 
 mod config;
+#[cfg(feature = "hardened")]
+mod hardened;
 mod heap;
 mod os;
 mod page;
@@ -306,9 +309,9 @@ pub(crate) fn alloc_layout(layout: Layout, zeroed: bool) -> *mut u8 {
         // SAFETY: `class_for` returns a valid class for small layouts.
         return unsafe {
             if zeroed {
-                heap::alloc_zeroed(class)
+                heap::alloc_zeroed(class, size)
             } else {
-                heap::alloc(class)
+                heap::alloc(class, size)
             }
         };
     }
@@ -330,8 +333,14 @@ pub(crate) unsafe fn dealloc_layout(p: *mut u8, layout: Layout) {
         // from the scope arena.
         unsafe { witness::SCOPE_ARENA.dealloc_raw(p, size, align) };
     } else if is_small(size, align) {
-        // SAFETY: caller contract: a live small block.
-        unsafe { heap::free(p) };
+        // SAFETY: caller contract: a live small block. The class is only
+        // computed where hardened mode checks it.
+        let class = if cfg!(feature = "hardened") {
+            class_for(size, align)
+        } else {
+            0
+        };
+        unsafe { heap::free(p, size, class) };
     } else {
         // SAFETY: caller contract: a live span of this layout.
         unsafe { span::dealloc(p, size, align) };
@@ -352,7 +361,7 @@ unsafe impl GlobalAlloc for NAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if layout.size() <= SMALL_MAX && layout.align() <= MIN_ALIGN {
             // SAFETY: `class_of` of a size ≤ SMALL_MAX is a valid class.
-            return unsafe { heap::alloc(class_of(layout.size())) };
+            return unsafe { heap::alloc(class_of(layout.size()), layout.size()) };
         }
         alloc_layout(layout, false)
     }
@@ -372,6 +381,11 @@ unsafe impl GlobalAlloc for NAlloc {
         let (size, align) = (layout.size(), layout.align());
         let in_witness = witness::contains(p);
         if is_small(size, align) && is_small(new_size, align) && class_for(size, align) == class_for(new_size, align) {
+            #[cfg(feature = "hardened")]
+            if !in_witness {
+                // SAFETY: `p` is a live small block of `size` bytes.
+                unsafe { hardened::on_resize(p, size, new_size) };
+            }
             return p;
         }
         if !in_witness && !is_small(size, align) && !is_small(new_size, align) {

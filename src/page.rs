@@ -27,6 +27,33 @@ pub(crate) struct Block {
     pub(crate) next: *mut Block,
 }
 
+impl Block {
+    /// The next block of a list (decoded in hardened mode).
+    ///
+    /// # Safety
+    /// `b` must be a free block whose link was written by `set_next`.
+    #[inline(always)]
+    pub(crate) unsafe fn next(b: *mut Block) -> *mut Block {
+        // SAFETY: caller contract.
+        let stored = unsafe { (*b).next };
+        #[cfg(feature = "hardened")]
+        let stored = crate::hardened::decode(b, stored);
+        stored
+    }
+
+    /// Writes the link of a free block (encoded in hardened mode).
+    ///
+    /// # Safety
+    /// `b` must be a block we may write.
+    #[inline(always)]
+    pub(crate) unsafe fn set_next(b: *mut Block, next: *mut Block) {
+        #[cfg(feature = "hardened")]
+        let next = crate::hardened::encode(b, next);
+        // SAFETY: caller contract.
+        unsafe { (*b).next = next };
+    }
+}
+
 /// Bytes of fresh memory threaded onto the free list per extension.
 const EXTEND_BYTES: usize = 4096;
 
@@ -88,7 +115,10 @@ impl Page {
         let b = self.free;
         // SAFETY: caller guarantees `b` is a free block of this page, whose
         // first word holds the link.
-        self.free = unsafe { (*b).next };
+        let next = unsafe { Block::next(b) };
+        #[cfg(feature = "hardened")]
+        crate::hardened::check_link(self, next);
+        self.free = next;
         self.used += 1;
         b.cast()
     }
@@ -101,7 +131,7 @@ impl Page {
     pub(crate) unsafe fn push_local(&mut self, p: *mut u8) {
         let b = p.cast::<Block>();
         // SAFETY: the block is ours and at least 16 bytes, enough for a link.
-        unsafe { (*b).next = self.free };
+        unsafe { Block::set_next(b, self.free) };
         self.free = b;
         self.used -= 1;
     }
@@ -142,13 +172,13 @@ impl Page {
             // page's block area, which the segment owns.
             unsafe {
                 let next = b.add(bs);
-                (*b.cast::<Block>()).next = next.cast();
+                Block::set_next(b.cast(), next.cast());
                 b = next;
             }
         }
         // SAFETY: `b` is the last of the `n` blocks, inside the area.
         unsafe {
-            (*b.cast::<Block>()).next = self.free;
+            Block::set_next(b.cast(), self.free);
             self.bump = b.add(bs);
         }
         self.free = first.cast();
@@ -175,11 +205,17 @@ impl Page {
         // SAFETY: every block on the list was pushed by `push_remote` with a
         // valid link; the list is now ours alone.
         unsafe {
-            while !(*tail).next.is_null() {
-                tail = (*tail).next;
+            loop {
+                let next = Block::next(tail);
+                if next.is_null() {
+                    break;
+                }
+                #[cfg(feature = "hardened")]
+                crate::hardened::check_link(self, next);
+                tail = next;
                 n += 1;
             }
-            (*tail).next = self.free;
+            Block::set_next(tail, self.free);
         }
         self.free = head;
         self.used -= n;
@@ -198,7 +234,7 @@ impl Page {
         let mut head = list.load(Ordering::Relaxed);
         loop {
             // SAFETY: the block is ours to write until it is published.
-            unsafe { (*b).next = head };
+            unsafe { Block::set_next(b, head) };
             match list.compare_exchange_weak(head, b, Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => return,
                 Err(h) => head = h,

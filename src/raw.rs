@@ -37,9 +37,9 @@ pub fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
         // SAFETY: `class_for` gives a valid class for small requests.
         return unsafe {
             if zeroed {
-                heap::alloc_zeroed(class)
+                heap::alloc_zeroed(class, size)
             } else {
-                heap::alloc(class)
+                heap::alloc(class, size)
             }
         };
     }
@@ -86,7 +86,7 @@ pub unsafe fn free(p: *mut u8) {
     }
     if segment::contains(p) {
         // SAFETY: caller contract: a live small block.
-        unsafe { heap::free(p) };
+        unsafe { heap::free(p, usize::MAX, 0) };
     } else {
         // SAFETY: caller contract: a live header block.
         unsafe {

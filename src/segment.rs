@@ -248,6 +248,14 @@ impl Segment {
         page.class = class as u8;
         page.in_full = false;
         page.area_fresh = fresh;
+        #[cfg(feature = "hardened")]
+        if !fresh {
+            // Hardened mode expects every never-handed-out byte to be zero
+            // (write-after-free check); a recycled slot holds old links and
+            // markers at the previous class's block offsets.
+            // SAFETY: the area is ours and holds no live block.
+            unsafe { ptr::write_bytes(page.bump, 0, blocks * block_size) };
+        }
         page
     }
 

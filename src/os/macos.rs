@@ -100,3 +100,13 @@ pub(super) fn init_thread_exit() {
 pub(super) fn watch_thread_exit() {
     posix::watch_thread_exit();
 }
+
+#[cfg_attr(not(feature = "hardened"), allow(dead_code))]
+pub(super) fn random(buf: &mut [u8]) {
+    posix::random(buf);
+}
+
+#[cfg_attr(not(feature = "hardened"), allow(dead_code))]
+pub(super) fn write_stderr(msg: &[u8]) {
+    posix::write_stderr(msg);
+}

@@ -303,3 +303,17 @@ pub(crate) fn init_thread_exit() {
 pub(crate) fn watch_thread_exit() {
     platform::watch_thread_exit();
 }
+
+/// Fills `buf` with random bytes from the OS (best effort: left as is when
+/// the platform call fails; callers mix in other entropy).
+#[cfg_attr(not(feature = "hardened"), allow(dead_code))]
+pub(crate) fn random(buf: &mut [u8]) {
+    platform::random(buf)
+}
+
+/// Writes `msg` to the standard error stream with one system call and no
+/// allocation (for fatal messages).
+#[cfg_attr(not(feature = "hardened"), allow(dead_code))]
+pub(crate) fn write_stderr(msg: &[u8]) {
+    platform::write_stderr(msg)
+}

@@ -182,3 +182,21 @@ pub(super) fn watch_thread_exit() {
         unsafe { pthread_setspecific(key as PthreadKey, core::ptr::dangling::<c_void>()) };
     }
 }
+
+/// Random bytes from `/dev/urandom` read into the caller's buffer.
+#[cfg_attr(not(feature = "hardened"), allow(dead_code))]
+pub(super) fn random(buf: &mut [u8]) {
+    use rustix::fs::{openat, Mode, OFlags, CWD};
+    if let Ok(fd) = openat(CWD, c"/dev/urandom", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
+        let _ = rustix::io::read(&fd, buf);
+    }
+}
+
+/// `write(2, msg)`.
+#[cfg_attr(not(feature = "hardened"), allow(dead_code))]
+pub(super) fn write_stderr(msg: &[u8]) {
+    // SAFETY: file descriptor 2 is the process's standard error by
+    // convention; writing to it does not affect memory safety.
+    let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(2) };
+    let _ = rustix::io::write(fd, msg);
+}

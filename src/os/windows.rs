@@ -167,3 +167,25 @@ pub(super) fn watch_thread_exit() {
     }
     let _ = GUARD.try_with(|_| ());
 }
+
+#[cfg_attr(not(feature = "hardened"), allow(dead_code))]
+pub(super) fn random(buf: &mut [u8]) {
+    // Address-space layout randomisation is the entropy here; hardened
+    // mode mixes it with stack addresses.
+    let seed = (buf.as_ptr() as usize).rotate_left(13) ^ (random as fn(&mut [u8]) as usize);
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = (seed >> ((i % 8) * 8)) as u8;
+    }
+}
+
+#[cfg_attr(not(feature = "hardened"), allow(dead_code))]
+pub(super) fn write_stderr(msg: &[u8]) {
+    use windows_sys::Win32::Storage::FileSystem::WriteFile;
+    use windows_sys::Win32::System::Console::{GetStdHandle, STD_ERROR_HANDLE};
+    // SAFETY: plain Win32 calls with a valid buffer and length.
+    unsafe {
+        let h = GetStdHandle(STD_ERROR_HANDLE);
+        let mut written = 0u32;
+        WriteFile(h, msg.as_ptr(), msg.len() as u32, &mut written, core::ptr::null_mut());
+    }
+}

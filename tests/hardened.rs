@@ -1,0 +1,129 @@
+//! Hardened mode: each misuse, in its own child process, must abort with the
+//! exact one-line message (`cargo test --features hardened --test hardened`).
+#![cfg(all(feature = "hardened", unix))]
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+use zk_nalloc::NAlloc;
+
+#[global_allocator]
+static ALLOC: NAlloc = NAlloc::new();
+
+const CASE_VAR: &str = "NALLOC_HARDENED_CASE";
+
+/// The misuse cases; run only inside a child (the env var names the case).
+#[test]
+fn child() {
+    let Ok(case) = std::env::var(CASE_VAR) else {
+        return;
+    };
+    let l = |n| Layout::from_size_align(n, 8).unwrap();
+    // SAFETY: each case is a deliberate misuse that hardened mode must stop
+    // before it corrupts anything; the child dies with SIGABRT.
+    unsafe {
+        match case.as_str() {
+            "double-free" => {
+                let p = ALLOC.alloc(l(48));
+                ALLOC.dealloc(p, l(48));
+                ALLOC.dealloc(p, l(48));
+            }
+            "foreign" => {
+                let mut local = [0u64; 8];
+                ALLOC.dealloc(local.as_mut_ptr().cast(), l(64));
+            }
+            "misaligned" => {
+                let p = ALLOC.alloc(l(64));
+                ALLOC.dealloc(p.add(16), l(64));
+            }
+            "wrong-size" => {
+                let p = ALLOC.alloc(l(64));
+                ALLOC.dealloc(p, l(200));
+            }
+            "overflow" => {
+                let p = ALLOC.alloc(l(40)); // a 48-byte block: 8 bytes of canary
+                p.add(40).write(0x41);
+                ALLOC.dealloc(p, l(40));
+            }
+            "use-after-free" => {
+                let p = ALLOC.alloc(l(64));
+                ALLOC.dealloc(p, l(64));
+                p.add(20).write(1);
+                let _ = ALLOC.alloc(l(64));
+            }
+            "corrupt-link" => {
+                let a = ALLOC.alloc(l(32));
+                let b = ALLOC.alloc(l(32));
+                ALLOC.dealloc(b, l(32));
+                ALLOC.dealloc(a, l(32));
+                // An overflow from a neighbour rewrites the link to point at
+                // memory of the attacker's choice.
+                let target = [0u8; 64];
+                a.cast::<usize>().write(target.as_ptr() as usize);
+                let _ = ALLOC.alloc(l(32));
+            }
+            other => panic!("unknown case {other}"),
+        }
+    }
+    // Reaching here means the misuse went undetected.
+    std::process::exit(3);
+}
+
+fn run_case(case: &str) -> (Option<i32>, String) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env(CASE_VAR, case)
+        .output()
+        .unwrap();
+    (out.status.signal(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn expect(case: &str, message: &str) {
+    let (signal, stderr) = run_case(case);
+    assert_eq!(signal, Some(libc::SIGABRT), "{case}: not aborted; stderr:\n{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("nalloc: "))
+        .unwrap_or_else(|| panic!("{case}: no nalloc message in:\n{stderr}"));
+    let (text, addr) = line.rsplit_once(" at 0x").expect("address");
+    assert_eq!(text, message, "{case}");
+    assert!(
+        !addr.is_empty() && addr.chars().all(|c| c.is_ascii_hexdigit()),
+        "{line}"
+    );
+}
+
+#[test]
+fn double_free_aborts() {
+    expect("double-free", "nalloc: double free");
+}
+
+#[test]
+fn foreign_pointer_free_aborts() {
+    expect("foreign", "nalloc: free of a pointer not allocated by nalloc");
+}
+
+#[test]
+fn misaligned_free_aborts() {
+    expect("misaligned", "nalloc: free of a misaligned pointer");
+}
+
+#[test]
+fn wrong_size_free_aborts() {
+    expect("wrong-size", "nalloc: free with the wrong size (size class mismatch)");
+}
+
+#[test]
+fn small_overflow_is_caught_by_the_canary() {
+    expect("overflow", "nalloc: heap overflow detected (canary) in block");
+}
+
+#[test]
+fn write_after_free_is_caught_on_reuse() {
+    expect("use-after-free", "nalloc: write after free detected in block");
+}
+
+#[test]
+fn corrupted_free_list_link_aborts() {
+    expect("corrupt-link", "nalloc: corrupted free list in page");
+}
