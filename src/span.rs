@@ -14,7 +14,11 @@
 //!
 //! **Warm pool.** A freed span is kept mapped (its pages stay faulted in) in
 //! a bounded pool: at most [`POOL_SLOTS`] spans and `pool_cap` bytes; the
-//! oldest spans are unmapped first when either bound is hit. This is what
+//! oldest spans are unmapped first when either bound is hit. A request takes
+//! a pooled span of its exact length, or one up to twice as long whose tail
+//! is then unmapped. Before fresh memory is mapped, old pooled spans are
+//! evicted so that live + pooled spans stay within the peak of live spans
+//! plus 1/8 (see `make_room`): retention does not raise peak RSS. This is what
 //! saves FFT provers from page-faulting their multi-MB vectors back in every
 //! proof. `NAlloc::trim()` empties the pool.
 //!
@@ -52,6 +56,8 @@ use crate::sync::SpinLock;
 
 /// Most spans the pool holds.
 pub(crate) const POOL_SLOTS: usize = 64;
+/// Least slack of the retention budget (see [`make_room`]).
+const RETAIN_SLACK_MIN: usize = 32 << 20;
 /// Spans at least this large are huge-page backed under [`HugePages::Auto`].
 const AUTO_HUGE_MIN: usize = 32 << 20;
 /// Huge-page spans at least this large are zeroed by purging instead of
@@ -174,6 +180,7 @@ pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
         }
         p
     } else {
+        make_room(len);
         let explicit = config::huge_pages() == HugePages::Explicit && len >= HUGE_PAGE && align <= HUGE_PAGE;
         // An explicit huge-page mapping is born backed; the fallback gets the
         // transparent huge page advice.
@@ -216,16 +223,69 @@ unsafe fn zero_recycled(p: *mut u8, size: usize, len: usize) {
 }
 
 fn take_pooled(len: usize, align: usize) -> *mut u8 {
-    let mut pool = POOL.lock();
-    // Newest first: the most recently freed span is the likeliest to still
-    // be in cache and in the TLB.
-    for i in (0..pool.len).rev() {
-        let s = pool.spans[i];
-        if s.len == len && s.ptr.addr() % align == 0 {
-            return pool.remove(i).ptr;
+    let (found, tail) = {
+        let mut pool = POOL.lock();
+        // Newest first: the most recently freed span is the likeliest to
+        // still be in cache and in the TLB.
+        let mut best: Option<usize> = None;
+        for i in (0..pool.len).rev() {
+            let s = pool.spans[i];
+            if s.ptr.addr() % align != 0 {
+                continue;
+            }
+            if s.len == len {
+                best = Some(i);
+                break;
+            }
+            // A larger span (at most twice the size, same side of the huge
+            // page line so the cut stays huge-page aligned) serves too once
+            // its tail is given back: random-sized large blocks then reuse
+            // warm memory instead of mapping more of it.
+            let fits = os::CAN_TRIM && s.len > len && s.len <= 2 * len && (s.len >= HUGE_PAGE) == (len >= HUGE_PAGE);
+            if fits && best.is_none_or(|b| pool.spans[b].len > s.len) {
+                best = Some(i);
+            }
         }
+        match best {
+            Some(i) => {
+                let s = pool.remove(i);
+                (s.ptr, s.len - len)
+            }
+            None => return ptr::null_mut(),
+        }
+    };
+    if tail > 0 {
+        // SAFETY: the tail is the end of a whole pooled span we now own;
+        // platforms with CAN_TRIM release part of a mapping.
+        unsafe { os::unmap(found.add(len), tail) };
+        stats::unmapped(tail);
     }
-    ptr::null_mut()
+    found
+}
+
+/// Before mapping `extra` fresh bytes: evict the oldest pooled spans while
+/// live spans + pooled spans + `extra` would exceed the peak of live spans
+/// seen so far by more than a little slack. So retention never raises the
+/// peak RSS much beyond what the program itself needed at its peak, while a
+/// prover that frees and re-makes the same vectors (live + pooled stays at
+/// its peak) keeps them all warm. Measured: the `zeroed` benchmark (512 MiB
+/// buffer, then random 5-25 MiB blocks) peaked at 954 MiB before this rule.
+fn make_room(extra: usize) {
+    loop {
+        let victim = {
+            let mut pool = POOL.lock();
+            let live = stats::SPANS_LIVE.get();
+            let peak = stats::SPANS_LIVE.peak();
+            let budget = peak.saturating_add((peak / 8).max(RETAIN_SLACK_MIN));
+            if pool.len == 0 || live.saturating_add(pool.bytes).saturating_add(extra) <= budget {
+                return;
+            }
+            pool.remove(0)
+        };
+        // SAFETY: the evicted span is whole and owned by nobody.
+        unsafe { os::unmap(victim.ptr, victim.len) };
+        stats::unmapped(victim.len);
+    }
 }
 
 /// Frees a span.
@@ -301,6 +361,9 @@ pub(crate) unsafe fn realloc_in_place(p: *mut u8, old_size: usize, align: usize,
             }
             return q;
         }
+    }
+    if new_len > old_len {
+        make_room(new_len - old_len);
     }
     // SAFETY: caller contract: `p`/`old_len` is a whole live span.
     let q = unsafe { os::remap(p, old_len, new_len, span_align(new_len, align)) };

@@ -49,6 +49,10 @@ pub(crate) const OS_PAGE: usize = platform::OS_PAGE;
 /// them (x86-64 and aarch64 with 4 KiB base pages).
 pub(crate) const HUGE_PAGE: usize = 2 << 20;
 
+/// True where part of a mapping can be released ([`unmap`] of a sub-range);
+/// Windows releases only whole reservations.
+pub(crate) const CAN_TRIM: bool = cfg!(all(unix, not(miri)));
+
 /// An error number returned by the OS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OsError(pub i32);
@@ -141,11 +145,13 @@ pub(crate) fn map_explicit_huge(len: usize) -> *mut u8 {
     platform::map_explicit_huge(len)
 }
 
-/// Releases a whole mapping made by [`map`].
+/// Releases a whole mapping made by [`map`] — or, where [`CAN_TRIM`], a
+/// page-aligned tail of one.
 ///
 /// # Safety
 /// `ptr`/`len` must be exactly a live mapping returned by [`map`] (or by
-/// [`remap`]); no reference into it may be used afterwards.
+/// [`remap`]), or its tail where [`CAN_TRIM`]; no reference into it may be
+/// used afterwards.
 pub(crate) unsafe fn unmap(ptr: *mut u8, len: usize) {
     // SAFETY: forwarded caller contract.
     unsafe { platform::unmap(ptr, len) }
