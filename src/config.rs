@@ -9,6 +9,8 @@
 
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
+use crate::once::Once;
+
 /// When spans are backed by transparent huge pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HugePages {
@@ -61,40 +63,33 @@ fn default_pool_cap() -> usize {
 
 static HUGE: AtomicU8 = AtomicU8::new(0);
 static POOL_CAP: AtomicUsize = AtomicUsize::new(usize::MAX);
-static INIT: AtomicU8 = AtomicU8::new(0);
+static INIT: Once = Once::new();
 
 /// Reads the environment once. Lock-free: a thread that loses the race waits
 /// for the winner, which never allocates and so cannot wait on anyone.
 #[cold]
 pub(crate) fn ensure_init() {
-    if INIT.load(Ordering::Acquire) == 2 {
-        return;
-    }
-    if INIT.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+    INIT.call(|| {
         let mut buf = [0u8; 32];
         if let Some(n) = crate::os::env_var(b"NALLOC_HUGE_PAGES", &mut buf) {
             if let Some(p) = parse_huge(&buf[..n]) {
                 HUGE.store(p.to_u8(), Ordering::Relaxed);
             }
         }
+        #[cfg(feature = "hardened")]
+        crate::hardened::init();
+        // Before the flag is set, so that no thread can arm it before it
+        // exists.
+        crate::os::init_thread_exit();
         let cap = crate::os::env_var(b"NALLOC_POOL_CAP", &mut buf)
             .and_then(|n| parse_bytes(&buf[..n]))
             .unwrap_or_else(default_pool_cap);
-        #[cfg(feature = "hardened")]
-        crate::hardened::init();
-        // Before INIT = 2, so that no thread can arm it before it exists.
-        crate::os::init_thread_exit();
         // A setter may have run before the first allocation: keep its value.
         let _ = POOL_CAP.compare_exchange(usize::MAX, cap, Ordering::Relaxed, Ordering::Relaxed);
-        INIT.store(2, Ordering::Release);
-        // After INIT = 2: registering may allocate (through us, when we are
-        // the process's malloc), which must find initialisation done.
-        crate::os::register_fork_handlers();
-    } else {
-        while INIT.load(Ordering::Acquire) != 2 {
-            core::hint::spin_loop();
-        }
-    }
+    });
+    // After initialisation completed: registering may allocate (through us,
+    // when we are the process's malloc), which must find it done.
+    crate::os::register_fork_handlers();
 }
 
 /// The huge-page policy in force.

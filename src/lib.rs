@@ -34,7 +34,7 @@
 //!  ├─ polynomial.rs  polynomial arena: placement + huge-page reporting over spans
 //!  ├─ scratch.rs     scratch arena: chunked bump allocation, O(1) lifetime-checked reset
 //!  ├─ heap.rs        per-thread heaps: the small-object fast paths, thread start/exit
-//!  │   ├─ page.rs        a page: free list, lazy bump extension, remote-free list
+//!  │   ├─ page.rs        a page: free list, lazy bump extension, remote-free list (remote.rs)
 //!  │   └─ segment.rs     4 MiB aligned segments of 16 pages; pointer → page by masking
 //!  ├─ span.rs        large blocks: class-rounded mappings, warm pool, mremap growth
 //!  ├─ region.rs      reserved address ranges cut into slots (segments, witness chunks)
@@ -43,6 +43,8 @@
 //!  ├─ config.rs      huge-page policy, pool cap, env vars (read without allocating)
 //!  ├─ stats.rs       process-wide slow-path counters
 //!  ├─ sync.rs        the spin lock used on slow paths only
+//!  ├─ remote.rs      the lock-free cross-thread free list (model-checked with loom)
+//!  ├─ once.rs        lock-free lazy initialisation flag (model-checked with loom)
 //!  └─ os/            the only code that makes system calls: posix, linux, macos, windows, miri
 //! ```
 //!
@@ -80,11 +82,13 @@ mod config;
 #[cfg(feature = "hardened")]
 mod hardened;
 mod heap;
+mod once;
 mod os;
 mod page;
 mod polynomial;
 pub mod raw;
 mod region;
+mod remote;
 mod scratch;
 mod secret;
 mod segment;
@@ -93,6 +97,9 @@ mod span;
 mod stats;
 mod sync;
 mod witness;
+
+#[cfg(test)]
+mod miri_tests;
 
 pub use allocator_api2;
 pub use config::HugePages;

@@ -17,9 +17,9 @@
 //!   `thread_free` and read `heap` (which is constant while blocks are live).
 
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, Ordering};
 
 use crate::heap::Heap;
+use crate::remote::RemoteList;
 
 /// A free block: its first word links to the next free block.
 #[repr(C)]
@@ -73,7 +73,7 @@ pub(crate) struct Page {
     /// End of the block area (a whole number of blocks after `bump`).
     pub(crate) bump_end: *mut u8,
     /// Blocks freed by other threads, waiting for the owner to collect.
-    pub(crate) thread_free: AtomicPtr<Block>,
+    pub(crate) thread_free: RemoteList<Block>,
     /// Links in the heap's per-class page lists.
     pub(crate) next: *mut Page,
     pub(crate) prev: *mut Page,
@@ -97,7 +97,7 @@ impl Page {
             heap: ptr::null_mut(),
             bump: ptr::null_mut(),
             bump_end: ptr::null_mut(),
-            thread_free: AtomicPtr::new(ptr::null_mut()),
+            thread_free: RemoteList::new(),
             next: ptr::null_mut(),
             prev: ptr::null_mut(),
             class: 0,
@@ -191,12 +191,7 @@ impl Page {
     /// # Safety
     /// Owner only.
     pub(crate) unsafe fn collect_remote(&mut self) -> bool {
-        if self.thread_free.load(Ordering::Relaxed).is_null() {
-            return false;
-        }
-        // Acquire pairs with the Release of `push_remote`: the link words
-        // written by the freeing threads are visible after this swap.
-        let head = self.thread_free.swap(ptr::null_mut(), Ordering::Acquire);
+        let head = self.thread_free.take_all();
         if head.is_null() {
             return false;
         }
@@ -229,16 +224,8 @@ impl Page {
     pub(crate) unsafe fn push_remote(page: *const Page, p: *mut u8) {
         let b = p.cast::<Block>();
         // SAFETY: the page outlives its live blocks, and `p` is live until
-        // the CAS below succeeds, so `page` is valid here.
-        let list = unsafe { &(*page).thread_free };
-        let mut head = list.load(Ordering::Relaxed);
-        loop {
-            // SAFETY: the block is ours to write until it is published.
-            unsafe { Block::set_next(b, head) };
-            match list.compare_exchange_weak(head, b, Ordering::Release, Ordering::Relaxed) {
-                Ok(_) => return,
-                Err(h) => head = h,
-            }
-        }
+        // the push completes, so `page` is valid here; the block is ours to
+        // write until it is published.
+        unsafe { (*page).thread_free.push(b, |node, next| Block::set_next(node, next)) };
     }
 }

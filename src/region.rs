@@ -23,6 +23,8 @@ use crate::sync::SpinLock;
 pub(crate) struct Region<const WORDS: usize> {
     base: AtomicUsize,
     slot: usize,
+    /// Number of slots (at most `WORDS * 64`).
+    slots: usize,
     map: SpinLock<SlotMap<WORDS>>,
 }
 
@@ -35,11 +37,14 @@ struct SlotMap<const WORDS: usize> {
 }
 
 impl<const WORDS: usize> Region<WORDS> {
-    /// A region of `WORDS * 64` slots of `slot` bytes (a power of two).
-    pub(crate) const fn new(slot: usize) -> Self {
+    /// A region of `slots` (at most `WORDS * 64`) slots of `slot` bytes (a
+    /// power of two).
+    pub(crate) const fn new(slot: usize, slots: usize) -> Self {
+        assert!(slots <= WORDS * 64);
         Self {
-            base: AtomicUsize::new(usize::MAX - WORDS * 64 * slot),
+            base: AtomicUsize::new(usize::MAX - slots * slot),
             slot,
+            slots,
             map: SpinLock::new(SlotMap {
                 reserved: false,
                 bits: [0; WORDS],
@@ -49,7 +54,7 @@ impl<const WORDS: usize> Region<WORDS> {
     }
 
     const fn size(&self) -> usize {
-        WORDS * 64 * self.slot
+        self.slots * self.slot
     }
 
     /// True if `p` lies in the region.
@@ -77,7 +82,7 @@ impl<const WORDS: usize> Region<WORDS> {
             self.base.store(base.expose_provenance(), Relaxed);
             m.reserved = true;
         }
-        let slots = WORDS * 64;
+        let slots = self.slots;
         let start = if n == 1 { m.hint } else { 0 };
         let mut run = 0;
         for k in 0..slots {

@@ -39,18 +39,18 @@ const FIRST_AREA: usize = 64 << 10;
 const ALL_PAGES: u32 = u32::MAX >> (32 - PAGES_PER_SEGMENT);
 /// Empty segments kept committed for reuse (32 MiB).
 const CACHE_SLOTS: usize = 8;
-/// 64-bit words of the segment region's slot map: 1 TiB of address space
-/// (64 MiB under Miri, where "reserving" allocates).
-const REGION_WORDS: usize = if cfg!(miri) {
-    1
+/// Segment slots: 1 TiB of address space (16 MiB under Miri, where
+/// "reserving" allocates).
+const REGION_SLOTS: usize = if cfg!(miri) {
+    4
 } else if usize::BITS >= 64 {
-    (1 << 40) / SEGMENT_SIZE / 64
+    (1 << 40) / SEGMENT_SIZE
 } else {
-    (256 << 20) / SEGMENT_SIZE / 64
+    (256 << 20) / SEGMENT_SIZE
 };
 
 /// Where every segment lives.
-static REGION: Region<REGION_WORDS> = Region::new(SEGMENT_SIZE);
+static REGION: Region<{ REGION_SLOTS.div_ceil(64) }> = Region::new(SEGMENT_SIZE, REGION_SLOTS);
 
 /// True if `p` points into segment memory (a small block or its metadata).
 #[inline(always)]

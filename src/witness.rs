@@ -38,15 +38,22 @@ use crate::sync::SpinLock;
 
 /// Size of one slot of the witness region.
 pub(crate) const SLOT: usize = 1 << 20;
-/// Slots in the region (64 GiB of address space on 64-bit targets).
-const SLOTS: usize = if usize::BITS >= 64 { 65536 } else { 64 };
+/// Slots in the region (64 GiB of address space on 64-bit targets; 8 MiB
+/// under Miri, where "reserving" allocates).
+const SLOTS: usize = if cfg!(miri) {
+    8
+} else if usize::BITS >= 64 {
+    65536
+} else {
+    64
+};
 /// Inaccessible bytes before and after every chunk.
 const GUARD: usize = if OS_PAGE > 4096 { OS_PAGE } else { 4096 };
 /// Chunk header (non-secret bookkeeping) at the start of each chunk.
 const HEADER: usize = 64;
 
 /// Where every witness chunk lives.
-static REGION: Region<{ SLOTS / 64 }> = Region::new(SLOT);
+static REGION: Region<{ SLOTS.div_ceil(64) }> = Region::new(SLOT, SLOTS);
 
 /// True if `p` points into the witness region.
 #[inline(always)]

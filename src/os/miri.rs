@@ -7,8 +7,15 @@ use std::alloc::{GlobalAlloc, Layout, System};
 
 pub(super) const OS_PAGE: usize = 4096;
 
+/// Every "mapping" uses this alignment (or more), so that `unmap`, which is
+/// not told the alignment, can rebuild the layout Miri checks.
+const MAP_ALIGN: usize = 4 << 20;
+
 pub(super) fn map(len: usize, align: usize) -> *mut u8 {
-    match Layout::from_size_align(len, align) {
+    if align > MAP_ALIGN {
+        return core::ptr::null_mut();
+    }
+    match Layout::from_size_align(len, MAP_ALIGN) {
         // SAFETY: non-zero size (callers never map 0 bytes).
         Ok(l) if len > 0 => unsafe { System.alloc_zeroed(l) },
         _ => core::ptr::null_mut(),
@@ -20,11 +27,9 @@ pub(super) fn map_explicit_huge(_len: usize) -> *mut u8 {
 }
 
 pub(super) unsafe fn unmap(ptr: *mut u8, len: usize) {
-    // Miri checks that the layout matches the allocation; the alignment used
-    // at map time is not known here, so every map uses OS_PAGE alignment
-    // unless larger, and we deallocate with the smallest legal alignment.
-    // SAFETY: caller contract; Miri itself validates the call.
-    unsafe { System.dealloc(ptr, Layout::from_size_align_unchecked(len, OS_PAGE)) }
+    // SAFETY: caller contract (a whole mapping: CAN_TRIM is false under
+    // Miri); every mapping was made with MAP_ALIGN. Miri validates the call.
+    unsafe { System.dealloc(ptr, Layout::from_size_align_unchecked(len, MAP_ALIGN)) }
 }
 
 pub(super) fn reserve(len: usize, align: usize) -> *mut u8 {

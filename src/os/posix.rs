@@ -144,7 +144,9 @@ pub(super) fn env_var(name: &[u8], buf: &mut [u8]) -> Option<usize> {
 pub(super) fn register_fork_handlers() {
     use core::sync::atomic::{AtomicBool, Ordering};
     static DONE: AtomicBool = AtomicBool::new(false);
-    if DONE.swap(true, Ordering::AcqRel) {
+    // Set before registering: pthread_atfork may allocate through us, and
+    // that nested call must find the work done rather than wait for it.
+    if DONE.load(Ordering::Relaxed) || DONE.swap(true, Ordering::AcqRel) {
         return;
     }
     // SAFETY: registering plain extern "C" functions with no captured
