@@ -1,3 +1,661 @@
 //! Tests of the allocator's data structures that also run under Miri
 //! (`cargo +nightly miri test --lib miri_tests`), where the OS layer takes
 //! its memory from `std::alloc::System`.
+//!
+//! They drive the engine through crate-internal APIs — a local `NAlloc`
+//! called through `GlobalAlloc` (it is *not* the global allocator of the
+//! test binary), the arenas and `raw` — so that Miri checks every pointer
+//! the engine derives, every cross-thread hand-over and every byte it
+//! hands out. Sizes are small: under Miri the segment region has 4 slots
+//! of 4 MiB and the witness region 8 slots of 1 MiB, and Miri interprets
+//! every byte touched.
+//!
+//! The same tests run in the normal `cargo test --lib`, concurrently with
+//! the other unit tests, so nothing here asserts exact process-wide
+//! counters; a few placement checks only hold when tests run one at a
+//! time (as under Miri) and are guarded by `cfg!(miri)`.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr;
+
+use crate::size_class::{CLASS_SIZE, SMALL_MAX};
+use crate::{raw, segment, witness, NAlloc, ScratchArena, WitnessArena};
+
+/// A byte of the pattern for `seed` at offset `i`.
+fn pat(seed: u64, i: usize) -> u8 {
+    (seed as usize).wrapping_mul(131).wrapping_add(i.wrapping_mul(7)) as u8
+}
+
+/// Writes the pattern over the first and last `edge` bytes of `p[..len]`
+/// (all of it when short): enough to catch overlap without Miri
+/// interpreting every byte of large blocks.
+fn fill(p: *mut u8, len: usize, seed: u64) {
+    for i in touched(len) {
+        // SAFETY: callers pass blocks of at least `len` bytes.
+        unsafe { p.add(i).write(pat(seed, i)) };
+    }
+}
+
+/// Checks what [`fill`] wrote (up to `len` bytes).
+fn check(p: *const u8, len: usize, seed: u64) -> bool {
+    touched(len).all(|i| {
+        // SAFETY: as in `fill`.
+        unsafe { p.add(i).read() == pat(seed, i) }
+    })
+}
+
+/// The offsets [`fill`] writes: all of a short block, both ends of a long one.
+fn touched(len: usize) -> impl Iterator<Item = usize> {
+    const EDGE: usize = 64;
+    let head = len.min(EDGE);
+    let tail_from = len.saturating_sub(EDGE).max(head);
+    (0..head).chain(tail_from..len)
+}
+
+/// True if `len` bytes at `p` are all zero.
+fn zero(p: *const u8, len: usize) -> bool {
+    // SAFETY: callers pass a live block of at least `len` bytes.
+    unsafe { core::slice::from_raw_parts(p, len) }.iter().all(|&b| b == 0)
+}
+
+fn layout(size: usize, align: usize) -> Layout {
+    Layout::from_size_align(size, align).unwrap()
+}
+
+/// A live block of the local allocator, checked and freed on drop.
+struct Live<'a> {
+    a: &'a NAlloc,
+    p: *mut u8,
+    l: Layout,
+    seed: u64,
+}
+
+impl<'a> Live<'a> {
+    fn new(a: &'a NAlloc, l: Layout, seed: u64) -> Self {
+        // SAFETY: non-zero sizes only (callers).
+        let p = unsafe { a.alloc(l) };
+        assert!(!p.is_null(), "alloc {l:?}");
+        assert_eq!(p.addr() % l.align(), 0, "misaligned {l:?}");
+        fill(p, l.size(), seed);
+        Live { a, p, l, seed }
+    }
+}
+
+impl Drop for Live<'_> {
+    fn drop(&mut self) {
+        assert!(check(self.p, self.l.size(), self.seed), "block {:?} corrupted", self.l);
+        // SAFETY: allocated with `self.l` by `self.a`, freed once.
+        unsafe { self.a.dealloc(self.p, self.l) };
+    }
+}
+
+/// Asserts that no two of `blocks` (address, length) overlap.
+fn assert_disjoint(blocks: &mut [(usize, usize)]) {
+    blocks.sort_unstable();
+    for w in blocks.windows(2) {
+        assert!(w[0].0 + w[0].1 <= w[1].0, "blocks overlap: {:x?} and {:x?}", w[0], w[1]);
+    }
+}
+
+#[test]
+fn small_blocks_of_many_classes() {
+    let a = NAlloc::new();
+    // One size per class band, plus class edges; a handful of blocks each.
+    let sizes = [
+        1usize, 8, 16, 17, 33, 64, 100, 128, 129, 200, 256, 300, 511, 512, 1000, 2048, 3000, 4096, 5000, 8192, 12_000,
+        16_384, 30_000, 40_000, SMALL_MAX,
+    ];
+    let mut live = Vec::new();
+    for (k, &s) in sizes.iter().enumerate() {
+        for j in 0..3 {
+            live.push(Live::new(&a, layout(s, 1 << (k % 5)), (k * 10 + j) as u64));
+        }
+    }
+    let mut spans: Vec<(usize, usize)> = live.iter().map(|b| (b.p.addr(), b.l.size())).collect();
+    assert_disjoint(&mut spans);
+    for b in &live {
+        assert!(segment::contains(b.p), "small block outside the segment region");
+    }
+    // Free every other block, then reuse: freed blocks come back first.
+    let mut keep = Vec::new();
+    for (i, b) in live.into_iter().enumerate() {
+        if i % 2 == 0 {
+            drop(b);
+        } else {
+            keep.push(b);
+        }
+    }
+    let again: Vec<Live> = sizes.iter().map(|&s| Live::new(&a, layout(s, 1), 99)).collect();
+    let mut spans: Vec<(usize, usize)> = keep
+        .iter()
+        .chain(again.iter())
+        .map(|b| (b.p.addr(), b.l.size()))
+        .collect();
+    assert_disjoint(&mut spans);
+    drop(keep);
+    drop(again);
+    // Many blocks of one class: several free-list extensions of one page.
+    let many: Vec<Live> = (0..600).map(|i| Live::new(&a, layout(24, 8), i)).collect();
+    let mut spans: Vec<(usize, usize)> = many.iter().map(|b| (b.p.addr(), 24)).collect();
+    assert_disjoint(&mut spans);
+}
+
+#[test]
+fn alignment_small_and_large() {
+    let a = NAlloc::new();
+    let mut align = 1usize;
+    while align <= 64 << 10 {
+        for size in [1usize, align / 2 + 1, align, align + 1] {
+            let b = Live::new(&a, layout(size.min(SMALL_MAX), align), size as u64);
+            assert!(segment::contains(b.p));
+        }
+        align *= 2;
+    }
+    // Spans: page aligned by default, more when asked (Miri maps at most
+    // 4 MiB-aligned).
+    for (size, align) in [
+        (SMALL_MAX + 1, 16usize),
+        (100_000, 128 << 10),
+        (70_000, 1 << 20),
+        (3 << 20, 4 << 20),
+    ] {
+        let b = Live::new(&a, layout(size, align), align as u64);
+        assert!(!segment::contains(b.p));
+        assert_eq!(b.p.addr() % crate::os::OS_PAGE, 0);
+    }
+    a.trim();
+}
+
+#[test]
+fn zero_sized_requests() {
+    let a = NAlloc::new();
+    for align in [1usize, 16, 4096] {
+        // Not allowed by GlobalAlloc's contract for the global allocator,
+        // but the engine serves it (size classes map 0 to the first class).
+        // SAFETY: the engine handles size 0 (see `class_of`).
+        let p = unsafe { a.alloc(layout(0, align)) };
+        assert!(!p.is_null());
+        assert_eq!(p.addr() % align, 0);
+        // SAFETY: allocated just now with this layout.
+        unsafe { a.dealloc(p, layout(0, align)) };
+    }
+}
+
+#[test]
+fn realloc_between_small_and_large() {
+    let a = NAlloc::new();
+    let l = layout(100, 16);
+    // SAFETY: non-zero size.
+    let mut p = unsafe { a.alloc(l) };
+    assert!(!p.is_null());
+    fill(p, 100, 7);
+    let mut size = 100;
+    // Same class, other class, span, bigger span (> 2 MiB: huge-page
+    // aligned), smaller span, back to small, tiny.
+    for new in [
+        110usize,
+        120,
+        300,
+        5000,
+        70_000,
+        200_000,
+        (2 << 20) + 10,
+        90_000,
+        65_536,
+        2000,
+        24,
+    ] {
+        // SAFETY: `p` is live with `size` bytes at 16.
+        let q = unsafe { a.realloc(p, layout(size, 16), new) };
+        assert!(!q.is_null(), "realloc {size} -> {new}");
+        assert_eq!(q.addr() % 16, 0);
+        let keep = size.min(new);
+        // The pattern survives in the kept prefix: check its head (the
+        // tail of `fill` may lie beyond the new size).
+        assert!(check(q, keep.min(64), 7), "contents lost {size} -> {new}");
+        fill(q, new, 7);
+        p = q;
+        size = new;
+    }
+    // SAFETY: live with this layout.
+    unsafe { a.dealloc(p, layout(size, 16)) };
+    // Aligned small block moved to a span and back keeps its alignment.
+    let l = layout(1000, 4096);
+    // SAFETY: non-zero size.
+    let p = unsafe { a.alloc(l) };
+    fill(p, 1000, 3);
+    // SAFETY: live with `l`.
+    let q = unsafe { a.realloc(p, l, 100_000) };
+    assert_eq!(q.addr() % 4096, 0);
+    assert!(check(q, 64, 3));
+    // SAFETY: live with (100_000, 4096).
+    let r = unsafe { a.realloc(q, layout(100_000, 4096), 500) };
+    assert_eq!(r.addr() % 4096, 0);
+    assert!(check(r, 64, 3));
+    // SAFETY: live with (500, 4096).
+    unsafe { a.dealloc(r, layout(500, 4096)) };
+    a.trim();
+}
+
+#[test]
+fn alloc_zeroed_is_zero_even_when_recycled() {
+    let a = NAlloc::new();
+    for size in [8usize, 48, 200, 1500, 4096, 20_000] {
+        let l = layout(size, 16);
+        // Dirty a few blocks of the class, free them, then ask for zeroed.
+        let dirty: Vec<*mut u8> = (0..4)
+            .map(|_| {
+                // SAFETY: non-zero size.
+                let p = unsafe { a.alloc(l) };
+                // SAFETY: `size` live bytes.
+                unsafe { ptr::write_bytes(p, 0xAB, size) };
+                p
+            })
+            .collect();
+        for p in dirty {
+            // SAFETY: live with `l`.
+            unsafe { a.dealloc(p, l) };
+        }
+        for _ in 0..5 {
+            // SAFETY: non-zero size.
+            let z = unsafe { a.alloc_zeroed(l) };
+            assert!(!z.is_null());
+            assert!(zero(z, size), "alloc_zeroed({size}) not zero");
+            // SAFETY: live with `l`.
+            unsafe { ptr::write_bytes(z, 0xCD, size) };
+            // SAFETY: live with `l`.
+            unsafe { a.dealloc(z, l) };
+        }
+    }
+    // A span recycled from the warm pool is cleared too.
+    let l = layout(100_000, 16);
+    // SAFETY: non-zero size.
+    let p = unsafe { a.alloc(l) };
+    // SAFETY: live.
+    unsafe { ptr::write_bytes(p, 0xEE, 100_000) };
+    // SAFETY: live with `l`.
+    unsafe { a.dealloc(p, l) };
+    // SAFETY: non-zero size.
+    let z = unsafe { a.alloc_zeroed(l) };
+    if cfg!(miri) {
+        // Tests run one at a time under Miri: the pool gives the span back.
+        assert_eq!(z, p, "warm pool did not return the freed span");
+    }
+    assert!(zero(z, 100_000), "recycled span not zeroed");
+    // SAFETY: live with `l`.
+    unsafe { a.dealloc(z, l) };
+    a.trim();
+}
+
+/// A block address that can cross threads.
+#[derive(Clone, Copy)]
+struct Addr(usize, usize, u64);
+
+#[test]
+fn cross_thread_frees_while_the_owner_allocates() {
+    const N: usize = 200;
+    let a = NAlloc::new();
+    let (tx, rx) = std::sync::mpsc::channel::<Addr>();
+    std::thread::scope(|s| {
+        let a = &a;
+        // Producer/owner: allocates, keeps allocating while the consumer
+        // frees its earlier blocks remotely (refills collect them).
+        s.spawn(move || {
+            let mut own = Vec::new();
+            for i in 0..N {
+                let size = [24usize, 24, 200, 3000][i % 4];
+                // SAFETY: non-zero size.
+                let p = unsafe { a.alloc(layout(size, 8)) };
+                assert!(!p.is_null());
+                fill(p, size, i as u64);
+                if i % 3 == 0 {
+                    own.push(Addr(p.expose_provenance(), size, i as u64));
+                } else {
+                    tx.send(Addr(p.expose_provenance(), size, i as u64)).unwrap();
+                }
+            }
+            drop(tx);
+            for Addr(p, size, seed) in own {
+                let p = ptr::with_exposed_provenance_mut::<u8>(p);
+                assert!(check(p, size, seed));
+                // SAFETY: our own live block.
+                unsafe { a.dealloc(p, layout(size, 8)) };
+            }
+        });
+        // Consumer: frees every block it gets (remote frees), and allocates
+        // a little of its own.
+        s.spawn(move || {
+            let mut mine = Vec::new();
+            for Addr(p, size, seed) in rx {
+                let p = ptr::with_exposed_provenance_mut::<u8>(p);
+                assert!(check(p, size, seed), "block corrupted in transit");
+                // SAFETY: a live block handed over by the producer.
+                unsafe { a.dealloc(p, layout(size, 8)) };
+                if mine.len() < 16 {
+                    mine.push(Live::new(a, layout(24, 8), seed));
+                }
+            }
+            drop(mine);
+        });
+    });
+}
+
+#[test]
+fn heap_retired_at_thread_exit_is_adopted() {
+    let a = NAlloc::new();
+    // A thread makes blocks, keeps half live, and exits: its heap is
+    // retired with pages that still hold live blocks.
+    let (live, freed): (Vec<Addr>, Vec<Addr>) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let v: Vec<Addr> = (0..40u64)
+                .map(|i| {
+                    // SAFETY: non-zero size.
+                    let p = unsafe { a.alloc(layout(48, 16)) };
+                    fill(p, 48, i);
+                    Addr(p.expose_provenance(), 48, i)
+                })
+                .collect();
+            let (live, dead): (Vec<Addr>, Vec<Addr>) = v.into_iter().partition(|b| b.2 % 2 == 0);
+            for b in &dead {
+                // SAFETY: our own live block.
+                unsafe { a.dealloc(ptr::with_exposed_provenance_mut(b.0), layout(48, 16)) };
+            }
+            (live, dead)
+        })
+        .join()
+        .unwrap()
+    });
+    // This thread frees the survivors into the retired heap (remote frees,
+    // no owner).
+    for b in &live[..10] {
+        let p = ptr::with_exposed_provenance_mut::<u8>(b.0);
+        assert!(check(p, 48, b.2));
+        // SAFETY: live block of the exited thread.
+        unsafe { a.dealloc(p, layout(48, 16)) };
+    }
+    // A new thread adopts the retired heap and reuses its blocks.
+    let reused = std::thread::scope(|s| {
+        s.spawn(|| {
+            let v: Vec<usize> = (0..30)
+                .map(|_| {
+                    // SAFETY: non-zero size.
+                    let p = unsafe { a.alloc(layout(48, 16)) };
+                    fill(p, 48, 5);
+                    p.expose_provenance()
+                })
+                .collect();
+            let olds: Vec<usize> = live.iter().chain(freed.iter()).map(|b| b.0).collect();
+            let reused = v.iter().filter(|p| olds.contains(p)).count();
+            for &p in &v {
+                // SAFETY: our own live blocks.
+                unsafe { a.dealloc(ptr::with_exposed_provenance_mut(p), layout(48, 16)) };
+            }
+            reused
+        })
+        .join()
+        .unwrap()
+    });
+    if cfg!(miri) {
+        // One test at a time: the retired heap is the newest, so the new
+        // thread adopts it and gets the freed blocks back.
+        assert!(reused > 0, "the new thread did not adopt the retired heap");
+    }
+    // The rest of the old blocks are intact and freed from here.
+    for b in &live[10..] {
+        let p = ptr::with_exposed_provenance_mut::<u8>(b.0);
+        assert!(check(p, 48, b.2), "live block of a retired heap corrupted");
+        // SAFETY: live block.
+        unsafe { a.dealloc(p, layout(48, 16)) };
+    }
+}
+
+#[test]
+fn span_pool_alloc_free_realloc() {
+    let a = NAlloc::new();
+    let sizes = [SMALL_MAX + 1, 80_000, 100_000, 150_000, 300_000];
+    let blocks: Vec<Live> = sizes.iter().map(|&s| Live::new(&a, layout(s, 16), s as u64)).collect();
+    let mut spans: Vec<(usize, usize)> = blocks.iter().map(|b| (b.p.addr(), b.l.size())).collect();
+    assert_disjoint(&mut spans);
+    let addrs: Vec<*mut u8> = blocks.iter().map(|b| b.p).collect();
+    drop(blocks); // into the warm pool
+    let again: Vec<Live> = sizes.iter().rev().map(|&s| Live::new(&a, layout(s, 16), 1)).collect();
+    if cfg!(miri) {
+        // Exact-length reuse from the pool (newest first).
+        for b in &again {
+            assert!(addrs.contains(&b.p), "span of {} not reused from the pool", b.l.size());
+        }
+    }
+    drop(again);
+    // Growth and shrink of spans (copying under Miri, mremap on Linux).
+    let mut size = 70_000;
+    // SAFETY: non-zero size.
+    let mut p = unsafe { a.alloc(layout(size, 64)) };
+    fill(p, size, 9);
+    for new in [90_000usize, 400_000, 1 << 20, 120_000, 70_001] {
+        // SAFETY: live with (size, 64).
+        let q = unsafe { a.realloc(p, layout(size, 64), new) };
+        assert!(!q.is_null());
+        assert_eq!(q.addr() % 64, 0);
+        assert!(check(q, 64, 9), "span contents lost {size} -> {new}");
+        fill(q, new, 9);
+        p = q;
+        size = new;
+    }
+    // SAFETY: live with (size, 64).
+    unsafe { a.dealloc(p, layout(size, 64)) };
+    // Polynomial arena: FFT placement over spans.
+    let poly = a.polynomial();
+    for n in [100usize, 5000, 70_000, 2 << 20] {
+        let p = poly.alloc_fft_friendly(n);
+        assert!(!p.is_null());
+        assert_eq!(p.addr() % crate::polynomial::fft_align(n, 64), 0);
+        fill(p, n, 4);
+        assert!(check(p, n, 4));
+        // SAFETY: from this arena with size `n`.
+        unsafe { poly.dealloc_fft(p, n) };
+    }
+    assert!(a.trim() > 0 || !cfg!(miri));
+}
+
+#[test]
+fn scratch_arena_scope_slices_and_reset() {
+    let mut s = ScratchArena::new();
+    s.scope(|s| {
+        let v = s.alloc_val(41u64);
+        *v += 1;
+        let xs = s.alloc_slice_fill_with(100, |i| i as u32 * 3);
+        let ys = s.alloc_slice_copy(&[1u8, 2, 3]);
+        assert_eq!(*v, 42);
+        assert!(xs.iter().enumerate().all(|(i, &x)| x == i as u32 * 3));
+        assert_eq!(ys, &[1, 2, 3]);
+        // Past the first 64 KiB chunk: a second chunk.
+        let big = s.alloc(layout(80_000, 64)).unwrap().as_ptr();
+        fill(big, 80_000, 2);
+        assert!(check(big, 80_000, 2));
+        assert!(s.used() >= 80_000);
+    });
+    assert_eq!(s.used(), 0);
+    let cap = s.capacity();
+    assert!(cap >= (64 << 10) + 80_000);
+    // After the reset the kept chunks serve again: no new chunk.
+    s.scope(|s| {
+        let big = s.alloc(layout(80_000, 64)).unwrap().as_ptr();
+        fill(big, 80_000, 3);
+        assert_eq!(*s.alloc_val(7u64), 7);
+        assert!(check(big, 80_000, 3));
+    });
+    assert_eq!(s.capacity(), cap);
+    // The raw reset and the Allocator impl (Vec growth rolls back the
+    // latest block in place).
+    {
+        let mut v = allocator_api2::vec::Vec::new_in(&s);
+        for i in 0..500u32 {
+            v.push(i);
+        }
+        assert_eq!(v.iter().sum::<u32>(), 499 * 500 / 2);
+    }
+    // SAFETY: no block of the arena is used after this.
+    unsafe { s.reset() };
+    let x = s.alloc(layout(8, 8)).unwrap();
+    // SAFETY: as above.
+    unsafe { s.reset() };
+    let y = s.alloc(layout(8, 8)).unwrap();
+    assert_eq!(x, y, "reset did not rewind to the first chunk");
+    s.clear();
+}
+
+#[test]
+fn witness_arena_alloc_dealloc_wipe() {
+    let w = WitnessArena::new();
+    let mut blocks = Vec::new();
+    for (i, size) in [1usize, 16, 100, 1000, 4096, 20_000].into_iter().enumerate() {
+        let p = w.alloc(size, 16);
+        assert!(!p.is_null());
+        assert!(witness::contains(p));
+        assert!(zero(p, size), "witness block not zero when handed out");
+        fill(p, size, i as u64);
+        blocks.push((p, size, i as u64));
+    }
+    assert!(w.alloc(8, 3).is_null(), "non-power-of-two alignment accepted");
+    // Free and re-allocate: the recycled block is wiped.
+    let (p, size, seed) = blocks.swap_remove(2);
+    assert!(check(p, size, seed));
+    // SAFETY: from this arena with (size, 16).
+    unsafe { w.dealloc(p, size, 16) };
+    let q = w.alloc(size, 16);
+    assert_eq!(q, p, "free list did not recycle the block");
+    assert!(zero(q, size), "recycled witness block not wiped");
+    // SAFETY: as above.
+    unsafe { w.dealloc(q, size, 16) };
+    // A large block has a chunk of its own, 4 KiB aligned here.
+    let big = w.alloc(100_000, 4096);
+    assert!(!big.is_null());
+    assert_eq!(big.addr() % 4096, 0);
+    assert!(zero(big, 100_000));
+    fill(big, 100_000, 77);
+    let used = w.stats().used;
+    assert!(used >= 100_000);
+    // SAFETY: from this arena with (100_000, 4096).
+    unsafe { w.dealloc(big, 100_000, 4096) };
+    assert!(w.stats().used < used);
+    for &(p, size, seed) in &blocks {
+        assert!(check(p, size, seed), "witness block corrupted");
+    }
+    // SAFETY: none of the blocks is used after the wipe.
+    unsafe { w.secure_wipe() };
+    assert_eq!(w.stats().used, 0);
+    let p = w.alloc(100, 16);
+    assert!(zero(p, 100));
+    drop(w);
+}
+
+#[test]
+fn witness_scope_routes_and_survives_realloc_and_other_threads() {
+    let a = NAlloc::new();
+    let l = layout(64, 8);
+    // SAFETY: non-zero sizes; freed below with the same layouts.
+    let (p, big) = a.witness_scope(|| unsafe { (a.alloc(l), a.alloc(layout(70_000, 16))) });
+    assert!(witness::contains(p) && witness::contains(big));
+    assert!(zero(p, 64) && zero(big, 70_000));
+    fill(p, 64, 1);
+    // Outside the scope: a normal block.
+    let n = Live::new(&a, l, 2);
+    assert!(!witness::contains(n.p));
+    // A witness block stays witness memory when it grows.
+    // SAFETY: live with `l`.
+    let q = unsafe { a.realloc(p, l, 300) };
+    assert!(witness::contains(q));
+    assert!(check(q, 64, 1));
+    // Freed on another thread: still recognised and wiped.
+    let addr = q.expose_provenance();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: live witness block with (300, 8), handed over.
+            unsafe { a.dealloc(ptr::with_exposed_provenance_mut(addr), layout(300, 8)) };
+        });
+    });
+    // SAFETY: live with (70_000, 16).
+    unsafe { a.dealloc(big, layout(70_000, 16)) };
+    drop(n);
+    // Scopes nest and restore.
+    a.witness_scope(|| {
+        a.witness_scope(|| {});
+        // SAFETY: non-zero size.
+        let p = unsafe { a.alloc(l) };
+        assert!(witness::contains(p), "inner scope ended the outer one");
+        // SAFETY: live with `l`.
+        unsafe { a.dealloc(p, l) };
+    });
+    let p = Live::new(&a, l, 3);
+    assert!(!witness::contains(p.p), "scope not restored");
+}
+
+#[test]
+fn raw_alloc_free_usable_size_realloc() {
+    for (size, align) in [
+        (1usize, 1usize),
+        (24, 16),
+        (100, 64),
+        (4000, 4096),
+        (70_000, 16),
+        (100_000, 4096),
+    ] {
+        for zeroed in [false, true] {
+            let p = raw::alloc(size, align, zeroed);
+            assert!(!p.is_null());
+            assert_eq!(p.addr() % align.max(16), 0);
+            if zeroed {
+                assert!(zero(p, size));
+            }
+            // SAFETY: live.
+            let usable = unsafe { raw::usable_size(p) };
+            assert!(usable >= size, "usable {usable} < {size}");
+            // The usable tail is really usable.
+            fill(p, usable, 5);
+            assert!(check(p, usable, 5));
+            // SAFETY: live, freed once.
+            unsafe { raw::free(p) };
+        }
+    }
+    // SAFETY: null is ignored.
+    unsafe { raw::free(ptr::null_mut()) };
+    // realloc across the small/header boundary and back.
+    let mut p = raw::alloc(10, 16, false);
+    fill(p, 10, 6);
+    let mut size = 10;
+    for new in [12usize, 40, 5000, 65_537, 200_000, 80_000, 3000, 8] {
+        // SAFETY: live, alignment 16.
+        let q = unsafe { raw::realloc(p, new) };
+        assert!(!q.is_null());
+        assert!(
+            check(q, size.min(new).min(10), 6),
+            "raw realloc lost contents {size} -> {new}"
+        );
+        // SAFETY: live.
+        assert!(unsafe { raw::usable_size(q) } >= new);
+        p = q;
+        size = new;
+    }
+    // A same-class shrink keeps the block.
+    // SAFETY: live.
+    assert_eq!(unsafe { raw::realloc(p, 7) }, p);
+    // SAFETY: live.
+    unsafe { raw::free(p) };
+    // Header blocks made inside a witness scope are witness memory.
+    let a = NAlloc::new();
+    let w = a.witness_scope(|| raw::alloc(50, 16, false));
+    assert!(witness::contains(w));
+    assert!(zero(w, 50));
+    // SAFETY: live.
+    assert!(unsafe { raw::usable_size(w) } >= 50);
+    // SAFETY: live.
+    unsafe { raw::free(w) };
+    assert!(raw::alloc(usize::MAX - 8, 16, false).is_null());
+}
+
+#[test]
+fn class_sizes_cover_what_tests_use() {
+    // Guards the sizes above against a change of the class table.
+    assert_eq!(CLASS_SIZE[0], 16);
+    assert_eq!(*CLASS_SIZE.last().unwrap() as usize, SMALL_MAX);
+}

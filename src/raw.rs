@@ -111,11 +111,13 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
     }
 }
 
-/// Resizes `p` to `new_size` bytes keeping its contents (and its alignment,
-/// which must be the default 16). Null on failure, the old block intact.
+/// Resizes `p` to `new_size` bytes keeping its contents. The result keeps
+/// the block's alignment when it is resized in place (same size class, or a
+/// span remapped); a moved block is 16-byte aligned (C `realloc` semantics).
+/// Null on failure, the old block intact.
 ///
 /// # Safety
-/// `p` must be a live block from [`alloc`] with alignment ≤ 16.
+/// `p` must be a live block from [`alloc`].
 pub unsafe fn realloc(p: *mut u8, new_size: usize) -> *mut u8 {
     // SAFETY: caller contract.
     let old = unsafe { usable_size(p) };

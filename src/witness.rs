@@ -5,8 +5,8 @@
 //! arena commits *chunks* (runs of slots) inside it:
 //!
 //! ```text
-//! | guard | chunk header + blocks ............................. | guard | guard | next chunk ...
-//!   4 KiB   committed, mlock'ed, MADV_DONTDUMP, MADV_WIPEONFORK   4 KiB
+//! | guard | header page | blocks ................................ | guard | guard | next chunk ...
+//!   4 KiB   committed, mlock'ed;  blocks also MADV_DONTDUMP, MADV_WIPEONFORK   4 KiB
 //! ```
 //!
 //! * The guards are simply the parts of the slot never committed, so every
@@ -49,8 +49,11 @@ const SLOTS: usize = if cfg!(miri) {
 };
 /// Inaccessible bytes before and after every chunk.
 const GUARD: usize = if OS_PAGE > 4096 { OS_PAGE } else { 4096 };
-/// Chunk header (non-secret bookkeeping) at the start of each chunk.
-const HEADER: usize = 64;
+/// The chunk header (non-secret bookkeeping) owns the chunk's first page,
+/// which is *not* marked wipe-on-fork or dump-excluded: a forked child must
+/// still read valid headers (to wipe or release its copy of the chunks),
+/// and only the pages after it can hold secrets.
+const HEADER: usize = OS_PAGE;
 
 /// Where every witness chunk lives.
 static REGION: Region<{ SLOTS.div_ceil(64) }> = Region::new(SLOT, SLOTS);
@@ -102,8 +105,9 @@ fn new_chunk(slots: usize, prot: &mut Protection) -> *mut ChunkHeader {
         REGION.release(base, slots);
         return ptr::null_mut();
     }
-    // SAFETY: committed just now, page aligned, ours.
-    match unsafe { os::protect_secret(p, len) } {
+    // SAFETY: committed just now, page aligned, ours; the secret part starts
+    // after the header page.
+    match unsafe { os::protect_secret(p.add(HEADER), len - HEADER) } {
         Ok(f) => {
             prot.dont_dump = f.dont_dump;
             prot.wipe_on_fork = f.wipe_on_fork;
@@ -323,6 +327,14 @@ impl WitnessArena {
         self.fork_wiped.store(prot.wipe_on_fork, Relaxed);
     }
 
+    /// Lowers the committed figure; saturating, because a forked child may
+    /// release chunks that its own counters never saw.
+    fn committed_sub(&self, n: usize) {
+        let _ = self
+            .committed
+            .fetch_update(Relaxed, Relaxed, |c| Some(c.saturating_sub(n)));
+    }
+
     fn account(&self, delta: isize) {
         if delta >= 0 {
             let v = self.used.fetch_add(delta as usize, Relaxed) + delta as usize;
@@ -396,7 +408,7 @@ impl WitnessArena {
                         let slots = (*h).slots;
                         let len = (*h).len;
                         drop_chunk(h, len);
-                        self.committed.fetch_sub(slots * SLOT - 2 * GUARD, Relaxed);
+                        self.committed_sub(slots * SLOT - 2 * GUARD);
                         self.account(-((slots * SLOT) as isize));
                         return;
                     }
@@ -439,7 +451,7 @@ impl WitnessArena {
                 let next = (*h).next;
                 let slots = (*h).slots;
                 drop_chunk(h, (*h).len);
-                self.committed.fetch_sub(slots * SLOT - 2 * GUARD, Relaxed);
+                self.committed_sub(slots * SLOT - 2 * GUARD);
                 h = next;
             }
         }
@@ -455,7 +467,7 @@ impl WitnessArena {
                 while !h.is_null() {
                     let next = (*h).next;
                     drop_chunk(h, 0);
-                    self.committed.fetch_sub(SLOT - 2 * GUARD, Relaxed);
+                    self.committed_sub(SLOT - 2 * GUARD);
                     h = next;
                 }
             }

@@ -44,8 +44,16 @@ fn witness_memory_is_zeroed_locked_undumpable_wiped_on_fork_and_fenced() {
     }
     let (prev, this, next) = maps_neighbours(p as usize);
     assert!(this.contains(" rw-p "), "{this}");
-    assert!(prev.contains(" ---p "), "no guard before the chunk: {prev}");
     assert!(next.contains(" ---p "), "no guard after the chunk: {next}");
+    // Before the blocks: the chunk's header page (bookkeeping, not secret,
+    // so not wipe-on-fork), then the guard.
+    let header_start = common::vma_range(&prev).unwrap().0;
+    assert!(
+        prev.contains(" rw-p ") && common::vma_range(&prev).unwrap().1 - header_start == 4096,
+        "{prev}"
+    );
+    let (guard, _, _) = maps_neighbours(header_start);
+    assert!(guard.contains(" ---p "), "no guard before the chunk: {guard}");
     let s = w.stats();
     assert!(s.locked && s.dump_excluded && s.fork_wiped, "{s:?}");
     assert!(s.used >= 200 && s.capacity >= s.used);

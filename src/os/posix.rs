@@ -139,8 +139,9 @@ pub(super) fn env_var(name: &[u8], buf: &mut [u8]) -> Option<usize> {
     Some(n)
 }
 
-/// Registers the allocator's fork handlers (see `raw::fork_prepare`) unless
-/// the C ABI library already did (it registers from its constructor).
+/// Registers the allocator's fork handlers (see `raw::fork_prepare`), once
+/// per process (the C ABI library's constructor triggers this through its
+/// first call into the engine, then registers its own handlers after).
 pub(super) fn register_fork_handlers() {
     use core::sync::atomic::{AtomicBool, Ordering};
     static DONE: AtomicBool = AtomicBool::new(false);

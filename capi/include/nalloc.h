@@ -1,0 +1,87 @@
+/*
+ * nalloc.h — C interface of zk-nalloc (libnalloc.so / libnalloc.a).
+ *
+ * The library exports the standard allocation functions (malloc, free,
+ * calloc, realloc, reallocarray, posix_memalign, aligned_alloc, memalign,
+ * valloc, pvalloc, malloc_usable_size, cfree) with glibc's behaviour, so
+ * loading it with LD_PRELOAD or linking it with -lnalloc makes nalloc the
+ * process's allocator; they are declared by <stdlib.h> and <malloc.h> as
+ * usual. This header declares nalloc's own extras.
+ *
+ * Environment (read once, without allocating, when the library loads):
+ *   NALLOC_HUGE_PAGES = auto (default) | on | off
+ *   NALLOC_POOL_CAP   = bytes of freed large blocks kept warm (K/M/G suffix)
+ *   NALLOC_STATS      = 1 prints a summary to stderr at exit
+ */
+#ifndef NALLOC_H
+#define NALLOC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Witness (secret) memory.
+ *
+ * nalloc_witness_alloc returns `size` zeroed bytes, 16-byte aligned, from
+ * the witness arena: locked in RAM (mlock, within RLIMIT_MEMLOCK; see
+ * nalloc_stats.witness_locked), excluded from core dumps, read as zero in
+ * forked children, and wiped when freed. NULL with errno = ENOMEM on failure.
+ *
+ * Free such a block with nalloc_witness_free only — never free()/realloc().
+ * The size is kept in a 16-byte header just below the returned pointer
+ * (itself witness memory, wiped with the block), so only the pointer is
+ * needed. nalloc_witness_free(NULL) does nothing.
+ *
+ * nalloc_witness_wipe_all zeroes every witness byte ever handed out, live or
+ * freed, and forgets all blocks: every pointer from nalloc_witness_alloc is
+ * invalid afterwards and must not be freed. Meant for the end of a proof.
+ *
+ * All three are thread-safe and fork-safe, and preserve errno on success.
+ */
+void *nalloc_witness_alloc(size_t size);
+void nalloc_witness_free(void *p);
+void nalloc_witness_wipe_all(void);
+
+/* A snapshot of the allocator's figures (bytes unless noted). */
+struct nalloc_stats {
+    uint64_t small_allocs;     /* small-object (<= 64 KiB) allocations so far */
+    uint64_t small_frees;      /* ... and frees */
+    uint64_t large_allocs;     /* large-block (span) allocations so far */
+    uint64_t large_frees;      /* ... and frees */
+    uint64_t pool_hits;        /* large allocations served from the warm pool */
+    size_t heaps;              /* thread heaps made (peak number of live threads) */
+    size_t mapped;             /* mapped from the OS now (witness memory excluded) */
+    size_t peak_mapped;        /* highest `mapped` seen */
+    size_t pool_retained;      /* freed large blocks kept warm for reuse */
+    size_t returned_to_os;     /* given back to the OS so far */
+    size_t large_used;         /* in live large blocks */
+    size_t large_peak;         /* highest `large_used` seen */
+    size_t large_capacity;     /* live large blocks plus the warm pool */
+    size_t witness_used;       /* in live witness blocks */
+    size_t witness_peak;       /* highest `witness_used` seen */
+    size_t witness_capacity;   /* committed for witness memory */
+    int witness_locked;        /* 1 if every witness chunk is mlock'ed */
+    int witness_dump_excluded; /* 1 if witness chunks are excluded from core dumps */
+    int witness_fork_wiped;    /* 1 if witness chunks read as zero in fork children */
+    int reserved;              /* 0 */
+};
+
+/* Fills *out; returns 0, or EINVAL if out is NULL (errno untouched). */
+int nalloc_stats(struct nalloc_stats *out);
+
+/*
+ * Returns retained memory to the OS now: the warm pool of freed large
+ * blocks, cached empty segments, and the calling thread's empty pages.
+ * Returns the bytes released from the pool and segment cache.
+ */
+size_t nalloc_trim(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NALLOC_H */

@@ -1,0 +1,118 @@
+//! C programs of our own (capi/tests/c), compiled with the system `cc`
+//! against `include/nalloc.h` and run against `libnalloc.so`: every entry
+//! point's edge cases, cross-thread frees, the nalloc.h extras, and fork.
+
+mod common;
+
+use common::{command, compile_c, run, scratch_dir, Link};
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(240);
+
+/// Edge cases of every entry point, with errno after each call. The same
+/// program passes under glibc's malloc, which shows the expectations are
+/// glibc's.
+#[test]
+fn edge_cases_match_glibc() {
+    let dir = scratch_dir("edge");
+    let exe = compile_c("edge", &dir, Link::Plain);
+
+    let glibc = run(command(&exe, false), &dir, LIMIT).ok("edge under glibc");
+    assert!(glibc.stdout_str().contains("edge (glibc): ok"));
+
+    let mut cmd = command(&exe, true);
+    cmd.arg("expect-nalloc");
+    let out = run(cmd, &dir, LIMIT).ok("edge under nalloc");
+    assert!(out.stdout_str().contains("edge (nalloc): ok"), "{}", out.stdout_str());
+    common::assert_served(&out.stderr, 1, 100);
+}
+
+/// Blocks made on one thread, checked, grown and freed on another, over
+/// several waves of threads (heap retirement and adoption).
+#[test]
+fn cross_thread_frees_keep_contents() {
+    let dir = scratch_dir("threads");
+    let exe = compile_c("threads", &dir, Link::Plain);
+    let out = run(command(&exe, true), &dir, LIMIT).ok("threads under nalloc");
+    assert!(out.stdout_str().contains("threads: ok"), "{}", out.stdout_str());
+    common::assert_served(&out.stderr, 1, 6 * 3 * 40_000);
+}
+
+/// nalloc.h: witness memory (zeroed, wiped, thread-safe, fork-wiped),
+/// stats, trim — in a program linked with -lnalloc, which also makes nalloc
+/// its malloc without LD_PRELOAD.
+#[test]
+fn extras_api_linked() {
+    let dir = scratch_dir("extras");
+    let exe = compile_c("extras", &dir, Link::Nalloc);
+    let out = run(command(&exe, false), &dir, LIMIT).ok("extras");
+    assert!(out.stdout_str().contains("extras: ok"), "{}", out.stdout_str());
+}
+
+/// Fork while other threads allocate (every locked slow path, witness
+/// memory included); each child allocates, starts a thread and exits. A
+/// child stuck on an inherited lock dies by alarm() and fails the test.
+#[test]
+fn fork_while_threads_allocate() {
+    let dir = scratch_dir("fork");
+    let exe = compile_c("fork", &dir, Link::Nalloc);
+    let mut cmd = command(&exe, false);
+    cmd.arg("300");
+    let out = run(cmd, &dir, LIMIT).ok("fork");
+    assert!(out.stdout_str().contains("fork: ok"), "{}", out.stdout_str());
+}
+
+/// Linked statically with libnalloc.a: nalloc serves malloc and the
+/// library constructor is linked in (the exit report appears).
+#[test]
+fn static_library() {
+    let dir = scratch_dir("static");
+    let exe = compile_c("static_link", &dir, Link::Static);
+    let mut cmd = command(&exe, false);
+    cmd.env("NALLOC_STATS", "1");
+    let out = run(cmd, &dir, LIMIT).ok("static_link");
+    assert!(out.stdout_str().contains("static_link: ok"), "{}", out.stdout_str());
+    common::assert_served(&out.stderr, 1, 2);
+}
+
+/// The exit report never goes to a descriptor 2 that now names another
+/// file; it reaches the original stderr through nalloc's duplicate.
+#[test]
+fn report_skips_reused_stderr_descriptor() {
+    let dir = scratch_dir("stderr-reuse");
+    let exe = compile_c("stderr_reuse", &dir, Link::Plain);
+    let file = dir.join("data.txt");
+    let mut cmd = command(&exe, true);
+    cmd.arg(&file);
+    let out = run(cmd, &dir, LIMIT).ok("stderr_reuse");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "payload\n");
+    common::assert_served(&out.stderr, 1, 1);
+}
+
+/// A fork child wipes the witness arena while the parent's witness chunks
+/// are still listed: the chunk headers live in a page that is not
+/// wipe-on-fork, so the child can walk and release its copies (this aborted
+/// when headers shared the wiped pages).
+#[test]
+fn witness_wipe_all_in_fork_child() {
+    let dir = scratch_dir("extras-fork-wipe");
+    let exe = compile_c("extras", &dir, Link::Nalloc);
+    let mut cmd = command(&exe, false);
+    cmd.arg("fork-child-wipe");
+    let out = run(cmd, &dir, LIMIT).ok("extras fork-child-wipe");
+    assert!(out.stdout_str().contains("ok"), "{}", out.stdout_str());
+}
+
+/// With the `hardened` feature, a double free through the C ABI aborts
+/// with nalloc's one-line diagnosis.
+#[cfg(feature = "hardened")]
+#[test]
+fn hardened_double_free_aborts() {
+    let dir = scratch_dir("misuse");
+    let exe = compile_c("misuse", &dir, Link::Plain);
+    let mut cmd = command(&exe, true);
+    cmd.arg("double-free");
+    let out = run(cmd, &dir, LIMIT);
+    assert_eq!(out.signal, Some(libc::SIGABRT), "stdout: {}", out.stdout_str());
+    assert!(out.stderr.contains("nalloc: double free at 0x"), "{}", out.stderr);
+}
