@@ -680,3 +680,19 @@ pub(crate) unsafe fn fork_unlock() {
         SHARED.release_raw();
     }
 }
+
+/// A small block of `class`, zeroed if asked (`size` is the request's).
+///
+/// # Safety
+/// `class < NUM_CLASSES`.
+#[inline]
+pub(crate) unsafe fn alloc_class(class: usize, size: usize, zeroed: bool) -> *mut u8 {
+    // SAFETY: forwarded caller contract.
+    unsafe {
+        if zeroed {
+            alloc_zeroed(class, size)
+        } else {
+            alloc(class, size)
+        }
+    }
+}

@@ -314,13 +314,7 @@ pub(crate) fn alloc_layout(layout: Layout, zeroed: bool) -> *mut u8 {
     if is_small(size, align) {
         let class = class_for(size, align);
         // SAFETY: `class_for` returns a valid class for small layouts.
-        return unsafe {
-            if zeroed {
-                heap::alloc_zeroed(class, size)
-            } else {
-                heap::alloc(class, size)
-            }
-        };
+        return unsafe { heap::alloc_class(class, size, zeroed) };
     }
     if heap::in_scope() {
         return witness::SCOPE_ARENA.alloc_raw(size, align);

@@ -35,13 +35,7 @@ pub fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
     if is_small(size, align) && !heap::in_scope() {
         let class = class_for(size, align);
         // SAFETY: `class_for` gives a valid class for small requests.
-        return unsafe {
-            if zeroed {
-                heap::alloc_zeroed(class, size)
-            } else {
-                heap::alloc(class, size)
-            }
-        };
+        return unsafe { heap::alloc_class(class, size, zeroed) };
     }
     // Header path: the block starts `align` (≥ 16) bytes in, so the header
     // fits just below it and the block keeps the alignment.

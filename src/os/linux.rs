@@ -17,18 +17,8 @@ pub(super) fn map_explicit_huge(len: usize) -> *mut u8 {
     posix::map_rw(len, OS_PAGE, OS_PAGE, flags)
 }
 
-pub(super) unsafe fn unmap(ptr: *mut u8, len: usize) {
-    // SAFETY: forwarded caller contract.
-    unsafe { posix::unmap(ptr, len) }
-}
-
 pub(super) fn reserve(len: usize, align: usize) -> *mut u8 {
     posix::reserve(len, align, OS_PAGE)
-}
-
-pub(super) unsafe fn commit(ptr: *mut u8, len: usize) -> Result<(), OsError> {
-    // SAFETY: forwarded caller contract.
-    unsafe { posix::commit(ptr, len) }
 }
 
 pub(super) unsafe fn decommit(ptr: *mut u8, len: usize) {
@@ -106,16 +96,6 @@ pub(super) unsafe fn remap(ptr: *mut u8, old_len: usize, new_len: usize, align: 
     }
 }
 
-pub(super) unsafe fn lock(ptr: *mut u8, len: usize) -> Result<(), OsError> {
-    // SAFETY: forwarded caller contract.
-    unsafe { posix::lock(ptr, len) }
-}
-
-pub(super) unsafe fn unlock(ptr: *mut u8, len: usize) {
-    // SAFETY: forwarded caller contract.
-    unsafe { posix::unlock(ptr, len) }
-}
-
 fn tolerated(e: Errno) -> bool {
     // EINVAL: the kernel predates the advice (DONTDUMP 3.4, WIPEONFORK 4.14).
     e == Errno::INVAL
@@ -158,10 +138,6 @@ pub(super) unsafe fn secure_zero(ptr: *mut u8, len: usize) {
 pub(super) fn physical_memory() -> usize {
     let info = rustix::system::sysinfo();
     (info.totalram as usize).saturating_mul(info.mem_unit.max(1) as usize)
-}
-
-pub(super) fn env_var(name: &[u8], buf: &mut [u8]) -> Option<usize> {
-    posix::env_var(name, buf)
 }
 
 /// Parses `/proc/self/smaps` in a fixed stack buffer (no allocation) and sums
@@ -246,24 +222,8 @@ fn parse_kib(s: &[u8]) -> usize {
     v
 }
 
-pub(super) fn register_fork_handlers() {
-    posix::register_fork_handlers();
-}
-
-pub(super) fn init_thread_exit() {
-    posix::init_thread_exit();
-}
-
-pub(super) fn watch_thread_exit() {
-    posix::watch_thread_exit();
-}
-
-#[cfg_attr(not(feature = "hardened"), allow(dead_code))]
-pub(super) fn random(buf: &mut [u8]) {
-    posix::random(buf);
-}
-
-#[cfg_attr(not(feature = "hardened"), allow(dead_code))]
-pub(super) fn write_stderr(msg: &[u8]) {
-    posix::write_stderr(msg);
-}
+// What Linux shares with every POSIX system, used as is.
+pub(super) use super::posix::{
+    commit, env_var, init_thread_exit, lock, random, register_fork_handlers, unlock, unmap, watch_thread_exit,
+    write_stderr,
+};

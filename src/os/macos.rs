@@ -16,18 +16,8 @@ pub(super) fn map_explicit_huge(_len: usize) -> *mut u8 {
     core::ptr::null_mut()
 }
 
-pub(super) unsafe fn unmap(ptr: *mut u8, len: usize) {
-    // SAFETY: forwarded caller contract.
-    unsafe { posix::unmap(ptr, len) }
-}
-
 pub(super) fn reserve(len: usize, align: usize) -> *mut u8 {
     posix::reserve(len, align, OS_PAGE)
-}
-
-pub(super) unsafe fn commit(ptr: *mut u8, len: usize) -> Result<(), OsError> {
-    // SAFETY: forwarded caller contract.
-    unsafe { posix::commit(ptr, len) }
 }
 
 pub(super) unsafe fn decommit(ptr: *mut u8, len: usize) {
@@ -51,16 +41,6 @@ pub(super) unsafe fn remap(_ptr: *mut u8, _old: usize, _new: usize, _align: usiz
     core::ptr::null_mut()
 }
 
-pub(super) unsafe fn lock(ptr: *mut u8, len: usize) -> Result<(), OsError> {
-    // SAFETY: forwarded caller contract.
-    unsafe { posix::lock(ptr, len) }
-}
-
-pub(super) unsafe fn unlock(ptr: *mut u8, len: usize) {
-    // SAFETY: forwarded caller contract.
-    unsafe { posix::unlock(ptr, len) }
-}
-
 pub(super) unsafe fn protect_secret(_ptr: *mut u8, _len: usize) -> Result<SecretFlags, OsError> {
     Ok(SecretFlags::default())
 }
@@ -81,32 +61,12 @@ pub(super) fn physical_memory() -> usize {
     0
 }
 
-pub(super) fn env_var(name: &[u8], buf: &mut [u8]) -> Option<usize> {
-    posix::env_var(name, buf)
-}
-
 pub(super) fn huge_backed_bytes(_ptr: usize, _len: usize) -> Option<usize> {
     None
 }
 
-pub(super) fn register_fork_handlers() {
-    posix::register_fork_handlers();
-}
-
-pub(super) fn init_thread_exit() {
-    posix::init_thread_exit();
-}
-
-pub(super) fn watch_thread_exit() {
-    posix::watch_thread_exit();
-}
-
-#[cfg_attr(not(feature = "hardened"), allow(dead_code))]
-pub(super) fn random(buf: &mut [u8]) {
-    posix::random(buf);
-}
-
-#[cfg_attr(not(feature = "hardened"), allow(dead_code))]
-pub(super) fn write_stderr(msg: &[u8]) {
-    posix::write_stderr(msg);
-}
+// What macOS shares with every POSIX system, used as is.
+pub(super) use super::posix::{
+    commit, env_var, init_thread_exit, lock, random, register_fork_handlers, unlock, unmap, watch_thread_exit,
+    write_stderr,
+};

@@ -93,19 +93,7 @@ pub(super) fn register_fork_handlers() {}
 
 pub(super) fn init_thread_exit() {}
 
-/// A Rust TLS guard whose destructor retires the heap.
-pub(super) fn watch_thread_exit() {
-    struct Guard;
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            crate::heap::thread_exit();
-        }
-    }
-    thread_local! {
-        static GUARD: Guard = const { Guard };
-    }
-    let _ = GUARD.try_with(|_| ());
-}
+pub(super) use super::tls_exit_guard as watch_thread_exit;
 
 #[cfg_attr(not(feature = "hardened"), allow(dead_code))]
 pub(super) fn random(_buf: &mut [u8]) {}

@@ -323,3 +323,21 @@ pub(crate) fn random(buf: &mut [u8]) {
 pub(crate) fn write_stderr(msg: &[u8]) {
     platform::write_stderr(msg)
 }
+
+/// Thread-exit hook for platforms without `pthread` keys (Windows, Miri): a
+/// Rust TLS guard whose destructor retires the heap. (On Unix a `pthread`
+/// key is used instead: std forbids a global allocator from registering TLS
+/// destructors there, see `heap.rs`.)
+#[cfg(any(windows, miri))]
+pub(crate) fn tls_exit_guard() {
+    struct Guard;
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            crate::heap::thread_exit();
+        }
+    }
+    thread_local! {
+        static GUARD: Guard = const { Guard };
+    }
+    let _ = GUARD.try_with(|_| ());
+}
