@@ -9,9 +9,11 @@
 //! * **Guard gaps for free.** Slots are committed one by one; whatever is
 //!   not committed stays inaccessible.
 //!
-//! Until a region is reserved its base is a value that makes `contains`
-//! false for every user-space address (the range sits at the very top of
-//! the address space, where kernels live).
+//! The full size is asked for first (1 TiB for segments); where the address
+//! space is limited (`ulimit -v`, valgrind, 32-bit) the reservation halves
+//! until it succeeds, down to a few slots. `contains` compares against the
+//! size actually reserved (zero until then), so it never claims foreign
+//! memory.
 
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -21,15 +23,20 @@ use crate::sync::SpinLock;
 
 /// A reserved range of `SLOTS` slots of `slot` bytes each.
 pub(crate) struct Region<const WORDS: usize> {
+    /// Start of the reservation (0 until reserved).
     base: AtomicUsize,
+    /// Bytes reserved (0 until reserved): `contains` ⇔ `p - base < len`.
+    len: AtomicUsize,
     slot: usize,
-    /// Number of slots (at most `WORDS * 64`).
-    slots: usize,
+    /// Most slots wanted (at most `WORDS * 64`).
+    max_slots: usize,
     map: SpinLock<SlotMap<WORDS>>,
 }
 
 struct SlotMap<const WORDS: usize> {
     reserved: bool,
+    /// Slots actually reserved.
+    slots: usize,
     /// Bit set: slot in use.
     bits: [u64; WORDS],
     /// Where the next single-slot search starts.
@@ -42,25 +49,23 @@ impl<const WORDS: usize> Region<WORDS> {
     pub(crate) const fn new(slot: usize, slots: usize) -> Self {
         assert!(slots <= WORDS * 64);
         Self {
-            base: AtomicUsize::new(usize::MAX - slots * slot),
+            base: AtomicUsize::new(0),
+            len: AtomicUsize::new(0),
             slot,
-            slots,
+            max_slots: slots,
             map: SpinLock::new(SlotMap {
                 reserved: false,
+                slots: 0,
                 bits: [0; WORDS],
                 hint: 0,
             }),
         }
     }
 
-    const fn size(&self) -> usize {
-        self.slots * self.slot
-    }
-
     /// True if `p` lies in the region.
     #[inline(always)]
     pub(crate) fn contains(&self, p: *const u8) -> bool {
-        p.addr().wrapping_sub(self.base.load(Relaxed)) < self.size()
+        p.addr().wrapping_sub(self.base.load(Relaxed)) < self.len.load(Relaxed)
     }
 
     /// Index of the slot holding `p` (which must be in the region).
@@ -74,15 +79,24 @@ impl<const WORDS: usize> Region<WORDS> {
     pub(crate) fn claim(&self, n: usize) -> *mut u8 {
         let mut m = self.map.lock();
         if !m.reserved {
-            let base = os::reserve(self.size(), self.slot);
-            if base.is_null() {
-                return base;
-            }
+            let mut slots = self.max_slots;
+            let base = loop {
+                let base = os::reserve(slots * self.slot, self.slot);
+                if !base.is_null() {
+                    break base;
+                }
+                if slots <= 4 {
+                    return base;
+                }
+                slots /= 2;
+            };
             // Exposed so that slot pointers can be re-derived from addresses.
             self.base.store(base.expose_provenance(), Relaxed);
+            self.len.store(slots * self.slot, Relaxed);
+            m.slots = slots;
             m.reserved = true;
         }
-        let slots = self.slots;
+        let slots = m.slots;
         let start = if n == 1 { m.hint } else { 0 };
         let mut run = 0;
         for k in 0..slots {

@@ -240,3 +240,50 @@ fn alloc_zeroed_is_zero_for_fresh_and_recycled_memory() {
         }
     }
 }
+
+/// Runs in a child process whose address space is limited to 4 GiB (see
+/// `works_with_limited_address_space`); does nothing otherwise.
+#[test]
+fn limited_child() {
+    if std::env::var_os("NALLOC_LIMITED_CHILD").is_none() {
+        return;
+    }
+    let small: Vec<Box<[u64; 4]>> = (0..100_000).map(|i| Box::new([i; 4])).collect();
+    let large = vec![7u8; 256 << 20];
+    let secret = ALLOC.witness_scope(|| vec![1u8; 4096]);
+    assert_eq!(small[99_999][3], 99_999);
+    assert_eq!(large[123_456], 7);
+    assert_eq!(secret[4095], 1);
+}
+
+/// Under `ulimit -v` (or valgrind) the 1 TiB segment reservation and the
+/// 64 GiB witness reservation are refused: nalloc must reserve less and work.
+#[cfg(target_os = "linux")]
+#[test]
+fn works_with_limited_address_space() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "limited_child", "--nocapture", "--test-threads=1"])
+        .env("NALLOC_LIMITED_CHILD", "1");
+    // SAFETY: setrlimit is async-signal-safe and touches no shared state.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 4 << 30,
+                rlim_max: 4 << 30,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "child failed: {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+}
