@@ -387,6 +387,12 @@ unsafe impl GlobalAlloc for NAlloc {
                 // SAFETY: `p` is a live small block of `size` bytes.
                 unsafe { hardened::on_resize(p, size, new_size) };
             }
+            if in_witness && new_size < size {
+                // Witness frees wipe the requested bytes only: wipe what
+                // this shrink cuts off now.
+                // SAFETY: `p` is live with `size` bytes.
+                unsafe { os::secure_zero(p.add(new_size), size - new_size) };
+            }
             return p;
         }
         if !in_witness && !is_small(size, align) && !is_small(new_size, align) {

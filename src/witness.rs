@@ -167,6 +167,21 @@ struct Inner {
     end: *mut u8,
     /// Large-block chunks.
     large: *mut ChunkHeader,
+    /// Bytes in live blocks, and their high-water mark (kept under the lock
+    /// the allocation takes anyway: no extra atomic operations).
+    used: usize,
+    peak: usize,
+}
+
+impl Inner {
+    fn account(&mut self, delta: isize) {
+        if delta >= 0 {
+            self.used += delta as usize;
+            self.peak = self.peak.max(self.used);
+        } else {
+            self.used = self.used.saturating_sub(delta.unsigned_abs());
+        }
+    }
 }
 // SAFETY: the lock serialises access; pointers are to our own chunks.
 unsafe impl Send for Inner {}
@@ -176,8 +191,6 @@ unsafe impl Send for Inner {}
 /// [`WitnessArena::new`].
 pub struct WitnessArena {
     inner: SpinLock<Inner>,
-    used: AtomicUsize,
-    peak: AtomicUsize,
     committed: AtomicUsize,
     lock_failed: AtomicBool,
     locked_any: AtomicBool,
@@ -219,9 +232,9 @@ impl WitnessArena {
                 bump: ptr::null_mut(),
                 end: ptr::null_mut(),
                 large: ptr::null_mut(),
+                used: 0,
+                peak: 0,
             }),
-            used: AtomicUsize::new(0),
-            peak: AtomicUsize::new(0),
             committed: AtomicUsize::new(0),
             lock_failed: AtomicBool::new(false),
             locked_any: AtomicBool::new(false),
@@ -293,8 +306,8 @@ impl WitnessArena {
             unsafe { (*g.small).block_len = g.bump.addr() - g.small.addr() };
             p
         };
+        g.account(bs as isize);
         drop(g);
-        self.account(bs as isize);
         p
     }
 
@@ -335,15 +348,6 @@ impl WitnessArena {
             .fetch_update(Relaxed, Relaxed, |c| Some(c.saturating_sub(n)));
     }
 
-    fn account(&self, delta: isize) {
-        if delta >= 0 {
-            let v = self.used.fetch_add(delta as usize, Relaxed) + delta as usize;
-            self.peak.fetch_max(v, Relaxed);
-        } else {
-            self.used.fetch_sub(delta.unsigned_abs(), Relaxed);
-        }
-    }
-
     fn alloc_large(&self, size: usize, align: usize) -> *mut u8 {
         if align > SLOT {
             return ptr::null_mut();
@@ -376,9 +380,9 @@ impl WitnessArena {
             let mut g = self.inner.lock();
             (*h).next = g.large;
             g.large = h;
+            g.account((slots * SLOT) as isize);
             p
         };
-        self.account(slots as isize * SLOT as isize);
         p
     }
 
@@ -386,15 +390,18 @@ impl WitnessArena {
         if size_class::is_small(size, align) {
             let class = size_class::class_for(size, align);
             let bs = CLASS_SIZE[class] as usize;
-            // SAFETY: caller contract: a live block of `bs` bytes of ours.
-            unsafe { os::secure_zero(p, bs) };
+            // Only the requested bytes can hold data: the block was zero when
+            // handed out and the rest of it belongs to no one. (A same-class
+            // shrinking `realloc` wipes what it cuts off.)
+            // SAFETY: caller contract: a live block of `bs >= size` bytes.
+            unsafe { os::secure_zero(p, size.max(1).min(bs)) };
             let mut g = self.inner.lock();
             let b = p.cast::<Block>();
             // SAFETY: as above; the link is the only non-zero word left.
             unsafe { (*b).next = g.free[class] };
             g.free[class] = b;
+            g.account(-(bs as isize));
             drop(g);
-            self.account(-(bs as isize));
         } else {
             let mut g = self.inner.lock();
             let mut link: *mut *mut ChunkHeader = &mut g.large;
@@ -404,12 +411,12 @@ impl WitnessArena {
                     let h = *link;
                     if (*h).block == p {
                         *link = (*h).next;
-                        drop(g);
                         let slots = (*h).slots;
+                        g.account(-((slots * SLOT) as isize));
+                        drop(g);
                         let len = (*h).len;
                         drop_chunk(h, len);
                         self.committed_sub(slots * SLOT - 2 * GUARD);
-                        self.account(-((slots * SLOT) as isize));
                         return;
                     }
                     link = &mut (*h).next;
@@ -472,15 +479,21 @@ impl WitnessArena {
                 }
             }
         }
+        g.used = 0;
         drop(g);
-        self.used.store(0, Relaxed);
     }
 
     /// A snapshot of the arena's figures.
     pub fn stats(&self) -> WitnessStats {
+        // One lock for both figures (a guard temporary lives to the end of
+        // the statement: locking twice in one expression would self-deadlock).
+        let (used, peak) = {
+            let g = self.inner.lock();
+            (g.used, g.peak)
+        };
         WitnessStats {
-            used: self.used.load(Relaxed),
-            peak: self.peak.load(Relaxed),
+            used,
+            peak,
             capacity: self.committed.load(Relaxed),
             locked: self.locked_any.load(Relaxed) && !self.lock_failed.load(Relaxed),
             dump_excluded: self.dump_excluded.load(Relaxed),

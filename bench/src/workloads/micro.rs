@@ -117,3 +117,68 @@ pub fn batch(ctx: &Ctx) -> Result<WorkloadOutput, String> {
     }
     Ok(out)
 }
+
+/// `witness`: the cost of wiping secrets. Every allocator runs phase
+/// `memset+free`: 10k secrets of 32-4096 B allocated, filled, zeroed with a
+/// memset the compiler must keep, freed — what a careful user does by hand.
+/// nalloc also runs phase `witness`: the same through a `WitnessArena`,
+/// whose `dealloc` wipes. Target: `witness` no slower than `memset+free`.
+pub fn witness(ctx: &Ctx) -> Result<WorkloadOutput, String> {
+    let rounds = ctx.pick(200, 1000);
+    let mut rng = XorShift::new(0x5ec7);
+    let sizes: Vec<usize> = (0..BATCH).map(|_| rng.range(32, 4096)).collect();
+    let mut ptrs: Vec<*mut u8> = Vec::with_capacity(BATCH);
+    let mut out = WorkloadOutput::default();
+    let t = Instant::now();
+    for round in 0..rounds {
+        for &size in &sizes {
+            let layout = std::alloc::Layout::from_size_align(size, 8).map_err(|e| e.to_string())?;
+            // SAFETY: non-zero size.
+            let p = unsafe { std::alloc::alloc(layout) };
+            if p.is_null() {
+                return Err("witness: out of memory".into());
+            }
+            // SAFETY: `size` bytes just allocated.
+            unsafe { p.write_bytes(round as u8 | 1, size) };
+            ptrs.push(p);
+        }
+        for (p, &size) in ptrs.drain(..).zip(&sizes) {
+            // SAFETY: live block of `size` bytes; black_box keeps the wipe.
+            unsafe {
+                if p.read() != round as u8 | 1 {
+                    return Err("witness: block corrupted".into());
+                }
+                p.write_bytes(0, size);
+                std::hint::black_box(p);
+                std::alloc::dealloc(p, std::alloc::Layout::from_size_align_unchecked(size, 8));
+            }
+        }
+    }
+    out.phase("memset+free", ms(t.elapsed()));
+    if ctx.allocator == "nalloc" {
+        let arena = zk_nalloc::WitnessArena::new();
+        let t = Instant::now();
+        for round in 0..rounds {
+            for &size in &sizes {
+                let p = arena.alloc(size, 8);
+                if p.is_null() {
+                    return Err("witness: witness arena out of memory".into());
+                }
+                // SAFETY: `size` bytes just allocated.
+                unsafe { p.write_bytes(round as u8 | 1, size) };
+                ptrs.push(p);
+            }
+            for (p, &size) in ptrs.drain(..).zip(&sizes) {
+                // SAFETY: live witness block of `size` bytes.
+                unsafe {
+                    if p.read() != round as u8 | 1 {
+                        return Err("witness: witness block corrupted".into());
+                    }
+                    arena.dealloc(p, size, 8);
+                }
+            }
+        }
+        out.phase("witness", ms(t.elapsed()));
+    }
+    Ok(out)
+}

@@ -100,7 +100,7 @@ pub const WORKLOADS: &[WorkloadInfo] = &[
     WorkloadInfo {
         name: "batch",
         description: "10k blocks (32-256 B) allocated and freed one by one, repeated; \
-                      nalloc additionally: scratch-arena reset variant (when available)",
+                      nalloc additionally: the same batches from a ScratchArena with one O(1) reset per round",
         run: micro::batch,
     },
     WorkloadInfo {
@@ -126,6 +126,12 @@ pub const WORKLOADS: &[WorkloadInfo] = &[
         description: "objects allocated by the main thread are freed by workers, which then \
                       allocate and write-hammer their own small objects (false-sharing detector)",
         run: cache_scratch::run,
+    },
+    WorkloadInfo {
+        name: "witness",
+        description: "secrets of 32-4096 B allocated, filled and wiped: `memset+free` (any allocator: \
+                      the manual wipe) vs nalloc's witness arena (wiped on free, locked, no-dump)",
+        run: micro::witness,
     },
     WorkloadInfo {
         name: "realloc",
