@@ -53,6 +53,9 @@ pub(crate) const HUGE_PAGE: usize = 2 << 20;
 /// Windows releases only whole reservations.
 pub(crate) const CAN_TRIM: bool = cfg!(all(unix, not(miri)));
 
+/// True where [`remap`] can resize a mapping without copying (Linux).
+pub(crate) const CAN_REMAP: bool = cfg!(all(target_os = "linux", not(miri)));
+
 /// An error number returned by the OS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OsError(pub i32);
