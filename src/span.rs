@@ -248,14 +248,12 @@ fn take_pooled(len: usize, align: usize) -> (*mut u8, usize) {
             }
             // Same side of the huge-page line, so cuts stay aligned.
             let same_kind = (s.len >= HUGE_PAGE) == (len >= HUGE_PAGE);
-            if os::CAN_TRIM && same_kind && s.len > len && s.len <= 2 * len {
-                if larger.is_none_or(|b| pool.spans[b].len > s.len) {
-                    larger = Some(i);
-                }
-            } else if os::CAN_REMAP && same_kind && s.len < len && s.len >= len / 2 {
-                if smaller.is_none_or(|b| pool.spans[b].len < s.len) {
-                    smaller = Some(i);
-                }
+            let shrinkable = os::CAN_TRIM && same_kind && s.len > len && s.len <= 2 * len;
+            let growable = os::CAN_REMAP && same_kind && s.len < len && s.len >= len / 2;
+            if shrinkable && larger.is_none_or(|b| pool.spans[b].len > s.len) {
+                larger = Some(i);
+            } else if growable && smaller.is_none_or(|b| pool.spans[b].len < s.len) {
+                smaller = Some(i);
             }
         }
         match exact.or(larger).or(smaller) {
