@@ -1,0 +1,240 @@
+/*
+ * c-small: multi-threaded small-object stress for the LD_PRELOAD benchmark
+ * (nalloc-preload-bench). Plain C against the system malloc API, so any
+ * preloaded allocator serves it.
+ *
+ * Each thread keeps SLOTS live blocks of 8..1024 bytes (skewed towards small
+ * sizes) and replaces a random one per step: the old block is checked and
+ * either freed locally or (1 in 4) handed to the next thread through a
+ * lock-free inbox (Treiber stack, producers push with CAS, the owner takes the
+ * whole list with one exchange, so there is no ABA problem) and freed there.
+ * 1 in 16 steps reallocs a live block instead (prefix checked). Every 4096
+ * steps a burst allocates 256 same-size blocks and frees them in LIFO order.
+ * Every block is filled with a tag byte and checked (sparsely) before it is
+ * freed; a mismatch aborts with a message. A thread that finishes its steps
+ * keeps draining its inbox until all threads are done.
+ *
+ * usage: c_small [THREADS [STEPS_PER_THREAD]]   (default 4, 3000000)
+ * stdout on success: "c-small ok threads=T steps=S allocs=N malloc=<library of malloc>"
+ * build: cc -O2 -pthread c_small.c -o c_small
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_THREADS 64
+#define SLOTS 8192
+#define DRAIN_EVERY 256
+#define BURST_EVERY 4096
+#define BURST 256
+
+struct msg {
+    struct msg *next;
+    unsigned char *p;
+    uint32_t size;
+    uint32_t tag;
+};
+
+struct inbox {
+    _Atomic(struct msg *) head;
+    char pad[64 - sizeof(struct msg *)];
+};
+
+struct slot {
+    unsigned char *p;
+    uint32_t size;
+    uint32_t tag;
+};
+
+struct thread_arg {
+    int id;
+    int nthreads;
+    long steps;
+    unsigned long long allocs;
+    unsigned long long received;
+};
+
+static struct inbox inboxes[MAX_THREADS] __attribute__((aligned(64)));
+/* Threads still in their main loop (the only ones that push). */
+static atomic_int running;
+
+static uint64_t next_rand(uint64_t *s) {
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* 60% 8..64 B, 25% 65..256 B, 15% 257..1024 B. */
+static uint32_t pick_size(uint64_t r) {
+    uint32_t u = (uint32_t)(r & 0xff);
+    uint32_t v = (uint32_t)(r >> 8);
+    if (u < 154) return 8 + v % 57;
+    if (u < 218) return 65 + v % 192;
+    return 257 + v % 768;
+}
+
+static void die(const char *what, const void *p, uint32_t size, uint32_t at) {
+    fprintf(stderr, "c-small: %s: block %p size %u bad byte at offset %u\n", what, p, size, at);
+    abort();
+}
+
+/* Checks every 64th byte and the last one. */
+static void check(const unsigned char *p, uint32_t size, uint32_t tag, const char *what) {
+    unsigned char t = (unsigned char)tag;
+    for (uint32_t i = 0; i < size; i += 64)
+        if (p[i] != t) die(what, p, size, i);
+    if (p[size - 1] != t) die(what, p, size, size - 1);
+}
+
+static unsigned char *alloc_filled(uint32_t size, uint32_t tag) {
+    unsigned char *p = malloc(size);
+    if (!p) {
+        fprintf(stderr, "c-small: malloc(%u) failed\n", size);
+        exit(1);
+    }
+    memset(p, (unsigned char)tag, size);
+    return p;
+}
+
+static void push(int to, struct msg *m) {
+    struct msg *h = atomic_load_explicit(&inboxes[to].head, memory_order_relaxed);
+    do {
+        m->next = h;
+    } while (!atomic_compare_exchange_weak_explicit(&inboxes[to].head, &h, m, memory_order_release,
+                                                    memory_order_relaxed));
+}
+
+static unsigned long long drain(int me) {
+    unsigned long long n = 0;
+    struct msg *m = atomic_exchange_explicit(&inboxes[me].head, NULL, memory_order_acquire);
+    while (m) {
+        struct msg *next = m->next;
+        check(m->p, m->size, m->tag, "cross-thread free");
+        free(m->p);
+        free(m);
+        m = next;
+        n++;
+    }
+    return n;
+}
+
+static void *worker(void *argp) {
+    struct thread_arg *a = argp;
+    uint64_t rng = 0x9E3779B97F4A7C15ULL * (uint64_t)(a->id + 1) | 1;
+    struct slot *slots = calloc(SLOTS, sizeof *slots);
+    unsigned char *burst[BURST];
+    if (!slots) {
+        fprintf(stderr, "c-small: calloc failed\n");
+        exit(1);
+    }
+    int to = (a->id + 1) % a->nthreads;
+    for (long step = 0; step < a->steps; step++) {
+        uint64_t r = next_rand(&rng);
+        struct slot *s = &slots[r % SLOTS];
+        uint64_t r2 = next_rand(&rng);
+        uint32_t size = pick_size(r2);
+        uint32_t tag = (uint32_t)(r2 >> 40);
+        if (s->p && ((r >> 32) & 15) == 0) {
+            /* realloc: the common prefix must survive. */
+            unsigned char *q = realloc(s->p, size);
+            if (!q) {
+                fprintf(stderr, "c-small: realloc(%u) failed\n", size);
+                exit(1);
+            }
+            check(q, size < s->size ? size : s->size, s->tag, "realloc");
+            memset(q, (unsigned char)tag, size);
+            s->p = q;
+        } else {
+            if (s->p) {
+                check(s->p, s->size, s->tag, "local free");
+                if (a->nthreads > 1 && ((r >> 36) & 3) == 0) {
+                    struct msg *m = malloc(sizeof *m);
+                    if (!m) {
+                        fprintf(stderr, "c-small: malloc(msg) failed\n");
+                        exit(1);
+                    }
+                    m->p = s->p;
+                    m->size = s->size;
+                    m->tag = s->tag;
+                    push(to, m);
+                } else {
+                    free(s->p);
+                }
+            }
+            s->p = alloc_filled(size, tag);
+        }
+        s->size = size;
+        s->tag = tag;
+        a->allocs++;
+        if (step % DRAIN_EVERY == DRAIN_EVERY - 1) a->received += drain(a->id);
+        if (step % BURST_EVERY == BURST_EVERY - 1) {
+            uint32_t bsize = pick_size(next_rand(&rng));
+            for (int i = 0; i < BURST; i++) burst[i] = alloc_filled(bsize, (uint32_t)i);
+            for (int i = BURST - 1; i >= 0; i--) {
+                check(burst[i], bsize, (uint32_t)i, "burst");
+                free(burst[i]);
+            }
+            a->allocs += BURST;
+        }
+    }
+    /* Keep draining while others still push (so that a thread finishing
+     * early does not let its inbox pile up: peak RSS would then depend on
+     * scheduling); once nobody runs, one more drain empties the inbox. */
+    atomic_fetch_sub(&running, 1);
+    while (atomic_load(&running) > 0) {
+        a->received += drain(a->id);
+        struct timespec ts = {0, 100000};
+        nanosleep(&ts, NULL);
+    }
+    a->received += drain(a->id);
+    for (int i = 0; i < SLOTS; i++)
+        if (slots[i].p) {
+            check(slots[i].p, slots[i].size, slots[i].tag, "final free");
+            free(slots[i].p);
+        }
+    free(slots);
+    return NULL;
+}
+
+static const char *malloc_library(void) {
+    Dl_info info;
+    if (dladdr((void *)&malloc, &info) && info.dli_fname) return info.dli_fname;
+    return "unknown";
+}
+
+int main(int argc, char **argv) {
+    int nthreads = argc > 1 ? atoi(argv[1]) : 4;
+    long steps = argc > 2 ? atol(argv[2]) : 3000000;
+    if (nthreads < 1 || nthreads > MAX_THREADS || steps < 1) {
+        fprintf(stderr, "usage: c_small [THREADS(1..%d) [STEPS_PER_THREAD]]\n", MAX_THREADS);
+        return 2;
+    }
+    pthread_t tids[MAX_THREADS];
+    struct thread_arg args[MAX_THREADS];
+    atomic_store(&running, nthreads);
+    for (int i = 0; i < nthreads; i++) {
+        args[i] = (struct thread_arg){.id = i, .nthreads = nthreads, .steps = steps};
+        if (pthread_create(&tids[i], NULL, worker, &args[i]) != 0) {
+            fprintf(stderr, "c-small: pthread_create failed\n");
+            return 1;
+        }
+    }
+    unsigned long long allocs = 0, received = 0;
+    for (int i = 0; i < nthreads; i++) {
+        pthread_join(tids[i], NULL);
+        allocs += args[i].allocs;
+        received += args[i].received;
+    }
+    printf("c-small ok threads=%d steps=%ld allocs=%llu cross_thread_frees=%llu malloc=%s\n", nthreads, steps,
+           allocs, received, malloc_library());
+    return 0;
+}

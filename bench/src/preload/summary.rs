@@ -1,0 +1,432 @@
+//! Per-(workload, allocator) statistics, the text table, the nalloc target
+//! check and the JSON report.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::exec::{NallocStats, RunRecord};
+use super::setup::{OtherCpu, BASELINE};
+use crate::report::MachineInfo;
+
+/// Median of `v` (mean of the middle two for an even count); `None` if empty.
+pub fn median(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    Some(if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    })
+}
+
+/// The result of one (workload, allocator) pair.
+#[derive(Clone, Debug, Serialize)]
+pub struct PairSummary {
+    /// Workload name.
+    pub workload: String,
+    /// Allocator name.
+    pub allocator: String,
+    /// `"ok"`, `"FAILED"` or `"unavailable"`.
+    pub status: String,
+    /// Why it is unavailable or failed.
+    pub reason: Option<String>,
+    /// Successful runs / runs attempted.
+    pub runs_ok: usize,
+    /// Runs attempted.
+    pub runs: usize,
+    /// Median wall seconds (only when every run succeeded).
+    pub median_s: Option<f64>,
+    /// Fastest run, seconds.
+    pub min_s: Option<f64>,
+    /// Slowest run, seconds.
+    pub max_s: Option<f64>,
+    /// Median divided by the glibc median of the same workload.
+    pub ratio_to_glibc: Option<f64>,
+    /// Peak RSS, KiB: the maximum over the runs.
+    pub peak_rss_kib: Option<u64>,
+    /// Peak RSS divided by the lowest peak RSS of the workload.
+    pub rss_ratio_to_lowest: Option<f64>,
+}
+
+/// Builds the summaries, workload-major, allocators in the given order.
+/// `unavailable` maps allocator names to the reason they were skipped.
+pub fn summarize(
+    workloads: &[&str],
+    allocators: &[&str],
+    unavailable: &[(String, String)],
+    setup_failed: &[(String, String)],
+    runs: &[RunRecord],
+) -> Vec<PairSummary> {
+    let mut out = Vec::new();
+    for &w in workloads {
+        let first = out.len();
+        for &a in allocators {
+            let mut s = PairSummary {
+                workload: w.to_owned(),
+                allocator: a.to_owned(),
+                status: "ok".into(),
+                reason: None,
+                runs_ok: 0,
+                runs: 0,
+                median_s: None,
+                min_s: None,
+                max_s: None,
+                ratio_to_glibc: None,
+                peak_rss_kib: None,
+                rss_ratio_to_lowest: None,
+            };
+            if let Some((_, why)) = unavailable.iter().find(|(n, _)| n == a) {
+                s.status = "unavailable".into();
+                s.reason = Some(why.clone());
+                out.push(s);
+                continue;
+            }
+            if let Some((_, why)) = setup_failed.iter().find(|(n, _)| n == w) {
+                s.status = "FAILED".into();
+                s.reason = Some(why.clone());
+                out.push(s);
+                continue;
+            }
+            let mine: Vec<&RunRecord> = runs.iter().filter(|r| r.workload == w && r.allocator == a).collect();
+            s.runs = mine.len();
+            let ok: Vec<&RunRecord> = mine.iter().copied().filter(|r| r.error.is_none()).collect();
+            s.runs_ok = ok.len();
+            if ok.len() < mine.len() || mine.is_empty() {
+                s.status = "FAILED".into();
+                s.reason = Some(
+                    mine.iter()
+                        .find_map(|r| r.error.clone())
+                        .unwrap_or_else(|| "no runs".into()),
+                );
+            } else {
+                let secs: Vec<f64> = ok.iter().filter_map(|r| r.seconds).collect();
+                s.median_s = median(&secs);
+                s.min_s = secs.iter().copied().reduce(f64::min);
+                s.max_s = secs.iter().copied().reduce(f64::max);
+                s.peak_rss_kib = ok.iter().filter_map(|r| r.maxrss_kib).max();
+            }
+            out.push(s);
+        }
+        let base = out[first..]
+            .iter()
+            .find(|s| s.allocator == BASELINE)
+            .and_then(|s| s.median_s);
+        let lowest_rss = out[first..].iter().filter_map(|s| s.peak_rss_kib).min();
+        for s in &mut out[first..] {
+            if let (Some(m), Some(b)) = (s.median_s, base) {
+                s.ratio_to_glibc = (b > 0.0).then(|| m / b);
+            }
+            if let (Some(r), Some(l)) = (s.peak_rss_kib, lowest_rss) {
+                s.rss_ratio_to_lowest = (l > 0).then(|| r as f64 / l as f64);
+            }
+        }
+    }
+    out
+}
+
+/// The aligned results table.
+pub fn render_table(summaries: &[PairSummary]) -> String {
+    let header = [
+        "workload",
+        "allocator",
+        "runs",
+        "median s",
+        "min s",
+        "max s",
+        "x glibc",
+        "peak RSS MiB",
+        "x lowest RSS",
+    ];
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    for s in summaries {
+        let mut row = vec![s.workload.clone(), s.allocator.clone()];
+        match s.status.as_str() {
+            "ok" => {
+                let f = |v: Option<f64>, p: usize| v.map_or_else(|| "-".to_owned(), |x| format!("{x:.p$}"));
+                row.push(format!("{}", s.runs));
+                row.push(f(s.median_s, 2));
+                row.push(f(s.min_s, 2));
+                row.push(f(s.max_s, 2));
+                row.push(f(s.ratio_to_glibc, 2));
+                row.push(f(s.peak_rss_kib.map(|k| k as f64 / 1024.0), 1));
+                row.push(f(s.rss_ratio_to_lowest, 2));
+            }
+            status => {
+                let label = if status == "FAILED" && s.runs > 0 {
+                    format!("FAILED ({}/{} runs failed)", s.runs - s.runs_ok, s.runs)
+                } else {
+                    status.to_owned()
+                };
+                row.push(label);
+                if let Some(r) = &s.reason {
+                    notes.push(format!(
+                        "{} / {}: {}:\n    {}",
+                        s.workload,
+                        s.allocator,
+                        s.status,
+                        r.trim_end().replace('\n', "\n    ")
+                    ));
+                }
+            }
+        }
+        rows.push(row);
+    }
+    let ncol = header.len();
+    let mut width = header.map(str::len);
+    for r in &rows {
+        // Status cells (FAILED, unavailable) span the numeric columns.
+        if r.len() == ncol {
+            for (w, c) in width.iter_mut().zip(r) {
+                *w = (*w).max(c.len());
+            }
+        } else {
+            for (w, c) in width.iter_mut().zip(r.iter().take(2)) {
+                *w = (*w).max(c.len());
+            }
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: &[String], out: &mut String| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                l.push_str("  ");
+            }
+            if i < 2 || cells.len() < ncol {
+                let _ = write!(l, "{c:<w$}", w = if i < 2 { width[i] } else { 0 });
+            } else {
+                let _ = write!(l, "{c:>w$}", w = width[i]);
+            }
+        }
+        let _ = writeln!(out, "{}", l.trim_end());
+    };
+    line(&header.map(str::to_owned), &mut out);
+    let total: usize = width.iter().sum::<usize>() + 2 * (ncol - 1);
+    let _ = writeln!(out, "{}", "-".repeat(total));
+    let mut prev: Option<&str> = None;
+    for (r, s) in rows.iter().zip(summaries) {
+        if prev.is_some_and(|p| p != s.workload) {
+            let _ = writeln!(out);
+        }
+        prev = Some(&s.workload);
+        line(r, &mut out);
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(out, "\n{}", notes.join("\n"));
+    }
+    out
+}
+
+/// nalloc against the targets on one workload.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetCheck {
+    /// Workload name.
+    pub workload: String,
+    /// The fastest other allocator (by median) and its median seconds.
+    pub best_other: Option<(String, f64)>,
+    /// nalloc's median / the best other median (target: at most 1.05).
+    pub time_ratio: Option<f64>,
+    /// nalloc's peak RSS / the lowest peak RSS (target: at most 1.2).
+    pub rss_ratio: Option<f64>,
+    /// nalloc's median / tcmalloc's median (c-large target: at most 1.0).
+    pub vs_tcmalloc: Option<f64>,
+    /// Whether every target that applies and could be measured was met.
+    pub met: bool,
+}
+
+/// Time target: nalloc's median within this factor of the best other allocator.
+pub const TIME_TARGET: f64 = 1.05;
+/// RSS target: nalloc's peak RSS within this factor of the lowest.
+pub const RSS_TARGET: f64 = 1.2;
+
+/// Checks nalloc against the targets, per workload where nalloc has numbers.
+pub fn check_targets(summaries: &[PairSummary], workloads: &[&str]) -> Vec<TargetCheck> {
+    let mut out = Vec::new();
+    for &w in workloads {
+        let pairs: Vec<&PairSummary> = summaries.iter().filter(|s| s.workload == w).collect();
+        let Some(n) = pairs.iter().find(|s| s.allocator == "nalloc") else {
+            continue;
+        };
+        let Some(nm) = n.median_s else {
+            continue;
+        };
+        let best_other = pairs
+            .iter()
+            .filter(|s| s.allocator != "nalloc")
+            .filter_map(|s| s.median_s.map(|m| (s.allocator.clone(), m)))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        let time_ratio = best_other.as_ref().and_then(|(_, m)| (*m > 0.0).then(|| nm / m));
+        let vs_tcmalloc = if w == "c-large" {
+            pairs
+                .iter()
+                .find(|s| s.allocator == "tcmalloc")
+                .and_then(|s| s.median_s)
+                .and_then(|t| (t > 0.0).then(|| nm / t))
+        } else {
+            None
+        };
+        let rss_ratio = n.rss_ratio_to_lowest;
+        let met = time_ratio.is_none_or(|r| r <= TIME_TARGET)
+            && rss_ratio.is_none_or(|r| r <= RSS_TARGET)
+            && vs_tcmalloc.is_none_or(|r| r <= 1.0);
+        out.push(TargetCheck {
+            workload: w.to_owned(),
+            best_other,
+            time_ratio,
+            rss_ratio,
+            vs_tcmalloc,
+            met,
+        });
+    }
+    out
+}
+
+/// Human-readable target check.
+pub fn render_targets(checks: &[TargetCheck]) -> String {
+    let mut out = String::new();
+    if checks.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "nalloc targets: time <= {TIME_TARGET:.2}x the best other, peak RSS <= {RSS_TARGET:.1}x the lowest, \
+         c-large at least as fast as tcmalloc"
+    );
+    let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
+    for c in checks {
+        let mut parts = Vec::new();
+        if let (Some((name, m)), Some(r)) = (&c.best_other, c.time_ratio) {
+            parts.push(format!(
+                "time {r:.2}x best other ({name} {m:.2} s) {}",
+                verdict(r <= TIME_TARGET)
+            ));
+        }
+        if let Some(r) = c.rss_ratio {
+            parts.push(format!("RSS {r:.2}x lowest {}", verdict(r <= RSS_TARGET)));
+        }
+        if let Some(r) = c.vs_tcmalloc {
+            parts.push(format!("{r:.2}x tcmalloc {}", verdict(r <= 1.0)));
+        }
+        let _ = writeln!(out, "  {:<8} {}", c.workload, parts.join("; "));
+    }
+    out
+}
+
+/// The result of the `NALLOC_STATS=1` check on one workload.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verification {
+    /// Workload name.
+    pub workload: String,
+    /// The counters, if the stats line was found.
+    pub stats: Option<NallocStats>,
+    /// Library that served `malloc`, as the program reported it.
+    pub malloc: Option<String>,
+    /// Whether nalloc demonstrably served the run (stats line with allocations).
+    pub ok: bool,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
+}
+
+/// Everything the JSON report holds.
+#[derive(Clone, Debug, Serialize)]
+pub struct PreloadReport {
+    /// Machine facts.
+    pub machine: MachineInfo,
+    /// Runs per pair.
+    pub runs_per_pair: usize,
+    /// How the processes were measured.
+    pub method: String,
+    /// Workload name, description and command line.
+    pub workloads: Vec<(String, String, String)>,
+    /// Allocator name and library path (or why unavailable).
+    pub allocators: Vec<(String, String)>,
+    /// Compiler, build or CPU-busy processes seen just before the timed runs.
+    pub busy_before: Vec<String>,
+    /// 1-minute load average just before the timed runs.
+    pub loadavg_before: Option<f64>,
+    /// CPU time other processes used during the timed runs.
+    pub other_cpu_during: OtherCpu,
+    /// Per-pair summaries.
+    pub summaries: Vec<PairSummary>,
+    /// nalloc against the targets.
+    pub targets: Vec<TargetCheck>,
+    /// `NALLOC_STATS=1` checks.
+    pub verification: Vec<Verification>,
+    /// Every run.
+    pub runs: Vec<RunRecord>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(w: &str, a: &str, secs: f64, kib: u64) -> RunRecord {
+        RunRecord {
+            workload: w.into(),
+            allocator: a.into(),
+            run: 0,
+            seconds: Some(secs),
+            time_elapsed_s: Some(secs),
+            maxrss_kib: Some(kib),
+            malloc: Some("x".into()),
+            error: None,
+            stderr: String::new(),
+        }
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+    }
+
+    #[test]
+    fn summary_ratios_failures_and_targets() {
+        let mut runs = vec![
+            rec("c-large", "glibc", 2.0, 1000),
+            rec("c-large", "glibc", 2.2, 1100),
+            rec("c-large", "tcmalloc", 1.0, 2000),
+            rec("c-large", "tcmalloc", 1.1, 2000),
+            rec("c-large", "nalloc", 0.9, 1150),
+            rec("c-large", "nalloc", 1.0, 1200),
+            rec("c-large", "jemalloc", 1.0, 1000),
+        ];
+        let mut bad = rec("c-large", "jemalloc", 1.0, 1000);
+        bad.error = Some("exit code 1\nboom".into());
+        bad.seconds = None;
+        runs.push(bad);
+        let unavailable = vec![("mimalloc".to_owned(), "not installed".to_owned())];
+        let s = summarize(
+            &["c-large"],
+            &["glibc", "mimalloc", "jemalloc", "tcmalloc", "nalloc"],
+            &unavailable,
+            &[],
+            &runs,
+        );
+        assert_eq!(s.len(), 5);
+        assert_eq!(s[0].median_s, Some(2.1));
+        assert_eq!(s[0].peak_rss_kib, Some(1100));
+        assert_eq!(s[1].status, "unavailable");
+        assert_eq!(s[2].status, "FAILED");
+        assert!(s[2].median_s.is_none() && s[2].peak_rss_kib.is_none());
+        let n = &s[4];
+        assert!((n.ratio_to_glibc.unwrap() - 0.95 / 2.1).abs() < 1e-9);
+        assert!((n.rss_ratio_to_lowest.unwrap() - 1200.0 / 1100.0).abs() < 1e-9);
+        let table = render_table(&s);
+        assert!(table.contains("unavailable") && table.contains("FAILED (1/2 runs failed)"));
+        assert!(table.contains("boom"));
+        let t = check_targets(&s, &["c-large"]);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].best_other.as_ref().unwrap().0, "tcmalloc");
+        assert!(t[0].vs_tcmalloc.unwrap() < 1.0);
+        assert!(t[0].met);
+        assert!(render_targets(&t).contains("tcmalloc"));
+    }
+}
