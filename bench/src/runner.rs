@@ -1,6 +1,6 @@
 //! The runner: argument parsing, worker building, process launching and scheduling.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::allocators::{AllocatorInfo, ALLOCATORS};
 use crate::report::{self, MachineInfo, Report, RunRecord};
 use crate::result::WorkerResult;
-use crate::workloads::{self, WorkloadInfo, WORKLOADS};
+use crate::workloads::{self, soak, WorkloadInfo, ON_DEMAND, WORKLOADS};
 
 /// Default runs per (workload, allocator) in the quick suite.
 pub const QUICK_RUNS: usize = 3;
@@ -39,6 +39,8 @@ pub struct Options {
     pub no_build: bool,
     /// Per-run time limit; a worker running longer is killed and reported FAILED.
     pub timeout: Duration,
+    /// Duration of time-bound workloads (`soak`), passed to the workers.
+    pub seconds: Option<u64>,
 }
 
 /// What the command line asked for.
@@ -67,7 +69,8 @@ pub fn usage() -> String {
            --json FILE            also write the results as JSON\n  \
            --svg FILE             write the SVG chart here (default: <target>/nalloc-bench/)\n  \
            --no-svg               do not write the SVG chart\n  \
-           --timeout SECS         per-run time limit (default 600 quick, 1800 full)\n  \
+           --timeout SECS         per-run time limit (default 600 quick, 1800 full; at least --seconds + 120)\n  \
+           --seconds N            duration of the `soak` workload (default 20 quick, 120 full)\n  \
            --rebuild              rebuild the worker binaries even if they look fresh\n  \
            --no-build             use the workers as they are (fail if missing)\n  \
            --list                 list workloads and allocators\n  \
@@ -79,7 +82,7 @@ pub fn usage() -> String {
 
 /// The valid workload and allocator names, for error messages.
 pub fn choices() -> String {
-    let w: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
+    let w: Vec<&str> = WORKLOADS.iter().chain(ON_DEMAND).map(|w| w.name).collect();
     let a: Vec<&str> = ALLOCATORS.iter().map(|a| a.name).collect();
     format!("valid workloads: {}\nvalid allocators: {}", w.join(", "), a.join(", "))
 }
@@ -96,6 +99,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
     let mut rebuild = false;
     let mut no_build = false;
     let mut timeout = None;
+    let mut seconds = None;
     let mut list = false;
 
     let mut args = args.into_iter();
@@ -107,7 +111,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
         };
         let takes_value = matches!(
             flag.as_str(),
-            "--workload" | "--allocator" | "--runs" | "--json" | "--svg" | "--timeout"
+            "--workload" | "--allocator" | "--runs" | "--json" | "--svg" | "--timeout" | "--seconds"
         );
         if inline.is_some() && !takes_value {
             return Err(format!("flag `{flag}` takes no value"));
@@ -145,6 +149,15 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
                     .ok_or_else(|| format!("--timeout needs a positive number of seconds, got `{v}`"))?;
                 timeout = Some(Duration::from_secs(secs));
             }
+            "--seconds" => {
+                let v = value()?;
+                seconds = Some(
+                    v.parse::<u64>()
+                        .ok()
+                        .filter(|&n| n >= 1)
+                        .ok_or_else(|| format!("--seconds needs a positive number of seconds, got `{v}`"))?,
+                );
+            }
             "--json" => json = Some(PathBuf::from(value()?)),
             "--svg" => svg = Some(PathBuf::from(value()?)),
             other => return Err(format!("unknown argument `{other}`")),
@@ -160,7 +173,18 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
         return Err("--svg and --no-svg are mutually exclusive".into());
     }
 
-    let workloads = select(&wanted_workloads, WORKLOADS, |w| w.name, "workload")?;
+    // On-demand workloads (soak) run only when named, after the suite's.
+    let on_demand: Vec<&'static WorkloadInfo> = ON_DEMAND
+        .iter()
+        .filter(|o| wanted_workloads.iter().any(|w| w == o.name))
+        .collect();
+    wanted_workloads.retain(|w| !ON_DEMAND.iter().any(|o| o.name == w));
+    let mut workloads = if wanted_workloads.is_empty() && !on_demand.is_empty() {
+        Vec::new()
+    } else {
+        select(&wanted_workloads, WORKLOADS, |w| w.name, "workload")?
+    };
+    workloads.extend(on_demand);
     let allocators = select(&wanted_allocators, ALLOCATORS, |a| a.name, "allocator")?;
     Ok(Cli::Run(Options {
         full,
@@ -172,7 +196,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
         no_svg,
         rebuild,
         no_build,
-        timeout: timeout.unwrap_or(Duration::from_secs(if full { 1800 } else { 600 })),
+        timeout: timeout.unwrap_or(Duration::from_secs(
+            (if full { 1800 } else { 600 }).max(seconds.map_or(0, |s| s + 120)),
+        )),
+        seconds,
     }))
 }
 
@@ -204,6 +231,10 @@ fn select<T>(
 pub fn print_list() {
     println!("workloads:");
     for w in WORKLOADS {
+        println!("  {:<14} {}", w.name, w.description);
+    }
+    println!("\non demand (only when named with --workload):");
+    for w in ON_DEMAND {
         println!("  {:<14} {}", w.name, w.description);
     }
     println!("\nallocators (one worker binary each):");
@@ -258,6 +289,10 @@ pub fn run(opts: &Options) -> Result<bool, String> {
     let _ = std::io::stdout().flush();
 
     let exe_dir = ensure_workers(opts)?;
+    if let Some(s) = opts.seconds {
+        // Inherited by the workers (see `workloads::soak`).
+        std::env::set_var(soak::SECONDS_ENV, s.to_string());
+    }
     let records = schedule(opts, &exe_dir);
     let report = Report::new(machine, opts, records);
     print!("{}", report.render_table());
@@ -488,8 +523,15 @@ pub fn run_worker(
         s
     });
     let err_reader = std::thread::spawn(move || {
+        // Kept for the error report; progress lines are also shown live.
         let mut s = String::new();
-        let _ = err_pipe.read_to_string(&mut s);
+        for line in std::io::BufReader::new(&mut err_pipe).lines().map_while(Result::ok) {
+            if line.starts_with(soak::PREFIX) {
+                eprintln!("{line}");
+            }
+            s.push_str(&line);
+            s.push('\n');
+        }
         s
     });
 

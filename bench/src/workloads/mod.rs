@@ -15,6 +15,7 @@ pub mod halo2;
 pub mod larson;
 pub mod micro;
 pub mod realloc;
+pub mod soak;
 pub mod xmalloc;
 pub mod zeroed;
 
@@ -140,9 +141,18 @@ pub const WORKLOADS: &[WorkloadInfo] = &[
     },
 ];
 
-/// Looks a workload up by name.
+/// Workloads that run only when named with `--workload` (not part of the suite).
+pub const ON_DEMAND: &[WorkloadInfo] = &[WorkloadInfo {
+    name: "soak",
+    description: "reliability soak: many threads churn small blocks, free across threads, make large \
+                  vectors and (nalloc) witness secrets for --seconds N (default 20, full 120); prints \
+                  ops/s and RSS every second; fails on corruption or if RSS does not plateau",
+    run: soak::run,
+}];
+
+/// Looks a workload up by name (suite and on-demand ones).
 pub fn find(name: &str) -> Option<&'static WorkloadInfo> {
-    WORKLOADS.iter().find(|w| w.name == name)
+    WORKLOADS.iter().chain(ON_DEMAND).find(|w| w.name == name)
 }
 
 /// Milliseconds in a duration, as a float.

@@ -1,0 +1,326 @@
+//! `soak`: a long run of a realistic mix, to catch slow leaks, fragmentation
+//! growth and rare corruption that short benchmarks miss.
+//!
+//! `2 x threads` (at least 4) workers loop until the deadline, each doing:
+//!
+//! * small-object churn: a slot array of 1024 tagged blocks (16-1024 B),
+//!   random slots replaced (the old block's tags checked, then freed);
+//! * cross-thread frees: batches of 64 fully patterned blocks (16-4096 B)
+//!   sent to the next worker through a bounded channel, verified and freed
+//!   there;
+//! * large vectors: `Vec<u64>` of 0.5-16 MiB filled, verified, freed, and
+//!   vectors grown by `push` (realloc);
+//! * under nalloc, secrets: `NAlloc::witness_scope(|| vec![..])` blocks,
+//!   verified, freed locally or sent to the next worker and freed there.
+//!
+//! Every second the main thread prints ops/s and RSS (from
+//! `/proc/self/statm`) on stderr, prefixed with [`PREFIX`] (the runner
+//! forwards those lines live). The run fails on any content check, or if
+//! RSS does not plateau: the maximum of the last third of the samples may
+//! exceed the maximum of the middle third by at most 10 % (or 8 MiB, for
+//! tiny heaps).
+//!
+//! Duration: `--seconds N` on the runner (or `NALLOC_SOAK_SECONDS` for a
+//! worker started by hand); default 20 s (`--full`: 120 s).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+use super::{join, ms, Ctx};
+use crate::block::Block;
+use crate::result::WorkloadOutput;
+use crate::rng::XorShift;
+
+/// Prefix of the progress lines on stderr.
+pub const PREFIX: &str = "[soak]";
+/// Environment variable with the duration in seconds (set by `--seconds`).
+pub const SECONDS_ENV: &str = "NALLOC_SOAK_SECONDS";
+
+/// A handle for `witness_scope` (the routing flag is per thread; the
+/// worker's `#[global_allocator]` does the routing).
+static NALLOC: zk_nalloc::NAlloc = zk_nalloc::NAlloc::new();
+
+const SLOTS: usize = 1024;
+const BATCH: usize = 64;
+/// Allowed RSS growth of the last third over the middle third.
+const GROWTH: f64 = 0.10;
+const GROWTH_FLOOR: usize = 8 << 20;
+
+enum Msg {
+    Blocks(Vec<Block>),
+    Secret(Vec<u8>, u8),
+}
+
+fn secret_byte(v: &[u8]) -> Option<u8> {
+    let b = *v.first()?;
+    v.iter().all(|&x| x == b).then_some(b)
+}
+
+fn check_msg(m: Msg) -> Result<u64, String> {
+    match m {
+        Msg::Blocks(blocks) => {
+            let n = blocks.len() as u64;
+            for b in blocks {
+                b.check_filled()?;
+            }
+            Ok(n)
+        }
+        Msg::Secret(v, byte) => match secret_byte(&v) {
+            Some(b) if b == byte => Ok(1),
+            _ => Err(format!("soak: secret of {} bytes corrupted in transit", v.len())),
+        },
+    }
+}
+
+struct Shared {
+    stop: AtomicBool,
+    failed: AtomicBool,
+    ops: AtomicU64,
+}
+
+fn worker(id: usize, nalloc: bool, sh: &Shared, tx: SyncSender<Msg>, rx: Receiver<Msg>) -> Result<(), String> {
+    let r = worker_loop(id, nalloc, sh, &tx, &rx);
+    if r.is_err() {
+        sh.failed.store(true, Relaxed);
+    }
+    // Stop sending, then take in what the previous worker still sends until
+    // it hangs up (every worker drops its sender before draining).
+    drop(tx);
+    let mut drained = Ok(());
+    for m in rx {
+        if let Err(e) = check_msg(m) {
+            drained = Err(e);
+        }
+    }
+    r.and(drained)
+}
+
+fn worker_loop(id: usize, nalloc: bool, sh: &Shared, tx: &SyncSender<Msg>, rx: &Receiver<Msg>) -> Result<(), String> {
+    let mut rng = XorShift::new(0x50a6 + id as u64);
+    let mut slots: Vec<Block> = (0..SLOTS)
+        .map(|i| Block::new(rng.range(16, 1024), ((id as u64) << 48) | i as u64))
+        .collect();
+    let mut tag = 0u64;
+    let mut iter = 0u64;
+    while !sh.stop.load(Relaxed) {
+        let mut ops = 0u64;
+        // Small-object churn.
+        for _ in 0..256 {
+            tag += 1;
+            let i = rng.below(SLOTS);
+            let fresh = Block::new(rng.range(16, 1024), ((id as u64) << 48) | tag);
+            std::mem::replace(&mut slots[i], fresh).free_checked()?;
+        }
+        ops += 256;
+        // Cross-thread frees: a batch for the next worker (freed here when
+        // its queue is full).
+        let batch: Vec<Block> = (0..BATCH)
+            .map(|k| Block::filled(rng.range(16, 4096), ((id as u64) << 48) | (tag << 8) | k as u64))
+            .collect();
+        ops += BATCH as u64;
+        if let Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) = tx.try_send(Msg::Blocks(batch)) {
+            ops += check_msg(m)?;
+        }
+        while let Ok(m) = rx.try_recv() {
+            ops += check_msg(m)?;
+        }
+        // Large vectors, and growth by push (realloc).
+        if iter % 8 == id as u64 % 8 {
+            let n = rng.range(64 << 10, 2 << 20);
+            let v: Vec<u64> = (0..n as u64).map(|x| x ^ tag).collect();
+            for _ in 0..64 {
+                let k = rng.below(n);
+                if v[k] != k as u64 ^ tag {
+                    return Err(format!("soak: large vector of {n} u64 corrupted at {k}"));
+                }
+            }
+            let mut g: Vec<u32> = Vec::new();
+            let target = rng.range(1000, 300_000);
+            for x in 0..target as u32 {
+                g.push(x);
+            }
+            if g.iter().enumerate().any(|(i, &x)| x != i as u32) {
+                return Err(format!("soak: vector grown to {target} by push corrupted"));
+            }
+            ops += 2;
+        }
+        // Secrets (nalloc only): witness memory, freed here or elsewhere.
+        if nalloc && iter.is_multiple_of(4) {
+            for k in 0..8u8 {
+                let byte = k | 1;
+                let len = rng.range(32, 4096);
+                let s = NALLOC.witness_scope(|| vec![byte; len]);
+                if secret_byte(&s) != Some(byte) {
+                    return Err(format!("soak: fresh secret of {len} bytes corrupted"));
+                }
+                if k.is_multiple_of(2) {
+                    if let Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) =
+                        tx.try_send(Msg::Secret(s, byte))
+                    {
+                        ops += check_msg(m)?;
+                    }
+                }
+                ops += 1;
+            }
+        }
+        // Ordinary short-lived objects.
+        let s = format!("worker {id} iteration {iter}");
+        let b: Box<[u64]> = (0..rng.range(1, 64) as u64).collect();
+        std::hint::black_box((s, b));
+        ops += 2;
+        sh.ops.fetch_add(ops, Relaxed);
+        iter += 1;
+    }
+    for b in slots {
+        b.free_checked()?;
+    }
+    Ok(())
+}
+
+/// Resident set size in bytes, from `/proc/self/statm`.
+fn rss() -> Result<usize, String> {
+    let s = std::fs::read_to_string("/proc/self/statm").map_err(|e| format!("soak: /proc/self/statm: {e}"))?;
+    let pages: usize = s
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .ok_or("soak: cannot parse /proc/self/statm")?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+    Ok(pages * page)
+}
+
+fn mib(b: usize) -> f64 {
+    b as f64 / (1 << 20) as f64
+}
+
+/// Checks that RSS plateaued: `Err` with the figures if the last third of
+/// the samples peaks more than [`GROWTH`] (and [`GROWTH_FLOOR`]) above the
+/// middle third. Too few samples (< 6) pass.
+pub fn plateau(samples: &[usize]) -> Result<String, String> {
+    let n = samples.len();
+    if n < 6 {
+        return Ok(format!("{n} RSS samples: too few to judge a plateau"));
+    }
+    let mid = samples[n / 3..2 * n / 3].iter().copied().max().unwrap_or(0);
+    let last = samples[2 * n / 3..].iter().copied().max().unwrap_or(0);
+    let growth = last as f64 / mid.max(1) as f64 - 1.0;
+    let msg = format!(
+        "RSS max middle third {:.1} MiB, last third {:.1} MiB ({:+.1} %)",
+        mib(mid),
+        mib(last),
+        growth * 100.0
+    );
+    if growth > GROWTH && last - mid > GROWTH_FLOOR {
+        Err(format!("soak: RSS did not plateau: {msg}"))
+    } else {
+        Ok(msg)
+    }
+}
+
+/// Entry point: phase `per-1M-ops` (ms per million operations).
+pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
+    let seconds = match std::env::var(SECONDS_ENV) {
+        Ok(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|&s| s >= 1)
+            .ok_or_else(|| format!("{SECONDS_ENV} must be a positive number of seconds, got `{v}`"))?,
+        Err(_) => ctx.pick(20, 120),
+    };
+    let nalloc = ctx.allocator == "nalloc";
+    let workers = (ctx.threads * 2).max(4);
+    let sh = Shared {
+        stop: AtomicBool::new(false),
+        failed: AtomicBool::new(false),
+        ops: AtomicU64::new(0),
+    };
+    eprintln!(
+        "{PREFIX} {} | {workers} workers | {seconds} s{}",
+        ctx.allocator,
+        if nalloc { " | with witness_scope secrets" } else { "" }
+    );
+    let start = Instant::now();
+    let mut samples = Vec::new();
+    let results = std::thread::scope(|s| -> Result<Vec<Result<(), String>>, String> {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..workers).map(|_| sync_channel::<Msg>(8)).unzip();
+        let mut rxs: Vec<Option<Receiver<Msg>>> = rxs.into_iter().map(Some).collect();
+        let handles: Vec<_> = txs
+            .into_iter()
+            .enumerate()
+            .map(|(i, tx)| {
+                // Worker i sends to worker i + 1 and receives from i - 1.
+                let rx = rxs[i].take().expect("one receiver per worker");
+                let sh = &sh;
+                s.spawn(move || worker(i, nalloc, sh, tx, rx))
+            })
+            .collect();
+        let mut last_ops = 0;
+        let mut tick = start;
+        let monitor = (|| -> Result<(), String> {
+            for second in 1..=seconds {
+                tick += Duration::from_secs(1);
+                while Instant::now() < tick {
+                    if sh.failed.load(Relaxed) {
+                        return Ok(());
+                    }
+                    std::thread::sleep(Duration::from_millis(20).min(tick.saturating_duration_since(Instant::now())));
+                }
+                let r = rss()?;
+                let ops = sh.ops.load(Relaxed);
+                samples.push(r);
+                eprintln!(
+                    "{PREFIX} {:>6} s  {:>8.3} Mops/s  rss {:>8.1} MiB",
+                    second,
+                    (ops - last_ops) as f64 / 1e6,
+                    mib(r)
+                );
+                last_ops = ops;
+            }
+            Ok(())
+        })();
+        sh.stop.store(true, Relaxed);
+        let results = handles.into_iter().map(join).collect();
+        monitor.map(|()| results)
+    })?;
+    let elapsed = start.elapsed();
+    let errors: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    if !errors.is_empty() {
+        return Err(errors.join("; "));
+    }
+    let ops = sh.ops.load(Relaxed);
+    let verdict = plateau(&samples);
+    eprintln!(
+        "{PREFIX} done: {ops} ops in {:.1} s ({:.3} Mops/s); {}",
+        elapsed.as_secs_f64(),
+        ops as f64 / elapsed.as_secs_f64() / 1e6,
+        match &verdict {
+            Ok(m) | Err(m) => m,
+        }
+    );
+    verdict?;
+    let mut out = WorkloadOutput::default();
+    out.phase("per-1M-ops", ms(elapsed) / (ops.max(1) as f64 / 1e6));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plateau;
+
+    #[test]
+    fn plateau_rule() {
+        const M: usize = 1 << 20;
+        assert!(plateau(&[100 * M; 9]).is_ok());
+        // Warm-up growth in the first third is fine.
+        let warm_up = [10, 50, 90, 100, 101, 100, 105, 104, 103].map(|m| m * M);
+        assert!(plateau(&warm_up).is_ok());
+        // Steady growth is not.
+        let grow: Vec<usize> = (1..=9).map(|i| i * 40 * M).collect();
+        assert!(plateau(&grow).is_err());
+        // Small absolute changes of a tiny heap are noise.
+        assert!(plateau(&[10 * M, 10 * M, 10 * M, 10 * M, 10 * M, 10 * M, 15 * M, 15 * M, 15 * M]).is_ok());
+        assert!(plateau(&[M; 3]).is_ok());
+    }
+}
