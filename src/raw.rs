@@ -39,7 +39,10 @@ pub fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
     }
     // Header path: the block starts `align` (≥ 16) bytes in, so the header
     // fits just below it and the block keeps the alignment.
-    let Some(total) = size.checked_add(align) else {
+    // `size.max(1)`: a zero-size request must still get a pointer *inside*
+    // its span (one past the end could be another allocation's memory —
+    // fuzzing found one landing on a segment header).
+    let Some(total) = size.max(1).checked_add(align) else {
         return ptr::null_mut();
     };
     let Ok(layout) = Layout::from_size_align(total, align) else {

@@ -24,6 +24,18 @@ fn malloc_free_usable_size_and_alignment() {
             unsafe { raw::free(p) };
         }
     }
+    // Zero-size blocks with large alignment point inside their own span, so
+    // they are never mistaken for (or written over) a neighbour's memory.
+    let blocks: Vec<*mut u8> = (0..64).map(|_| raw::alloc(0, 1 << 20, false)).collect();
+    for &p in &blocks {
+        // SAFETY: live blocks.
+        assert_eq!(unsafe { raw::usable_size(p) }, 1);
+        fill(p, 1, 9);
+    }
+    for p in blocks {
+        // SAFETY: live blocks, freed once.
+        unsafe { raw::free(p) };
+    }
     // SAFETY: freeing null is a no-op.
     unsafe { raw::free(std::ptr::null_mut()) };
 }
