@@ -341,6 +341,7 @@ pub(crate) unsafe fn dealloc_layout(p: *mut u8, layout: Layout) {
         } else {
             0
         };
+        // SAFETY: caller contract: a live small block.
         unsafe { heap::free(p, size, class) };
     } else {
         // SAFETY: caller contract: a live span of this layout.

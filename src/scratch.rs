@@ -179,6 +179,7 @@ impl ScratchArena {
             let next = if cur.is_null() {
                 self.first.get()
             } else {
+                // SAFETY: `cur` is a chunk of ours.
                 unsafe { (*cur).next }
             };
             if next.is_null() {

@@ -215,6 +215,7 @@ unsafe fn zero_recycled(p: *mut u8, size: usize, len: usize) {
     // SAFETY: caller contract. Purging needs whole pages; `len` is a page
     // multiple and the whole span is unused.
     let huge = advice_for(len) == Some(HugeAdvice::Huge);
+    // SAFETY: (purge) the whole span is ours and unused; `len` is a page multiple.
     if huge && len >= ZERO_BY_PURGE_MIN && unsafe { os::purge(p, len) } {
         return;
     }
