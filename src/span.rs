@@ -43,8 +43,10 @@
 //! purged; everything else is memset.
 //!
 //! **realloc.** On Linux spans grow and shrink with `mremap`, moving page
-//! tables instead of bytes; elsewhere (or when `mremap` fails) the caller
-//! copies.
+//! tables instead of bytes — except that growth into a size for which the
+//! pool holds a warm span copies into that span (measured cheaper than
+//! faulting fresh pages, and it keeps the pool from holding stale spans; see
+//! `realloc_in_place`). Elsewhere (or when `mremap` fails) the caller copies.
 
 use core::ptr;
 use core::sync::atomic::Ordering::Relaxed;
