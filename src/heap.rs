@@ -85,6 +85,10 @@ pub(crate) struct Heap {
     seg_tail: *mut Segment,
     /// Link in the registry's retired list.
     retired_next: *mut Heap,
+    /// This heap's counters (in its slot, just before it), with the slot's
+    /// provenance: `counters(self)` from a `&mut Heap` would reach outside
+    /// the reference (UB under Stacked Borrows).
+    counters: *const Counters,
 }
 
 struct SyncPage(Page);
@@ -151,7 +155,7 @@ pub(crate) unsafe fn alloc(class: usize, size: usize) -> *mut u8 {
     unsafe {
         let page = *(*heap).pages.get_unchecked(class);
         if !(*page).free.is_null() {
-            let b = (*page).pop();
+            let b = Page::pop(page);
             #[cfg(feature = "hardened")]
             crate::hardened::on_alloc(page, b, size);
             bump(&(*counters(heap)).allocs);
@@ -191,7 +195,7 @@ pub(crate) unsafe fn free(p: *mut u8, _size: usize, _class: usize) {
         crate::hardened::on_free(page, p, _size, _class);
         let heap = CURRENT.get();
         if (*page).heap == heap {
-            (*page).push_local(p);
+            Page::push_local(page, p);
             bump(&(*counters(heap)).frees);
             if (*page).used == 0 || (*page).in_full {
                 (*heap).after_local_free(page);
@@ -298,6 +302,7 @@ impl Heap {
             seg_head: ptr::null_mut(),
             seg_tail: ptr::null_mut(),
             retired_next: ptr::null_mut(),
+            counters: ptr::null(),
         }
     }
 
@@ -310,7 +315,7 @@ impl Heap {
             let cur = self.pages[class];
             if cur != empty_page() {
                 if zeroed {
-                    if let Some(b) = (*cur).take_fresh() {
+                    if let Some(b) = Page::take_fresh(cur) {
                         return self.counted(cur, b, size);
                     }
                 }
@@ -332,7 +337,7 @@ impl Heap {
             let mut p = self.full[class];
             while !p.is_null() {
                 let next = (*p).next;
-                if (*p).collect_remote() {
+                if Page::collect_remote(p) {
                     self.unmark_full(p);
                     self.pages[class] = p;
                     return self.take(p, size, zeroed);
@@ -346,23 +351,23 @@ impl Heap {
             }
             self.pages[class] = p;
             if zeroed {
-                if let Some(b) = (*p).take_fresh() {
+                if let Some(b) = Page::take_fresh(p) {
                     return self.counted(p, b, size);
                 }
             }
-            (*p).extend();
+            Page::extend(p);
             self.take(p, size, zeroed)
         }
     }
 
     unsafe fn has_block(&mut self, p: *mut Page) -> bool {
         // SAFETY: owner only.
-        unsafe { !(*p).free.is_null() || (*p).extend() || (*p).collect_remote() }
+        unsafe { !(*p).free.is_null() || Page::extend(p) || Page::collect_remote(p) }
     }
 
     unsafe fn take(&mut self, p: *mut Page, size: usize, zeroed: bool) -> *mut u8 {
         // SAFETY: `p` has a free block (checked by the caller).
-        let b = unsafe { (*p).pop() };
+        let b = unsafe { Page::pop(p) };
         let b = self.counted(p, b, size);
         if zeroed {
             // SAFETY: the block is ours and at least `size` bytes long; only
@@ -380,7 +385,7 @@ impl Heap {
             crate::hardened::on_alloc(_page, b, _size)
         };
         // SAFETY: `self` is a real heap inside a slot.
-        bump(unsafe { &(*counters(self)).allocs });
+        bump(unsafe { &(*self.counters).allocs });
         b
     }
 
@@ -432,7 +437,7 @@ impl Heap {
                 }
                 self.seg_push_front(seg);
             }
-            let p = (*seg).claim_page(class, CLASS_SIZE[class] as usize);
+            let p = Segment::claim_page(seg, class, CLASS_SIZE[class] as usize);
             if (*seg).free_mask == 0 {
                 // Keep segments with free slots in front of full ones.
                 self.seg_remove(seg);
@@ -450,7 +455,7 @@ impl Heap {
         // SAFETY: owner only; the page has no live block.
         unsafe {
             let was_full = (*seg).free_mask == 0;
-            if (*seg).release_page(page) {
+            if Segment::release_page(seg, page) {
                 self.seg_remove(seg);
                 Segment::release(seg);
             } else if was_full {
@@ -514,7 +519,7 @@ impl Heap {
                     // SAFETY: owner (until retirement); pages are ours.
                     unsafe {
                         let next = (*p).next;
-                        (*p).collect_remote();
+                        Page::collect_remote(p);
                         if (*p).used == 0 {
                             if full {
                                 list_remove(&mut self.full[class], p);
@@ -617,6 +622,7 @@ impl Registry {
                 },
             );
             self.all = slot;
+            (*slot).heap.counters = ptr::addr_of!((*slot).counters);
             ptr::addr_of_mut!((*slot).heap)
         }
     }

@@ -15,31 +15,15 @@
 //! counters; a few placement checks only hold when tests run one at a
 //! time (as under Miri) and are guarded by `cfg!(miri)`.
 //!
-//! **Ignored under Miri for now:** every test that makes a small block
-//! (a segment page). Miri reports undefined behaviour on that path:
+//! The small-object path keeps no `&mut Page` / `&mut Segment` / `&mut
+//! Heap` across accesses that other pointers make (block writes through
+//! pointers derived from the segment, remote frees CAS-ing a page's
+//! `thread_free`): its methods take raw-pointer receivers. Miri found the
+//! earlier `&mut self` versions to be undefined behaviour under both borrow
+//! models, which these tests now guard against.
 //!
-//! 1. `Segment::claim_page(&mut self)` (src/segment.rs) derives the page
-//!    pointer (`&mut self.pages[i]`) and the block area (`(self as *mut
-//!    Segment).cast::<u8>().add(start)`) from `&mut self`. Stacked Borrows:
-//!    the first block write (src/page.rs `Block::set_next`) uses a tag that
-//!    only covers the header (`[0x0..0x4a0]`); Tree Borrows: the page
-//!    pointer kept in `Heap::pages` is disabled by the first write through
-//!    `segment::page_of` and the next fast-path read (src/heap.rs
-//!    `heap::alloc`, `(*page).free`) is UB.
-//! 2. `Heap::counted(&mut self)` (src/heap.rs) reaches the counters before
-//!    the heap (`counters(self)`) through a pointer derived from `&mut
-//!    Heap`: out of the reference's range under Stacked Borrows.
-//! 3. `Page::pop/push_local/extend/take_fresh/collect_remote(&mut self)`
-//!    and `Segment::release_page(&mut self)` create `&mut Page` /
-//!    `&mut Segment` while other threads CAS the page's `thread_free`
-//!    (`RemoteList::push`): a data race on the retag (any borrow model).
-//!
-//! With those paths rewritten to raw-pointer accesses, every test here
-//! passes under Tree Borrows. Remove the `ignore`s when they are fixed.
-//!
-//! Large witness blocks are not made under Miri: their chunk is wiped
-//! byte by byte on free (`os::miri::secure_zero`), which takes Miri more
-//! than ten minutes per 1 MiB chunk.
+//! Large witness blocks are not made under Miri: each takes a 1 MiB chunk
+//! that is zeroed and wiped whole, and Miri tracks every byte of it.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
@@ -124,7 +108,6 @@ fn assert_disjoint(blocks: &mut [(usize, usize)]) {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "small-object path: UB found by Miri, see the module docs")]
 fn small_blocks_of_many_classes() {
     let a = NAlloc::new();
     // One size per class band, plus class edges; a handful of blocks each.
@@ -168,7 +151,6 @@ fn small_blocks_of_many_classes() {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "small-object path: UB found by Miri, see the module docs")]
 fn alignment_of_small_blocks() {
     let a = NAlloc::new();
     let mut align = 1usize;
@@ -211,7 +193,6 @@ fn alignment_of_spans() {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "small-object path: UB found by Miri, see the module docs")]
 fn zero_sized_requests() {
     let a = NAlloc::new();
     for align in [1usize, 16, 4096] {
@@ -227,7 +208,6 @@ fn zero_sized_requests() {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "small-object path: UB found by Miri, see the module docs")]
 fn realloc_between_small_and_large() {
     let a = NAlloc::new();
     let l = layout(100, 16);
@@ -284,7 +264,6 @@ fn realloc_between_small_and_large() {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "small-object path: UB found by Miri, see the module docs")]
 fn alloc_zeroed_is_zero_even_when_recycled() {
     let a = NAlloc::new();
     for size in [8usize, 48, 200, 1500, 4096, 20_000] {
@@ -344,7 +323,6 @@ fn recycled_span_is_zeroed() {
 struct Addr(usize, usize, u64);
 
 #[test]
-#[cfg_attr(miri, ignore = "small-object path: UB found by Miri, see the module docs")]
 fn cross_thread_frees_while_the_owner_allocates() {
     const N: usize = 200;
     let a = NAlloc::new();
@@ -394,7 +372,6 @@ fn cross_thread_frees_while_the_owner_allocates() {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "small-object path: UB found by Miri, see the module docs")]
 fn heap_retired_at_thread_exit_is_adopted() {
     let a = NAlloc::new();
     // A thread makes blocks, keeps half live, and exits: its heap is
@@ -705,7 +682,6 @@ fn raw_realloc_chain(first: usize, sizes: &[usize]) {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "small-object path: UB found by Miri, see the module docs")]
 fn raw_small_blocks() {
     raw_round_trips(&[(1, 1), (24, 16), (100, 64), (4000, 4096), (SMALL_MAX, 16)]);
     // Across the small/header boundary and back.

@@ -111,16 +111,21 @@ impl Page {
     /// # Safety
     /// Owner only; `free` must be non-null.
     #[inline(always)]
-    pub(crate) unsafe fn pop(&mut self) -> *mut u8 {
-        let b = self.free;
+    pub(crate) unsafe fn pop(this: *mut Page) -> *mut u8 {
+        // SAFETY (whole body): caller contract; raw accesses only, no `&mut Page`
+        // (other threads CAS `thread_free` concurrently).
+        #[allow(unused_unsafe)]
+        unsafe {
+        let b = (*this).free;
         // SAFETY: caller guarantees `b` is a free block of this page, whose
         // first word holds the link.
         let next = unsafe { Block::next(b) };
         #[cfg(feature = "hardened")]
-        crate::hardened::check_link(self, next);
-        self.free = next;
-        self.used += 1;
+        crate::hardened::check_link(&*this, next);
+        (*this).free = next;
+        (*this).used += 1;
         b.cast()
+        }
     }
 
     /// Pushes a block freed by the owner.
@@ -128,12 +133,17 @@ impl Page {
     /// # Safety
     /// Owner only; `p` must be a live block of this page.
     #[inline(always)]
-    pub(crate) unsafe fn push_local(&mut self, p: *mut u8) {
+    pub(crate) unsafe fn push_local(this: *mut Page, p: *mut u8) {
+        // SAFETY (whole body): caller contract; raw accesses only, no `&mut Page`
+        // (other threads CAS `thread_free` concurrently).
+        #[allow(unused_unsafe)]
+        unsafe {
         let b = p.cast::<Block>();
         // SAFETY: the block is ours and at least 16 bytes, enough for a link.
-        unsafe { Block::set_next(b, self.free) };
-        self.free = b;
-        self.used -= 1;
+        unsafe { Block::set_next(b, (*this).free) };
+        (*this).free = b;
+        (*this).used -= 1;
+        }
     }
 
     /// Takes one never-used block straight from the fresh tail; used by
@@ -141,15 +151,20 @@ impl Page {
     ///
     /// # Safety
     /// Owner only.
-    pub(crate) unsafe fn take_fresh(&mut self) -> Option<*mut u8> {
-        if self.area_fresh && self.free.is_null() && self.bump < self.bump_end {
-            let b = self.bump;
+    pub(crate) unsafe fn take_fresh(this: *mut Page) -> Option<*mut u8> {
+        // SAFETY (whole body): caller contract; raw accesses only, no `&mut Page`
+        // (other threads CAS `thread_free` concurrently).
+        #[allow(unused_unsafe)]
+        unsafe {
+        if (*this).area_fresh && (*this).free.is_null() && (*this).bump < (*this).bump_end {
+            let b = (*this).bump;
             // SAFETY: at least one whole block remains before `bump_end`.
-            self.bump = unsafe { b.add(self.block_size as usize) };
-            self.used += 1;
+            (*this).bump = unsafe { b.add((*this).block_size as usize) };
+            (*this).used += 1;
             Some(b)
         } else {
             None
+        }
         }
     }
 
@@ -158,14 +173,18 @@ impl Page {
     ///
     /// # Safety
     /// Owner only.
-    pub(crate) unsafe fn extend(&mut self) -> bool {
-        let bs = self.block_size as usize;
-        let left = (self.bump_end as usize - self.bump as usize) / bs;
+    pub(crate) unsafe fn extend(this: *mut Page) -> bool {
+        // SAFETY (whole body): caller contract; raw accesses only, no `&mut Page`
+        // (other threads CAS `thread_free` concurrently).
+        #[allow(unused_unsafe)]
+        unsafe {
+        let bs = (*this).block_size as usize;
+        let left = ((*this).bump_end as usize - (*this).bump as usize) / bs;
         if left == 0 {
             return false;
         }
         let n = (EXTEND_BYTES / bs).clamp(1, left);
-        let first = self.bump;
+        let first = (*this).bump;
         let mut b = first;
         for _ in 1..n {
             // SAFETY: `n <= left`, so every block written lies inside the
@@ -178,11 +197,12 @@ impl Page {
         }
         // SAFETY: `b` is the last of the `n` blocks, inside the area.
         unsafe {
-            Block::set_next(b.cast(), self.free);
-            self.bump = b.add(bs);
+            Block::set_next(b.cast(), (*this).free);
+            (*this).bump = b.add(bs);
         }
-        self.free = first.cast();
+        (*this).free = first.cast();
         true
+        }
     }
 
     /// Moves every remotely freed block onto the local free list.
@@ -190,8 +210,12 @@ impl Page {
     ///
     /// # Safety
     /// Owner only.
-    pub(crate) unsafe fn collect_remote(&mut self) -> bool {
-        let head = self.thread_free.take_all();
+    pub(crate) unsafe fn collect_remote(this: *mut Page) -> bool {
+        // SAFETY (whole body): caller contract; raw accesses only, no `&mut Page`
+        // (other threads CAS `thread_free` concurrently).
+        #[allow(unused_unsafe)]
+        unsafe {
+        let head = (*this).thread_free.take_all();
         if head.is_null() {
             return false;
         }
@@ -206,15 +230,16 @@ impl Page {
                     break;
                 }
                 #[cfg(feature = "hardened")]
-                crate::hardened::check_link(self, next);
+                crate::hardened::check_link(&*this, next);
                 tail = next;
                 n += 1;
             }
-            Block::set_next(tail, self.free);
+            Block::set_next(tail, (*this).free);
         }
-        self.free = head;
-        self.used -= n;
+        (*this).free = head;
+        (*this).used -= n;
         true
+        }
     }
 
     /// Frees a block of this page from a thread that does not own it.

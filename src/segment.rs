@@ -219,56 +219,60 @@ impl Segment {
     ///
     /// # Safety
     /// Owner only.
-    pub(crate) unsafe fn claim_page(&mut self, class: usize, block_size: usize) -> *mut Page {
-        if self.free_mask == 0 {
-            return ptr::null_mut();
-        }
-        let i = self.free_mask.trailing_zeros() as usize;
-        self.free_mask &= !(1 << i);
-        let fresh = self.dirty_mask & (1 << i) == 0;
-        self.dirty_mask |= 1 << i;
-        let base = (self as *mut Segment).cast::<u8>();
-        let start = if i == 0 { FIRST_AREA } else { i * PAGE_SIZE };
-        let len = (i + 1) * PAGE_SIZE - start;
-        let blocks = len / block_size;
-        let heap = self.heap;
-        let page = &mut self.pages[i];
-        page.free = ptr::null_mut();
-        page.used = 0;
-        page.block_size = block_size as u32;
-        page.heap = heap;
-        // SAFETY: `start + blocks * block_size <= SEGMENT_SIZE`, inside the
-        // segment mapping that `base` has provenance over.
+    pub(crate) unsafe fn claim_page(seg: *mut Segment, class: usize, block_size: usize) -> *mut Page {
+        // SAFETY (whole body): owner only. Every pointer is derived from
+        // `seg`, which carries the provenance of the whole segment mapping;
+        // no reference to the segment or a page is made, because other
+        // threads may CAS the `thread_free` list of any page meanwhile.
         unsafe {
-            page.bump = base.add(start);
-            page.bump_end = base.add(start + blocks * block_size);
+            let free_mask = (*seg).free_mask;
+            if free_mask == 0 {
+                return ptr::null_mut();
+            }
+            let i = free_mask.trailing_zeros() as usize;
+            (*seg).free_mask = free_mask & !(1 << i);
+            let fresh = (*seg).dirty_mask & (1 << i) == 0;
+            (*seg).dirty_mask |= 1 << i;
+            let base = seg.cast::<u8>();
+            let start = if i == 0 { FIRST_AREA } else { i * PAGE_SIZE };
+            let len = (i + 1) * PAGE_SIZE - start;
+            let blocks = len / block_size;
+            let page = ptr::addr_of_mut!((*seg).pages).cast::<Page>().add(i);
+            (*page).free = ptr::null_mut();
+            (*page).used = 0;
+            (*page).block_size = block_size as u32;
+            (*page).heap = (*seg).heap;
+            // `start + blocks * block_size <= SEGMENT_SIZE`.
+            (*page).bump = base.add(start);
+            (*page).bump_end = base.add(start + blocks * block_size);
+            (*page).next = ptr::null_mut();
+            (*page).prev = ptr::null_mut();
+            (*page).class = class as u8;
+            (*page).in_full = false;
+            (*page).area_fresh = fresh;
+            #[cfg(feature = "hardened")]
+            if !fresh {
+                // Hardened mode expects every never-handed-out byte to be
+                // zero (write-after-free check); a recycled slot holds old
+                // links and markers at the previous class's block offsets.
+                ptr::write_bytes((*page).bump, 0, blocks * block_size);
+            }
+            page
         }
-        page.next = ptr::null_mut();
-        page.prev = ptr::null_mut();
-        page.class = class as u8;
-        page.in_full = false;
-        page.area_fresh = fresh;
-        #[cfg(feature = "hardened")]
-        if !fresh {
-            // Hardened mode expects every never-handed-out byte to be zero
-            // (write-after-free check); a recycled slot holds old links and
-            // markers at the previous class's block offsets.
-            // SAFETY: the area is ours and holds no live block.
-            unsafe { ptr::write_bytes(page.bump, 0, blocks * block_size) };
-        }
-        page
     }
 
     /// Returns a page slot; true if the segment is now entirely unused.
     ///
     /// # Safety
     /// Owner only; the page must have no live block.
-    pub(crate) unsafe fn release_page(&mut self, page: *mut Page) -> bool {
-        let first = ptr::addr_of_mut!(self.pages).cast::<Page>();
-        // SAFETY: `page` is one of this segment's pages.
-        let i = unsafe { page.offset_from(first) } as usize;
-        self.pages[i].block_size = 0;
-        self.free_mask |= 1 << i;
-        self.free_mask == ALL_PAGES
+    pub(crate) unsafe fn release_page(seg: *mut Segment, page: *mut Page) -> bool {
+        // SAFETY: owner only; raw accesses as in `claim_page`; `page` is one
+        // of this segment's pages.
+        unsafe {
+            let i = page.offset_from(ptr::addr_of_mut!((*seg).pages).cast::<Page>()) as usize;
+            (*page).block_size = 0;
+            (*seg).free_mask |= 1 << i;
+            (*seg).free_mask == ALL_PAGES
+        }
     }
 }
