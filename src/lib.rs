@@ -36,7 +36,8 @@
 //!  ├─ heap.rs        per-thread heaps: the small-object fast paths, thread start/exit
 //!  │   ├─ page.rs        a page: free list, lazy bump extension, remote-free list (remote.rs)
 //!  │   └─ segment.rs     4 MiB aligned segments of 16 pages; pointer → page by masking
-//!  ├─ span.rs        large blocks: class-rounded mappings, warm pool, mremap growth
+//!  ├─ span.rs        large blocks: class-rounded mappings, retention budget, mremap growth
+//!  │   └─ pool.rs        the warm pool: coalescing free ranges, best-fit cuts, bounded
 //!  ├─ region.rs      reserved address ranges cut into slots (segments, witness chunks)
 //!  ├─ size_class.rs  size → class arithmetic
 //!  ├─ hardened.rs    (feature `hardened`) misuse detection: encoded links, canaries, double/invalid free
@@ -55,9 +56,10 @@
 //!   atomic read-modify-write, no system call. A block freed by another
 //!   thread goes onto its page's atomic list and the owner collects it.
 //! * **Large** (> 64 KiB): a span mapped from the OS, 2 MiB aligned from
-//!   2 MiB up (huge pages), kept warm in a bounded pool after free and
-//!   reused exactly by the next request of its size class; grown with
-//!   `mremap` on Linux.
+//!   2 MiB up (huge pages), kept warm in a bounded pool after free, where
+//!   freed neighbours coalesce and later requests are cut from the
+//!   best-fitting range; grown in place from the pool or with `mremap` on
+//!   Linux.
 //! * **Witness**: `dealloc` first asks, with one range comparison, whether
 //!   the pointer lies in the witness region; if so the block is wiped and
 //!   returned to its arena. Inside [`NAlloc::witness_scope`] every global
@@ -86,6 +88,7 @@ mod once;
 mod os;
 mod page;
 mod polynomial;
+mod pool;
 pub mod raw;
 mod region;
 mod remote;

@@ -116,15 +116,15 @@ impl Page {
         // (other threads CAS `thread_free` concurrently).
         #[allow(unused_unsafe)]
         unsafe {
-        let b = (*this).free;
-        // SAFETY: caller guarantees `b` is a free block of this page, whose
-        // first word holds the link.
-        let next = unsafe { Block::next(b) };
-        #[cfg(feature = "hardened")]
-        crate::hardened::check_link(&*this, next);
-        (*this).free = next;
-        (*this).used += 1;
-        b.cast()
+            let b = (*this).free;
+            // SAFETY: caller guarantees `b` is a free block of this page, whose
+            // first word holds the link.
+            let next = unsafe { Block::next(b) };
+            #[cfg(feature = "hardened")]
+            crate::hardened::check_link(&*this, next);
+            (*this).free = next;
+            (*this).used += 1;
+            b.cast()
         }
     }
 
@@ -138,11 +138,11 @@ impl Page {
         // (other threads CAS `thread_free` concurrently).
         #[allow(unused_unsafe)]
         unsafe {
-        let b = p.cast::<Block>();
-        // SAFETY: the block is ours and at least 16 bytes, enough for a link.
-        unsafe { Block::set_next(b, (*this).free) };
-        (*this).free = b;
-        (*this).used -= 1;
+            let b = p.cast::<Block>();
+            // SAFETY: the block is ours and at least 16 bytes, enough for a link.
+            unsafe { Block::set_next(b, (*this).free) };
+            (*this).free = b;
+            (*this).used -= 1;
         }
     }
 
@@ -156,15 +156,15 @@ impl Page {
         // (other threads CAS `thread_free` concurrently).
         #[allow(unused_unsafe)]
         unsafe {
-        if (*this).area_fresh && (*this).free.is_null() && (*this).bump < (*this).bump_end {
-            let b = (*this).bump;
-            // SAFETY: at least one whole block remains before `bump_end`.
-            (*this).bump = unsafe { b.add((*this).block_size as usize) };
-            (*this).used += 1;
-            Some(b)
-        } else {
-            None
-        }
+            if (*this).area_fresh && (*this).free.is_null() && (*this).bump < (*this).bump_end {
+                let b = (*this).bump;
+                // SAFETY: at least one whole block remains before `bump_end`.
+                (*this).bump = unsafe { b.add((*this).block_size as usize) };
+                (*this).used += 1;
+                Some(b)
+            } else {
+                None
+            }
         }
     }
 
@@ -178,30 +178,30 @@ impl Page {
         // (other threads CAS `thread_free` concurrently).
         #[allow(unused_unsafe)]
         unsafe {
-        let bs = (*this).block_size as usize;
-        let left = ((*this).bump_end as usize - (*this).bump as usize) / bs;
-        if left == 0 {
-            return false;
-        }
-        let n = (EXTEND_BYTES / bs).clamp(1, left);
-        let first = (*this).bump;
-        let mut b = first;
-        for _ in 1..n {
-            // SAFETY: `n <= left`, so every block written lies inside the
-            // page's block area, which the segment owns.
-            unsafe {
-                let next = b.add(bs);
-                Block::set_next(b.cast(), next.cast());
-                b = next;
+            let bs = (*this).block_size as usize;
+            let left = ((*this).bump_end as usize - (*this).bump as usize) / bs;
+            if left == 0 {
+                return false;
             }
-        }
-        // SAFETY: `b` is the last of the `n` blocks, inside the area.
-        unsafe {
-            Block::set_next(b.cast(), (*this).free);
-            (*this).bump = b.add(bs);
-        }
-        (*this).free = first.cast();
-        true
+            let n = (EXTEND_BYTES / bs).clamp(1, left);
+            let first = (*this).bump;
+            let mut b = first;
+            for _ in 1..n {
+                // SAFETY: `n <= left`, so every block written lies inside the
+                // page's block area, which the segment owns.
+                unsafe {
+                    let next = b.add(bs);
+                    Block::set_next(b.cast(), next.cast());
+                    b = next;
+                }
+            }
+            // SAFETY: `b` is the last of the `n` blocks, inside the area.
+            unsafe {
+                Block::set_next(b.cast(), (*this).free);
+                (*this).bump = b.add(bs);
+            }
+            (*this).free = first.cast();
+            true
         }
     }
 
@@ -215,30 +215,30 @@ impl Page {
         // (other threads CAS `thread_free` concurrently).
         #[allow(unused_unsafe)]
         unsafe {
-        let head = (*this).thread_free.take_all();
-        if head.is_null() {
-            return false;
-        }
-        let mut n = 1u32;
-        let mut tail = head;
-        // SAFETY: every block on the list was pushed by `push_remote` with a
-        // valid link; the list is now ours alone.
-        unsafe {
-            loop {
-                let next = Block::next(tail);
-                if next.is_null() {
-                    break;
-                }
-                #[cfg(feature = "hardened")]
-                crate::hardened::check_link(&*this, next);
-                tail = next;
-                n += 1;
+            let head = (*this).thread_free.take_all();
+            if head.is_null() {
+                return false;
             }
-            Block::set_next(tail, (*this).free);
-        }
-        (*this).free = head;
-        (*this).used -= n;
-        true
+            let mut n = 1u32;
+            let mut tail = head;
+            // SAFETY: every block on the list was pushed by `push_remote` with a
+            // valid link; the list is now ours alone.
+            unsafe {
+                loop {
+                    let next = Block::next(tail);
+                    if next.is_null() {
+                        break;
+                    }
+                    #[cfg(feature = "hardened")]
+                    crate::hardened::check_link(&*this, next);
+                    tail = next;
+                    n += 1;
+                }
+                Block::set_next(tail, (*this).free);
+            }
+            (*this).free = head;
+            (*this).used -= n;
+            true
         }
     }
 

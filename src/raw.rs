@@ -164,7 +164,7 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize) -> *mut u8 {
 pub extern "C" fn fork_prepare() {
     heap::fork_lock();
     segment::fork_lock();
-    crate::span::fork_lock();
+    crate::pool::fork_lock();
     witness::fork_lock();
 }
 
@@ -186,7 +186,7 @@ unsafe fn release_all() {
     // SAFETY: caller contract: `fork_prepare` took these locks.
     unsafe {
         witness::fork_unlock();
-        crate::span::fork_unlock();
+        crate::pool::fork_unlock();
         segment::fork_unlock();
         heap::fork_unlock();
     }

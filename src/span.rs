@@ -13,14 +13,13 @@
 //! aligned (≥ 4 KiB, so every large block is at least 64-byte aligned).
 //!
 //! **Warm pool.** A freed span is kept mapped (its pages stay faulted in) in
-//! a bounded pool: at most [`POOL_SLOTS`] spans and `pool_cap` bytes; the
-//! oldest spans are unmapped first when either bound is hit. A request takes
-//! a pooled span of its exact length, or one up to twice as long whose tail
-//! is then unmapped. Before fresh memory is mapped, old pooled spans are
-//! evicted so that live + pooled spans stay within the peak of live spans
-//! plus 1/8 (see `make_room`): retention does not raise peak RSS. This is what
-//! saves FFT provers from page-faulting their multi-MB vectors back in every
-//! proof. `NAlloc::trim()` empties the pool.
+//! the pool (`pool.rs`: free ranges that coalesce with their neighbours, cut
+//! best-fit for later requests, bounded by a slot count and `pool_cap`
+//! bytes, oldest released first). Before fresh memory is mapped, old pooled
+//! memory is released so that live + pooled spans stay within the peak of
+//! live spans plus 1/8 (see `make_room`): retention does not raise peak RSS.
+//! This is what saves FFT provers from page-faulting their multi-MB vectors
+//! back in every proof. `NAlloc::trim()` empties the pool.
 //!
 //! **Zeroing.** A fresh span is zero already. A pooled span asked for by
 //! `alloc_zeroed` is either memset or handed back to the kernel with
@@ -42,24 +41,23 @@
 //! spans advised for huge pages and at least [`ZERO_BY_PURGE_MIN`] long are
 //! purged; everything else is memset.
 //!
-//! **realloc.** On Linux spans grow and shrink with `mremap`, moving page
-//! tables instead of bytes — except that growth into a size for which the
-//! pool holds a warm span copies into that span (measured cheaper than
+//! **realloc.** A span shrinks by giving its tail to the pool, and grows in
+//! place into a pooled range that follows it. Otherwise growth copies into a
+//! warm pooled span of the new size if there is one (measured cheaper than
 //! faulting fresh pages, and it keeps the pool from holding stale spans; see
-//! `realloc_in_place`). Elsewhere (or when `mremap` fails) the caller copies.
+//! `realloc_in_place`), or on Linux moves page tables with `mremap` instead
+//! of bytes. Elsewhere (or when `mremap` fails) the caller copies.
 
 use core::ptr;
 use core::sync::atomic::Ordering::Relaxed;
 
 use crate::config::{self, HugePages};
 use crate::os::{self, HugeAdvice, HUGE_PAGE, OS_PAGE};
+use crate::pool;
 use crate::stats;
-use crate::sync::SpinLock;
 
-/// Most spans the pool holds.
-pub(crate) const POOL_SLOTS: usize = 64;
 /// Least slack of the retention budget (see [`make_room`]).
-const RETAIN_SLACK_MIN: usize = 32 << 20;
+const RETAIN_SLACK_MIN: usize = 8 << 20;
 /// Spans at least this large are huge-page backed under [`HugePages::Auto`].
 const AUTO_HUGE_MIN: usize = 32 << 20;
 /// Huge-page spans at least this large are zeroed by purging instead of
@@ -99,57 +97,9 @@ fn round_up(v: usize, to: usize) -> Option<usize> {
     Some(v.checked_add(to - 1)? & !(to - 1))
 }
 
-#[derive(Clone, Copy)]
-struct Pooled {
-    ptr: *mut u8,
-    len: usize,
-}
-
-struct Pool {
-    /// Oldest first.
-    spans: [Pooled; POOL_SLOTS],
-    len: usize,
-    bytes: usize,
-}
-// SAFETY: pooled spans are unowned memory; the lock serialises access.
-unsafe impl Send for Pool {}
-
-static POOL: SpinLock<Pool> = SpinLock::new(Pool {
-    spans: [Pooled {
-        ptr: ptr::null_mut(),
-        len: 0,
-    }; POOL_SLOTS],
-    len: 0,
-    bytes: 0,
-});
-
-impl Pool {
-    fn remove(&mut self, i: usize) -> Pooled {
-        let s = self.spans[i];
-        self.spans.copy_within(i + 1..self.len, i);
-        self.len -= 1;
-        self.bytes -= s.len;
-        s
-    }
-}
-
-/// Takes the pool lock before `fork`.
-pub(crate) fn fork_lock() {
-    POOL.acquire_raw();
-}
-
-/// Releases the lock of [`fork_lock`].
-///
-/// # Safety
-/// Only after `fork_lock`.
-pub(crate) unsafe fn fork_unlock() {
-    // SAFETY: caller contract.
-    unsafe { POOL.release_raw() }
-}
-
 /// Bytes held in the warm pool now.
 pub(crate) fn pool_bytes() -> usize {
-    POOL.lock().bytes
+    pool::bytes()
 }
 
 fn advice_for(len: usize) -> Option<HugeAdvice> {
@@ -226,96 +176,53 @@ unsafe fn zero_recycled(p: *mut u8, size: usize, len: usize) {
     unsafe { ptr::write_bytes(p, 0, size) };
 }
 
-/// A pooled span for a request of `len` bytes at `align`: of exactly `len`
-/// bytes, or larger (at most 2x) with its tail unmapped, or — where the
-/// platform can remap — smaller (at least half) and grown with `mremap`, so
-/// its warm pages are kept and only the difference is faulted in. Returns
-/// the span and how many of its leading bytes may be non-zero (null, 0 if
-/// the pool has nothing suitable).
+/// A pooled span for a request of `len` bytes at `align`: cut from the
+/// best-fitting warm range, or — where the platform can remap — a shorter
+/// range (at least half) grown with `mremap`, so its warm pages are kept and
+/// only the difference is faulted in. Returns the span and how many of its
+/// leading bytes may be non-zero (null, 0 if the pool has nothing suitable).
 fn take_pooled(len: usize, align: usize) -> (*mut u8, usize) {
-    let s = {
-        let mut pool = POOL.lock();
-        // Newest first: the most recently freed span is the likeliest to
-        // still be in cache and in the TLB.
-        let mut larger: Option<usize> = None;
-        let mut smaller: Option<usize> = None;
-        let mut exact = None;
-        for i in (0..pool.len).rev() {
-            let s = pool.spans[i];
-            if s.ptr.addr() % align != 0 {
-                continue;
-            }
-            if s.len == len {
-                exact = Some(i);
-                break;
-            }
-            // Same side of the huge-page line, so cuts stay aligned.
-            let same_kind = (s.len >= HUGE_PAGE) == (len >= HUGE_PAGE);
-            let shrinkable = os::CAN_TRIM && same_kind && s.len > len && s.len <= 2 * len;
-            let growable = os::CAN_REMAP && same_kind && s.len < len && s.len >= len / 2;
-            if shrinkable && larger.is_none_or(|b| pool.spans[b].len > s.len) {
-                larger = Some(i);
-            } else if growable && smaller.is_none_or(|b| pool.spans[b].len < s.len) {
-                smaller = Some(i);
-            }
-        }
-        match exact.or(larger).or(smaller) {
-            Some(i) => pool.remove(i),
-            None => return (ptr::null_mut(), 0),
-        }
-    };
-    if s.len > len {
-        // The tail goes back to the OS. (Keeping it pooled as a span of its
-        // own was measured on the C `c-large` workload — random 5-25 MiB
-        // blocks — at 0.29 s vs 0.31 s but 78 vs 55 MiB peak RSS: the
-        // pieces are rarely the right size, and growth remaps instead.)
-        // SAFETY: the tail is the end of a whole pooled span we now own;
-        // platforms with CAN_TRIM release part of a mapping.
-        unsafe { os::unmap(s.ptr.add(len), s.len - len) };
-        stats::unmapped(s.len - len);
-        (s.ptr, len)
-    } else if s.len < len {
-        make_room(len - s.len);
-        // SAFETY: `s` is a whole span we own; on success the old range is
-        // no longer used.
-        let q = unsafe { os::remap(s.ptr, s.len, len, span_align(len, align)) };
-        if q.is_null() {
-            // SAFETY: still a whole span of ours, unused.
-            unsafe { os::unmap(s.ptr, s.len) };
-            stats::unmapped(s.len);
-            return (ptr::null_mut(), 0);
-        }
-        stats::mapped(len - s.len);
-        advise(q, len);
-        (q, s.len)
-    } else {
-        (s.ptr, len)
+    let align = span_align(len, align);
+    let p = pool::take(len, align);
+    if !p.is_null() {
+        // A range may have been pooled under another huge-page policy
+        // (a cut of a bigger span, a merge of smaller ones).
+        advise(p, len);
+        return (p, len);
     }
+    if !os::CAN_REMAP {
+        return (ptr::null_mut(), 0);
+    }
+    let Some(r) = pool::take_growable(len, align) else {
+        return (ptr::null_mut(), 0);
+    };
+    make_room(len - r.len);
+    // SAFETY: `r` is unused memory we own; a merged range may span several
+    // mappings, and then the kernel refuses (null) and nothing moved.
+    let q = unsafe { os::remap(r.ptr, r.len, len, align) };
+    if q.is_null() {
+        // SAFETY: still unused memory of ours.
+        unsafe { pool::put(r.ptr, r.len) };
+        return (ptr::null_mut(), 0);
+    }
+    stats::mapped(len - r.len);
+    advise(q, len);
+    (q, r.len)
 }
 
-/// Before mapping `extra` fresh bytes: evict the oldest pooled spans while
-/// live spans + pooled spans + `extra` would exceed the peak of live spans
-/// seen so far by more than a little slack. So retention never raises the
-/// peak RSS much beyond what the program itself needed at its peak, while a
-/// prover that frees and re-makes the same vectors (live + pooled stays at
-/// its peak) keeps them all warm. Measured: the `zeroed` benchmark (512 MiB
-/// buffer, then random 5-25 MiB blocks) peaked at 954 MiB before this rule.
+/// Before mapping `extra` fresh bytes: release the oldest pooled memory
+/// while live spans + pooled memory + `extra` would exceed the peak of live
+/// spans seen so far by more than a little slack. So retention never raises
+/// the peak RSS much beyond what the program itself needed at its peak,
+/// while a prover that frees and re-makes the same vectors (live + pooled
+/// stays at its peak) keeps them all warm. Measured: the `zeroed` benchmark
+/// (512 MiB buffer, then random 5-25 MiB blocks) peaked at 954 MiB before
+/// this rule.
 fn make_room(extra: usize) {
-    loop {
-        let victim = {
-            let mut pool = POOL.lock();
-            let live = stats::SPANS_LIVE.get();
-            let peak = stats::SPANS_LIVE.peak();
-            let budget = peak.saturating_add((peak / 8).max(RETAIN_SLACK_MIN));
-            if pool.len == 0 || live.saturating_add(pool.bytes).saturating_add(extra) <= budget {
-                return;
-            }
-            pool.remove(0)
-        };
-        // SAFETY: the evicted span is whole and owned by nobody.
-        unsafe { os::unmap(victim.ptr, victim.len) };
-        stats::unmapped(victim.len);
-    }
+    let live = stats::SPANS_LIVE.get();
+    let peak = stats::SPANS_LIVE.peak();
+    let budget = peak.saturating_add((peak / 8).max(RETAIN_SLACK_MIN));
+    pool::shrink_to(budget.saturating_sub(live.saturating_add(extra)));
 }
 
 /// Frees a span.
@@ -328,47 +235,7 @@ pub(crate) unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
     stats::SPANS_LIVE.sub(len);
     stats::SPAN_FREES.fetch_add(1, Relaxed);
     // SAFETY: caller contract: a whole span of ours, now unused.
-    unsafe { retain(p, len) };
-}
-
-/// Keeps an unused span warm in the pool (evicting the oldest spans if the
-/// pool is full or over its cap), or unmaps it if it cannot fit at all.
-///
-/// # Safety
-/// `p`/`len` must be a whole unused span (or a cut-off tail of one) that
-/// nobody references.
-unsafe fn retain(p: *mut u8, len: usize) {
-    let cap = config::pool_cap();
-    if len > cap {
-        // SAFETY: caller contract.
-        unsafe { os::unmap(p, len) };
-        stats::unmapped(len);
-        return;
-    }
-    loop {
-        let victim = {
-            let mut pool = POOL.lock();
-            if pool.len < POOL_SLOTS && pool.bytes + len <= cap {
-                let i = pool.len;
-                pool.spans[i] = Pooled { ptr: p, len };
-                pool.len += 1;
-                pool.bytes += len;
-                return;
-            }
-            if pool.len == 0 {
-                Pooled { ptr: p, len }
-            } else {
-                pool.remove(0)
-            }
-        };
-        // Unmap outside the lock: munmap of a big span takes milliseconds.
-        // SAFETY: the victim is a whole span that nobody owns any more.
-        unsafe { os::unmap(victim.ptr, victim.len) };
-        stats::unmapped(victim.len);
-        if victim.ptr == p {
-            return;
-        }
-    }
+    unsafe { pool::put(p, len) };
 }
 
 /// Resizes a span, without copying where the platform can. Null when it
@@ -381,6 +248,21 @@ pub(crate) unsafe fn realloc_in_place(p: *mut u8, old_size: usize, align: usize,
         return ptr::null_mut();
     };
     if old_len == new_len {
+        return p;
+    }
+    if new_len < old_len && os::CAN_TRIM {
+        // The cut-off tail stays warm in the pool.
+        stats::SPANS_LIVE.sub(old_len - new_len);
+        // SAFETY: caller contract: the tail of the live span `p`/`old_len`
+        // beyond `new_len` (whole pages) is no longer used.
+        unsafe { pool::put(p.add(new_len), old_len - new_len) };
+        return p;
+    }
+    // SAFETY: in bounds (one past the end) of the live span.
+    if new_len > old_len && pool::take_at(unsafe { p.add(old_len) }, new_len - old_len) {
+        // The pooled range right after the span: grown in place, warm.
+        stats::POOL_HITS.fetch_add(1, Relaxed);
+        stats::SPANS_LIVE.add(new_len - old_len);
         return p;
     }
     if new_len > old_len {
@@ -426,37 +308,12 @@ pub(crate) unsafe fn realloc_in_place(p: *mut u8, old_size: usize, align: usize,
 
 /// Unmaps every pooled span; returns the bytes released.
 pub(crate) fn trim() -> usize {
-    let mut released = 0;
-    loop {
-        let s = {
-            let mut pool = POOL.lock();
-            if pool.len == 0 {
-                return released;
-            }
-            let last = pool.len - 1;
-            pool.remove(last)
-        };
-        // SAFETY: pooled spans are whole spans nobody owns.
-        unsafe { os::unmap(s.ptr, s.len) };
-        stats::unmapped(s.len);
-        released += s.len;
-    }
+    pool::trim()
 }
 
 /// Keeps at most `cap` bytes in the pool (after a cap change).
 pub(crate) fn shrink_to(cap: usize) {
-    loop {
-        let s = {
-            let mut pool = POOL.lock();
-            if pool.bytes <= cap || pool.len == 0 {
-                return;
-            }
-            pool.remove(0)
-        };
-        // SAFETY: as in `trim`.
-        unsafe { os::unmap(s.ptr, s.len) };
-        stats::unmapped(s.len);
-    }
+    pool::shrink_to(cap);
 }
 
 #[cfg(test)]
