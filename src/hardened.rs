@@ -138,7 +138,7 @@ pub(crate) unsafe fn on_free(page: *const Page, p: *mut u8, size: usize, class: 
         }
         let seg = crate::segment::segment_of(page as *mut Page).addr();
         let offset = p.addr() - seg;
-        let area = (*page).bump_end.addr() - seg;
+        let area = (*page).bump.addr() + (*page).bump_left as usize - seg;
         let first_area = if offset < crate::segment::PAGE_SIZE {
             64 << 10
         } else {

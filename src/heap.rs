@@ -166,6 +166,34 @@ pub(crate) unsafe fn alloc(class: usize, size: usize) -> *mut u8 {
     unsafe { refill(class, size, false) }
 }
 
+/// Like [`alloc`] / [`alloc_zeroed`] for the unsized (C) interface, but
+/// `None` when the thread is inside a witness scope: such blocks need the
+/// header path of `raw`. One thread-local read, as in [`alloc`].
+///
+/// # Safety
+/// `class < NUM_CLASSES`.
+#[inline(always)]
+pub(crate) unsafe fn alloc_unscoped(class: usize, size: usize, zeroed: bool) -> Option<*mut u8> {
+    let heap = CURRENT.get();
+    // SAFETY: as in `alloc`; the scope sentinel's pages are empty too, so
+    // a scoped thread always reaches the check below.
+    unsafe {
+        let page = *(*heap).pages.get_unchecked(class);
+        if !zeroed && !(*page).free.is_null() {
+            let b = Page::pop(page);
+            #[cfg(feature = "hardened")]
+            crate::hardened::on_alloc(page, b, size);
+            bump(&(*counters(heap)).allocs);
+            return Some(b);
+        }
+    }
+    if heap == scope_heap() {
+        return None;
+    }
+    // SAFETY: forwarded caller contract.
+    Some(unsafe { refill(class, size, zeroed) })
+}
+
 /// Allocates a zeroed block of `class`; fresh memory is not memset.
 ///
 /// # Safety

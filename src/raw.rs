@@ -30,15 +30,28 @@ const HEADER: usize = core::mem::size_of::<Header>();
 
 /// Allocates `size` bytes aligned to `align` (a power of two); null on
 /// failure. Zero-filled if `zeroed`.
+///
+/// Inlined into the C entry points (another crate), so that `malloc` of a
+/// small block is the heap's fast path with no call in between.
+#[inline]
 pub fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
     let align = align.max(HEADER);
-    if is_small(size, align) && !heap::in_scope() {
+    if is_small(size, align) {
         let class = class_for(size, align);
         // SAFETY: `class_for` gives a valid class for small requests.
-        return unsafe { heap::alloc_class(class, size, zeroed) };
+        if let Some(p) = unsafe { heap::alloc_unscoped(class, size, zeroed) } {
+            return p;
+        }
     }
-    // Header path: the block starts `align` (≥ 16) bytes in, so the header
-    // fits just below it and the block keeps the alignment.
+    alloc_with_header(size, align, zeroed)
+}
+
+/// The header path of [`alloc`]: large blocks, and every block made inside
+/// a witness scope.
+#[inline(never)]
+fn alloc_with_header(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+    // The block starts `align` (≥ 16) bytes in, so the header fits just
+    // below it and the block keeps the alignment.
     // `size.max(1)`: a zero-size request must still get a pointer *inside*
     // its span (one past the end could be another allocation's memory —
     // fuzzing found one landing on a segment header).
@@ -77,19 +90,25 @@ unsafe fn header_of(p: *mut u8) -> (*mut u8, Layout) {
 ///
 /// # Safety
 /// `p` must be null or a live block from [`alloc`] / [`realloc`].
+#[inline]
 pub unsafe fn free(p: *mut u8) {
-    if p.is_null() {
-        return;
-    }
     if segment::contains(p) {
         // SAFETY: caller contract: a live small block.
         unsafe { heap::free(p, usize::MAX, 0) };
-    } else {
+    } else if !p.is_null() {
         // SAFETY: caller contract: a live header block.
-        unsafe {
-            let (base, layout) = header_of(p);
-            crate::dealloc_layout(base, layout);
-        }
+        unsafe { free_with_header(p) };
+    }
+}
+
+/// # Safety
+/// `p` must be a live header block.
+#[inline(never)]
+unsafe fn free_with_header(p: *mut u8) {
+    // SAFETY: caller contract.
+    unsafe {
+        let (base, layout) = header_of(p);
+        crate::dealloc_layout(base, layout);
     }
 }
 

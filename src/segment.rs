@@ -244,7 +244,7 @@ impl Segment {
             (*page).heap = (*seg).heap;
             // `start + blocks * block_size <= SEGMENT_SIZE`.
             (*page).bump = base.add(start);
-            (*page).bump_end = base.add(start + blocks * block_size);
+            (*page).bump_left = (blocks * block_size) as u32;
             (*page).next = ptr::null_mut();
             (*page).prev = ptr::null_mut();
             (*page).class = class as u8;
