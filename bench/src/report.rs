@@ -417,15 +417,9 @@ pub fn fmt_kib(kib: u64) -> String {
 
 // ---------------------------------------------------------------- SVG chart
 
-const COLORS: &[&str] = &["#d62728", "#7f7f7f", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"];
-
-/// A fixed color per allocator, so charts of different selections match.
+/// A fixed color per allocator (see `AllocatorInfo::color`), so charts of different selections match.
 fn color(allocator: &str) -> &'static str {
-    let i = crate::allocators::ALLOCATORS
-        .iter()
-        .position(|a| a.name == allocator)
-        .unwrap_or(COLORS.len() - 1);
-    COLORS[i % COLORS.len()]
+    crate::allocators::find(allocator).map_or("#ff7f0e", |a| a.color)
 }
 
 fn esc(s: &str) -> String {

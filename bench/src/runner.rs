@@ -64,7 +64,7 @@ pub fn usage() -> String {
          options:\n  \
            --full                 run the long suite (default: quick, ~5 min on 2 cores)\n  \
            --workload NAME[,..]   workloads to run (repeatable; default: all)\n  \
-           --allocator NAME[,..]  allocators to compare (repeatable; default: all)\n  \
+           --allocator NAME[,..]  allocators to compare (repeatable; default: all but the opt-in ones)\n  \
            --runs N               fresh-process runs per pair (default {QUICK_RUNS} quick, {FULL_RUNS} full)\n  \
            --json FILE            also write the results as JSON\n  \
            --svg FILE             write the SVG chart here (default: <target>/nalloc-bench/)\n  \
@@ -83,7 +83,17 @@ pub fn usage() -> String {
 /// The valid workload and allocator names, for error messages.
 pub fn choices() -> String {
     let w: Vec<&str> = WORKLOADS.iter().chain(ON_DEMAND).map(|w| w.name).collect();
-    let a: Vec<&str> = ALLOCATORS.iter().map(|a| a.name).collect();
+    let a: Vec<String> = ALLOCATORS
+        .iter()
+        .filter(|a| !a.opt_in)
+        .map(|a| a.name.to_owned())
+        .chain(
+            ALLOCATORS
+                .iter()
+                .filter(|a| a.opt_in)
+                .map(|a| format!("{} (opt-in)", a.name)),
+        )
+        .collect();
     format!("valid workloads: {}\nvalid allocators: {}", w.join(", "), a.join(", "))
 }
 
@@ -185,7 +195,11 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
         select(&wanted_workloads, WORKLOADS, |w| w.name, "workload")?
     };
     workloads.extend(on_demand);
-    let allocators = select(&wanted_allocators, ALLOCATORS, |a| a.name, "allocator")?;
+    let mut allocators = select(&wanted_allocators, ALLOCATORS, |a| a.name, "allocator")?;
+    if wanted_allocators.is_empty() {
+        // Opt-in allocators (nalloc-hardened) run only when named.
+        allocators.retain(|a| !a.opt_in);
+    }
     Ok(Cli::Run(Options {
         full,
         workloads,
@@ -238,8 +252,12 @@ pub fn print_list() {
         println!("  {:<14} {}", w.name, w.description);
     }
     println!("\nallocators (one worker binary each):");
-    for a in ALLOCATORS {
-        println!("  {:<14} {}", a.name, a.description);
+    for a in ALLOCATORS.iter().filter(|a| !a.opt_in) {
+        println!("  {:<16} {}", a.name, a.description);
+    }
+    println!("\nopt-in allocators (only when named with --allocator):");
+    for a in ALLOCATORS.iter().filter(|a| a.opt_in) {
+        println!("  {:<16} {}", a.name, a.description);
     }
 }
 
@@ -328,57 +346,53 @@ fn default_svg_path(exe_dir: &Path, full: bool) -> PathBuf {
         .join(format!("nalloc-bench-{}.svg", if full { "full" } else { "quick" }))
 }
 
-fn worker_path(dir: &Path, alloc: &AllocatorInfo) -> PathBuf {
-    dir.join(format!("{}{}", alloc.worker_bin, std::env::consts::EXE_SUFFIX))
+/// Directory holding `alloc`'s worker, given `exe_dir`, the profile directory
+/// holding the runner (`<target>/<profile>`): `exe_dir` itself, or
+/// `<target>/<feature>/<profile>` for a worker built with a feature of its own
+/// (see [`AllocatorInfo::feature`]).
+pub fn worker_dir(exe_dir: &Path, alloc: &AllocatorInfo) -> PathBuf {
+    match alloc.feature {
+        None => exe_dir.to_path_buf(),
+        Some(feature) => feature_target_dir(exe_dir, feature).join(exe_dir.file_name().unwrap_or_default()),
+    }
+}
+
+/// `<target>/<feature>`: the target directory of the workers built with `feature`.
+fn feature_target_dir(exe_dir: &Path, feature: &str) -> PathBuf {
+    exe_dir.parent().unwrap_or(exe_dir).join(feature)
+}
+
+/// Path of `alloc`'s worker executable (see [`worker_dir`]).
+pub fn worker_path(exe_dir: &Path, alloc: &AllocatorInfo) -> PathBuf {
+    worker_dir(exe_dir, alloc).join(format!("{}{}", alloc.worker_bin, std::env::consts::EXE_SUFFIX))
 }
 
 fn mtime(p: &Path) -> Option<std::time::SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
-/// Makes sure the worker binaries exist next to the runner and are newer than
-/// it; otherwise builds them with `$CARGO build -p nalloc-bench --bins` in the
-/// same profile and target directory. Returns the directory holding them.
-pub fn ensure_workers(opts: &Options) -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot locate own executable: {e}"))?;
-    let dir = exe
-        .parent()
-        .ok_or("own executable has no parent directory")?
-        .to_path_buf();
-    let exe_time = mtime(&exe);
-    let fresh = |a: &&AllocatorInfo| match (mtime(&worker_path(&dir, a)), exe_time) {
-        (Some(w), Some(e)) => w >= e,
-        _ => false,
-    };
-    if opts.no_build {
-        return match opts
-            .allocators
-            .iter()
-            .map(|a| worker_path(&dir, a))
-            .find(|p| !p.exists())
-        {
-            Some(missing) => Err(format!(
-                "worker binary {} is missing and --no-build was given",
-                missing.display()
-            )),
-            None => Ok(dir),
-        };
-    }
-    if !opts.rebuild && opts.allocators.iter().all(fresh) {
-        return Ok(dir);
-    }
-
+/// The cargo command that builds workers in the runner's profile: with
+/// `feature` `None`, `$CARGO build -p nalloc-bench --bins` into the runner's
+/// own target directory; with `Some(feature)`, `$CARGO build -p nalloc-bench
+/// --features <feature> --bin <bin>..` into `<target>/<feature>`.
+pub fn build_command(exe_dir: &Path, feature: Option<&str>, bins: &[&str]) -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-    let mut cmd = Command::new(&cargo);
-    cmd.arg("build")
-        .arg("-p")
-        .arg("nalloc-bench")
-        .arg("--bins")
-        .arg("--manifest-path")
-        .arg(&manifest);
-    let profile_dir = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    match profile_dir {
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build").arg("-p").arg("nalloc-bench");
+    match feature {
+        None => {
+            cmd.arg("--bins");
+        }
+        Some(feature) => {
+            cmd.arg("--features").arg(feature);
+            for bin in bins {
+                cmd.arg("--bin").arg(bin);
+            }
+        }
+    }
+    cmd.arg("--manifest-path").arg(&manifest);
+    match exe_dir.file_name().and_then(|n| n.to_str()).unwrap_or("") {
         "release" => {
             cmd.arg("--release");
         }
@@ -387,27 +401,91 @@ pub fn ensure_workers(opts: &Options) -> Result<PathBuf, String> {
             cmd.arg("--profile").arg(other);
         }
     }
-    if let Some(target_dir) = dir.parent() {
-        cmd.arg("--target-dir").arg(target_dir);
+    match (feature, exe_dir.parent()) {
+        (None, Some(target_dir)) => {
+            cmd.arg("--target-dir").arg(target_dir);
+        }
+        (None, None) => {}
+        (Some(feature), _) => {
+            cmd.arg("--target-dir").arg(feature_target_dir(exe_dir, feature));
+        }
     }
-    eprintln!("building worker binaries: {cmd:?}");
-    let status = cmd
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .status()
-        .map_err(|e| format!("cannot run {}: {e}", cargo.to_string_lossy()))?;
-    if !status.success() {
-        return Err(format!("building the worker binaries failed ({status})"));
+    cmd
+}
+
+/// Makes sure the selected allocators' worker binaries exist and are newer
+/// than the runner; otherwise builds them in the runner's profile (see
+/// [`build_command`]): the ordinary workers with one cargo invocation in the
+/// runner's target directory, those needing a feature (`nalloc-hardened`)
+/// with one invocation per feature into `<target>/<feature>`. Returns the
+/// directory holding the runner, from which [`worker_path`] finds each worker.
+pub fn ensure_workers(opts: &Options) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot locate own executable: {e}"))?;
+    let dir = exe
+        .parent()
+        .ok_or("own executable has no parent directory")?
+        .to_path_buf();
+    let exe_time = mtime(&exe);
+    let fresh = |a: &AllocatorInfo| match (mtime(&worker_path(&dir, a)), exe_time) {
+        (Some(w), Some(e)) => w >= e,
+        _ => false,
+    };
+    let missing = || opts.allocators.iter().find(|a| !worker_path(&dir, a).exists());
+    if opts.no_build {
+        return match missing() {
+            Some(a) => Err(format!(
+                "worker binary {} ({}) is missing and --no-build was given{}",
+                worker_path(&dir, a).display(),
+                a.name,
+                match a.feature {
+                    Some(_) => format!("; it is built by {:?}", build_command(&dir, a.feature, &[a.worker_bin])),
+                    None => String::new(),
+                },
+            )),
+            None => Ok(dir),
+        };
     }
-    if let Some(missing) = opts
-        .allocators
-        .iter()
-        .map(|a| worker_path(&dir, a))
-        .find(|p| !p.exists())
-    {
+
+    // One build per distinct feature set among the stale workers, the
+    // ordinary workers first.
+    let mut builds: Vec<Option<&'static str>> = Vec::new();
+    for a in opts.allocators.iter().filter(|a| opts.rebuild || !fresh(a)) {
+        if !builds.contains(&a.feature) {
+            builds.push(a.feature);
+        }
+    }
+    builds.sort_by_key(Option::is_some);
+    for feature in builds {
+        let bins: Vec<&str> = opts
+            .allocators
+            .iter()
+            .filter(|a| a.feature == feature)
+            .map(|a| a.worker_bin)
+            .collect();
+        let mut cmd = build_command(&dir, feature, &bins);
+        let what = match feature {
+            None => "the worker binaries".to_owned(),
+            Some(f) => format!("the worker binaries with feature `{f}`"),
+        };
+        match feature {
+            None => eprintln!("building {what}: {cmd:?}"),
+            // A target directory of its own: its first build compiles every dependency once more.
+            Some(_) => eprintln!("building {what} (own target directory; the first build takes minutes): {cmd:?}"),
+        }
+        let status = cmd
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .status()
+            .map_err(|e| format!("cannot run {}: {e}", cmd.get_program().to_string_lossy()))?;
+        if !status.success() {
+            return Err(format!("building {what} failed ({status})"));
+        }
+    }
+    if let Some(a) = missing() {
         return Err(format!(
-            "worker binary {} still missing after the build",
-            missing.display()
+            "worker binary {} ({}) still missing after the build",
+            worker_path(&dir, a).display(),
+            a.name
         ));
     }
     Ok(dir)
@@ -670,7 +748,8 @@ mod tests {
         let Ok(Cli::Run(o)) = parse(&[]) else { panic!() };
         assert_eq!(o.runs, QUICK_RUNS);
         assert_eq!(o.workloads.len(), WORKLOADS.len());
-        assert_eq!(o.allocators.len(), ALLOCATORS.len());
+        // Every allocator but the opt-in ones.
+        assert_eq!(allocator_names(&o), ["nalloc", "glibc", "mimalloc", "jemalloc"]);
 
         let Ok(Cli::Run(o)) = parse(&[
             "--full",
@@ -706,5 +785,54 @@ mod tests {
             assert!(parse(bad).is_err(), "{bad:?} should fail");
         }
         assert!(matches!(parse(&["--list"]), Ok(Cli::List)));
+    }
+
+    #[test]
+    fn opt_in_allocators_run_only_when_named() {
+        let Ok(Cli::Run(o)) = parse(&["--allocator", "nalloc-hardened"]) else {
+            panic!()
+        };
+        assert_eq!(allocator_names(&o), ["nalloc-hardened"]);
+        // Report order, not command-line order.
+        let Ok(Cli::Run(o)) = parse(&["--allocator=glibc,nalloc-hardened", "--allocator", "nalloc"]) else {
+            panic!()
+        };
+        assert_eq!(allocator_names(&o), ["nalloc", "nalloc-hardened", "glibc"]);
+        assert!(choices().contains("nalloc-hardened (opt-in)"), "{}", choices());
+    }
+
+    #[test]
+    fn feature_workers_live_in_their_own_target_dir() {
+        let nalloc = crate::allocators::find("nalloc").expect("nalloc");
+        let hardened = crate::allocators::find("nalloc-hardened").expect("nalloc-hardened");
+        let exe_dir = Path::new("/t/release");
+        let exe = std::env::consts::EXE_SUFFIX;
+        assert_eq!(
+            worker_path(exe_dir, nalloc),
+            PathBuf::from(format!("/t/release/nalloc-bench-worker-nalloc{exe}"))
+        );
+        assert_eq!(
+            worker_path(exe_dir, hardened),
+            PathBuf::from(format!("/t/hardened/release/nalloc-bench-worker-nalloc{exe}"))
+        );
+
+        let args = |feature, bins: &[&str]| -> Vec<String> {
+            build_command(exe_dir, feature, bins)
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let plain = args(None, &[]);
+        assert!(plain.windows(2).any(|w| w == ["--target-dir", "/t"]), "{plain:?}");
+        assert!(plain.iter().any(|a| a == "--bins") && !plain.iter().any(|a| a == "--features"));
+        let hard = args(Some("hardened"), &[hardened.worker_bin]);
+        for pair in [
+            ["--features", "hardened"],
+            ["--bin", "nalloc-bench-worker-nalloc"],
+            ["--target-dir", "/t/hardened"],
+        ] {
+            assert!(hard.windows(2).any(|w| w == pair), "{pair:?} in {hard:?}");
+        }
+        assert!(hard.iter().any(|a| a == "--release") && !hard.iter().any(|a| a == "--bins"));
     }
 }

@@ -17,9 +17,14 @@ pub fn rusage(who: libc::c_int) -> (u64, u64) {
 
 fn usage(allocator: &str) -> String {
     let names: Vec<&str> = workloads::WORKLOADS.iter().map(|w| w.name).collect();
+    // The executable's own name: `nalloc-hardened` runs `nalloc-bench-worker-nalloc`.
+    let program = std::env::args()
+        .next()
+        .and_then(|a| Some(std::path::Path::new(&a).file_name()?.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| format!("nalloc-bench-worker-{allocator}"));
     format!(
-        "usage: nalloc-bench-worker-{allocator} --workload NAME [--full]\n\
-         (normally launched by `nalloc-bench`)\nworkloads: {}",
+        "usage: {program} --workload NAME [--full]\n\
+         (the {allocator} worker, normally launched by `nalloc-bench`)\nworkloads: {}",
         names.join(", ")
     )
 }

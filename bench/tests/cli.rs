@@ -22,7 +22,7 @@ fn unknown_workload_names_the_valid_choices() {
     for name in ["halo2", "fft", "small", "zeroed", "larson", "realloc"] {
         assert!(err.contains(name), "stderr should list `{name}`: {err}");
     }
-    for name in ["nalloc", "glibc", "mimalloc", "jemalloc"] {
+    for name in ["nalloc", "glibc", "mimalloc", "jemalloc", "nalloc-hardened (opt-in)"] {
         assert!(err.contains(name), "stderr should list `{name}`: {err}");
     }
 }
@@ -50,6 +50,22 @@ fn list_succeeds() {
     assert!(out.status.success());
     let s = text(&out.stdout);
     assert!(s.contains("cache-scratch") && s.contains("jemalloc"), "{s}");
+    // The hardened build is listed, in the opt-in section after the default allocators.
+    let opt_in = s.find("opt-in allocators").expect("an opt-in section");
+    let hardened = s.find("nalloc-hardened").expect("nalloc-hardened listed");
+    assert!(
+        hardened > opt_in && s.find("jemalloc").is_some_and(|j| j < opt_in),
+        "{s}"
+    );
+}
+
+#[test]
+fn help_says_opt_in_allocators_are_not_in_the_default_set() {
+    let out = runner(&["--help"]);
+    assert!(out.status.success());
+    let s = text(&out.stdout);
+    assert!(s.contains("default: all but the opt-in ones"), "{s}");
+    assert!(s.contains("nalloc-hardened (opt-in)"), "{s}");
 }
 
 #[test]

@@ -1,8 +1,16 @@
 //! Benchmark worker with `zk_nalloc::NAlloc` as the global allocator.
+//!
+//! Built plainly it is the `nalloc` worker; the runner also builds it with
+//! `--features hardened` (zk-nalloc's misuse detection) into a target
+//! directory of its own, where it reports itself as `nalloc-hardened`.
 
 #[global_allocator]
 static GLOBAL: zk_nalloc::NAlloc = zk_nalloc::NAlloc::new();
 
 fn main() {
-    nalloc_bench::worker_main("nalloc")
+    nalloc_bench::worker_main(if cfg!(feature = "hardened") {
+        "nalloc-hardened"
+    } else {
+        "nalloc"
+    })
 }

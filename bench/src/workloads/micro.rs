@@ -85,7 +85,7 @@ pub fn batch(ctx: &Ctx) -> Result<WorkloadOutput, String> {
     let mut out = WorkloadOutput::default();
     out.phase("free-each", ms(t.elapsed()));
 
-    if ctx.allocator == "nalloc" {
+    if ctx.is_nalloc() {
         // The same batches from a scratch arena: stamp and check each block
         // like `Block` does, then one O(1) reset per round instead of 10k frees.
         let mut arena = zk_nalloc::ScratchArena::new();
@@ -155,7 +155,7 @@ pub fn witness(ctx: &Ctx) -> Result<WorkloadOutput, String> {
         }
     }
     out.phase("memset+free", ms(t.elapsed()));
-    if ctx.allocator == "nalloc" {
+    if ctx.is_nalloc() {
         let arena = zk_nalloc::WitnessArena::new();
         let t = Instant::now();
         for round in 0..rounds {

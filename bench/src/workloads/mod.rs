@@ -44,6 +44,12 @@ impl Ctx {
         }
     }
 
+    /// Whether the allocator installed is zk-nalloc, in any build (`nalloc`,
+    /// `nalloc-hardened`): workloads run their nalloc-only phases then.
+    pub fn is_nalloc(&self) -> bool {
+        self.allocator == "nalloc" || self.allocator.starts_with("nalloc-")
+    }
+
     /// Picks the quick or the full value of a parameter.
     pub fn pick<T>(&self, quick: T, full: T) -> T {
         if self.full {
@@ -203,6 +209,19 @@ mod tests {
     fn median_odd_even() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn nalloc_builds_run_the_nalloc_phases() {
+        for (name, nalloc) in [
+            ("nalloc", true),
+            ("nalloc-hardened", true),
+            ("glibc", false),
+            ("mimalloc", false),
+            ("jemalloc", false),
+        ] {
+            assert_eq!(Ctx::new(false, name).is_nalloc(), nalloc, "{name}");
+        }
     }
 
     #[test]

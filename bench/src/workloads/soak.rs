@@ -230,7 +230,7 @@ pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
             .ok_or_else(|| format!("{SECONDS_ENV} must be a positive number of seconds, got `{v}`"))?,
         Err(_) => ctx.pick(20, 120),
     };
-    let nalloc = ctx.allocator == "nalloc";
+    let nalloc = ctx.is_nalloc();
     let workers = (ctx.threads * 2).max(4);
     let sh = Shared {
         stop: AtomicBool::new(false),
