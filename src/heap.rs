@@ -9,7 +9,8 @@
 //!               if b != null { page.free = b.next; page.used += 1; return b }
 //!               else refill (cold)
 //! free(p):      page = segment(p).pages[index(p)];
-//!               if page.heap == CURRENT { push on page.free } else { CAS onto page.thread_free }
+//!               if page.heap == CURRENT { push on page.free }
+//!               else { batch per page (cold); the batch goes onto page.thread_free with one CAS }
 //! ```
 //!
 //! **Start-up without a check.** `CURRENT` starts as the address of a static
@@ -29,7 +30,8 @@
 //! freed, so the number of heaps is the peak number of live threads and
 //! 10,000 short-lived threads reuse a handful of heaps. A block freed by any
 //! thread into a heap that is retired, or owned by someone else, goes to its
-//! page's atomic `thread_free` list and is collected by the next owner.
+//! page's atomic `thread_free` list (in batches per page, see `free_remote`)
+//! and is collected by the next owner.
 //! Allocations made *after* the thread's TLS teardown (by other TLS
 //! destructors) are served from a shared heap under a lock; a free never
 //! creates a heap.
@@ -43,7 +45,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::os;
-use crate::page::Page;
+use crate::page::{Block, Page};
 use crate::segment::{self, Segment};
 use crate::size_class::{CLASS_SIZE, NUM_CLASSES};
 use crate::stats;
@@ -85,11 +87,41 @@ pub(crate) struct Heap {
     seg_tail: *mut Segment,
     /// Link in the registry's retired list.
     retired_next: *mut Heap,
+    /// Blocks this thread freed into other threads' pages, batched per page
+    /// (see [`free_remote`]).
+    pending: [Pending; PENDING_SLOTS],
     /// This heap's counters (in its slot, just before it), with the slot's
     /// provenance: `counters(self)` from a `&mut Heap` would reach outside
     /// the reference (UB under Stacked Borrows).
     counters: *const Counters,
 }
+
+/// Batches of remote frees a heap keeps (a small direct-mapped table).
+const PENDING_SLOTS: usize = 8;
+/// A batch is handed over when it holds this many blocks...
+const PENDING_BLOCKS: u32 = 32;
+/// ... or this many bytes, which bounds what a thread that stops freeing can
+/// hold back from the owners: `PENDING_SLOTS` x 64 KiB.
+const PENDING_BYTES: u32 = 64 << 10;
+
+/// Blocks freed into one page of another heap, not yet pushed onto the
+/// page's `thread_free` (linked through their first words, `head` first).
+#[derive(Clone, Copy)]
+struct Pending {
+    page: *mut Page,
+    head: *mut Block,
+    tail: *mut Block,
+    blocks: u32,
+    bytes: u32,
+}
+
+const NO_PENDING: Pending = Pending {
+    page: ptr::null_mut(),
+    head: ptr::null_mut(),
+    tail: ptr::null_mut(),
+    blocks: 0,
+    bytes: 0,
+};
 
 struct SyncPage(Page);
 // SAFETY: the empty page is never written: its `free` list is null, so
@@ -234,16 +266,52 @@ pub(crate) unsafe fn free(p: *mut u8, _size: usize, _class: usize) {
     }
 }
 
+/// A free into a page this thread's heap does not own. A thread without a
+/// heap of its own (not started, exited, or inside a witness scope) pushes
+/// the block at once; a heap batches it with earlier frees into the same
+/// page and hands the batch over with one CAS (snmalloc and jemalloc batch
+/// remote frees too): in producer/consumer programs every free is remote,
+/// and one contended CAS per block cost more than the rest of `free`.
+/// Batches are bounded (`PENDING_*`) and flushed when full, when their slot
+/// is needed by another page, whenever the heap takes its refill path, and
+/// at thread exit. A batched block is still counted as used by its page, so
+/// the page cannot be released under it.
 #[cold]
 #[inline(never)]
 unsafe fn free_remote(page: *mut Page, p: *mut u8, heap: *mut Heap) {
-    // SAFETY: caller contract: `page` is the page of the live block `p`.
-    unsafe { Page::push_remote(page, p) };
     if heap == empty_heap() || heap == scope_heap() {
+        // SAFETY: caller contract: `page` is the page of the live block `p`.
+        unsafe { Page::push_remote(page, p) };
         stats::ORPHAN_FREES.fetch_add(1, Relaxed);
-    } else {
-        // SAFETY: `heap` is our own live heap.
-        bump(unsafe { &(*counters(heap)).frees });
+        return;
+    }
+    // SAFETY: `heap` is our own live heap; `p` is a live block of `page`
+    // that becomes ours to link.
+    unsafe {
+        bump(&(*counters(heap)).frees);
+        let a = page.addr();
+        let e = &mut (*heap).pending[((a >> 6) ^ (a >> 22)) % PENDING_SLOTS];
+        let b = p.cast::<Block>();
+        if e.page != page {
+            if !e.page.is_null() {
+                Page::push_remote_chain(e.page, e.head, e.tail);
+            }
+            *e = Pending {
+                page,
+                head: ptr::null_mut(),
+                tail: b,
+                blocks: 0,
+                bytes: 0,
+            };
+        }
+        Block::set_next(b, e.head);
+        e.head = b;
+        e.blocks += 1;
+        e.bytes += (*page).block_size;
+        if e.blocks >= PENDING_BLOCKS || e.bytes >= PENDING_BYTES {
+            Page::push_remote_chain(page, e.head, e.tail);
+            *e = NO_PENDING;
+        }
     }
 }
 
@@ -330,7 +398,20 @@ impl Heap {
             seg_head: ptr::null_mut(),
             seg_tail: ptr::null_mut(),
             retired_next: ptr::null_mut(),
+            pending: [NO_PENDING; PENDING_SLOTS],
             counters: ptr::null(),
+        }
+    }
+
+    /// Hands every batched remote free to its page's owner.
+    fn flush_pending(&mut self) {
+        for e in self.pending.iter_mut() {
+            if !e.page.is_null() {
+                // SAFETY: the batch's blocks are freed blocks of `e.page`,
+                // which stays live while they are counted as used there.
+                unsafe { Page::push_remote_chain(e.page, e.head, e.tail) };
+                *e = NO_PENDING;
+            }
         }
     }
 
@@ -338,6 +419,7 @@ impl Heap {
     /// of the class, then full pages that were freed into remotely, then a
     /// new page.
     unsafe fn alloc_slow(&mut self, class: usize, size: usize, zeroed: bool) -> *mut u8 {
+        self.flush_pending();
         // SAFETY (whole body): we own this heap and all its pages.
         unsafe {
             let cur = self.pages[class];
@@ -539,6 +621,7 @@ impl Heap {
 
     /// At thread exit: collect remote frees and release every empty page.
     unsafe fn abandon(&mut self) {
+        self.flush_pending();
         for class in 0..NUM_CLASSES {
             self.pages[class] = empty_page();
             for full in [false, true] {

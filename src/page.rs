@@ -256,10 +256,25 @@ impl Page {
         }
     }
 
-    /// Frees a block of this page from a thread that does not own it.
+    /// Hands a chain of blocks of this page, freed by a thread that does not
+    /// own it and linked with [`Block::set_next`], to the owner in one push.
     ///
     /// # Safety
-    /// `page` must be the page of the live block `p`.
+    /// Every block of `first ..= last` must be a freed block of `page` that
+    /// nobody uses any more.
+    pub(crate) unsafe fn push_remote_chain(page: *const Page, first: *mut Block, last: *mut Block) {
+        // SAFETY: as for `push_remote`, for every block of the chain.
+        unsafe {
+            (*page)
+                .thread_free
+                .push_chain(first, last, |node, next| Block::set_next(node, next))
+        };
+    }
+
+    /// Pushes one block freed by a thread that is not the owner.
+    ///
+    /// # Safety
+    /// `p` must be a live block of `page`, not used afterwards.
     pub(crate) unsafe fn push_remote(page: *const Page, p: *mut u8) {
         let b = p.cast::<Block>();
         // SAFETY: the page outlives its live blocks, and `p` is live until

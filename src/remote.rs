@@ -2,10 +2,10 @@
 //! push a freed block onto and that only the owner drains, all at once.
 //!
 //! This is the whole protocol between threads on the small-object paths:
-//! `push` is a CAS loop with Release (the block's link word is published
-//! with it), `take_all` is one swap with Acquire. There is no ABA problem:
-//! nodes are only ever pushed individually and removed all together by a
-//! single consumer.
+//! `push` (one node) and `push_chain` (a chain the pusher linked privately)
+//! are a CAS loop with Release (the link words are published with it),
+//! `take_all` is one swap with Acquire. There is no ABA problem: nodes are
+//! only ever pushed and removed all together by a single consumer.
 //!
 //! Self-contained (no `crate::` paths) so that `tests/loom.rs` can compile
 //! it against loom's model-checked atomics.
@@ -56,6 +56,30 @@ impl<T> RemoteList<T> {
             match self
                 .head
                 .compare_exchange_weak(head, node, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    /// Pushes the chain `first ..= last` (already linked by the caller,
+    /// `first` nearest the head) with one CAS; `set_link(last, next)` must
+    /// store `next` in `last`.
+    ///
+    /// # Safety
+    /// Every node of the chain must be valid for writes and owned by the
+    /// caller until this returns; afterwards they belong to the list.
+    #[inline]
+    pub(crate) unsafe fn push_chain(&self, first: *mut T, last: *mut T, set_link: impl Fn(*mut T, *mut T)) {
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            set_link(last, head);
+            // Release publishes the links of the whole chain, written by
+            // this thread before the CAS.
+            match self
+                .head
+                .compare_exchange_weak(head, first, Ordering::Release, Ordering::Relaxed)
             {
                 Ok(_) => return,
                 Err(h) => head = h,

@@ -1,7 +1,8 @@
 //! Model checks (loom) of the allocator's two lock-free protocols:
 //!
 //! * `RemoteList` (src/remote.rs): the cross-thread free list every remote
-//!   `free` pushes onto and the owning heap drains with `take_all`;
+//!   `free` (or batch of them, `push_chain`) goes onto and the owning heap
+//!   drains with `take_all`;
 //! * `Once` (src/once.rs): the lazy initialisation flag.
 //!
 //! Both modules are self-contained and switch to loom's atomics under
@@ -173,6 +174,45 @@ fn remote_list_model<S: Stack>() {
 #[test]
 fn remote_list_every_node_arrives_once_intact() {
     remote_list_model::<Real>();
+}
+
+/// A producer links three nodes privately and hands them over with one
+/// `push_chain` while another pushes single nodes and the owner collects
+/// concurrently: every node arrives exactly once with its payload (the
+/// chain's inner links are published by the one Release CAS).
+#[test]
+fn remote_list_chain_arrives_whole() {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(4);
+    }
+    builder.check(|| {
+        let list = Arc::new(Real::new());
+        let chain = {
+            let list = list.clone();
+            thread::spawn(move || {
+                let (a, b, c) = (new_node(10), new_node(11), new_node(12));
+                set_link(a, b);
+                set_link(b, c);
+                // SAFETY: the three nodes are fresh and ours until pushed.
+                unsafe { list.0.push_chain(a, c, set_link) };
+            })
+        };
+        let single = {
+            let list = list.clone();
+            thread::spawn(move || {
+                // SAFETY: a fresh node, ours until pushed.
+                unsafe { list.push(new_node(20)) };
+            })
+        };
+        thread::yield_now();
+        let mut got = drain(list.take_all());
+        chain.join().unwrap();
+        single.join().unwrap();
+        got.extend(drain(list.take_all()));
+        got.sort_unstable();
+        assert_eq!(got, [10, 11, 12, 20], "a node was lost or received twice");
+    });
 }
 
 /// Control: the same model against a Relaxed copy must fail (loom reports
