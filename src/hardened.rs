@@ -72,6 +72,15 @@ fn canary(b: *const u8) -> u8 {
     (key() ^ b.addr().rotate_right(4)) as u8 | 1
 }
 
+/// True if any byte of `bytes` is not `value`. A fold without an early
+/// exit, which the compiler turns into wide vector compares: the per-byte
+/// `any` it replaces made hardened mode 9-18x slower than the default on the
+/// small-object benchmarks (blocks are checked whole on every alloc/free).
+#[inline]
+fn differs(bytes: &[u8], value: u8) -> bool {
+    bytes.iter().fold(0u8, |acc, &x| acc | (x ^ value)) != 0
+}
+
 /// Writes `nalloc: <what> <addr>` to stderr and aborts. Never allocates.
 #[cold]
 #[inline(never)]
@@ -112,8 +121,7 @@ pub(crate) unsafe fn on_alloc(page: *const Page, b: *mut u8, size: usize) {
         let words = b.cast::<usize>();
         *words = 0;
         *words.add(1) = 0;
-        let body = core::slice::from_raw_parts(b, bs);
-        if body[16..].iter().any(|&x| x != 0) {
+        if differs(core::slice::from_raw_parts(b.add(16), bs.saturating_sub(16)), 0) {
             fail("write after free detected in block", b.addr());
         }
         if size < bs {
@@ -156,10 +164,7 @@ pub(crate) unsafe fn on_free(page: *const Page, p: *mut u8, size: usize, class: 
         }
         if size != usize::MAX && size < bs {
             let c = canary(p);
-            if core::slice::from_raw_parts(p.add(size), bs - size)
-                .iter()
-                .any(|&x| x != c)
-            {
+            if differs(core::slice::from_raw_parts(p.add(size), bs - size), c) {
                 fail("heap overflow detected (canary) in block", p.addr());
             }
         }
@@ -192,11 +197,7 @@ pub(crate) unsafe fn on_resize(p: *mut u8, old: usize, new: usize) {
     unsafe {
         let bs = (*crate::segment::page_of(p)).block_size as usize;
         let c = canary(p);
-        if old < bs
-            && core::slice::from_raw_parts(p.add(old), bs - old)
-                .iter()
-                .any(|&x| x != c)
-        {
+        if old < bs && differs(core::slice::from_raw_parts(p.add(old), bs - old), c) {
             fail("heap overflow detected (canary) in block", p.addr());
         }
         if new < bs {
