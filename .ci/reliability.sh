@@ -32,10 +32,11 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 step "Miri: cargo +nightly miri test --lib miri_tests"
-# Permissive provenance: regions re-derive slot pointers from exposed
-# addresses (region.rs). Leaks ignored: the segment and witness regions are
-# reserved once for the life of the process, by design.
-MIRIFLAGS="-Zmiri-permissive-provenance -Zmiri-ignore-leaks ${MIRIFLAGS:-}" \
+# Strict provenance: every pointer the engine hands out is derived from a
+# reservation's pointer, never from a bare address. Leaks ignored: the
+# segment and witness regions are reserved once for the life of the
+# process, by design.
+MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-ignore-leaks ${MIRIFLAGS:-}" \
   timeout 1200 cargo +nightly miri test --lib miri_tests
 
 step "loom: model checks of src/remote.rs and src/once.rs"

@@ -318,9 +318,22 @@ fn recycled_span_is_zeroed() {
     a.trim();
 }
 
-/// A block address that can cross threads.
+/// A block pointer (with its size and fill seed) that can cross threads,
+/// keeping its provenance (Miri runs with strict provenance).
 #[derive(Clone, Copy)]
-struct Addr(usize, usize, u64);
+struct Addr(*mut u8, usize, u64);
+// SAFETY: the tests hand each block to exactly one other thread, which
+// then owns it; the allocator under test is thread-safe.
+unsafe impl Send for Addr {}
+// SAFETY: shared `Addr`s are only read (compared, copied).
+unsafe impl Sync for Addr {}
+
+impl Addr {
+    /// The pointer (a method, so that closures capture the whole `Addr`).
+    fn ptr(self) -> *mut u8 {
+        self.0
+    }
+}
 
 #[test]
 fn cross_thread_frees_while_the_owner_allocates() {
@@ -340,14 +353,13 @@ fn cross_thread_frees_while_the_owner_allocates() {
                 assert!(!p.is_null());
                 fill(p, size, i as u64);
                 if i % 3 == 0 {
-                    own.push(Addr(p.expose_provenance(), size, i as u64));
+                    own.push(Addr(p, size, i as u64));
                 } else {
-                    tx.send(Addr(p.expose_provenance(), size, i as u64)).unwrap();
+                    tx.send(Addr(p, size, i as u64)).unwrap();
                 }
             }
             drop(tx);
             for Addr(p, size, seed) in own {
-                let p = ptr::with_exposed_provenance_mut::<u8>(p);
                 assert!(check(p, size, seed));
                 // SAFETY: our own live block.
                 unsafe { a.dealloc(p, layout(size, 8)) };
@@ -358,7 +370,6 @@ fn cross_thread_frees_while_the_owner_allocates() {
         s.spawn(move || {
             let mut mine = Vec::new();
             for Addr(p, size, seed) in rx {
-                let p = ptr::with_exposed_provenance_mut::<u8>(p);
                 assert!(check(p, size, seed), "block corrupted in transit");
                 // SAFETY: a live block handed over by the producer.
                 unsafe { a.dealloc(p, layout(size, 8)) };
@@ -383,13 +394,13 @@ fn heap_retired_at_thread_exit_is_adopted() {
                     // SAFETY: non-zero size.
                     let p = unsafe { a.alloc(layout(48, 16)) };
                     fill(p, 48, i);
-                    Addr(p.expose_provenance(), 48, i)
+                    Addr(p, 48, i)
                 })
                 .collect();
             let (live, dead): (Vec<Addr>, Vec<Addr>) = v.into_iter().partition(|b| b.2 % 2 == 0);
             for b in &dead {
                 // SAFETY: our own live block.
-                unsafe { a.dealloc(ptr::with_exposed_provenance_mut(b.0), layout(48, 16)) };
+                unsafe { a.dealloc(b.0, layout(48, 16)) };
             }
             (live, dead)
         })
@@ -399,7 +410,7 @@ fn heap_retired_at_thread_exit_is_adopted() {
     // This thread frees the survivors into the retired heap (remote frees,
     // no owner).
     for b in &live[..10] {
-        let p = ptr::with_exposed_provenance_mut::<u8>(b.0);
+        let p = b.0;
         assert!(check(p, 48, b.2));
         // SAFETY: live block of the exited thread.
         unsafe { a.dealloc(p, layout(48, 16)) };
@@ -407,19 +418,19 @@ fn heap_retired_at_thread_exit_is_adopted() {
     // A new thread adopts the retired heap and reuses its blocks.
     let reused = std::thread::scope(|s| {
         s.spawn(|| {
-            let v: Vec<usize> = (0..30)
+            let v: Vec<*mut u8> = (0..30)
                 .map(|_| {
                     // SAFETY: non-zero size.
                     let p = unsafe { a.alloc(layout(48, 16)) };
                     fill(p, 48, 5);
-                    p.expose_provenance()
+                    p
                 })
                 .collect();
-            let olds: Vec<usize> = live.iter().chain(freed.iter()).map(|b| b.0).collect();
+            let olds: Vec<*mut u8> = live.iter().chain(freed.iter()).map(|b| b.0).collect();
             let reused = v.iter().filter(|p| olds.contains(p)).count();
             for &p in &v {
                 // SAFETY: our own live blocks.
-                unsafe { a.dealloc(ptr::with_exposed_provenance_mut(p), layout(48, 16)) };
+                unsafe { a.dealloc(p, layout(48, 16)) };
             }
             reused
         })
@@ -433,7 +444,7 @@ fn heap_retired_at_thread_exit_is_adopted() {
     }
     // The rest of the old blocks are intact and freed from here.
     for b in &live[10..] {
-        let p = ptr::with_exposed_provenance_mut::<u8>(b.0);
+        let p = b.0;
         assert!(check(p, 48, b.2), "live block of a retired heap corrupted");
         // SAFETY: live block.
         unsafe { a.dealloc(p, layout(48, 16)) };
@@ -614,11 +625,11 @@ fn witness_scope_routes_and_survives_realloc_and_other_threads() {
     assert!(check(q, 64, 1));
     // Freed on another thread: still recognised, and wiped: the same block
     // comes back zeroed.
-    let addr = q.expose_provenance();
+    let handed = Addr(q, 300, 0);
     std::thread::scope(|s| {
         s.spawn(|| {
             // SAFETY: live witness block with (300, 8), handed over.
-            unsafe { a.dealloc(ptr::with_exposed_provenance_mut(addr), layout(300, 8)) };
+            unsafe { a.dealloc(handed.ptr(), layout(300, 8)) };
         });
     });
     // Scopes nest and restore.

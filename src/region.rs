@@ -35,6 +35,9 @@ pub(crate) struct Region<const WORDS: usize> {
 
 struct SlotMap<const WORDS: usize> {
     reserved: bool,
+    /// The reservation, with its provenance: slot pointers are derived
+    /// from it (strict provenance), `Region::base` is only for comparisons.
+    base: *mut u8,
     /// Slots actually reserved.
     slots: usize,
     /// Bit set: slot in use.
@@ -42,6 +45,10 @@ struct SlotMap<const WORDS: usize> {
     /// Where the next single-slot search starts.
     hint: usize,
 }
+
+// SAFETY: `base` is the address of our own reservation, never dereferenced
+// through the map; the lock serialises every access.
+unsafe impl<const WORDS: usize> Send for SlotMap<WORDS> {}
 
 impl<const WORDS: usize> Region<WORDS> {
     /// A region of `slots` (at most `WORDS * 64`) slots of `slot` bytes (a
@@ -55,6 +62,7 @@ impl<const WORDS: usize> Region<WORDS> {
             max_slots: slots,
             map: SpinLock::new(SlotMap {
                 reserved: false,
+                base: ptr::null_mut(),
                 slots: 0,
                 bits: [0; WORDS],
                 hint: 0,
@@ -90,8 +98,8 @@ impl<const WORDS: usize> Region<WORDS> {
                 }
                 slots /= 2;
             };
-            // Exposed so that slot pointers can be re-derived from addresses.
-            self.base.store(base.expose_provenance(), Relaxed);
+            self.base.store(base.addr(), Relaxed);
+            m.base = base;
             self.len.store(slots * self.slot, Relaxed);
             m.slots = slots;
             m.reserved = true;
@@ -114,8 +122,7 @@ impl<const WORDS: usize> Region<WORDS> {
                     if n == 1 {
                         m.hint = (i + 1) % slots;
                     }
-                    let addr = self.base.load(Relaxed) + first * self.slot;
-                    return ptr::with_exposed_provenance_mut(addr);
+                    return m.base.wrapping_add(first * self.slot);
                 }
             } else {
                 run = 0;
