@@ -17,6 +17,7 @@
 
 pub mod allocators;
 pub mod block;
+pub mod cli;
 pub mod preload;
 pub mod report;
 pub mod result;

@@ -7,6 +7,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::allocators::{AllocatorInfo, ALLOCATORS};
+use crate::cli::{options_or_exit, select, split_list};
 use crate::report::{self, MachineInfo, Report, RunRecord};
 use crate::result::WorkerResult;
 use crate::workloads::{self, soak, WorkloadInfo, ON_DEMAND, WORKLOADS};
@@ -44,15 +45,7 @@ pub struct Options {
 }
 
 /// What the command line asked for.
-#[derive(Clone, Debug)]
-pub enum Cli {
-    /// Run the benchmarks.
-    Run(Options),
-    /// Print workloads and allocators.
-    List,
-    /// Print usage.
-    Help,
-}
+pub type Cli = crate::cli::Cli<Options>;
 
 /// Usage text.
 pub fn usage() -> String {
@@ -217,30 +210,6 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
     }))
 }
 
-fn split_list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Resolves names against `all` (keeping `all`'s order); empty selects everything.
-fn select<T>(
-    wanted: &[String],
-    all: &'static [T],
-    name: fn(&T) -> &'static str,
-    what: &str,
-) -> Result<Vec<&'static T>, String> {
-    if let Some(bad) = wanted.iter().find(|w| !all.iter().any(|t| name(t) == *w)) {
-        return Err(format!("unknown {what} `{bad}`"));
-    }
-    Ok(all
-        .iter()
-        .filter(|t| wanted.is_empty() || wanted.iter().any(|w| w == name(t)))
-        .collect())
-}
-
 /// Prints the workloads and allocators.
 pub fn print_list() {
     println!("workloads:");
@@ -263,20 +232,9 @@ pub fn print_list() {
 
 /// Runner entry point; returns the process exit code.
 pub fn main() -> i32 {
-    let opts = match parse_args(std::env::args().skip(1)) {
-        Ok(Cli::Run(opts)) => opts,
-        Ok(Cli::List) => {
-            print_list();
-            return 0;
-        }
-        Ok(Cli::Help) => {
-            println!("{}", usage());
-            return 0;
-        }
-        Err(e) => {
-            eprintln!("error: {e}\n\n{}\n\nrun with --help for all options", choices());
-            return 2;
-        }
+    let opts = match options_or_exit(parse_args(std::env::args().skip(1)), print_list, usage, choices) {
+        Ok(o) => o,
+        Err(code) => return code,
     };
     match run(&opts) {
         Ok(all_ok) => {

@@ -1,6 +1,8 @@
 //! Command line of `nalloc-preload-bench`.
 
 use std::path::PathBuf;
+
+use crate::cli::{select, split_list};
 use std::time::Duration;
 
 use super::setup::{PreloadAllocator, PreloadWorkload, PRELOAD_ALLOCATORS, PRELOAD_WORKLOADS};
@@ -34,15 +36,7 @@ pub struct Options {
 }
 
 /// What the command line asked for.
-#[derive(Clone, Debug)]
-pub enum Cli {
-    /// Run the benchmark.
-    Run(Options),
-    /// Print workloads and allocators.
-    List,
-    /// Print usage.
-    Help,
-}
+pub type Cli = crate::cli::Cli<Options>;
 
 /// Usage text.
 pub fn usage() -> String {
@@ -161,30 +155,6 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
         no_verify,
         timeout,
     }))
-}
-
-fn split_list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Resolves names against `all` (keeping `all`'s order); empty selects everything.
-fn select<T>(
-    wanted: &[String],
-    all: &'static [T],
-    name: fn(&T) -> &'static str,
-    what: &str,
-) -> Result<Vec<&'static T>, String> {
-    if let Some(bad) = wanted.iter().find(|w| !all.iter().any(|t| name(t) == *w)) {
-        return Err(format!("unknown {what} `{bad}`"));
-    }
-    Ok(all
-        .iter()
-        .filter(|t| wanted.is_empty() || wanted.iter().any(|w| w == name(t)))
-        .collect())
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cli::{choices, parse_args, usage, Cli, Options};
+use cli::{choices, parse_args, usage, Options};
 use exec::{parse_nalloc_stats, run_one, RunRecord, RunSpec, TIME, TIME_FORMAT};
 use setup::{
     busy_processes, loadavg, prepare, resolve_allocator, Availability, CpuSnapshot, Dirs, Prepared, PRELOAD_ALLOCATORS,
@@ -64,20 +64,9 @@ pub fn print_list() {
 /// Entry point of `nalloc-preload-bench`; returns the process exit code
 /// (0: all runs succeeded, 1: a run or check failed, 2: bad usage or setup).
 pub fn main() -> i32 {
-    let opts = match parse_args(std::env::args().skip(1)) {
-        Ok(Cli::Run(o)) => o,
-        Ok(Cli::List) => {
-            print_list();
-            return 0;
-        }
-        Ok(Cli::Help) => {
-            println!("{}", usage());
-            return 0;
-        }
-        Err(e) => {
-            eprintln!("error: {e}\n\n{}\n\nrun with --help for all options", choices());
-            return 2;
-        }
+    let opts = match crate::cli::options_or_exit(parse_args(std::env::args().skip(1)), print_list, usage, choices) {
+        Ok(o) => o,
+        Err(code) => return code,
     };
     match run(&opts) {
         Ok(true) => 0,
