@@ -174,28 +174,44 @@ pub(crate) fn thread_exit() {
     REGISTRY.lock().retire(h);
 }
 
+/// Pops a block of `class` from the current page of `heap` if it has one
+/// (zeroing the requested bytes if asked): the fast path shared by every
+/// allocation entry point.
+///
+/// # Safety
+/// `class < NUM_CLASSES`; `heap` is `CURRENT`.
+#[inline(always)]
+unsafe fn pop_current(heap: *mut Heap, class: usize, size: usize, zeroed: bool) -> Option<*mut u8> {
+    // SAFETY: `heap` is a live heap or a sentinel; both have a valid page
+    // pointer per class. A sentinel's page has a null free list, so the
+    // branch below is only taken for a real heap's page, owned by us.
+    unsafe {
+        let page = *(*heap).pages.get_unchecked(class);
+        if (*page).free.is_null() {
+            return None;
+        }
+        let b = Page::pop(page);
+        #[cfg(feature = "hardened")]
+        crate::hardened::on_alloc(page, b, size);
+        bump(&(*counters(heap)).allocs);
+        if zeroed {
+            // A recycled block: only the requested bytes need clearing
+            // (hardened mode keeps its canary in the rest). Fresh memory is
+            // handed out without a memset by the refill path instead.
+            ptr::write_bytes(b, 0, size.min((*page).block_size as usize));
+        }
+        Some(b)
+    }
+}
+
 /// Allocates a block of `class` (the fast path).
 ///
 /// # Safety
 /// `class < NUM_CLASSES`.
 #[inline(always)]
 pub(crate) unsafe fn alloc(class: usize, size: usize) -> *mut u8 {
-    let heap = CURRENT.get();
-    // SAFETY: `heap` is a live heap or a sentinel; both have a valid page
-    // pointer per class. A sentinel's page has a null free list, so the
-    // branch below is only taken for a real heap's page, owned by us.
-    unsafe {
-        let page = *(*heap).pages.get_unchecked(class);
-        if !(*page).free.is_null() {
-            let b = Page::pop(page);
-            #[cfg(feature = "hardened")]
-            crate::hardened::on_alloc(page, b, size);
-            bump(&(*counters(heap)).allocs);
-            return b;
-        }
-    }
     // SAFETY: forwarded caller contract.
-    unsafe { refill(class, size, false) }
+    unsafe { pop_current(CURRENT.get(), class, size, false).unwrap_or_else(|| refill(class, size, false)) }
 }
 
 /// Like [`alloc`] / [`alloc_zeroed`] for the unsized (C) interface, but
@@ -207,17 +223,10 @@ pub(crate) unsafe fn alloc(class: usize, size: usize) -> *mut u8 {
 #[inline(always)]
 pub(crate) unsafe fn alloc_unscoped(class: usize, size: usize, zeroed: bool) -> Option<*mut u8> {
     let heap = CURRENT.get();
-    // SAFETY: as in `alloc`; the scope sentinel's pages are empty too, so
-    // a scoped thread always reaches the check below.
-    unsafe {
-        let page = *(*heap).pages.get_unchecked(class);
-        if !zeroed && !(*page).free.is_null() {
-            let b = Page::pop(page);
-            #[cfg(feature = "hardened")]
-            crate::hardened::on_alloc(page, b, size);
-            bump(&(*counters(heap)).allocs);
-            return Some(b);
-        }
+    // SAFETY: forwarded caller contract; the scope sentinel's pages are
+    // empty too, so a scoped thread always reaches the check below.
+    if let Some(b) = unsafe { pop_current(heap, class, size, zeroed) } {
+        return Some(b);
     }
     if heap == scope_heap() {
         return None;
@@ -226,14 +235,15 @@ pub(crate) unsafe fn alloc_unscoped(class: usize, size: usize, zeroed: bool) -> 
     Some(unsafe { refill(class, size, zeroed) })
 }
 
-/// Allocates a zeroed block of `class`; fresh memory is not memset.
+/// Allocates a zeroed block of `class`: a recycled block is cleared, fresh
+/// memory is not memset.
 ///
 /// # Safety
 /// `class < NUM_CLASSES`.
 #[inline]
 pub(crate) unsafe fn alloc_zeroed(class: usize, size: usize) -> *mut u8 {
     // SAFETY: forwarded caller contract.
-    unsafe { refill(class, size, true) }
+    unsafe { pop_current(CURRENT.get(), class, size, true).unwrap_or_else(|| refill(class, size, true)) }
 }
 
 /// Frees a small block (the fast path). `size`/`class` are the request's,
