@@ -133,7 +133,8 @@ impl Pool {
             self.push(r);
             return None;
         }
-        if self.len == 0 {
+        if self.len == 0 || r.len > cap {
+            // Too big to keep even alone: release it, not the warm rest.
             return Some(r);
         }
         // A full pool frees a slot: the whole oldest range.
@@ -445,9 +446,12 @@ mod tests {
         assert_eq!(pool.admit(r, 20 * MIB), Some(at(BASE + 4 * MIB, 4 * MIB)));
         assert_eq!(pool.admit(r, 20 * MIB), None);
         assert_eq!(pool.bytes, 20 * MIB);
-        // Alone over the cap: released itself.
+        // Alone over the cap: released itself, and nothing else.
         let mut small = empty();
         assert_eq!(small.admit(at(BASE, 8 * MIB), 4 * MIB), Some(at(BASE, 8 * MIB)));
+        put(&mut small, at(BASE + 64 * MIB, 2 * MIB));
+        assert_eq!(small.admit(at(BASE, 8 * MIB), 4 * MIB), Some(at(BASE, 8 * MIB)));
+        assert_eq!(small.bytes, 2 * MIB);
         // A full pool gives up its whole oldest range for a slot.
         let mut full = empty();
         for i in 0..SLOTS {
