@@ -11,8 +11,9 @@
 //! frees them the 20 MiB range is whole again. (Without coalescing, cut-off
 //! pieces were rarely the right size: the C `c-large` benchmark — random
 //! 5-25 MiB blocks — ran 0.29 s and peaked at 78 MiB, against tcmalloc's
-//! 0.07 s, whose page heap coalesces.) Elsewhere (Windows, Miri) a range is
-//! exactly one mapping and only an exact fit is reused.
+//! 0.07 s, whose page heap coalesces.) Elsewhere (Windows, Miri) and under
+//! the explicit huge-page policy (see [`can_cut`]) a range is exactly one
+//! mapping and only an exact fit is reused.
 //!
 //! **Bounds.** At most [`SLOTS`] ranges and `config::pool_cap()` bytes; when
 //! either bound is hit, the oldest range (the one put back or merged
@@ -87,7 +88,7 @@ impl Pool {
     fn evict_oldest(&mut self, want: usize) -> Range {
         let r = self.ranges[0];
         let cut = want.checked_next_multiple_of(OS_PAGE).unwrap_or(usize::MAX);
-        if os::CAN_TRIM && cut < r.len {
+        if can_cut() && cut < r.len {
             self.ranges[0].len -= cut;
             self.bytes -= cut;
             Range {
@@ -103,7 +104,7 @@ impl Pool {
     /// adjacent to each other, so at most one on each side) and returns `r`
     /// grown over them. Only where mappings can be cut and joined.
     fn merge(&mut self, mut r: Range) -> Range {
-        if !os::CAN_TRIM {
+        if !can_cut() {
             return r;
         }
         let mut i = 0;
@@ -156,7 +157,7 @@ impl Pool {
         for i in (0..self.len).rev() {
             let r = self.ranges[i];
             let start = r.ptr.addr().next_multiple_of(align);
-            let fits = if os::CAN_TRIM {
+            let fits = if can_cut() {
                 start.checked_add(len).is_some_and(|e| e <= r.end())
             } else {
                 r.len == len && start == r.ptr.addr()
@@ -221,6 +222,15 @@ impl Pool {
         }
         best.map(|i| self.remove(i))
     }
+}
+
+/// Whether pooled memory may be cut and joined: where the platform can
+/// unmap part of a mapping (every Unix), and not under the explicit
+/// huge-page policy, whose `MAP_HUGETLB` mappings can only be cut at 2 MiB
+/// boundaries (they are then reused by exact fit only).
+#[inline]
+pub(crate) fn can_cut() -> bool {
+    os::CAN_TRIM && config::huge_pages() != config::HugePages::Explicit
 }
 
 /// Takes the pool lock before `fork`.
@@ -299,7 +309,7 @@ pub(crate) fn take(len: usize, align: usize) -> *mut u8 {
 /// (so a live span ending at `at` can grow in place). False if there is
 /// none or it is too short; always false where ranges cannot be cut.
 pub(crate) fn take_at(at: *mut u8, len: usize) -> bool {
-    os::CAN_TRIM && POOL.lock().cut_at(at, len)
+    can_cut() && POOL.lock().cut_at(at, len)
 }
 
 /// Removes and returns the longest `align`-aligned range shorter than `len`
@@ -373,7 +383,7 @@ mod tests {
 
     #[test]
     fn neighbours_coalesce_in_any_order() {
-        if !os::CAN_TRIM {
+        if !can_cut() {
             return;
         }
         let mut pool = empty();
@@ -387,7 +397,7 @@ mod tests {
 
     #[test]
     fn best_fit_cut_keeps_both_sides_pooled() {
-        if !os::CAN_TRIM {
+        if !can_cut() {
             return;
         }
         let mut pool = empty();
@@ -419,7 +429,7 @@ mod tests {
 
     #[test]
     fn growth_in_place_takes_the_front_of_the_following_range() {
-        if !os::CAN_TRIM {
+        if !can_cut() {
             return;
         }
         let mut pool = empty();
@@ -435,7 +445,7 @@ mod tests {
 
     #[test]
     fn bounds_evict_the_oldest_first_and_only_what_is_needed() {
-        if !os::CAN_TRIM {
+        if !can_cut() {
             return;
         }
         let mut pool = empty();

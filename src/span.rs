@@ -250,7 +250,7 @@ pub(crate) unsafe fn realloc_in_place(p: *mut u8, old_size: usize, align: usize,
     if old_len == new_len {
         return p;
     }
-    if new_len < old_len && os::CAN_TRIM {
+    if new_len < old_len && pool::can_cut() {
         // The cut-off tail stays warm in the pool.
         stats::SPANS_LIVE.sub(old_len - new_len);
         // SAFETY: caller contract: the tail of the live span `p`/`old_len`
