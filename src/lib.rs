@@ -53,8 +53,9 @@
 //!
 //! * **Small** (≤ 64 KiB, alignment ≤ 64 KiB): a size class, then the calling
 //!   thread's heap pops a block from the class's current page — no lock, no
-//!   atomic read-modify-write, no system call. A block freed by another
-//!   thread goes onto its page's atomic list and the owner collects it.
+//!   atomic read-modify-write, no system call. Blocks freed by another
+//!   thread are batched per page by that thread and handed to the page's
+//!   atomic list with one CAS; the owner collects them when it runs dry.
 //! * **Large** (> 64 KiB): a span mapped from the OS, 2 MiB aligned from
 //!   2 MiB up (huge pages), kept warm in a bounded pool after free, where
 //!   freed neighbours coalesce and later requests are cut from the
