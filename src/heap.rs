@@ -430,7 +430,7 @@ impl Heap {
     /// new page.
     unsafe fn alloc_slow(&mut self, class: usize, size: usize, zeroed: bool) -> *mut u8 {
         self.flush_pending();
-        // SAFETY (whole body): we own this heap and all its pages.
+        // SAFETY: (whole body) we own this heap and all its pages.
         unsafe {
             let cur = self.pages[class];
             if cur != empty_page() {

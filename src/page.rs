@@ -124,7 +124,7 @@ impl Page {
     /// Owner only; `free` must be non-null.
     #[inline(always)]
     pub(crate) unsafe fn pop(this: *mut Page) -> *mut u8 {
-        // SAFETY (whole body): caller contract; raw accesses only, no `&mut Page`
+        // SAFETY: (whole body) caller contract; raw accesses only, no `&mut Page`
         // (other threads CAS `thread_free` concurrently).
         #[allow(unused_unsafe)]
         unsafe {
@@ -146,7 +146,7 @@ impl Page {
     /// Owner only; `p` must be a live block of this page.
     #[inline(always)]
     pub(crate) unsafe fn push_local(this: *mut Page, p: *mut u8) {
-        // SAFETY (whole body): caller contract; raw accesses only, no `&mut Page`
+        // SAFETY: (whole body) caller contract; raw accesses only, no `&mut Page`
         // (other threads CAS `thread_free` concurrently).
         #[allow(unused_unsafe)]
         unsafe {
@@ -164,7 +164,7 @@ impl Page {
     /// # Safety
     /// Owner only.
     pub(crate) unsafe fn take_fresh(this: *mut Page) -> Option<*mut u8> {
-        // SAFETY (whole body): caller contract; raw accesses only, no `&mut Page`
+        // SAFETY: (whole body) caller contract; raw accesses only, no `&mut Page`
         // (other threads CAS `thread_free` concurrently).
         #[allow(unused_unsafe)]
         unsafe {
@@ -187,7 +187,7 @@ impl Page {
     /// # Safety
     /// Owner only.
     pub(crate) unsafe fn extend(this: *mut Page) -> bool {
-        // SAFETY (whole body): caller contract; raw accesses only, no `&mut Page`
+        // SAFETY: (whole body) caller contract; raw accesses only, no `&mut Page`
         // (other threads CAS `thread_free` concurrently).
         #[allow(unused_unsafe)]
         unsafe {
@@ -225,7 +225,7 @@ impl Page {
     /// # Safety
     /// Owner only.
     pub(crate) unsafe fn collect_remote(this: *mut Page) -> bool {
-        // SAFETY (whole body): caller contract; raw accesses only, no `&mut Page`
+        // SAFETY: (whole body) caller contract; raw accesses only, no `&mut Page`
         // (other threads CAS `thread_free` concurrently).
         #[allow(unused_unsafe)]
         unsafe {

@@ -220,7 +220,7 @@ impl Segment {
     /// # Safety
     /// Owner only.
     pub(crate) unsafe fn claim_page(seg: *mut Segment, class: usize, block_size: usize) -> *mut Page {
-        // SAFETY (whole body): owner only. Every pointer is derived from
+        // SAFETY: (whole body) owner only. Every pointer is derived from
         // `seg`, which carries the provenance of the whole segment mapping;
         // no reference to the segment or a page is made, because other
         // threads may CAS the `thread_free` list of any page meanwhile.
