@@ -328,7 +328,7 @@ unsafe fn free_remote(page: *mut Page, p: *mut u8, heap: *mut Heap) {
 /// The counters of a real heap.
 #[inline(always)]
 fn counters(heap: *mut Heap) -> *const Counters {
-    // SAFETY (of the arithmetic): real heaps live inside a `HeapSlot`, right
+    // SAFETY: (of the arithmetic) real heaps live inside a `HeapSlot`, right
     // after their counters; the pointer keeps the slot's provenance.
     heap.cast::<u8>().wrapping_sub(core::mem::size_of::<Counters>()).cast()
 }

@@ -182,7 +182,7 @@ fn cross_thread_frees_producer_consumer() {
 
 #[test]
 fn absurd_requests_return_null_and_failed_realloc_keeps_the_block() {
-    // SAFETY (all calls): layouts are valid; null results are checked.
+    // SAFETY: (all calls) layouts are valid; null results are checked.
     unsafe {
         let huge = Layout::from_size_align(isize::MAX as usize - 4096, 8).unwrap();
         assert!(ALLOC.alloc(huge).is_null());
