@@ -190,6 +190,9 @@ unsafe fn pop_current(heap: *mut Heap, class: usize, size: usize, zeroed: bool) 
         if (*page).free.is_null() {
             return None;
         }
+        // Not `Heap::take`: that goes through `&mut Heap` and its stored
+        // counters pointer (one more load); `heap` here carries its slot's
+        // provenance, so the counters are found by arithmetic.
         let b = Page::pop(page);
         #[cfg(feature = "hardened")]
         crate::hardened::on_alloc(page, b, size);
