@@ -94,6 +94,10 @@ pub(crate) struct Heap {
     /// provenance: `counters(self)` from a `&mut Heap` would reach outside
     /// the reference (UB under Stacked Borrows).
     counters: *const Counters,
+    /// This heap's number (0, 1, 2, ... in creation order; kept when the heap
+    /// is adopted by another thread). Arenas index per-thread state by it
+    /// (see [`owned_index`]).
+    index: usize,
 }
 
 /// Batches of remote frees a heap keeps (a small direct-mapped table).
@@ -155,6 +159,9 @@ thread_local! {
     static OWNED: Cell<*mut Heap> = const { Cell::new(ptr::null_mut()) };
     /// Set once the thread's heap has been retired at thread exit.
     static DEAD: Cell<bool> = const { Cell::new(false) };
+    /// `OWNED`'s index (`usize::MAX` while there is none), next to `CURRENT`
+    /// so that arenas find it without touching the heap's lines.
+    static OWNED_INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
 /// Retires the calling thread's heap; called by the OS layer's thread-exit
@@ -166,6 +173,7 @@ pub(crate) fn thread_exit() {
         return;
     }
     OWNED.set(ptr::null_mut());
+    OWNED_INDEX.set(usize::MAX);
     DEAD.set(true);
     CURRENT.set(empty_heap());
     // SAFETY: `h` was this thread's heap and no longer is: nobody else uses
@@ -357,6 +365,8 @@ unsafe fn refill(class: usize, size: usize, zeroed: bool) -> *mut u8 {
             return heap.cast();
         }
         OWNED.set(heap);
+        // SAFETY: `heap` is ours now; its index never changes.
+        OWNED_INDEX.set(unsafe { (*heap).index });
         CURRENT.set(heap);
         // Arming the exit hook may allocate (a pthread key's second-level
         // array, a Vec of TLS destructors); with CURRENT set that nested
@@ -413,6 +423,7 @@ impl Heap {
             retired_next: ptr::null_mut(),
             pending: [NO_PENDING; PENDING_SLOTS],
             counters: ptr::null(),
+            index: usize::MAX,
         }
     }
 
@@ -696,6 +707,8 @@ struct Registry {
     /// Unused part of the current metadata mapping.
     slab: *mut u8,
     slab_end: *mut u8,
+    /// Heaps created so far (the next heap's `index`).
+    count: usize,
 }
 // SAFETY: the lock serialises access; the pointers are to our metadata.
 unsafe impl Send for Registry {}
@@ -705,6 +718,7 @@ static REGISTRY: SpinLock<Registry> = SpinLock::new(Registry {
     retired: ptr::null_mut(),
     slab: ptr::null_mut(),
     slab_end: ptr::null_mut(),
+    count: 0,
 });
 
 const SLAB: usize = 64 << 10;
@@ -747,6 +761,8 @@ impl Registry {
             );
             self.all = slot;
             (*slot).heap.counters = ptr::addr_of!((*slot).counters);
+            (*slot).heap.index = self.count;
+            self.count += 1;
             ptr::addr_of_mut!((*slot).heap)
         }
     }
@@ -784,6 +800,20 @@ pub(crate) fn trim_current_thread() {
         unsafe { (*h).abandon() };
     }
     Segment::trim_cache();
+}
+
+/// The index of the heap the calling thread owns, or `usize::MAX` when it
+/// owns none (before its first small allocation, after its exit hook ran).
+///
+/// A heap belongs to one thread at a time, and it changes hands only through
+/// the registry's lock (retired at thread exit, adopted by a new thread), so
+/// per-thread state that an arena keeps in slot `owned_index()` is touched by
+/// one thread at a time, each owner's work happening before the next's —
+/// the same argument as for the heap itself. That is how the witness arena
+/// caches blocks per thread without locks (`witness::ThreadCache`).
+#[inline(always)]
+pub(crate) fn owned_index() -> usize {
+    OWNED_INDEX.get()
 }
 
 /// True while the calling thread is inside a witness scope.

@@ -29,7 +29,8 @@
 //! ```text
 //! lib.rs         NAlloc: the GlobalAlloc front, stats(), trim(), arena handles
 //!  ├─ raw.rs         free without a Layout (for the C ABI): segment-region check or a 16-byte header
-//!  ├─ witness.rs     witness arena: guard-fenced, mlock'ed, wiped chunks in one reserved region
+//!  ├─ witness.rs     witness arena: guard-fenced, mlock'ed, wiped chunks in one reserved region;
+//!  │                  per-class runs, per-thread block caches (by heap index), batches under one lock
 //!  │   └─ secret.rs    SecretBox / SecretVec: owned secrets, in-place init, wiped growth
 //!  ├─ polynomial.rs  polynomial arena: placement + huge-page reporting over spans
 //!  ├─ scratch.rs     scratch arena: chunked bump allocation, O(1) lifetime-checked reset
@@ -63,8 +64,11 @@
 //!   Linux.
 //! * **Witness**: `dealloc` first asks, with one range comparison, whether
 //!   the pointer lies in the witness region; if so the block is wiped and
-//!   returned to its arena. Inside [`NAlloc::witness_scope`] every global
-//!   allocation of the thread is routed there.
+//!   returned to its arena — to the freeing thread's cache in that arena,
+//!   without a lock or atomic read-modify-write; caches trade whole batches
+//!   with the arena's shared lists under its lock. Inside
+//!   [`NAlloc::witness_scope`] every global allocation of the thread is
+//!   routed there.
 //!
 //! ## Undefined cases
 //!

@@ -595,6 +595,64 @@ fn witness_arena_alloc_dealloc_wipe() {
 }
 
 #[test]
+fn witness_thread_caches_batch_spill_reuse_and_cross_thread_frees() {
+    let a = NAlloc::new();
+    let w = WitnessArena::new();
+    // A heap of its own gives this thread a block cache in every arena.
+    let heap_block = Live::new(&a, layout(8, 8), 9);
+    // More blocks of one class than a cache holds (two batches of 64 blocks
+    // of 48 B): fresh batches, then spilled batches and their reuse.
+    const N: usize = 200;
+    const SIZE: usize = 48;
+    let first: Vec<*mut u8> = (0..N).map(|_| w.alloc(SIZE, 8)).collect();
+    let mut addrs: Vec<(usize, usize)> = first.iter().map(|p| (p.addr(), SIZE)).collect();
+    assert_disjoint(&mut addrs);
+    for (i, &p) in first.iter().enumerate() {
+        assert!(!p.is_null() && zero(p, SIZE), "witness block not zero when handed out");
+        fill(p, SIZE, i as u64);
+    }
+    assert_eq!(w.stats().used, N * SIZE);
+    for (i, &p) in first.iter().enumerate() {
+        assert!(check(p, SIZE, i as u64), "witness block corrupted");
+        // SAFETY: from this arena with (SIZE, 8), freed once.
+        unsafe { w.dealloc(p, SIZE, 8) };
+    }
+    assert_eq!(w.stats().used, 0);
+    // The same blocks come back (cache, then spilled batches), wiped.
+    let again: Vec<*mut u8> = (0..N).map(|_| w.alloc(SIZE, 8)).collect();
+    let mut a1: Vec<usize> = first.iter().map(|p| p.addr()).collect();
+    let mut a2: Vec<usize> = again.iter().map(|p| p.addr()).collect();
+    a1.sort_unstable();
+    a2.sort_unstable();
+    assert_eq!(a1, a2, "freed blocks were not reused");
+    assert!(again.iter().all(|&p| zero(p, SIZE)), "recycled witness block not wiped");
+    // Another thread, with a heap and cache of its own, frees half of them
+    // (into its cache, which spills) and allocates from what it freed.
+    let handed: Vec<Addr> = again[..N / 2].iter().map(|&p| Addr(p, SIZE, 0)).collect();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _own_heap = Live::new(&a, layout(8, 8), 3);
+            for h in handed {
+                // SAFETY: live witness blocks with (SIZE, 8), handed over.
+                unsafe { w.dealloc(h.ptr(), SIZE, 8) };
+            }
+            let q = w.alloc(SIZE, 8);
+            assert!(zero(q, SIZE));
+            // SAFETY: just allocated with (SIZE, 8).
+            unsafe { w.dealloc(q, SIZE, 8) };
+        });
+    });
+    for &p in &again[N / 2..] {
+        // SAFETY: live witness blocks with (SIZE, 8).
+        unsafe { w.dealloc(p, SIZE, 8) };
+    }
+    let st = w.stats();
+    assert_eq!(st.used, 0);
+    assert_eq!(st.peak, N * SIZE, "peak is exact for one thread at a time");
+    drop(heap_block);
+}
+
+#[test]
 fn witness_scope_routes_and_survives_realloc_and_other_threads() {
     let a = NAlloc::new();
     let l = layout(64, 8);

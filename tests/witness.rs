@@ -276,3 +276,115 @@ fn allocator_api_vectors_in_witness_memory() {
         assert!(bytes.iter().all(|&b| b == 0));
     }
 }
+
+/// A pattern byte for block `seed` at offset `i`.
+fn pattern(seed: usize, i: usize) -> u8 {
+    (seed.wrapping_mul(31).wrapping_add(i) % 251) as u8 + 1
+}
+
+#[test]
+fn threads_share_an_arena_through_their_caches() {
+    // Eight threads, each with its own block cache in the arena, pass their
+    // blocks round a ring: every block is allocated by one thread and freed
+    // by the next, so caches fill with other threads' blocks, spill and
+    // refill. Contents are checked on both sides, hand-outs must be zero.
+    const THREADS: usize = 8;
+    const ROUNDS: usize = 120;
+    const PER_ROUND: usize = 48;
+    let arena = WitnessArena::new();
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..THREADS)
+        .map(|_| std::sync::mpsc::sync_channel::<Vec<(usize, usize, usize)>>(2))
+        .unzip();
+    let capacity_mid = std::sync::Mutex::new(0usize);
+    let barrier = std::sync::Barrier::new(THREADS);
+    std::thread::scope(|s| {
+        for (t, rx) in rxs.into_iter().enumerate() {
+            let tx = txs[(t + 1) % THREADS].clone();
+            let (arena, barrier, capacity_mid) = (&arena, &barrier, &capacity_mid);
+            s.spawn(move || {
+                for round in 0..ROUNDS {
+                    let mut batch = Vec::with_capacity(PER_ROUND);
+                    for k in 0..PER_ROUND {
+                        let size = 16 + (t * 977 + round * 131 + k * 59) % 6000;
+                        let p = arena.alloc(size, 8);
+                        assert!(!p.is_null());
+                        let seed = (t << 32) | (round << 16) | k;
+                        // SAFETY: a live block of `size` bytes.
+                        let bytes = unsafe { std::slice::from_raw_parts_mut(p, size) };
+                        assert!(bytes.iter().all(|&b| b == 0), "witness block not zero");
+                        for (i, b) in bytes.iter_mut().enumerate() {
+                            *b = pattern(seed, i);
+                        }
+                        batch.push((p as usize, size, seed));
+                    }
+                    tx.send(batch).unwrap();
+                    for (p, size, seed) in rx.recv().unwrap() {
+                        // SAFETY: a live block of `size` bytes handed over.
+                        let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, size) };
+                        assert!(
+                            bytes.iter().enumerate().all(|(i, &b)| b == pattern(seed, i)),
+                            "block corrupted"
+                        );
+                        // SAFETY: from this arena with (size, 8), freed once.
+                        unsafe { arena.dealloc(p as *mut u8, size, 8) };
+                    }
+                    if round == ROUNDS / 2 {
+                        barrier.wait();
+                        if t == 0 {
+                            *capacity_mid.lock().unwrap() = arena.stats().capacity;
+                        }
+                        barrier.wait();
+                    }
+                }
+            });
+        }
+    });
+    let st = arena.stats();
+    assert_eq!(st.used, 0, "every block was freed");
+    assert!(st.peak >= PER_ROUND * 16, "peak {}", st.peak);
+    // Blocks are reused across threads: after warm-up the arena stops
+    // growing (at most one more chunk).
+    let mid = *capacity_mid.lock().unwrap();
+    assert!(
+        st.capacity <= mid + (1 << 20),
+        "capacity grew from {mid} to {}",
+        st.capacity
+    );
+}
+
+#[test]
+fn secure_wipe_keeps_small_chunks_for_reuse() {
+    // Several chunks' worth of secrets, wiped after every "proof": the chunks
+    // stay committed (and locked), come back zero, and are reused instead of
+    // new ones being committed.
+    let arena = WitnessArena::new();
+    let mut capacity = 0;
+    for round in 0..4 {
+        let blocks: Vec<(*mut u8, usize)> = (0..2500)
+            .map(|i| {
+                let size = 16 + (i * 37) % 4000;
+                let p = arena.alloc(size, 8);
+                assert!(!p.is_null());
+                // SAFETY: a live block of `size` bytes.
+                unsafe { p.write_bytes(0xA5, size) };
+                (p, size)
+            })
+            .collect();
+        let st = arena.stats();
+        assert!(st.capacity > 2 << 20, "expected several chunks, got {}", st.capacity);
+        if round == 0 {
+            capacity = st.capacity;
+        }
+        assert_eq!(st.capacity, capacity, "round {round} committed new chunks");
+        // SAFETY: no block is used after the wipe (they are only read back
+        // through /proc/self/mem).
+        unsafe { arena.secure_wipe() };
+        for &(p, size) in blocks.iter().step_by(97) {
+            assert!(
+                peek(p as usize, size).unwrap().iter().all(|&b| b == 0),
+                "secret survived secure_wipe"
+            );
+        }
+        assert_eq!(arena.stats().used, 0);
+    }
+}
