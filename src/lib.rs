@@ -340,7 +340,7 @@ pub(crate) unsafe fn dealloc_layout(p: *mut u8, layout: Layout) {
     if witness::contains(p) {
         // SAFETY: caller contract; witness blocks of the global engine come
         // from the scope arena.
-        unsafe { witness::SCOPE_ARENA.dealloc_raw(p, size, align) };
+        unsafe { witness::scope_dealloc(p, size, align) };
     } else if is_small(size, align) {
         // SAFETY: caller contract: a live small block. The class is only
         // computed where hardened mode checks it.

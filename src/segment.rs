@@ -229,7 +229,10 @@ impl Segment {
             if free_mask == 0 {
                 return ptr::null_mut();
             }
-            let i = free_mask.trailing_zeros() as usize;
+            // A slot written before is preferred: its memory is resident
+            // already, a fresh one would add to the RSS.
+            let dirty_free = free_mask & (*seg).dirty_mask;
+            let i = if dirty_free != 0 { dirty_free } else { free_mask }.trailing_zeros() as usize;
             (*seg).free_mask = free_mask & !(1 << i);
             let fresh = (*seg).dirty_mask & (1 << i) == 0;
             (*seg).dirty_mask |= 1 << i;
