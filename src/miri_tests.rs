@@ -648,7 +648,8 @@ fn witness_thread_caches_batch_spill_reuse_and_cross_thread_frees() {
     }
     let st = w.stats();
     assert_eq!(st.used, 0);
-    assert_eq!(st.peak, N * SIZE, "peak is exact for one thread at a time");
+    // `stats` samples the peak too: the call at the high point above saw it.
+    assert_eq!(st.peak, N * SIZE, "peak missed the sampled high point");
     drop(heap_block);
 }
 

@@ -35,7 +35,9 @@
 //!   list walk) with the shared stack under the lock. A cache is used by one
 //!   thread at a time (a heap's owner), so it needs no atomics;
 //!   `secure_wipe` empties every cache, hence its contract that no other
-//!   thread uses the arena meanwhile. Measured on the bench's `witness`
+//!   thread uses the arena meanwhile. Accounting is per class in the same
+//!   entry; `stats` sums it exactly and the peak is sampled at trades.
+//!   Measured on the bench's `witness`
 //!   workload: one lock per operation and all classes interleaved in one
 //!   bump region cost 5-8 % over plain alloc + memset + free; with runs and
 //!   caches the witness arena is at parity.
@@ -45,7 +47,7 @@
 
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::Relaxed};
 
 use crate::heap;
 use crate::os::{self, OS_PAGE};
@@ -256,88 +258,95 @@ const fn batch(c: usize) -> u16 {
     }
 }
 
-/// One class in a thread's cache, a *magazine* pair (as in Bonwick's
-/// magazine allocator): `head`, a list of up to `batch` wiped free blocks
-/// that alloc pops and free pushes, and `full`, one complete batch held in
-/// reserve. Blocks are linked through their first word, the only non-zero
-/// word of a wiped block. Both lists are handed over whole, in O(1), so no
-/// path ever walks a list. 24 bytes: a prover streaming through memory
-/// evicts these lines between calls, so every extra line is a miss.
-#[derive(Clone, Copy)]
-#[repr(C)]
-struct ClassCache {
-    head: *mut Block,
-    /// A batch of exactly `batch` blocks, or null.
-    full: *mut Block,
-    /// Blocks in `head`.
-    len: u16,
-    /// Blocks per batch ([`batch`]).
-    batch: u16,
-    /// The class's block size.
-    size: u32,
-}
-
-/// A thread's cache in one arena (see the module docs).
-#[repr(C, align(64))]
-struct ThreadCache {
-    /// Net bytes handed out through this cache (blocks freed here that were
-    /// allocated elsewhere make it wrap below zero: the sum over all caches
-    /// and the locked lists is what is live). Written by the owner only,
-    /// with a plain load and store; read by `stats`.
-    used: AtomicUsize,
-    /// Highest `base + used` the owner saw.
-    peak: AtomicUsize,
-    /// Every other contributor's `used` at the owner's last locked
-    /// operation: `base + used` is the arena's total as this thread sees it,
-    /// which makes `peak` exact for a single thread (and a close lower bound
-    /// otherwise) without reading other threads' counters per allocation.
-    base: UnsafeCell<usize>,
-    /// Only the owning thread touches these (and `secure_wipe`, by contract).
-    classes: UnsafeCell<[ClassCache; NUM_CLASSES]>,
-}
-
-const EMPTY_CLASSES: [ClassCache; NUM_CLASSES] = {
-    let mut t = [ClassCache {
-        head: ptr::null_mut(),
-        full: ptr::null_mut(),
-        len: 0,
-        batch: 0,
-        size: 0,
-    }; NUM_CLASSES];
+/// Blocks per batch, per class ([`batch`]), read on the free path.
+static BATCH: [u16; NUM_CLASSES] = {
+    let mut t = [0u16; NUM_CLASSES];
     let mut c = 0;
     while c < NUM_CLASSES {
-        t[c].batch = batch(c);
-        t[c].size = CLASS_SIZE[c];
+        t[c] = batch(c);
         c += 1;
     }
     t
 };
 
+/// One class in a thread's cache, a *magazine* pair (as in Bonwick's
+/// magazine allocator): `head`, a list of up to `batch` wiped free blocks
+/// that alloc pops and free pushes, and `full`, one complete batch held in
+/// reserve. Blocks are linked through their first word, the only non-zero
+/// word of a wiped block. Both lists are handed over whole, in O(1), so no
+/// path ever walks a list.
+///
+/// Alloc and free touch this entry and nothing else of the arena: a prover
+/// streaming through memory evicts the arena's lines between calls, and one
+/// more line per call (a per-thread byte counter) measured 2-3 % on
+/// `witness`. So the accounting is per class, in blocks (`net`), here.
+/// Fields are written by the owning thread only, through raw pointers (no
+/// reference to the entry), so that `stats` may read `net` meanwhile.
+#[repr(C, align(32))]
+struct ClassCache {
+    head: *mut Block,
+    /// A batch of exactly `batch` blocks, or null.
+    full: *mut Block,
+    /// Blocks handed out through this entry minus blocks freed into it
+    /// (wraps below zero when this thread frees blocks that others
+    /// allocated; the sum over every cache and the locked lists is what is
+    /// live). Owner-written with plain load + store, read by `stats`.
+    net: AtomicI32,
+    /// `net` at the owner's last batch trade (see `WitnessArena::sample`).
+    traded: i32,
+    /// Blocks in `head`.
+    len: u16,
+    /// Blocks per batch ([`batch`]); 0 until the entry's first use, so
+    /// that the caches start all-zero (in `.bss`, not in the binary).
+    batch: u16,
+}
+
+/// A thread's cache in one arena (see the module docs).
+struct ThreadCache {
+    /// Bytes handed out through this cache as of the owner's last batch
+    /// trades (per class, see `WitnessArena::sample`): what other threads
+    /// add to the arena's total when they sample the peak.
+    sample: AtomicUsize,
+    /// Only the owning thread writes these (and `secure_wipe`, by contract).
+    classes: UnsafeCell<[ClassCache; NUM_CLASSES]>,
+}
+
 impl ThreadCache {
     const fn new() -> Self {
         Self {
-            used: AtomicUsize::new(0),
-            peak: AtomicUsize::new(0),
-            base: UnsafeCell::new(0),
-            classes: UnsafeCell::new(EMPTY_CLASSES),
+            sample: AtomicUsize::new(0),
+            classes: UnsafeCell::new(
+                [const {
+                    ClassCache {
+                        head: ptr::null_mut(),
+                        full: ptr::null_mut(),
+                        net: AtomicI32::new(0),
+                        traded: 0,
+                        len: 0,
+                        batch: 0,
+                    }
+                }; NUM_CLASSES],
+            ),
         }
     }
 
-    /// Records `bs` bytes handed out by the owner.
+    /// The entry of `class` (a raw pointer: see [`ClassCache`]).
     #[inline(always)]
-    fn account_up(&self, base: usize, bs: usize) {
-        let u = self.used.load(Relaxed).wrapping_add(bs);
-        self.used.store(u, Relaxed);
-        let total = base.wrapping_add(u);
-        if (total as isize) > (self.peak.load(Relaxed) as isize) {
-            self.peak.store(total, Relaxed);
-        }
+    fn entry(&self, class: usize) -> *mut ClassCache {
+        // SAFETY: `class < NUM_CLASSES` for every caller (size classes);
+        // `get_unchecked` would save a compare, `add` stays in bounds.
+        debug_assert!(class < NUM_CLASSES);
+        self.classes.get().cast::<ClassCache>().wrapping_add(class)
     }
 
-    /// Records `bs` bytes given back to the owner.
-    #[inline(always)]
-    fn account_down(&self, bs: usize) {
-        self.used.store(self.used.load(Relaxed).wrapping_sub(bs), Relaxed);
+    /// Bytes handed out through this cache now (exact; for `stats`).
+    fn used(&self) -> usize {
+        (0..NUM_CLASSES).fold(0usize, |sum, c| {
+            // SAFETY: a shared reference to an atomic field only; nobody
+            // holds a reference to the entry (see `ClassCache`).
+            let net = unsafe { (*self.entry(c)).net.load(Relaxed) };
+            sum.wrapping_add((net as isize as usize).wrapping_mul(CLASS_SIZE[c] as usize))
+        })
     }
 }
 
@@ -359,7 +368,11 @@ pub struct WitnessArena {
 pub struct WitnessStats {
     /// Bytes in live blocks (rounded to size classes).
     pub used: usize,
-    /// Highest `used` seen.
+    /// Highest `used` seen. Sampled, so that alloc and free stay lock- and
+    /// atomic-free: at every batch trade between a thread's cache and the
+    /// arena, every locked operation and every `stats` call; between
+    /// samples a thread's cache can hand out up to one batch per class
+    /// (32 KiB or 64 blocks) unseen.
     pub peak: usize,
     /// Bytes committed for the arena (its capacity before new chunks).
     pub capacity: usize,
@@ -447,21 +460,22 @@ impl WitnessArena {
             // heap `i` (module docs); its blocks are wiped free blocks of
             // ours whose link is their only non-zero word.
             unsafe {
-                let cc = &mut (*c.classes.get())[class];
-                if cc.head.is_null() && !cc.full.is_null() {
-                    cc.head = cc.full;
-                    cc.len = cc.batch;
-                    cc.full = ptr::null_mut();
+                let cc = c.entry(class);
+                if (*cc).head.is_null() && !(*cc).full.is_null() {
+                    (*cc).head = (*cc).full;
+                    (*cc).len = (*cc).batch;
+                    (*cc).full = ptr::null_mut();
                 }
-                let b = cc.head;
+                let b = (*cc).head;
                 if !b.is_null() {
-                    cc.head = (*b).next;
+                    (*cc).head = (*b).next;
                     // `len` may overstate the list (never understate it) in
                     // a forked child, where wipe-on-fork zeroed the links:
                     // wrapping keeps that harmless and panic-free.
-                    cc.len = cc.len.wrapping_sub(1);
+                    (*cc).len = (*cc).len.wrapping_sub(1);
                     (*b).next = ptr::null_mut();
-                    c.account_up(*c.base.get(), cc.size as usize);
+                    let net = &(*cc).net;
+                    net.store(net.load(Relaxed).wrapping_add(1), Relaxed);
                     return b.cast();
                 }
                 return self.refill(i, class);
@@ -555,27 +569,59 @@ impl WitnessArena {
         true
     }
 
-    /// Bytes handed out through every active thread cache except
-    /// `except`'s (wrapping: see [`ThreadCache::used`]).
-    fn caches_used(&self, g: &Inner, except: usize) -> usize {
-        let mut sum = 0usize;
-        let mut bits = g.active & !(1u64.checked_shl(except as u32).unwrap_or(0));
+    /// The arena's total as far as the lock holder can see it cheaply: the
+    /// locked lists' bytes plus every active cache's last sample.
+    fn sampled_total(&self, g: &Inner) -> usize {
+        let mut sum = g.used;
+        let mut bits = g.active;
         while bits != 0 {
             let j = bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            sum = sum.wrapping_add(self.caches[j].used.load(Relaxed));
+            sum = sum.wrapping_add(self.caches[j].sample.load(Relaxed));
         }
         sum
+    }
+
+    /// Raises the peak to `total` if higher (both may have wrapped below
+    /// zero transiently: compared as signed).
+    fn raise_peak(g: &mut Inner, total: usize) {
+        if (total as isize) > (g.peak as isize) {
+            g.peak = total;
+        }
+    }
+
+    /// At a batch trade of cache `i` for `class` (lock held): folds the
+    /// class's change since its last trade into the cache's sample and
+    /// samples the peak. So `peak` is the highest total seen at batch
+    /// trades, locked operations and `stats` calls: it can miss what a
+    /// thread's cache handed out since its last trade (at most a batch per
+    /// class), a price for alloc and free touching one line only.
+    ///
+    /// # Safety
+    /// Cache `i` must belong to the calling thread.
+    unsafe fn sample(&self, g: &mut Inner, i: usize, class: usize) {
+        let c = &self.caches[i];
+        let cc = c.entry(class);
+        // SAFETY: caller contract: the entry is ours to write.
+        let delta = unsafe {
+            let net = (*cc).net.load(Relaxed);
+            let d = net.wrapping_sub((*cc).traded);
+            (*cc).traded = net;
+            d
+        };
+        let bytes = (delta as isize as usize).wrapping_mul(CLASS_SIZE[class] as usize);
+        c.sample.store(c.sample.load(Relaxed).wrapping_add(bytes), Relaxed);
+        g.active |= 1 << i;
+        let total = self.sampled_total(g);
+        Self::raise_peak(g, total);
     }
 
     /// Accounts `delta` bytes taken or given back under the lock.
     fn account_locked(&self, g: &mut Inner, delta: isize) {
         g.used = g.used.wrapping_add_signed(delta);
         if delta > 0 {
-            let total = g.used.wrapping_add(self.caches_used(g, usize::MAX));
-            if (total as isize) > (g.peak as isize) {
-                g.peak = total;
-            }
+            let total = self.sampled_total(g);
+            Self::raise_peak(g, total);
         }
     }
 
@@ -637,18 +683,18 @@ impl WitnessArena {
                 (h.cast::<u8>(), rest, batch(class) - 1)
             }
         };
-        g.active |= 1 << i;
-        let base = g.used.wrapping_add(self.caches_used(&g, i));
-        drop(g);
         // SAFETY: caller contract: the cache is ours; this class's lists
         // were both empty.
         unsafe {
-            let cc = &mut (*c.classes.get())[class];
-            cc.head = rest;
-            cc.len = n;
-            *c.base.get() = base;
-            c.account_up(base, cc.size as usize);
+            let cc = c.entry(class);
+            (*cc).head = rest;
+            (*cc).len = n;
+            (*cc).batch = BATCH[class];
+            let net = &(*cc).net;
+            net.store(net.load(Relaxed).wrapping_add(1), Relaxed);
+            self.sample(&mut g, i, class);
         }
+        drop(g);
         p
     }
 
@@ -660,15 +706,18 @@ impl WitnessArena {
     ///
     /// # Safety
     /// `first` must head such a batch, taken out of the calling thread's
-    /// cache.
+    /// cache `i`.
     #[cold]
     #[inline(never)]
-    unsafe fn spill(&self, first: *mut Block, class: usize) {
+    unsafe fn spill(&self, i: usize, first: *mut Block, class: usize) {
         let first = first.cast::<BatchHead>();
         let mut g = self.inner.lock();
         // SAFETY: caller contract; the batch's first block gets its second
         // word set (cleared again when it is handed out).
-        unsafe { (*first).next_batch = g.batches[class] };
+        unsafe {
+            (*first).next_batch = g.batches[class];
+            self.sample(&mut g, i, class);
+        }
         g.batches[class] = first;
     }
 
@@ -768,12 +817,12 @@ impl WitnessArena {
             return unsafe { self.dealloc_large(p) };
         }
         let class = size_class::class_for(size, align);
-        let bs = CLASS_SIZE[class] as usize;
         // Only the requested bytes can hold data: the block was zero when
         // handed out and the rest of it belongs to no one. (A same-class
         // shrinking `realloc` wipes what it cuts off.)
-        // SAFETY: caller contract: a live block of `bs >= size` bytes.
-        unsafe { os::secure_zero(p, size.max(1).min(bs)) };
+        // SAFETY: caller contract: a live block of its class's size, which
+        // is at least `size` (`class_for`).
+        unsafe { os::secure_zero(p, size.max(1)) };
         let b = p.cast::<Block>();
         let i = heap::owned_index();
         let Some(c) = self.caches.get(i) else {
@@ -783,19 +832,24 @@ impl WitnessArena {
         // SAFETY: cache `i` belongs to the calling thread (module docs); `b`
         // is wiped, and its link becomes its only non-zero word.
         unsafe {
-            let cc = &mut (*c.classes.get())[class];
-            if cc.len == cc.batch {
-                if !cc.full.is_null() {
-                    self.spill(cc.full, class);
+            let cc = c.entry(class);
+            if (*cc).len == (*cc).batch {
+                if (*cc).batch == 0 {
+                    (*cc).batch = BATCH[class];
+                } else {
+                    if !(*cc).full.is_null() {
+                        self.spill(i, (*cc).full, class);
+                    }
+                    (*cc).full = (*cc).head;
+                    (*cc).head = ptr::null_mut();
+                    (*cc).len = 0;
                 }
-                cc.full = cc.head;
-                cc.head = ptr::null_mut();
-                cc.len = 0;
             }
-            (*b).next = cc.head;
-            cc.head = b;
-            cc.len += 1;
-            c.account_down(bs);
+            (*b).next = (*cc).head;
+            (*cc).head = b;
+            (*cc).len += 1;
+            let net = &(*cc).net;
+            net.store(net.load(Relaxed).wrapping_sub(1), Relaxed);
         }
     }
 
@@ -857,10 +911,17 @@ impl WitnessArena {
         for c in &self.caches {
             // SAFETY: caller contract: no thread uses its cache meanwhile.
             unsafe {
-                *c.classes.get() = EMPTY_CLASSES;
-                *c.base.get() = 0;
+                for class in 0..NUM_CLASSES {
+                    let cc = c.entry(class);
+                    (*cc).head = ptr::null_mut();
+                    (*cc).full = ptr::null_mut();
+                    (*cc).len = 0;
+                    (*cc).batch = 0;
+                    (*cc).traded = 0;
+                    (*cc).net.store(0, Relaxed);
+                }
             }
-            c.used.store(0, Relaxed);
+            c.sample.store(0, Relaxed);
         }
         let mut g = self.inner.lock();
         // SAFETY: caller contract: no block is in use; the chunks are ours.
@@ -919,24 +980,17 @@ impl WitnessArena {
         // One lock for both figures (a guard temporary lives to the end of
         // the statement: locking twice in one expression would self-deadlock).
         let (used, peak) = {
-            let g = self.inner.lock();
+            let mut g = self.inner.lock();
             // Every cache, not only the active ones: a thread that only
             // freed into its cache holds a negative share.
-            let used = self
-                .caches
-                .iter()
-                .fold(g.used, |sum, c| sum.wrapping_add(c.used.load(Relaxed)));
+            let used = self.caches.iter().fold(g.used, |sum, c| sum.wrapping_add(c.used()));
             // Figures read while other threads work may be momentarily
             // inconsistent (a block counted by neither or both caches).
             let used = if (used as isize) < 0 { 0 } else { used };
-            let peak = self.caches.iter().map(|c| c.peak.load(Relaxed)).fold(g.peak, |a, b| {
-                if (b as isize) > (a as isize) {
-                    b
-                } else {
-                    a
-                }
-            });
-            (used, peak.max(used))
+            let peak = g.peak;
+            let peak = peak.max(used);
+            g.peak = peak;
+            (used, peak)
         };
         WitnessStats {
             used,
