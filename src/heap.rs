@@ -116,7 +116,11 @@ struct Pending {
     head: *mut Block,
     tail: *mut Block,
     blocks: u32,
-    bytes: u32,
+    /// The page's block size, read once per batch rather than per block:
+    /// the page's metadata line is written by its owner all the time. (No
+    /// difference measurable here: xmalloc 200 vs 201 ms, c-small within
+    /// noise; it saves a read of another core's line per remote free.)
+    block_size: u32,
 }
 
 const NO_PENDING: Pending = Pending {
@@ -124,7 +128,7 @@ const NO_PENDING: Pending = Pending {
     head: ptr::null_mut(),
     tail: ptr::null_mut(),
     blocks: 0,
-    bytes: 0,
+    block_size: 0,
 };
 
 struct SyncPage(Page);
@@ -408,14 +412,13 @@ unsafe fn free_remote(page: *mut Page, p: *mut u8, heap: *mut Heap) {
                 head: ptr::null_mut(),
                 tail: b,
                 blocks: 0,
-                bytes: 0,
+                block_size: (*page).block_size,
             };
         }
         Block::set_next(b, e.head);
         e.head = b;
         e.blocks += 1;
-        e.bytes += (*page).block_size;
-        if e.blocks >= PENDING_BLOCKS || e.bytes >= PENDING_BYTES {
+        if e.blocks >= PENDING_BLOCKS || e.blocks * e.block_size >= PENDING_BYTES {
             Page::push_remote_chain(page, e.head, e.tail);
             *e = NO_PENDING;
         }
