@@ -39,8 +39,8 @@
 //!   per class in the same entry; `stats` sums it exactly and the peak is
 //!   sampled at trades. Measured on the bench's `witness` workload: one lock
 //!   per operation and all classes interleaved in one bump region cost 5-8 %
-//!   over plain alloc + memset + free; with runs and caches the witness
-//!   arena is at parity (full suite 1.005x, quick 0.98x).
+//!   over plain alloc + memset + free; with runs and caches it is within
+//!   0.5-2.5 % on the full suite (quick 0.98x).
 //! * One range comparison (`contains`) tells the global `dealloc` whether a
 //!   pointer is witness memory, which is how blocks allocated inside
 //!   `witness_scope` are recognised when freed anywhere, on any thread.
