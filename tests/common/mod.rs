@@ -116,3 +116,29 @@ pub fn peek(addr: usize, len: usize) -> Option<Vec<u8>> {
 pub fn mapping_count() -> usize {
     std::fs::read_to_string("/proc/self/maps").unwrap().lines().count()
 }
+
+/// Runs the calling test's body in a process of its own: re-executes this
+/// test binary for the one test `name` and asserts that it passed there.
+/// For checks of process-wide state — the number of mappings, a released
+/// address range staying unused — that tests running on other threads of
+/// the same process would disturb (they showed up as failures with
+/// `--test-threads=16`). Returns true in the child, where the body runs.
+pub fn isolated(name: &str) -> bool {
+    const VAR: &str = "NALLOC_ISOLATED_TEST";
+    if std::env::var_os(VAR).is_some_and(|v| v == name) {
+        return true;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(VAR, name)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{name} in its own process: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
