@@ -39,8 +39,9 @@
 //!   per class in the same entry; `stats` sums it exactly and the peak is
 //!   sampled at trades. Measured on the bench's `witness` workload: one lock
 //!   per operation and all classes interleaved in one bump region cost 5-8 %
-//!   over plain alloc + memset + free; with runs and caches it is within
-//!   0.5-2.5 % on the full suite (quick 0.98x).
+//!   over plain alloc + memset + free; with runs and caches it costs no
+//!   more (full suite, phases alternating: 0.98-1.00x per run, median
+//!   0.993; BENCHMARKS.md).
 //! * One range comparison (`contains`) tells the global `dealloc` whether a
 //!   pointer is witness memory, which is how blocks allocated inside
 //!   `witness_scope` are recognised when freed anywhere, on any thread.
