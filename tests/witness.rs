@@ -79,6 +79,52 @@ fn witness_memory_is_zeroed_locked_undumpable_wiped_on_fork_and_fenced() {
     unsafe { w.dealloc(p, 200, 16) };
 }
 
+/// True if this kernel names anonymous mappings (`PR_SET_VMA_ANON_NAME`,
+/// Linux 5.17 with `CONFIG_ANON_VMA_NAME`), tried on a page of our own.
+fn kernel_names_anonymous_mappings() -> bool {
+    const PR_SET_VMA: libc::c_int = 0x5356_4d41;
+    const PR_SET_VMA_ANON_NAME: libc::c_ulong = 0;
+    // SAFETY: a fresh private anonymous page, named, then unmapped; nothing
+    // else refers to it.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED);
+        let ok = libc::prctl(
+            PR_SET_VMA,
+            PR_SET_VMA_ANON_NAME,
+            p as libc::c_ulong,
+            4096,
+            c"probe".as_ptr(),
+        ) == 0;
+        libc::munmap(p, 4096);
+        ok
+    }
+}
+
+#[test]
+fn witness_mappings_are_named_where_the_kernel_allows() {
+    let w = WitnessArena::new();
+    let p = w.alloc(64, 8);
+    assert!(!p.is_null());
+    let (_, this, _) = maps_neighbours(p as usize);
+    if kernel_names_anonymous_mappings() {
+        assert!(this.ends_with("[anon:nalloc-witness]"), "{this}");
+    } else {
+        // The arena works unnamed: naming is cosmetic (see os::name).
+        eprintln!("kernel without PR_SET_VMA_ANON_NAME: {this}");
+        assert!(!this.contains("nalloc-witness"), "{this}");
+    }
+    // SAFETY: allocated above.
+    unsafe { w.dealloc(p, 64, 8) };
+}
+
 #[test]
 fn overflow_past_a_witness_block_faults() {
     let w = WitnessArena::new();

@@ -277,8 +277,22 @@ pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
                 peak = peak.max(r);
                 let ops = sh.ops.load(Relaxed);
                 samples.push(peak);
+                // Under nalloc, where the memory is: spans (live, their
+                // peak, the warm pool) and everything mapped.
+                let detail = if nalloc {
+                    let st = NALLOC.stats();
+                    format!(
+                        "  spans {:.1} (peak {:.1}) pool {:.1} mapped {:.1} MiB",
+                        mib(st.polynomial_used),
+                        mib(st.polynomial_peak),
+                        mib(st.pool_retained),
+                        mib(st.mapped)
+                    )
+                } else {
+                    String::new()
+                };
                 eprintln!(
-                    "{PREFIX} {:>6} s  {:>8.3} Mops/s  rss {:>8.1} MiB  (peak in this second {:>8.1} MiB)",
+                    "{PREFIX} {:>6} s  {:>8.3} Mops/s  rss {:>8.1} MiB  (peak in this second {:>8.1} MiB){detail}",
                     second,
                     (ops - last_ops) as f64 / 1e6,
                     mib(r),
