@@ -167,34 +167,61 @@ pub fn witness(ctx: &Ctx) -> Result<WorkloadOutput, String> {
 /// Rounds per slice of `witness` (see there).
 const WITNESS_SLICE: usize = 10;
 
-/// Rounds of `witness`'s `memset+free` phase: the global allocator plus a
-/// manual wipe.
-fn memset_rounds(sizes: &[usize], ptrs: &mut Vec<*mut u8>, rounds: std::ops::Range<usize>) -> Result<(), String> {
+/// Rounds of one `witness` phase: each round allocates every size of
+/// `sizes` with `alloc`, fills the block, then checks and frees them in the
+/// same order with `free`. Both phases run this same loop, so they differ
+/// only in their allocator calls.
+fn secret_rounds(
+    sizes: &[usize],
+    ptrs: &mut Vec<*mut u8>,
+    rounds: std::ops::Range<usize>,
+    what: &str,
+    mut alloc: impl FnMut(usize) -> *mut u8,
+    mut free: impl FnMut(*mut u8, usize),
+) -> Result<(), String> {
     for round in rounds {
         for &size in sizes {
-            let layout = std::alloc::Layout::from_size_align(size, 8).map_err(|e| e.to_string())?;
-            // SAFETY: non-zero size.
-            let p = unsafe { std::alloc::alloc(layout) };
+            let p = alloc(size);
             if p.is_null() {
-                return Err("witness: out of memory".into());
+                return Err(format!("witness: {what} out of memory"));
             }
             // SAFETY: `size` bytes just allocated.
             unsafe { p.write_bytes(round as u8 | 1, size) };
             ptrs.push(p);
         }
         for (p, &size) in ptrs.drain(..).zip(sizes) {
-            // SAFETY: live block of `size` bytes; black_box keeps the wipe.
-            unsafe {
-                if p.read() != round as u8 | 1 {
-                    return Err("witness: block corrupted".into());
-                }
-                p.write_bytes(0, size);
-                std::hint::black_box(p);
-                std::alloc::dealloc(p, std::alloc::Layout::from_size_align_unchecked(size, 8));
+            // SAFETY: a live block of `size >= 32` bytes.
+            if unsafe { p.read() } != round as u8 | 1 {
+                return Err(format!("witness: {what} block corrupted"));
             }
+            free(p, size);
         }
     }
     Ok(())
+}
+
+/// Rounds of `witness`'s `memset+free` phase: the global allocator plus a
+/// manual wipe.
+fn memset_rounds(sizes: &[usize], ptrs: &mut Vec<*mut u8>, rounds: std::ops::Range<usize>) -> Result<(), String> {
+    // 32-4096 bytes at alignment 8: always a valid layout.
+    let layout = |size| std::alloc::Layout::from_size_align(size, 8).expect("valid layout");
+    secret_rounds(
+        sizes,
+        ptrs,
+        rounds,
+        "heap",
+        // SAFETY: non-zero size.
+        |size| unsafe { std::alloc::alloc(layout(size)) },
+        |p, size| {
+            // SAFETY: `p` is a live block of `size` bytes from `alloc`
+            // above, not used after this; black_box keeps the wipe.
+            unsafe {
+                p.write_bytes(0, size);
+                std::hint::black_box(p);
+                std::alloc::dealloc(p, layout(size));
+            }
+        },
+    )
 }
 
 /// Rounds of `witness`'s `witness` phase: a witness arena, which hands out
@@ -205,25 +232,14 @@ fn witness_rounds(
     ptrs: &mut Vec<*mut u8>,
     rounds: std::ops::Range<usize>,
 ) -> Result<(), String> {
-    for round in rounds {
-        for &size in sizes {
-            let p = arena.alloc(size, 8);
-            if p.is_null() {
-                return Err("witness: witness arena out of memory".into());
-            }
-            // SAFETY: `size` bytes just allocated.
-            unsafe { p.write_bytes(round as u8 | 1, size) };
-            ptrs.push(p);
-        }
-        for (p, &size) in ptrs.drain(..).zip(sizes) {
-            // SAFETY: live witness block of `size` bytes.
-            unsafe {
-                if p.read() != round as u8 | 1 {
-                    return Err("witness: witness block corrupted".into());
-                }
-                arena.dealloc(p, size, 8);
-            }
-        }
-    }
-    Ok(())
+    secret_rounds(
+        sizes,
+        ptrs,
+        rounds,
+        "witness arena",
+        |size| arena.alloc(size, 8),
+        // SAFETY: `p` is a live block of this arena allocated with `size`
+        // bytes at alignment 8, not used after this.
+        |p, size| unsafe { arena.dealloc(p, size, 8) },
+    )
 }
