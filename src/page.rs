@@ -59,34 +59,34 @@ const EXTEND_BYTES: usize = 4096;
 
 /// Page metadata. Lives in the segment header, never inside user memory.
 ///
-/// Exactly one cache line, aligned: the owner's fast paths touch only its
-/// own page's line, and a remote free (a CAS on `thread_free`) disturbs
-/// only the page it frees into, not a neighbouring page of another class
-/// (measured on the C `c-small` stress, 4 threads with cross-thread frees:
-/// 0.70 s with 72-byte pages straddling lines, 0.62 s aligned). The bench's
-/// `xmalloc` (every block freed remotely) went from 175 to 205 ms, the same
-/// with `thread_free` moved to a line (or a 128-byte line pair) of its own:
-/// the remaining cost is the CAS per remote free itself.
+/// Three cache lines, by who touches them: the owner's allocation and free
+/// state (written on every call), the fields every free reads (`heap`,
+/// `block_size`: written only when the slot is claimed), and `thread_free`
+/// (CAS-ed by other threads). A remote free then reads a line that stays
+/// shared and writes one that the owner only swaps when it collects, and
+/// never pulls the owner's hot line away from it. Measured with all three in
+/// one line against this layout, 7 interleaved runs each: the C `c-small`
+/// stress under LD_PRELOAD (4 threads, a quarter of frees remote) 0.61 ->
+/// 0.52 s, the bench's `xmalloc` (every free remote) 239 -> 224 ms, `small`,
+/// `larson`, `cache-scratch` and `halo2` unchanged. (Moving only
+/// `thread_free` to its own line had made no difference: the remote free's
+/// read of `heap` still shared the owner's line. Before that, 72-byte pages
+/// straddling lines had cost c-small 0.70 vs 0.62 s.)
 #[repr(C, align(64))]
 pub(crate) struct Page {
+    // Line 1: written by the owner on every allocation and free.
     /// Blocks ready to hand out (owner only).
     pub(crate) free: *mut Block,
     /// Live blocks as the owner knows them (see the invariant above).
     pub(crate) used: u32,
-    /// Bytes per block; 0 while the page slot is unused.
-    pub(crate) block_size: u32,
-    /// The owning heap (constant while any block is live).
-    pub(crate) heap: *mut Heap,
-    /// Start of the never-handed-out tail of the page.
-    pub(crate) bump: *mut u8,
-    /// Blocks freed by other threads, waiting for the owner to collect.
-    pub(crate) thread_free: RemoteList<Block>,
-    /// Links in the heap's per-class page lists.
-    pub(crate) next: *mut Page,
-    pub(crate) prev: *mut Page,
     /// Bytes of the never-handed-out tail at `bump` (a whole number of
     /// blocks; a page is at most 256 KiB).
     pub(crate) bump_left: u32,
+    /// Start of the never-handed-out tail of the page.
+    pub(crate) bump: *mut u8,
+    /// Links in the heap's per-class page lists.
+    pub(crate) next: *mut Page,
+    pub(crate) prev: *mut Page,
     /// Size class index.
     pub(crate) class: u8,
     /// The page sits in its heap's "full" list.
@@ -94,9 +94,25 @@ pub(crate) struct Page {
     /// `[bump, bump + bump_left)` has never been written since it came
     /// from the OS, so it reads as zero.
     pub(crate) area_fresh: bool,
+    _pad1: [u8; 21],
+    // Line 2: read by every free, local or remote; written only when the
+    // page slot is claimed.
+    /// The owning heap (constant while any block is live).
+    pub(crate) heap: *mut Heap,
+    /// Bytes per block; 0 while the page slot is unused.
+    pub(crate) block_size: u32,
+    _pad2: [u8; 52],
+    // Line 3: CAS-ed by other threads' frees.
+    /// Blocks freed by other threads, waiting for the owner to collect.
+    pub(crate) thread_free: RemoteList<Block>,
+    _pad3: [u8; 56],
 }
 
-const _: () = assert!(core::mem::size_of::<Page>() == 64);
+const _: () = {
+    assert!(core::mem::size_of::<Page>() == 192);
+    assert!(core::mem::offset_of!(Page, heap) == 64);
+    assert!(core::mem::offset_of!(Page, thread_free) == 128);
+};
 
 impl Page {
     /// An unused page slot (also the shared "empty page" that the fast path of
@@ -115,6 +131,9 @@ impl Page {
             class: 0,
             in_full: false,
             area_fresh: false,
+            _pad1: [0; 21],
+            _pad2: [0; 52],
+            _pad3: [0; 56],
         }
     }
 
