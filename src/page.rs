@@ -112,6 +112,10 @@ const _: () = {
     assert!(core::mem::size_of::<Page>() == 192);
     assert!(core::mem::offset_of!(Page, heap) == 64);
     assert!(core::mem::offset_of!(Page, thread_free) == 128);
+    // Read from outside the process by `bench/python/segment_census.py`.
+    assert!(core::mem::offset_of!(Page, used) == 8);
+    assert!(core::mem::offset_of!(Page, in_full) == 41);
+    assert!(core::mem::offset_of!(Page, block_size) == 72);
 };
 
 impl Page {

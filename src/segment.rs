@@ -74,6 +74,11 @@ pub(crate) struct Segment {
 }
 
 const _: () = assert!(core::mem::size_of::<Segment>() <= FIRST_AREA);
+// Read from outside the process by `bench/python/segment_census.py`.
+const _: () = {
+    assert!(core::mem::offset_of!(Segment, heap) == PAGES_PER_SEGMENT * 192);
+    assert!(core::mem::offset_of!(Segment, free_mask) == PAGES_PER_SEGMENT * 192 + 24);
+};
 
 /// The page that a small block belongs to.
 ///
