@@ -46,16 +46,31 @@ def rss_kib(pid):
 
 
 def segment_ranges(pid):
-    """Committed anonymous mappings of 32 MiB or more (nalloc's segment
-    region; its reserved, inaccessible rest is skipped)."""
-    out = []
+    """Committed parts of nalloc's segment region: readable anonymous
+    mappings contiguous with a reserved (inaccessible) anonymous range of
+    1 GiB or more, the region's uncommitted rest."""
+    maps = []
     with open(f"/proc/{pid}/maps") as f:
         for line in f:
             fields = line.split()
+            if len(fields) >= 6:
+                continue  # file-backed or named
             lo, hi = (int(x, 16) for x in fields[0].split("-"))
-            if len(fields) < 6 and fields[1].startswith("rw") and hi - lo >= 32 << 20:
-                out.append((lo, hi))
-    return out
+            maps.append((lo, hi, fields[1]))
+    maps.sort()
+    out = set()
+    for i, (lo, hi, perms) in enumerate(maps):
+        if perms.startswith("---") and hi - lo >= 1 << 30:
+            for step in (-1, 1):
+                j = i
+                while 0 <= j + step < len(maps):
+                    a, b = maps[j], maps[j + step]
+                    if (a[1] != b[0]) if step == 1 else (b[1] != a[0]):
+                        break
+                    j += step
+                    if maps[j][2].startswith("rw"):
+                        out.add(maps[j][:2])
+    return sorted(out)
 
 
 def census(pid):
@@ -76,6 +91,9 @@ def census(pid):
             hdr = mem.read(SEG_FREE_MASK + 8)
             heap = struct.unpack_from("<Q", hdr, SEG_HEAP)[0]
             free_mask = struct.unpack_from("<I", hdr, SEG_FREE_MASK)[0]
+            if heap == 0 or free_mask >> PAGES:
+                seg += SEGMENT  # not a segment header (another region)
+                continue
             for i in range(PAGES):
                 base = i * PAGE_META
                 used = struct.unpack_from("<I", hdr, base + USED)[0]
@@ -83,8 +101,11 @@ def census(pid):
                 full = hdr[base + IN_FULL]
                 link, remote = struct.unpack_from("<Q", hdr, base + THREAD_FREE)[0], 0
                 while link and remote < 1 << 20:
-                    mem.seek(link)
-                    link = struct.unpack("<Q", mem.read(8))[0]
+                    try:
+                        mem.seek(link)
+                        link = struct.unpack("<Q", mem.read(8))[0]
+                    except (OSError, ValueError, struct.error):
+                        break  # a link being written as we stopped the program
                     remote += 1
                 resident = sum(present[i * PAGE // 4096:(i + 1) * PAGE // 4096]) * 4
                 slots.append((heap, (free_mask >> i) & 1, size, used, remote, resident, full))
