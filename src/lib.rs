@@ -57,6 +57,8 @@
 //!   atomic read-modify-write, no system call. Blocks freed by another
 //!   thread are batched per page by that thread and handed to the page's
 //!   atomic list with one CAS; the owner collects them when it runs dry.
+//!   The freeing thread may instead keep full batches of line-sized blocks
+//!   for its own allocations (bounded; handed back when unused or at exit).
 //! * **Large** (> 64 KiB): a span mapped from the OS, 2 MiB aligned from
 //!   2 MiB up (huge pages), kept warm in a bounded pool after free, where
 //!   freed neighbours coalesce and later requests are cut from the

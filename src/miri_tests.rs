@@ -383,6 +383,67 @@ fn cross_thread_frees_while_the_owner_allocates() {
 }
 
 #[test]
+fn foreign_blocks_are_kept_reused_and_handed_back() {
+    // Three full batches (32 blocks each) of line-sized blocks freed by a
+    // thread with a heap: kept on its stand-in page, taken by its fast
+    // path, freed again (kept again), and handed back at its exit.
+    const N: usize = 96;
+    let a = NAlloc::new();
+    let l = layout(128, 8);
+    let blocks: Vec<Addr> = (0..N as u64)
+        .map(|i| {
+            // SAFETY: non-zero size.
+            let p = unsafe { a.alloc(l) };
+            fill(p, 128, i);
+            Addr(p, 128, i)
+        })
+        .collect();
+    let olds: Vec<usize> = blocks.iter().map(|b| b.0.addr()).collect();
+    let reused = std::thread::scope(|s| {
+        s.spawn(|| {
+            let own = Live::new(&a, layout(24, 8), 1); // this thread's heap
+            for Addr(p, size, seed) in blocks {
+                assert!(check(p, size, seed));
+                // SAFETY: a live block of the main thread's heap.
+                unsafe { a.dealloc(p, l) };
+            }
+            let mine: Vec<*mut u8> = (0..N)
+                .map(|i| {
+                    // SAFETY: non-zero size.
+                    let p = unsafe { a.alloc(l) };
+                    fill(p, 128, 500 + i as u64);
+                    p
+                })
+                .collect();
+            let reused = mine.iter().filter(|p| olds.contains(&p.addr())).count();
+            for (i, &p) in mine.iter().enumerate() {
+                assert!(check(p, 128, 500 + i as u64), "kept blocks overlap");
+                // SAFETY: our live block (of the main thread's pages).
+                unsafe { a.dealloc(p, l) };
+            }
+            drop(own);
+            reused
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(reused, N, "the freeing thread did not reuse the batches it kept");
+    // Handed back at that thread's exit: the owner gets every block again.
+    let again: Vec<*mut u8> = (0..2 * N)
+        .map(|_| {
+            // SAFETY: non-zero size.
+            unsafe { a.alloc(l) }
+        })
+        .collect();
+    let back = again.iter().filter(|p| olds.contains(&p.addr())).count();
+    for &p in &again {
+        // SAFETY: our live blocks.
+        unsafe { a.dealloc(p, l) };
+    }
+    assert_eq!(back, N, "kept blocks were not handed back to their owner");
+}
+
+#[test]
 fn heap_retired_at_thread_exit_is_adopted() {
     let a = NAlloc::new();
     // A thread makes blocks, keeps half live, and exits: its heap is

@@ -180,6 +180,150 @@ fn cross_thread_frees_producer_consumer() {
     assert_eq!(v.iter().sum::<u64>(), 49_995_000);
 }
 
+/// What [`hand_over`] saw.
+struct HandOver {
+    /// A's blocks, freed by B.
+    a_blocks: Vec<usize>,
+    /// B's own allocations after freeing them.
+    b_blocks: Vec<usize>,
+    /// `2 * n` blocks A allocated (and held) while B was still alive, then
+    /// `2 * n` more after B exited (twice as many: A's pages may hold fresh
+    /// blocks of their own first).
+    a_again_alive: Vec<usize>,
+    a_again_after_exit: Vec<usize>,
+}
+
+/// Thread A allocates `n` blocks of `size` bytes and hands them to thread B
+/// (a thread with a heap of its own), which frees them all while A waits
+/// (so A cannot collect them), then runs `after_free` (its own
+/// allocations, returned as addresses). A then allocates again, while B is
+/// alive and after B exited.
+fn hand_over(n: usize, size: usize, after_free: fn(usize, usize) -> Vec<usize>) -> HandOver {
+    let layout = Layout::from_size_align(size, 8).unwrap();
+    let (to_b, from_a) = mpsc::channel::<Vec<usize>>();
+    let (b_to_a, a_from_b) = mpsc::channel::<Vec<usize>>();
+    let (a_done, b_wait) = mpsc::channel::<()>();
+    let (b_gone, a_wait) = mpsc::channel::<()>();
+    // SAFETY: a valid layout; A frees the blocks at the end.
+    let allocate_twice =
+        move || -> Vec<usize> { (0..2 * n).map(|_| unsafe { ALLOC.alloc(layout) } as usize).collect() };
+    let a = std::thread::spawn(move || {
+        let a_blocks: Vec<usize> = (0..n)
+            .map(|i| {
+                // SAFETY: a valid layout; the block is checked and freed by B.
+                let p = unsafe { ALLOC.alloc(layout) };
+                assert!(!p.is_null());
+                fill(p, size, i as u64);
+                p as usize
+            })
+            .collect();
+        to_b.send(a_blocks.clone()).unwrap();
+        let b_blocks = a_from_b.recv().unwrap(); // B freed them
+        let a_again_alive = allocate_twice();
+        a_done.send(()).unwrap();
+        a_wait.recv().unwrap(); // B exited
+        let a_again_after_exit = allocate_twice();
+        for &p in a_again_alive.iter().chain(&a_again_after_exit) {
+            // SAFETY: allocated above with `layout`, freed once.
+            unsafe { ALLOC.dealloc(p as *mut u8, layout) };
+        }
+        HandOver {
+            a_blocks,
+            b_blocks,
+            a_again_alive,
+            a_again_after_exit,
+        }
+    });
+    let b = std::thread::spawn(move || {
+        // A first allocation gives B its heap.
+        let own = std::hint::black_box(Box::new([0u64; 4]));
+        let blocks = from_a.recv().unwrap();
+        for (i, &p) in blocks.iter().enumerate() {
+            assert!(check(p as *const u8, size, i as u64), "block damaged in transit");
+            // SAFETY: A's block, handed over to us.
+            unsafe { ALLOC.dealloc(p as *mut u8, layout) };
+        }
+        drop(own);
+        b_to_a.send(after_free(n, size)).unwrap();
+        b_wait.recv().unwrap();
+    });
+    b.join().unwrap();
+    b_gone.send(()).unwrap();
+    a.join().unwrap()
+}
+
+/// Allocates `n` blocks of `size`, checks they hold their own contents
+/// (no overlap), frees them; returns their addresses.
+fn allocate_and_free(n: usize, size: usize) -> Vec<usize> {
+    let layout = Layout::from_size_align(size, 8).unwrap();
+    // SAFETY: (all calls) a valid layout; each block is freed once.
+    unsafe {
+        let ps: Vec<*mut u8> = (0..n).map(|_| ALLOC.alloc(layout)).collect();
+        for (i, &p) in ps.iter().enumerate() {
+            assert!(!p.is_null());
+            fill(p, size, 1000 + i as u64);
+        }
+        for (i, &p) in ps.iter().enumerate() {
+            assert!(check(p, size, 1000 + i as u64), "blocks overlap");
+            ALLOC.dealloc(p, layout);
+        }
+        ps.into_iter().map(|p| p as usize).collect()
+    }
+}
+
+fn common_count(a: &[usize], b: &[usize]) -> usize {
+    let a: std::collections::HashSet<_> = a.iter().collect();
+    b.iter().filter(|p| a.contains(p)).count()
+}
+
+#[test]
+fn a_consumer_reuses_line_sized_blocks_it_freed_for_a_waiting_producer() {
+    // 256 blocks of 192 bytes (whole cache lines): B keeps what it freed
+    // (A is waiting and could not reuse them) and allocates them itself.
+    let h = hand_over(256, 192, allocate_and_free);
+    let reused = common_count(&h.a_blocks, &h.b_blocks);
+    if cfg!(feature = "hardened") {
+        // Hardened mode follows every block through its own page.
+        assert_eq!(reused, 0);
+        return;
+    }
+    assert!(reused >= 192, "the consumer reused only {reused} of 256 freed blocks");
+}
+
+#[test]
+fn blocks_that_share_cache_lines_are_never_reused_by_another_thread() {
+    // 48-byte blocks share lines with their neighbours: B must hand them
+    // back to A rather than write next to A's other blocks.
+    let h = hand_over(256, 48, allocate_and_free);
+    assert_eq!(
+        common_count(&h.a_blocks, &h.b_blocks),
+        0,
+        "another thread got a block of A's lines"
+    );
+    let back = common_count(&h.a_blocks, &h.a_again_alive);
+    assert_eq!(back, 256, "the owner got back only {back} of 256 blocks");
+}
+
+#[test]
+fn a_consumer_that_never_allocates_keeps_little_and_nothing_after_exit() {
+    // B frees 4096 of A's 192-byte blocks (768 KiB) and never allocates
+    // that size: while alive it keeps at most 64 KiB (341 blocks) of them,
+    // after exit none.
+    let h = hand_over(4096, 192, |_, _| Vec::new());
+    let alive = common_count(&h.a_blocks, &h.a_again_alive);
+    assert!(alive >= 4096 - 341, "the owner got back only {alive} of 4096 blocks");
+    assert!(
+        alive < 4096 || cfg!(feature = "hardened"),
+        "the consumer kept none (nothing to hand back at exit)"
+    );
+    let after = common_count(&h.a_blocks, &h.a_again_after_exit);
+    assert_eq!(
+        alive + after,
+        4096,
+        "blocks kept by an exited thread were not handed back"
+    );
+}
+
 #[test]
 fn absurd_requests_return_null_and_failed_realloc_keeps_the_block() {
     // SAFETY: (all calls) layouts are valid; null results are checked.
