@@ -131,11 +131,10 @@ pub(crate) struct Heap {
     /// Stacked Borrows). Null for the sentinel heaps.
     foreign: *mut Page,
     /// Bytes kept per class since its list last ran empty (an upper bound:
-    /// blocks taken by the fast path are not subtracted until then), their
-    /// sum, the most this heap keeps now, and the bytes of foreign frees
-    /// turned away since a list last ran empty.
+    /// blocks taken by the fast path are not subtracted until then), the
+    /// most this heap keeps in all, and the bytes of foreign frees turned
+    /// away since a list last ran empty.
     foreign_kept: [u32; NUM_CLASSES],
-    foreign_bytes: u32,
     foreign_cap: u32,
     foreign_refused: u32,
 }
@@ -557,7 +556,6 @@ impl Heap {
             index: usize::MAX,
             foreign: ptr::null_mut(),
             foreign_kept: [0; NUM_CLASSES],
-            foreign_bytes: 0,
             foreign_cap: FOREIGN_MIN,
             foreign_refused: 0,
         }
@@ -614,7 +612,8 @@ impl Heap {
     /// The chain is a batch of free blocks of another heap's live page.
     unsafe fn keep_foreign(&mut self, head: *mut Block, tail: *mut Block, n: u32, block_size: u32) -> bool {
         let bytes = n * block_size;
-        if self.foreign_bytes + bytes > self.foreign_cap {
+        let kept: u32 = self.foreign_kept.iter().sum();
+        if kept + bytes > self.foreign_cap {
             self.foreign_refused = self.foreign_refused.saturating_add(bytes);
             if self.foreign_refused >= FOREIGN_STALE {
                 // Nothing reused for a long while: the owners can use the
@@ -639,7 +638,6 @@ impl Heap {
             (*fp).free = head;
         }
         self.foreign_kept[class] += bytes;
-        self.foreign_bytes += bytes;
         true
     }
 
@@ -655,7 +653,6 @@ impl Heap {
             // Counted up by the fast path's pops; meaningless here.
             (*fp).used = 0;
         }
-        self.foreign_bytes -= self.foreign_kept[class];
         self.foreign_kept[class] = 0;
     }
 
