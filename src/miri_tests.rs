@@ -444,6 +444,55 @@ fn foreign_blocks_are_kept_reused_and_handed_back() {
 }
 
 #[test]
+fn emptied_page_slots_serve_their_class_again_or_a_new_one() {
+    // An emptied page slot keeps its blocks linked and goes back to the same
+    // class as it was; claimed by another class it is set up afresh. Blocks
+    // of 16000 B: 16 per 256 KiB page, so 50 blocks fill three pages and
+    // freeing them empties at least two that are not current.
+    const N: usize = 50;
+    let a = NAlloc::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let round = |size: usize, seed: u64| -> Vec<Live<'_>> {
+                (0..N)
+                    .map(|i| Live::new(&a, layout(size, 8), seed + i as u64))
+                    .collect()
+            };
+            let spans =
+                |v: &[Live<'_>]| -> Vec<(usize, usize)> { v.iter().map(|b| (b.p.addr(), b.l.size())).collect() };
+            let first = round(16_000, 0);
+            let mut old = spans(&first);
+            drop(first);
+            // The same class again: the same memory, except what the current
+            // page (kept, not released) still has in its never-used tail.
+            let again = round(16_000, 1000);
+            let mut new = spans(&again);
+            assert_disjoint(&mut new);
+            assert_disjoint(&mut old);
+            let reused = new.iter().filter(|b| old.binary_search(b).is_ok()).count();
+            assert!(
+                reused >= N - 16,
+                "only {reused} of {N} blocks came back from the freed pages"
+            );
+            drop(again);
+            // Another class over the emptied slots: every block in bounds of
+            // its own slot's new layout, none overlapping.
+            let other = round(12_000, 2000);
+            let mut spans_other = spans(&other);
+            assert_disjoint(&mut spans_other);
+            drop(other);
+            // And the first class once more, after the slots served another.
+            let last = round(16_000, 3000);
+            let mut spans_last = spans(&last);
+            assert_disjoint(&mut spans_last);
+            for b in &last {
+                assert!(segment::contains(b.p));
+            }
+        });
+    });
+}
+
+#[test]
 fn heap_retired_at_thread_exit_is_adopted() {
     let a = NAlloc::new();
     // A thread makes blocks, keeps half live, and exits: its heap is

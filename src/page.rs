@@ -94,7 +94,11 @@ pub(crate) struct Page {
     /// `[bump, bump + bump_left)` has never been written since it came
     /// from the OS, so it reads as zero.
     pub(crate) area_fresh: bool,
-    _pad1: [u8; 21],
+    /// The slot is unused but still holds its last class's blocks, all free
+    /// and linked on `free` (with `bump`/`bump_left` as they were), so it
+    /// can serve that class again without threading its memory anew.
+    pub(crate) intact: bool,
+    _pad1: [u8; 20],
     // Line 2: read by every free, local or remote; written only when the
     // page slot is claimed.
     /// The owning heap (constant while any block is live).
@@ -135,7 +139,8 @@ impl Page {
             class: 0,
             in_full: false,
             area_fresh: false,
-            _pad1: [0; 21],
+            intact: false,
+            _pad1: [0; 20],
             _pad2: [0; 52],
             _pad3: [0; 56],
         }

@@ -17,6 +17,10 @@
 //! Segments are slots of one reserved region (see `region.rs`), so
 //! `segment::contains(p)` tells a small block from any other pointer.
 //!
+//! A page slot released by its heap (every block free) keeps its blocks
+//! linked and is marked *intact*; the next claim for the same class takes it
+//! as it was, any other class sets it up afresh.
+//!
 //! A segment belongs to one heap. When its last page is released it goes to
 //! a small global cache (so that a new thread or a new phase does not map
 //! again) and beyond that back to the OS.
@@ -234,9 +238,29 @@ impl Segment {
             if free_mask == 0 {
                 return ptr::null_mut();
             }
+            let pages = ptr::addr_of_mut!((*seg).pages).cast::<Page>();
             // A slot written before is preferred: its memory is resident
             // already, a fresh one would add to the RSS.
             let dirty_free = free_mask & (*seg).dirty_mask;
+            // Best of all, a slot that last served this class and still holds
+            // its blocks, linked: a program that frees a batch and allocates
+            // the same batch again gets its pages back as they were, instead
+            // of threading 256 KiB of blocks again, 4 KiB per refill (`small`:
+            // ~390 refills per round of 10k blocks, 1.5 MB re-threaded).
+            let mut bits = dirty_free;
+            while bits != 0 {
+                let i = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let page = pages.add(i);
+                if (*page).intact && (*page).class as usize == class {
+                    (*seg).free_mask = free_mask & !(1 << i);
+                    (*page).intact = false;
+                    (*page).block_size = block_size as u32;
+                    (*page).next = ptr::null_mut();
+                    (*page).prev = ptr::null_mut();
+                    return page;
+                }
+            }
             let i = if dirty_free != 0 { dirty_free } else { free_mask }.trailing_zeros() as usize;
             (*seg).free_mask = free_mask & !(1 << i);
             let fresh = (*seg).dirty_mask & (1 << i) == 0;
@@ -245,7 +269,8 @@ impl Segment {
             let start = if i == 0 { FIRST_AREA } else { i * PAGE_SIZE };
             let len = (i + 1) * PAGE_SIZE - start;
             let blocks = len / block_size;
-            let page = ptr::addr_of_mut!((*seg).pages).cast::<Page>().add(i);
+            let page = pages.add(i);
+            (*page).intact = false;
             (*page).free = ptr::null_mut();
             (*page).used = 0;
             (*page).block_size = block_size as u32;
@@ -279,6 +304,11 @@ impl Segment {
         unsafe {
             let i = page.offset_from(ptr::addr_of_mut!((*seg).pages).cast::<Page>()) as usize;
             (*page).block_size = 0;
+            // Every block handed out is back on `free` (`used == 0`, so no
+            // remote free is pending either); nothing writes into a free
+            // slot, so the list stays valid until the slot is claimed again
+            // (hardened mode re-zeroes recycled slots instead).
+            (*page).intact = !cfg!(feature = "hardened");
             (*seg).free_mask |= 1 << i;
             (*seg).free_mask == ALL_PAGES
         }
