@@ -147,7 +147,9 @@ def main():
     print(f"peak RSS sampled: {mib(best_kib):.1f} MiB")
     print(f"segment memory resident: {mib(resident):.1f} MiB in {len(best) // PAGES} segments")
     print(f"  free page slots (released, not purged): {mib(free_slots):.1f} MiB")
-    print(f"  blocks freed by other threads, not yet collected: {mib(remote):.1f} MiB")
+    remote_full = sum(s[2] * s[4] for s in in_use if s[6]) / 1024
+    print(f"  blocks freed by other threads, not yet collected: {mib(remote):.1f} MiB"
+          f" ({mib(remote_full):.1f} MiB of it in full pages)")
     print(f"  blocks in use: {mib(live):.1f} MiB")
     print(f"  other (owners' free lists, untouched tails, rounding): {mib(resident - free_slots - remote - live):.1f} MiB")
     print("per block size: pages (full) / in use KiB / remotely freed KiB / resident KiB")
