@@ -25,8 +25,9 @@ pub fn small(ctx: &Ctx) -> Result<WorkloadOutput, String> {
         // straddle two 8-byte stores: the load cannot be forwarded and waits
         // for every earlier store, including the stamps into the fresh block,
         // to reach the cache, so the loop measured store latency rather than
-        // the allocator (perf: 75 % of the loop on that load; nalloc 587 ->
-        // ~470 ms, mimalloc 709 -> ~550 ms, glibc 1546 -> ~1450 ms).
+        // the allocator (perf: 75 % of the loop's samples on that load;
+        // full run, medians of 3: nalloc 583 -> 478 ms, mimalloc 697 -> 551,
+        // glibc 1466 -> 1451).
         live.extend(
             sizes
                 .iter()
