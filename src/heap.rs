@@ -575,7 +575,7 @@ impl Heap {
             let e = &mut self.pending[((a >> 6) ^ (a >> 22)) % PENDING_SLOTS];
             if e.page != page {
                 if !e.page.is_null() {
-                    Page::push_remote_chain(e.page, e.head, e.tail);
+                    Page::push_remote_chain(e.page, e.head, e.tail, e.blocks);
                 }
                 *e = Pending {
                     page,
@@ -592,7 +592,7 @@ impl Heap {
                 let (head, tail, n, bs) = (e.head, e.tail, e.blocks, e.block_size);
                 *e = NO_PENDING;
                 if !(keep && reusable_abroad(bs) && self.keep_foreign(head, tail, n, bs)) {
-                    Page::push_remote_chain(page, head, tail);
+                    Page::push_remote_chain(page, head, tail, n);
                 }
             }
         }
@@ -684,7 +684,7 @@ impl Heap {
             if !e.page.is_null() {
                 // SAFETY: the batch's blocks are freed blocks of `e.page`,
                 // which stays live while they are counted as used there.
-                unsafe { Page::push_remote_chain(e.page, e.head, e.tail) };
+                unsafe { Page::push_remote_chain(e.page, e.head, e.tail, e.blocks) };
                 *e = NO_PENDING;
             }
         }

@@ -6,7 +6,8 @@
 //! page is *extended* — a few KiB of never-touched memory between `bump` and
 //! the end of the bump area is threaded onto the list (carving lazily keeps untouched
 //! memory out of RSS) — or it *collects* `thread_free`, the list that other
-//! threads push their frees onto with a CAS.
+//! threads push their frees onto with a CAS: one swap takes the whole list and
+//! its length, which becomes the free list as it is.
 //!
 //! Invariants (owner = the thread whose heap is `heap`):
 //! * `used` = blocks handed out − blocks freed by the owner − remote frees
@@ -107,7 +108,8 @@ pub(crate) struct Page {
     pub(crate) block_size: u32,
     _pad2: [u8; 52],
     // Line 3: CAS-ed by other threads' frees.
-    /// Blocks freed by other threads, waiting for the owner to collect.
+    /// Blocks freed by other threads, waiting for the owner to collect
+    /// (the list counts them too, so collecting does not walk them).
     pub(crate) thread_free: RemoteList<Block>,
     _pad3: [u8; 56],
 }
@@ -257,29 +259,42 @@ impl Page {
         // (other threads CAS `thread_free` concurrently).
         #[allow(unused_unsafe)]
         unsafe {
-            let head = (*this).thread_free.take_all();
+            let (head, n) = (*this).thread_free.take_all();
             if head.is_null() {
                 return false;
             }
-            let mut n = 1u32;
-            let mut tail = head;
-            // SAFETY: every block on the list was pushed by `push_remote` with a
-            // valid link; the list is now ours alone.
-            unsafe {
-                loop {
-                    let next = Block::next(tail);
-                    if next.is_null() {
-                        break;
-                    }
-                    #[cfg(feature = "hardened")]
-                    crate::hardened::check_link(&*this, next);
-                    tail = next;
-                    n += 1;
+            #[cfg(debug_assertions)]
+            {
+                let mut walked = 0;
+                let mut b = head;
+                while !b.is_null() {
+                    walked += 1;
+                    // SAFETY: as below: the list is ours, its links valid.
+                    b = unsafe { Block::next(b) };
                 }
-                Block::set_next(tail, (*this).free);
+                debug_assert_eq!(walked, n, "remote-free count out of step with the list");
+            }
+            if !(*this).free.is_null() {
+                // Rare (refills collect when the free list is empty): the
+                // remote blocks go in front, so find their tail.
+                let mut tail = head;
+                // SAFETY: every block on the list was pushed by `push_remote`
+                // with a valid link; the list is now ours alone.
+                unsafe {
+                    loop {
+                        let next = Block::next(tail);
+                        if next.is_null() {
+                            break;
+                        }
+                        #[cfg(feature = "hardened")]
+                        crate::hardened::check_link(&*this, next);
+                        tail = next;
+                    }
+                    Block::set_next(tail, (*this).free);
+                }
             }
             (*this).free = head;
-            (*this).used -= n;
+            (*this).used -= n as u32;
             true
         }
     }
@@ -290,12 +305,14 @@ impl Page {
     /// # Safety
     /// Every block of `first ..= last` must be a freed block of `page` that
     /// nobody uses any more.
-    pub(crate) unsafe fn push_remote_chain(page: *const Page, first: *mut Block, last: *mut Block) {
-        // SAFETY: as for `push_remote`, for every block of the chain.
+    pub(crate) unsafe fn push_remote_chain(page: *const Page, first: *mut Block, last: *mut Block, n: u32) {
+        // SAFETY: as for `push_remote`, for every block of the chain; a page
+        // has far fewer blocks than the list can count (16 KiB of 16-byte
+        // blocks at most).
         unsafe {
             (*page)
                 .thread_free
-                .push_chain(first, last, |node, next| Block::set_next(node, next))
+                .push_chain(first, last, n as usize, |node, next| Block::set_next(node, next))
         };
     }
 

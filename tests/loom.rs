@@ -57,8 +57,9 @@ fn set_link(node: *mut Node, next: *mut Node) {
     unsafe { (*node).next.with_mut(|p| *p = next) };
 }
 
-/// Walks and frees a list returned by `take_all`, returning the payloads.
-fn drain(mut n: *mut Node) -> Vec<u64> {
+/// Walks and frees a list returned by `take_all`, returning the payloads;
+/// checks the count the list reported with it (where it reports one).
+fn drain((mut n, count): (*mut Node, Option<usize>)) -> Vec<u64> {
     let mut got = Vec::new();
     while !n.is_null() {
         // SAFETY: the list belongs to the collector; each node was pushed
@@ -70,6 +71,9 @@ fn drain(mut n: *mut Node) -> Vec<u64> {
             n = next;
         }
     }
+    if let Some(count) = count {
+        assert_eq!(count, got.len(), "the list's count does not match its nodes");
+    }
     got
 }
 
@@ -79,7 +83,8 @@ trait Stack: Send + Sync + 'static {
     /// # Safety
     /// `node` must be a fresh node owned by the caller.
     unsafe fn push(&self, node: *mut Node);
-    fn take_all(&self) -> *mut Node;
+    /// The nodes and, where the list counts them, their number.
+    fn take_all(&self) -> (*mut Node, Option<usize>);
 }
 
 /// The list under test.
@@ -98,8 +103,9 @@ impl Stack for Real {
         // SAFETY: forwarded caller contract.
         unsafe { self.0.push(node, set_link) }
     }
-    fn take_all(&self) -> *mut Node {
-        self.0.take_all()
+    fn take_all(&self) -> (*mut Node, Option<usize>) {
+        let (n, count) = self.0.take_all();
+        (n, Some(count))
     }
 }
 
@@ -123,14 +129,14 @@ impl Stack for Broken {
             }
         }
     }
-    fn take_all(&self) -> *mut Node {
-        self.0.swap(core::ptr::null_mut(), Ordering::Relaxed)
+    fn take_all(&self) -> (*mut Node, Option<usize>) {
+        (self.0.swap(core::ptr::null_mut(), Ordering::Relaxed), None)
     }
 }
 
 /// Two producers push two nodes each; the owner collects twice
 /// concurrently and once after they are done: every node arrives exactly
-/// once with its payload.
+/// once with its payload, and each collection's count matches its nodes.
 fn remote_list_model<S: Stack>() {
     let mut builder = loom::model::Builder::new();
     // Exhaustive is too slow (over 13 CPU minutes); 4 preemptions explore
@@ -167,7 +173,7 @@ fn remote_list_model<S: Stack>() {
         got.extend(drain(list.take_all()));
         got.sort_unstable();
         assert_eq!(got, [1, 2, 3, 4], "a node was lost or received twice");
-        assert!(list.take_all().is_null());
+        assert!(list.take_all().0.is_null());
     });
 }
 
@@ -195,7 +201,7 @@ fn remote_list_chain_arrives_whole() {
                 set_link(a, b);
                 set_link(b, c);
                 // SAFETY: the three nodes are fresh and ours until pushed.
-                unsafe { list.0.push_chain(a, c, set_link) };
+                unsafe { list.0.push_chain(a, c, 3, set_link) };
             })
         };
         let single = {

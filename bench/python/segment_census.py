@@ -7,7 +7,7 @@ segment headers from /proc/PID/mem and the residency of every page slot from
 
 * resident bytes in segment memory, split into free page slots (released,
   not purged), blocks freed by other threads but not yet collected by the
-  page's owner (walked from each page's `thread_free` list), and the rest
+  page's owner (the count kept in each page's `thread_free` head), and the rest
   (live blocks, freed blocks on owners' free lists, rounding);
 * per block size: pages, full pages, live and remotely freed bytes, resident.
 
@@ -99,14 +99,9 @@ def census(pid):
                 used = struct.unpack_from("<I", hdr, base + USED)[0]
                 size = struct.unpack_from("<I", hdr, base + BLOCK_SIZE)[0]
                 full = hdr[base + IN_FULL]
-                link, remote = struct.unpack_from("<Q", hdr, base + THREAD_FREE)[0], 0
-                while link and remote < 1 << 20:
-                    try:
-                        mem.seek(link)
-                        link = struct.unpack("<Q", mem.read(8))[0]
-                    except (OSError, ValueError, struct.error):
-                        break  # a link being written as we stopped the program
-                    remote += 1
+                # The remote-free list's head word keeps the list's length in
+                # its top 16 bits (src/remote.rs).
+                remote = struct.unpack_from("<Q", hdr, base + THREAD_FREE)[0] >> 48
                 resident = sum(present[i * PAGE // 4096:(i + 1) * PAGE // 4096]) * 4
                 slots.append((heap, (free_mask >> i) & 1, size, used, remote, resident, full))
             seg += SEGMENT
