@@ -56,9 +56,12 @@
 //!   thread's heap pops a block from the class's current page — no lock, no
 //!   atomic read-modify-write, no system call. Blocks freed by another
 //!   thread are batched per page by that thread and handed to the page's
-//!   atomic list with one CAS; the owner collects them when it runs dry.
-//!   The freeing thread may instead keep full batches of line-sized blocks
-//!   for its own allocations (bounded; handed back when unused or at exit).
+//!   atomic list with one CAS (the list counts its blocks in the head
+//!   word); the owner takes the list and its length with one swap when it
+//!   runs dry. The freeing thread may instead keep full batches of
+//!   line-sized blocks for its own allocations (bounded; handed back when
+//!   unused or at exit). An emptied page slot keeps its blocks linked for
+//!   the next page of the same class.
 //! * **Large** (> 64 KiB): a span mapped from the OS, 2 MiB aligned from
 //!   2 MiB up (huge pages), kept warm in a bounded pool after free, where
 //!   freed neighbours coalesce and later requests are cut from the
