@@ -58,7 +58,7 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::os;
 use crate::page::{Block, Page};
-use crate::segment::{self, Segment};
+use crate::segment::{self, Segment, SlotKind};
 use crate::size_class::{CLASS_SIZE, NUM_CLASSES};
 use crate::stats;
 use crate::sync::SpinLock;
@@ -137,7 +137,31 @@ pub(crate) struct Heap {
     foreign_kept: [u32; NUM_CLASSES],
     foreign_cap: u32,
     foreign_refused: u32,
+    /// Slow paths taken since the last [`Heap::tidy`], and pages owned (the
+    /// tidy interval grows with them, so its walk costs at most one page
+    /// visit per slow path).
+    since_tidy: u32,
+    pages_owned: u32,
+    /// When free page slots were last marked for purging (`os::now_us`).
+    marked_at: u64,
 }
+
+/// How long a page slot must stay free before its memory goes back to the
+/// OS (see [`Segment::purge_idle`]).
+const PURGE_DELAY_US: u64 = 5_000;
+
+/// A page with at most this many bytes of live blocks is sparse (see
+/// [`Heap::is_sparse`]).
+const SPARSE_BYTES: usize = crate::segment::PAGE_SIZE / 3;
+
+/// What a large allocation counts towards the next tidy, in slow paths.
+const LARGE_TIDY_WEIGHT: u32 = 16;
+
+/// Segments with free slots that [`Heap::segment_for`] looks at.
+const SEGMENT_SEARCH: usize = 8;
+
+/// Slow paths between two tidies, at least.
+const TIDY_EVERY: u32 = 64;
 
 /// Bounds of a heap's kept foreign blocks. The bound starts at the minimum
 /// and grows by what was turned away whenever a class's kept blocks were
@@ -558,6 +582,9 @@ impl Heap {
             foreign_kept: [0; NUM_CLASSES],
             foreign_cap: FOREIGN_MIN,
             foreign_refused: 0,
+            since_tidy: 0,
+            pages_owned: 0,
+            marked_at: 0,
         }
     }
 
@@ -719,6 +746,10 @@ impl Heap {
             }
         }
         self.flush_pending();
+        self.since_tidy += 1;
+        if self.since_tidy >= TIDY_EVERY.max(self.pages_owned) {
+            self.tidy();
+        }
         // SAFETY: (whole body) we own this heap and all its pages.
         unsafe {
             let cur = self.pages[class];
@@ -733,7 +764,24 @@ impl Heap {
                     return self.take(cur, size, zeroed);
                 }
             }
+            let mut sparse: *mut Page = ptr::null_mut();
             let mut p = self.avail[class];
+            while !p.is_null() {
+                if p != cur {
+                    if Self::is_sparse(p) {
+                        if sparse.is_null() {
+                            sparse = p;
+                        }
+                    } else if Self::has_recycled(p) {
+                        self.pages[class] = p;
+                        return self.take(p, size, zeroed);
+                    }
+                }
+                p = (*p).next;
+            }
+            // Only sparse pages have free blocks: reuse those (the first
+            // found; others may have some too) rather than touch new memory.
+            let mut p = sparse;
             while !p.is_null() {
                 if p != cur && Self::has_recycled(p) {
                     self.pages[class] = p;
@@ -780,6 +828,21 @@ impl Heap {
             }
             Page::extend(p);
             self.take(p, size, zeroed)
+        }
+    }
+
+    /// True if few of `p`'s blocks are live (an eighth of the page or less):
+    /// the refill leaves such pages alone while fuller ones have free
+    /// blocks, so that they empty out and can be released and purged.
+    ///
+    /// # Safety
+    /// Owner only.
+    unsafe fn is_sparse(p: *mut Page) -> bool {
+        // SAFETY: caller contract. The waiting count can only be stale-low,
+        // which makes the page look fuller than it is.
+        unsafe {
+            let live = (*p).used as usize - (*p).thread_free.len();
+            live * (*p).block_size as usize <= SPARSE_BYTES
         }
     }
 
@@ -832,7 +895,7 @@ impl Heap {
             let current = self.pages[class] == page || (*self.stand_in(class)).next == page;
             if (*page).used == 0 && !current {
                 list_remove(&mut self.avail[class], page);
-                self.release_page(page);
+                self.release_page(page, true);
             }
         }
     }
@@ -860,8 +923,8 @@ impl Heap {
     unsafe fn new_page(&mut self, class: usize) -> *mut Page {
         // SAFETY: owner only; our segments are live.
         unsafe {
-            let mut seg = self.seg_head;
-            if seg.is_null() || (*seg).free_mask == 0 {
+            let mut seg = self.segment_for(class);
+            if seg.is_null() {
                 seg = Segment::acquire(self);
                 if seg.is_null() {
                     return ptr::null_mut();
@@ -869,6 +932,7 @@ impl Heap {
                 self.seg_push_front(seg);
             }
             let p = Segment::claim_page(seg, class, CLASS_SIZE[class] as usize);
+            self.pages_owned += 1;
             if (*seg).free_mask == 0 {
                 // Keep segments with free slots in front of full ones.
                 self.seg_remove(seg);
@@ -879,14 +943,122 @@ impl Heap {
         }
     }
 
+    /// The segment to claim a page of `class` in: among the first few with
+    /// free slots, one holding a slot that served the class and kept its
+    /// blocks, else one with a slot written before (resident memory), else
+    /// the first with a free slot; null if none has one.
+    fn segment_for(&self, class: usize) -> *mut Segment {
+        let mut written: *mut Segment = ptr::null_mut();
+        let mut seg = self.seg_head;
+        // SAFETY: our segments are live; those with free slots come first.
+        unsafe {
+            for _ in 0..SEGMENT_SEARCH {
+                if seg.is_null() || (*seg).free_mask == 0 {
+                    break;
+                }
+                match Segment::slot_for(seg, class) {
+                    SlotKind::Intact => return seg,
+                    SlotKind::Written if written.is_null() => written = seg,
+                    _ => {}
+                }
+                seg = (*seg).next;
+            }
+            if written.is_null() && !self.seg_head.is_null() && (*self.seg_head).free_mask != 0 {
+                written = self.seg_head;
+            }
+        }
+        written
+    }
+
+    /// Releases emptied pages and purges page slots that stayed free since
+    /// the last tidy (see [`Segment::purge_idle`]).
+    #[cold]
+    fn tidy(&mut self) {
+        self.since_tidy = 0;
+        self.release_emptied();
+        let now = os::now_us();
+        if now.wrapping_sub(self.marked_at) < PURGE_DELAY_US {
+            return;
+        }
+        self.marked_at = now;
+        Segment::purge_cached(now, PURGE_DELAY_US);
+        let mut seg = self.seg_head;
+        // SAFETY: our segments are live; those with free slots come first.
+        unsafe {
+            while !seg.is_null() && (*seg).free_mask != 0 {
+                Segment::purge_idle(seg);
+                seg = (*seg).next;
+            }
+        }
+    }
+
+    /// Releases every page of any class, other than a current one, whose
+    /// blocks are all free: in particular those emptied by other threads'
+    /// frees alone, which nothing else notices.
+    fn release_emptied(&mut self) {
+        for class in 0..NUM_CLASSES {
+            let fp = self.stand_in(class);
+            // The real current page: behind the stand-in page while that is
+            // in front.
+            // SAFETY: our stand-in page (real heaps only take this path).
+            let cur = if self.pages[class] == fp {
+                unsafe { (*fp).next }
+            } else {
+                self.pages[class]
+            };
+            for full in [false, true] {
+                let mut p = if full { self.full[class] } else { self.avail[class] };
+                while !p.is_null() {
+                    // SAFETY: owner; pages in our lists are live and ours.
+                    unsafe {
+                        let next = (*p).next;
+                        let used = (*p).used as usize;
+                        let waiting = (*p).thread_free.len();
+                        if used == waiting {
+                            // No block is live, batched or kept elsewhere
+                            // (those count as used and are not waiting):
+                            // no more frees can arrive.
+                            if p == cur {
+                                // Also the current page: a class used in
+                                // a burst long ago would keep a page of
+                                // memory; the next allocation claims it
+                                // back as it is, if that comes soon.
+                                if self.pages[class] == fp {
+                                    (*fp).next = empty_page();
+                                } else {
+                                    self.pages[class] = empty_page();
+                                }
+                            }
+                            let linked = waiting == 0;
+                            if !linked {
+                                let (_, n) = (*p).thread_free.take_all();
+                                debug_assert_eq!(n, used);
+                                (*p).used = 0;
+                            }
+                            if full {
+                                list_remove(&mut self.full[class], p);
+                                (*p).in_full = false;
+                            } else {
+                                list_remove(&mut self.avail[class], p);
+                            }
+                            self.release_page(p, linked);
+                        }
+                        p = next;
+                    }
+                }
+            }
+        }
+    }
+
     /// Gives an empty page (already unlinked) back to its segment, and the
     /// segment back if it is now empty.
-    unsafe fn release_page(&mut self, page: *mut Page) {
+    unsafe fn release_page(&mut self, page: *mut Page, linked: bool) {
         let seg = segment::segment_of(page);
+        self.pages_owned -= 1;
         // SAFETY: owner only; the page has no live block.
         unsafe {
             let was_full = (*seg).free_mask == 0;
-            if Segment::release_page(seg, page) {
+            if Segment::release_page(seg, page, linked) {
                 self.seg_remove(seg);
                 Segment::release(seg);
             } else if was_full {
@@ -960,7 +1132,7 @@ impl Heap {
                             } else {
                                 list_remove(&mut self.avail[class], p);
                             }
-                            self.release_page(p);
+                            self.release_page(p, true);
                         }
                         p = next;
                     }
@@ -1115,6 +1287,23 @@ pub(crate) fn trim_current_thread() {
 #[inline(always)]
 pub(crate) fn owned_index() -> usize {
     OWNED_INDEX.get()
+}
+
+/// A large allocation by this thread: counts towards its heap's next tidy
+/// like a few slow paths, so that a thread busy with large blocks (a
+/// prover's FFT phase) still gives its emptied small-object pages back.
+pub(crate) fn tidy_hint() {
+    let heap = current::get();
+    if heap == empty_heap() || heap == scope_heap() {
+        return;
+    }
+    // SAFETY: a real heap in CURRENT is this thread's own.
+    unsafe {
+        (*heap).since_tidy += LARGE_TIDY_WEIGHT;
+        if (*heap).since_tidy >= TIDY_EVERY.max((*heap).pages_owned) {
+            (*heap).tidy();
+        }
+    }
 }
 
 /// True while the calling thread is inside a witness scope.

@@ -332,6 +332,7 @@ pub(crate) fn alloc_layout(layout: Layout, zeroed: bool) -> *mut u8 {
     if heap::in_scope() {
         return witness::SCOPE_ARENA.alloc_raw(size, align);
     }
+    heap::tidy_hint();
     span::alloc(size, align, zeroed)
 }
 

@@ -51,6 +51,14 @@ impl<T> RemoteList<T> {
         self.head.load(Ordering::Relaxed).is_null()
     }
 
+    /// How many nodes are waiting (a relaxed hint, may be stale: it can only
+    /// be lower than the truth, as nodes are only added until the owner
+    /// takes them all).
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.head.load(Ordering::Relaxed).addr() >> COUNT_SHIFT
+    }
+
     /// Pushes `node`; `set_link(node, next)` must store `next` in the node.
     ///
     /// # Safety

@@ -62,6 +62,19 @@ pub(crate) fn contains(p: *const u8) -> bool {
     REGION.contains(p)
 }
 
+/// What a segment's best free slot for a class is (`Segment::slot_for`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SlotKind {
+    /// One that last served the class and kept its blocks linked.
+    Intact,
+    /// One written before: resident memory, set up afresh.
+    Written,
+    /// One never written (or purged): new memory.
+    Fresh,
+    /// No free slot.
+    None,
+}
+
 /// Segment header, at the segment base.
 #[repr(C)]
 pub(crate) struct Segment {
@@ -73,8 +86,12 @@ pub(crate) struct Segment {
     pub(crate) prev: *mut Segment,
     /// Bit i set: page slot i is unused.
     pub(crate) free_mask: u32,
-    /// Bit i set: page slot i's area has been written since it was mapped.
+    /// Bit i set: page slot i's area has been written since it was mapped
+    /// (or last purged).
     pub(crate) dirty_mask: u32,
+    /// Bit i set: page slot i was free and dirty at the owner's last tidy
+    /// and has not been claimed since (see [`Segment::purge_idle`]).
+    pub(crate) aging_mask: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<Segment>() <= FIRST_AREA);
@@ -105,6 +122,8 @@ pub(crate) fn segment_of(page: *mut Page) -> *mut Segment {
 
 struct Cache {
     slots: [*mut Segment; CACHE_SLOTS],
+    /// When each was cached (`os::now_us`).
+    since: [u64; CACHE_SLOTS],
     len: usize,
 }
 // SAFETY: the cached segments are unowned memory; the lock serialises access.
@@ -112,6 +131,7 @@ unsafe impl Send for Cache {}
 
 static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
     slots: [ptr::null_mut(); CACHE_SLOTS],
+    since: [0; CACHE_SLOTS],
     len: 0,
 });
 
@@ -181,6 +201,7 @@ impl Segment {
             prev: ptr::null_mut(),
             free_mask: ALL_PAGES,
             dirty_mask: dirty,
+            aging_mask: 0,
         };
         // SAFETY: `seg` is a mapping of SEGMENT_SIZE bytes that nobody else
         // references; the header fits below FIRST_AREA (checked above).
@@ -193,17 +214,40 @@ impl Segment {
     /// # Safety
     /// No page of `seg` may be in use, and nobody may reference it after.
     pub(crate) unsafe fn release(seg: *mut Segment) {
+        let now = os::now_us();
         {
             let mut c = CACHE.lock();
             if c.len < CACHE_SLOTS {
                 let i = c.len;
                 c.slots[i] = seg;
+                c.since[i] = now;
                 c.len += 1;
                 return;
             }
         }
         // SAFETY: caller contract: the whole segment is unused.
         unsafe { give_back(seg) };
+    }
+
+    /// Gives back to the OS the written memory of cached segments that
+    /// have waited at least `delay` microseconds (they stay mapped and
+    /// cached; see [`Segment::purge_idle`] for why).
+    pub(crate) fn purge_cached(now: u64, delay: u64) {
+        let c = CACHE.lock();
+        for i in 0..c.len {
+            let seg = c.slots[i];
+            if now.wrapping_sub(c.since[i]) < delay {
+                continue;
+            }
+            // SAFETY: a cached segment is unowned and unused; the lock keeps
+            // it ours. Block areas hold nothing live (the header, below
+            // FIRST_AREA, is kept).
+            unsafe {
+                if (*seg).dirty_mask != 0 && os::purge(seg.cast::<u8>().add(FIRST_AREA), SEGMENT_SIZE - FIRST_AREA) {
+                    (*seg).dirty_mask = 0;
+                }
+            }
+        }
     }
 
     /// Unmaps every cached segment (part of `NAlloc::trim`).
@@ -220,6 +264,33 @@ impl Segment {
             };
             // SAFETY: cached segments are unowned and unused.
             unsafe { give_back(seg) };
+        }
+    }
+
+    /// The best free slot this segment has for `class` (see `claim_page`).
+    ///
+    /// # Safety
+    /// Owner only.
+    pub(crate) unsafe fn slot_for(seg: *mut Segment, class: usize) -> SlotKind {
+        // SAFETY: owner only; raw accesses as in `claim_page`.
+        unsafe {
+            let dirty_free = (*seg).free_mask & (*seg).dirty_mask;
+            let pages = ptr::addr_of_mut!((*seg).pages).cast::<Page>();
+            let mut bits = dirty_free;
+            while bits != 0 {
+                let page = pages.add(bits.trailing_zeros() as usize);
+                bits &= bits - 1;
+                if (*page).intact && (*page).class as usize == class {
+                    return SlotKind::Intact;
+                }
+            }
+            if dirty_free != 0 {
+                SlotKind::Written
+            } else if (*seg).free_mask != 0 {
+                SlotKind::Fresh
+            } else {
+                SlotKind::None
+            }
         }
     }
 
@@ -254,6 +325,7 @@ impl Segment {
                 let page = pages.add(i);
                 if (*page).intact && (*page).class as usize == class {
                     (*seg).free_mask = free_mask & !(1 << i);
+                    (*seg).aging_mask &= !(1 << i);
                     (*page).intact = false;
                     (*page).block_size = block_size as u32;
                     (*page).next = ptr::null_mut();
@@ -263,6 +335,7 @@ impl Segment {
             }
             let i = if dirty_free != 0 { dirty_free } else { free_mask }.trailing_zeros() as usize;
             (*seg).free_mask = free_mask & !(1 << i);
+            (*seg).aging_mask &= !(1 << i);
             let fresh = (*seg).dirty_mask & (1 << i) == 0;
             (*seg).dirty_mask |= 1 << i;
             let base = seg.cast::<u8>();
@@ -294,11 +367,52 @@ impl Segment {
         }
     }
 
+    /// Gives back to the OS the memory of page slots that stayed free since
+    /// the previous call (the owner's last tidy) and marks the rest of the
+    /// free, written slots for the next one. Returns the bytes purged.
+    ///
+    /// Why: a heap's pages swell when other threads hold many of its blocks
+    /// at once (a consumer that is descheduled while its producer runs on),
+    /// and empty out when those come back. Kept resident, every heap's swell
+    /// adds to the process's peak, although they rarely coincide; given
+    /// back, the swells share the same physical pages. A slot is purged only
+    /// after a whole tidy interval free, so a program that frees and
+    /// re-allocates a batch (the `small` benchmark) keeps its pages warm.
+    ///
+    /// # Safety
+    /// Owner only.
+    pub(crate) unsafe fn purge_idle(seg: *mut Segment) -> usize {
+        // SAFETY: (whole body) owner only; raw accesses as in `claim_page`.
+        unsafe {
+            let idle = (*seg).free_mask & (*seg).dirty_mask & (*seg).aging_mask;
+            let mut bits = idle;
+            let mut purged = 0;
+            while bits != 0 {
+                let i = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let start = if i == 0 { FIRST_AREA } else { i * PAGE_SIZE };
+                let len = (i + 1) * PAGE_SIZE - start;
+                // SAFETY: (purge) a free slot's area holds no live block;
+                // start and length are multiples of 64 KiB.
+                if os::purge(seg.cast::<u8>().add(start), len) {
+                    (*seg).dirty_mask &= !(1 << i);
+                    // Its links are gone: a claim must set it up afresh.
+                    (*ptr::addr_of_mut!((*seg).pages).cast::<Page>().add(i)).intact = false;
+                    purged += len;
+                }
+            }
+            (*seg).aging_mask = (*seg).free_mask & (*seg).dirty_mask;
+            purged
+        }
+    }
+
     /// Returns a page slot; true if the segment is now entirely unused.
+    /// `linked`: every block of the page is on its free list or in its fresh
+    /// tail, so the next claim for the same class may take it as it is.
     ///
     /// # Safety
     /// Owner only; the page must have no live block.
-    pub(crate) unsafe fn release_page(seg: *mut Segment, page: *mut Page) -> bool {
+    pub(crate) unsafe fn release_page(seg: *mut Segment, page: *mut Page, linked: bool) -> bool {
         // SAFETY: owner only; raw accesses as in `claim_page`; `page` is one
         // of this segment's pages.
         unsafe {
@@ -308,7 +422,7 @@ impl Segment {
             // remote free is pending either); nothing writes into a free
             // slot, so the list stays valid until the slot is claimed again
             // (hardened mode re-zeroes recycled slots instead).
-            (*page).intact = !cfg!(feature = "hardened");
+            (*page).intact = linked && !cfg!(feature = "hardened");
             (*seg).free_mask |= 1 << i;
             (*seg).free_mask == ALL_PAGES
         }

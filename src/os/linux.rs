@@ -243,6 +243,6 @@ fn parse_kib(s: &[u8]) -> usize {
 
 // What Linux shares with every POSIX system, used as is.
 pub(super) use super::posix::{
-    commit, env_var, init_thread_exit, lock, random, register_fork_handlers, unlock, unmap, watch_thread_exit,
+    commit, env_var, init_thread_exit, lock, now_us, random, register_fork_handlers, unlock, unmap, watch_thread_exit,
     write_stderr,
 };

@@ -67,6 +67,6 @@ pub(super) fn huge_backed_bytes(_ptr: usize, _len: usize) -> Option<usize> {
 
 // What macOS shares with every POSIX system, used as is.
 pub(super) use super::posix::{
-    commit, env_var, init_thread_exit, lock, random, register_fork_handlers, unlock, unmap, watch_thread_exit,
+    commit, env_var, init_thread_exit, lock, now_us, random, register_fork_handlers, unlock, unmap, watch_thread_exit,
     write_stderr,
 };

@@ -80,6 +80,14 @@ pub(super) fn physical_memory() -> usize {
     0
 }
 
+/// A deterministic clock: every reading is a millisecond after the last, so
+/// that time-based housekeeping runs under Miri as it would over time.
+pub(super) fn now_us() -> u64 {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    static T: AtomicU64 = AtomicU64::new(0);
+    T.fetch_add(1000, Ordering::Relaxed) + 1000
+}
+
 pub(super) fn env_var(_name: &[u8], _buf: &mut [u8]) -> Option<usize> {
     None
 }

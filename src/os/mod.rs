@@ -283,6 +283,12 @@ pub(crate) fn physical_memory() -> usize {
     platform::physical_memory()
 }
 
+/// A monotonic clock in microseconds from an arbitrary origin, for
+/// housekeeping delays (cheap: no system call on Linux).
+pub(crate) fn now_us() -> u64 {
+    platform::now_us()
+}
+
 /// Fills `buf` with the value of environment variable `name` without
 /// allocating; returns the value's length, or `None` when it is unset or
 /// too long for `buf`.

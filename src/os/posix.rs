@@ -114,6 +114,15 @@ extern "C" {
 
 /// Reads an environment variable through libc's `getenv`, which returns a
 /// pointer into the environment block and does not allocate.
+/// Monotonic microseconds (`CLOCK_MONOTONIC`; a vDSO call on Linux, no
+/// system call).
+pub(super) fn now_us() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec as u64)
+        .wrapping_mul(1_000_000)
+        .wrapping_add(t.tv_nsec as u64 / 1000)
+}
+
 pub(super) fn env_var(name: &[u8], buf: &mut [u8]) -> Option<usize> {
     let mut cname = [0u8; 64];
     if name.len() >= cname.len() {

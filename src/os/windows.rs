@@ -129,6 +129,12 @@ pub(super) fn physical_memory() -> usize {
     0
 }
 
+/// Monotonic microseconds (`GetTickCount64`: millisecond steps).
+pub(super) fn now_us() -> u64 {
+    // SAFETY: no preconditions.
+    unsafe { windows_sys::Win32::System::SystemInformation::GetTickCount64() }.wrapping_mul(1000)
+}
+
 pub(super) fn env_var(name: &[u8], buf: &mut [u8]) -> Option<usize> {
     use windows_sys::Win32::System::Environment::GetEnvironmentVariableA;
     let mut cname = [0u8; 64];
