@@ -6,8 +6,10 @@
 //!
 //! * `NALLOC_HUGE_PAGES` = `auto` (default) | `on` | `off` | `explicit`
 //! * `NALLOC_POOL_CAP` = bytes kept warm, with optional `K`/`M`/`G` suffix
+//! * `NALLOC_PURGE_DELAY` = milliseconds a free small-object page slot is
+//!   kept before its memory goes back to the OS (default 5), or `never`
 
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use crate::once::Once;
 
@@ -62,6 +64,8 @@ fn default_pool_cap() -> usize {
 }
 
 static HUGE: AtomicU8 = AtomicU8::new(0);
+/// The purge delay in microseconds; `u64::MAX`: never purge.
+static PURGE_DELAY_US: AtomicU64 = AtomicU64::new(5_000);
 static POOL_CAP: AtomicUsize = AtomicUsize::new(usize::MAX);
 static INIT: Once = Once::new();
 
@@ -84,6 +88,9 @@ pub(crate) fn ensure_init() {
         let cap = crate::os::env_var(b"NALLOC_POOL_CAP", &mut buf)
             .and_then(|n| parse_bytes(&buf[..n]))
             .unwrap_or_else(default_pool_cap);
+        if let Some(d) = crate::os::env_var(b"NALLOC_PURGE_DELAY", &mut buf).and_then(|n| parse_delay(&buf[..n])) {
+            PURGE_DELAY_US.store(d, Ordering::Relaxed);
+        }
         // A setter may have run before the first allocation: keep its value.
         let _ = POOL_CAP.compare_exchange(usize::MAX, cap, Ordering::Relaxed, Ordering::Relaxed);
     });
@@ -109,6 +116,25 @@ pub(crate) fn pool_cap() -> usize {
 
 pub(crate) fn set_pool_cap(bytes: usize) {
     POOL_CAP.store(bytes.min(usize::MAX - 1), Ordering::Relaxed);
+}
+
+/// How long a free page slot waits before it is purged, in microseconds
+/// (`u64::MAX`: never).
+pub(crate) fn purge_delay_us() -> u64 {
+    PURGE_DELAY_US.load(Ordering::Relaxed)
+}
+
+pub(crate) fn set_purge_delay_us(us: u64) {
+    PURGE_DELAY_US.store(us, Ordering::Relaxed);
+}
+
+/// Milliseconds (`0`, `5`, `250`) or `never` / `off`, as microseconds.
+pub(crate) fn parse_delay(s: &[u8]) -> Option<u64> {
+    if s == b"never" || s == b"off" {
+        return Some(u64::MAX);
+    }
+    let ms = parse_bytes(s).filter(|_| s.iter().all(u8::is_ascii_digit))?;
+    (ms as u64).checked_mul(1000)
 }
 
 /// `auto` / `on` / `off` / `explicit` (also `1`/`0`, `always`/`never`,
@@ -157,6 +183,12 @@ mod tests {
         assert_eq!(parse_bytes(b"M"), None);
         assert_eq!(parse_bytes(b"1x"), None);
         assert_eq!(parse_bytes(b"99999999999999999999G"), None);
+        assert_eq!(parse_delay(b"5"), Some(5_000));
+        assert_eq!(parse_delay(b"0"), Some(0));
+        assert_eq!(parse_delay(b"never"), Some(u64::MAX));
+        assert_eq!(parse_delay(b"5ms"), None);
+        assert_eq!(parse_delay(b"5K"), None);
+        assert_eq!(parse_delay(b""), None);
         assert_eq!(parse_huge(b"on"), Some(HugePages::On));
         assert_eq!(parse_huge(b"off"), Some(HugePages::Off));
         assert_eq!(parse_huge(b"auto"), Some(HugePages::Auto));

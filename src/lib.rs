@@ -34,7 +34,7 @@
 //!  │   └─ secret.rs    SecretBox / SecretVec: owned secrets, in-place init, wiped growth
 //!  ├─ polynomial.rs  polynomial arena: placement + huge-page reporting over spans
 //!  ├─ scratch.rs     scratch arena: chunked bump allocation, O(1) lifetime-checked reset
-//!  ├─ heap.rs        per-thread heaps: the small-object fast paths, thread start/exit
+//!  ├─ heap.rs        per-thread heaps: the small-object fast paths, tidying, thread start/exit
 //!  │   ├─ page.rs        a page: free list, lazy bump extension, remote-free list (remote.rs)
 //!  │   └─ segment.rs     4 MiB aligned segments of 16 pages; pointer → page by masking
 //!  ├─ span.rs        large blocks: class-rounded mappings, retention budget, mremap growth
@@ -61,7 +61,9 @@
 //!   runs dry. The freeing thread may instead keep full batches of
 //!   line-sized blocks for its own allocations (bounded; handed back when
 //!   unused or at exit). An emptied page slot keeps its blocks linked for
-//!   the next page of the same class.
+//!   the next page of the same class. Each heap tidies now and then:
+//!   pages whose blocks are all free are released, and page slots free
+//!   for 5 ms are purged (their memory goes back to the OS).
 //! * **Large** (> 64 KiB): a span mapped from the OS, 2 MiB aligned from
 //!   2 MiB up (huge pages), kept warm in a bounded pool after free, where
 //!   freed neighbours coalesce and later requests are cut from the
@@ -188,7 +190,8 @@ pub struct Stats {
     pub peak_mapped: usize,
     /// Bytes of freed spans kept warm for reuse.
     pub pool_retained: usize,
-    /// Bytes given back to the OS so far.
+    /// Bytes given back to the OS so far (unmapped, or purged: physical
+    /// memory released while the range stays mapped for reuse).
     pub returned_to_os: usize,
     /// Small-object allocations and frees.
     pub small_allocs: u64,
@@ -272,9 +275,29 @@ impl NAlloc {
         config::pool_cap()
     }
 
+    /// Sets how long a free small-object page slot is kept before its
+    /// memory goes back to the OS (default 5 ms; `None`: never, until
+    /// [`NAlloc::trim`]). Shorter gives memory back sooner; longer keeps
+    /// more warm for a program that frees and re-allocates in bursts.
+    pub fn set_purge_delay(&self, delay: Option<core::time::Duration>) {
+        config::ensure_init();
+        let us = delay.map_or(u64::MAX, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX - 1));
+        config::set_purge_delay_us(us);
+    }
+
+    /// The purge delay in force (`None`: never).
+    pub fn purge_delay(&self) -> Option<core::time::Duration> {
+        config::ensure_init();
+        match config::purge_delay_us() {
+            u64::MAX => None,
+            us => Some(core::time::Duration::from_micros(us)),
+        }
+    }
+
     /// Returns retained memory to the OS now: every warm span, every cached
-    /// empty segment, and the calling thread's empty pages. Returns the bytes
-    /// released from the pool and segment cache.
+    /// empty segment, and the calling thread's empty pages and free page
+    /// slots (other threads' go back on their own after 5 ms free, as they
+    /// keep allocating). Returns the bytes released.
     pub fn trim(&self) -> usize {
         let before = stats::RETURNED.load(core::sync::atomic::Ordering::Relaxed);
         span::trim();

@@ -29,7 +29,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 
 use crate::size_class::{CLASS_SIZE, SMALL_MAX};
-use crate::{raw, segment, witness, NAlloc, ScratchArena, WitnessArena};
+use crate::{heap, raw, segment, witness, NAlloc, ScratchArena, WitnessArena};
 
 /// A byte of the pattern for `seed` at offset `i`.
 fn pat(seed: u64, i: usize) -> u8 {
@@ -90,6 +90,10 @@ impl<'a> Live<'a> {
         Live { a, p, l, seed }
     }
 }
+
+// SAFETY: a `Live` owns its block alone, and blocks may be freed by any
+// thread (the allocator is `Sync`).
+unsafe impl Send for Live<'_> {}
 
 impl Drop for Live<'_> {
     fn drop(&mut self) {
@@ -487,6 +491,165 @@ fn emptied_page_slots_serve_their_class_again_or_a_new_one() {
             assert_disjoint(&mut spans_last);
             for b in &last {
                 assert!(segment::contains(b.p));
+            }
+        });
+    });
+}
+
+/// Runs the calling thread's tidy every millisecond or so (under Miri
+/// every clock reading is a millisecond later) until `done`, at most 100
+/// times; returns whether `done` became true.
+fn tidy_until(done: impl Fn() -> bool) -> bool {
+    for _ in 0..100 {
+        if !cfg!(miri) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        heap::tidy_current_thread();
+        if done() {
+            return true;
+        }
+    }
+    false
+}
+
+/// True if the page slot holding `p` is free in its segment and has been
+/// purged (its memory given back, to be set up as fresh memory).
+fn slot_purged(p: *mut u8) -> bool {
+    // SAFETY: `p` lies in a segment this thread's heap owns (callers), and
+    // only the owner writes its masks.
+    unsafe {
+        let page = segment::page_of(p);
+        let seg = segment::segment_of(page);
+        let i = (p.addr() - seg.addr()) >> segment::PAGE_SHIFT;
+        (*seg).free_mask & (1 << i) != 0 && (*seg).dirty_mask & (1 << i) == 0
+    }
+}
+
+#[test]
+fn free_page_slots_go_back_to_the_os_after_the_delay() {
+    // 16000-B blocks: 50 fill at least three pages. Freed, every page is
+    // empty, the current one too, so a tidy releases them all; a tidy at
+    // least the purge delay later purges them. Blocks made again on them
+    // are set up afresh: right contents, no overlap.
+    const N: usize = 50;
+    let a = NAlloc::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let blocks: Vec<Live<'_>> = (0..N).map(|i| Live::new(&a, layout(16_000, 8), i as u64)).collect();
+            let ptrs: Vec<*mut u8> = blocks.iter().map(|b| b.p).collect();
+            assert!(heap::pages_owned() >= 3, "{} pages", heap::pages_owned());
+            drop(blocks);
+            heap::tidy_current_thread();
+            assert_eq!(heap::pages_owned(), 0, "emptied pages kept after a tidy");
+            assert!(ptrs.iter().all(|&p| !slot_purged(p)), "purged before the delay");
+            assert!(
+                tidy_until(|| ptrs.iter().all(|&p| slot_purged(p))),
+                "only {} of {N} blocks' slots purged",
+                ptrs.iter().filter(|&&p| slot_purged(p)).count()
+            );
+            if !cfg!(miri) {
+                // What the OS gives back reads as zero.
+                for &p in &ptrs {
+                    assert!(zero(p, 64), "purged memory still holds data");
+                }
+            }
+            let again: Vec<Live<'_>> = (0..N)
+                .map(|i| Live::new(&a, layout(16_000, 8), 100 + i as u64))
+                .collect();
+            let mut spans: Vec<(usize, usize)> = again.iter().map(|b| (b.p.addr(), 16_000)).collect();
+            assert_disjoint(&mut spans);
+            // Zeroed blocks on purged memory are zero.
+            let z = layout(12_000, 8);
+            // SAFETY: non-zero size; freed below.
+            let q = unsafe { a.alloc_zeroed(z) };
+            assert!(!q.is_null() && zero(q, 12_000));
+            // SAFETY: allocated above with `z`.
+            unsafe { a.dealloc(q, z) };
+        });
+    });
+}
+
+#[test]
+fn pages_emptied_by_other_threads_frees_are_released() {
+    // Another thread frees every block of this thread's pages: nothing in
+    // the owner notices (its frees never touch them), until its tidy
+    // releases them, the current page included.
+    const N: usize = 40;
+    let a = NAlloc::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let blocks: Vec<Live<'_>> = (0..N).map(|i| Live::new(&a, layout(16_000, 8), i as u64)).collect();
+            assert!(heap::pages_owned() >= 3);
+            // The freeing thread exits before the join returns: its batched
+            // remote frees are handed over by then.
+            std::thread::scope(|s2| {
+                s2.spawn(move || drop(blocks));
+            });
+            assert!(heap::pages_owned() >= 3);
+            heap::tidy_current_thread();
+            assert_eq!(heap::pages_owned(), 0, "pages emptied by remote frees kept");
+            // The slots serve another class: right contents, no overlap.
+            let other: Vec<Live<'_>> = (0..N)
+                .map(|i| Live::new(&a, layout(12_000, 8), 500 + i as u64))
+                .collect();
+            let mut spans: Vec<(usize, usize)> = other.iter().map(|b| (b.p.addr(), 12_000)).collect();
+            assert_disjoint(&mut spans);
+        });
+    });
+}
+
+#[test]
+fn refill_prefers_fuller_pages_to_sparse_ones() {
+    // Pages P1 (oldest), P2, P3 (current) of 16000-B blocks. P2 is left
+    // with one live block (sparse), P1 with all but two. When P3 runs dry,
+    // the next blocks come from P1 although P2 is first in the list, so
+    // that P2 can empty out.
+    let a = NAlloc::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let page = |p: *mut u8| p.addr() >> segment::PAGE_SHIFT;
+            let mut blocks: Vec<Live<'_>> = Vec::new();
+            // Fill pages until a third one is current.
+            let mut pages: Vec<usize> = Vec::new();
+            let mut seed = 0;
+            loop {
+                let b = Live::new(&a, layout(16_000, 8), seed);
+                seed += 1;
+                if !pages.contains(&page(b.p)) {
+                    pages.push(page(b.p));
+                }
+                blocks.push(b);
+                if pages.len() == 3 {
+                    break;
+                }
+            }
+            let (p1, p2, p3) = (pages[0], pages[1], pages[2]);
+            // P2: free all but one; P1: free two.
+            let mut kept_in_p2 = false;
+            let mut freed_in_p1 = 0;
+            blocks.retain(|b| {
+                let pg = page(b.p);
+                if pg == p2 {
+                    let keep = !kept_in_p2;
+                    kept_in_p2 = true;
+                    keep
+                } else if pg == p1 && freed_in_p1 < 2 {
+                    freed_in_p1 += 1;
+                    false
+                } else {
+                    true
+                }
+            });
+            // Run P3 dry.
+            loop {
+                let b = Live::new(&a, layout(16_000, 8), seed);
+                seed += 1;
+                let pg = page(b.p);
+                blocks.push(b);
+                if pg != p3 {
+                    assert_eq!(pg, p1, "refill took a block from page {pg:x}, not from the fuller page");
+                    break;
+                }
             }
         });
     });

@@ -19,11 +19,14 @@
 //!
 //! A page slot released by its heap (every block free) keeps its blocks
 //! linked and is marked *intact*; the next claim for the same class takes it
-//! as it was, any other class sets it up afresh.
+//! as it was, any other class sets it up afresh. A slot that stays free for
+//! the purge delay (5 ms, checked at the owner's tidy) is purged: its
+//! memory goes back to the OS and the slot counts as fresh again.
 //!
 //! A segment belongs to one heap. When its last page is released it goes to
 //! a small global cache (so that a new thread or a new phase does not map
-//! again) and beyond that back to the OS.
+//! again; its memory is purged after the same delay) and beyond that back
+//! to the OS.
 
 use core::ptr;
 
@@ -245,6 +248,7 @@ impl Segment {
             unsafe {
                 if (*seg).dirty_mask != 0 && os::purge(seg.cast::<u8>().add(FIRST_AREA), SEGMENT_SIZE - FIRST_AREA) {
                     (*seg).dirty_mask = 0;
+                    stats::purged(SEGMENT_SIZE - FIRST_AREA);
                 }
             }
         }
@@ -367,24 +371,28 @@ impl Segment {
         }
     }
 
-    /// Gives back to the OS the memory of page slots that stayed free since
-    /// the previous call (the owner's last tidy) and marks the rest of the
-    /// free, written slots for the next one. Returns the bytes purged.
+    /// Gives back to the OS the memory of page slots that stayed free and
+    /// unclaimed since the previous call (`all`: of every free slot), and
+    /// marks the other free, written slots for the next call. The owner calls
+    /// it at most every `PURGE_DELAY_US` (see `Heap::tidy`), so a slot is
+    /// purged after staying free that long. Returns the bytes purged.
     ///
     /// Why: a heap's pages swell when other threads hold many of its blocks
-    /// at once (a consumer that is descheduled while its producer runs on),
-    /// and empty out when those come back. Kept resident, every heap's swell
-    /// adds to the process's peak, although they rarely coincide; given
-    /// back, the swells share the same physical pages. A slot is purged only
-    /// after a whole tidy interval free, so a program that frees and
-    /// re-allocates a batch (the `small` benchmark) keeps its pages warm.
+    /// at once (a consumer that is descheduled while its producer runs on)
+    /// or in a phase of many small objects, and empty out when those come
+    /// back. Kept resident, every heap's swell adds to the process's peak,
+    /// although they rarely coincide; given back, they share the same
+    /// physical pages. The delay keeps a program that frees and re-allocates
+    /// a batch (the `small` benchmark) on warm pages: purging every emptied
+    /// slot beyond a reserve of 4 per heap made `small` 2x slower.
     ///
     /// # Safety
     /// Owner only.
-    pub(crate) unsafe fn purge_idle(seg: *mut Segment) -> usize {
+    pub(crate) unsafe fn purge_idle(seg: *mut Segment, all: bool) -> usize {
         // SAFETY: (whole body) owner only; raw accesses as in `claim_page`.
         unsafe {
-            let idle = (*seg).free_mask & (*seg).dirty_mask & (*seg).aging_mask;
+            let aged = if all { ALL_PAGES } else { (*seg).aging_mask };
+            let idle = (*seg).free_mask & (*seg).dirty_mask & aged;
             let mut bits = idle;
             let mut purged = 0;
             while bits != 0 {
@@ -402,6 +410,7 @@ impl Segment {
                 }
             }
             (*seg).aging_mask = (*seg).free_mask & (*seg).dirty_mask;
+            stats::purged(purged);
             purged
         }
     }

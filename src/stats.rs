@@ -56,6 +56,11 @@ pub(crate) fn mapped(n: usize) {
     MAPPED.add(n);
 }
 
+/// Memory given back to the OS while its range stays mapped (purged).
+pub(crate) fn purged(n: usize) {
+    RETURNED.fetch_add(n, Relaxed);
+}
+
 pub(crate) fn unmapped(n: usize) {
     MAPPED.sub(n);
     RETURNED.fetch_add(n, Relaxed);

@@ -1,6 +1,6 @@
 //! Memory is reused and returned: bounded RSS over many rounds and many
-//! threads, warm spans without page faults, trim, fresh zeroed memory not
-//! touched. One test function runs the phases in order so that RSS figures
+//! threads, emptied small-object pages given back after a delay, warm spans
+//! without page faults, trim, fresh zeroed memory not touched. One test function runs the phases in order so that RSS figures
 //! are not disturbed by other tests of this binary.
 
 use std::alloc::{GlobalAlloc, Layout};
@@ -69,6 +69,44 @@ fn memory_is_reused_and_returned() {
         after_threads < before_threads + (64 << 20),
         "RSS grew from {before_threads} to {after_threads} over 10,000 threads"
     );
+
+    // -- A phase of many small blocks: once freed, their pages go back to the
+    //    OS after a few milliseconds (the purge delay) while the thread goes
+    //    on working — also the empty segments kept for reuse — with no trim.
+    //    With purging off (`set_purge_delay(None)`) it stays resident.
+    let small_phase = || {
+        std::thread::spawn(|| {
+            let base = rss();
+            let v: Vec<Box<[u64; 32]>> = (0..200_000).map(|i| Box::new([i as u64; 32])).collect();
+            let peak = rss();
+            assert!(v.iter().enumerate().all(|(i, b)| b[31] == i as u64));
+            drop(v);
+            let t = std::time::Instant::now();
+            while t.elapsed() < std::time::Duration::from_millis(60) {
+                // Work that takes the slow paths now and then: large blocks.
+                drop(std::hint::black_box(vec![1u8; 256 << 10]));
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            assert!(
+                peak >= base + (40 << 20),
+                "RSS {base} -> {peak} for 51 MB of small blocks"
+            );
+            (peak, rss())
+        })
+        .join()
+        .unwrap()
+    };
+    assert_eq!(ALLOC.purge_delay(), Some(std::time::Duration::from_millis(5)));
+    let (peak, after) = small_phase();
+    assert!(
+        after + (40 << 20) <= peak,
+        "RSS {peak} -> {after} 60 ms after freeing 51 MB of small blocks"
+    );
+    ALLOC.set_purge_delay(None);
+    let (peak, after) = small_phase();
+    assert!(after + (20 << 20) > peak, "RSS {peak} -> {after} with purging off");
+    ALLOC.trim();
+    ALLOC.set_purge_delay(Some(std::time::Duration::from_millis(5)));
 
     // -- Warm pool: a 32 MiB vector allocated, filled and dropped 50 times
     //    faults its pages in only once.

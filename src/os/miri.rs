@@ -81,11 +81,12 @@ pub(super) fn physical_memory() -> usize {
 }
 
 /// A deterministic clock: every reading is a millisecond after the last, so
-/// that time-based housekeeping runs under Miri as it would over time.
+/// that time-based housekeeping runs under Miri as it would over time. It
+/// starts at one second, as a real clock is well past zero.
 pub(super) fn now_us() -> u64 {
     use core::sync::atomic::{AtomicU64, Ordering};
-    static T: AtomicU64 = AtomicU64::new(0);
-    T.fetch_add(1000, Ordering::Relaxed) + 1000
+    static T: AtomicU64 = AtomicU64::new(1_000_000);
+    T.fetch_add(1000, Ordering::Relaxed)
 }
 
 pub(super) fn env_var(_name: &[u8], _buf: &mut [u8]) -> Option<usize> {
