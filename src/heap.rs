@@ -29,9 +29,9 @@
 //! many pages; a large allocation counts as several) a heap *tidies*: it
 //! releases every page whose blocks are all free — including pages emptied
 //! by other threads' frees alone, which no free of its own would notice,
-//! and its current page of a class not used since — and, at most every
-//! 5 ms, purges the page slots that stayed free since the previous time
-//! (see `Segment::purge_idle`) and the segment cache's old entries. Refill
+//! and its current page of a class not used since — and purges the page
+//! slots that have been free for 5 ms or more (see `Segment::purge_idle`)
+//! and the segment cache's entries of that age. Refill
 //! meanwhile leaves sparse pages (a third live or less) alone while fuller
 //! ones have free blocks, so that they can empty out. Why: a heap swells
 //! when other threads hold many of its blocks at once, or in a phase of
@@ -158,8 +158,6 @@ pub(crate) struct Heap {
     /// visit per slow path).
     since_tidy: u32,
     pages_owned: u32,
-    /// When free page slots were last marked for purging (`os::now_us`).
-    marked_at: u64,
 }
 
 /// A page with at most this many bytes of live blocks is sparse (see
@@ -596,7 +594,6 @@ impl Heap {
             foreign_refused: 0,
             since_tidy: 0,
             pages_owned: 0,
-            marked_at: 0,
         }
     }
 
@@ -801,6 +798,19 @@ impl Heap {
                 }
                 p = (*p).next;
             }
+            // A page of the class released with its blocks linked (by a
+            // tidy, not purged yet) before fresh memory: its class would
+            // otherwise extend other pages' tails meanwhile (Python under
+            // `LD_PRELOAD`: peak RSS 33 -> 41 MiB).
+            let seg = self.segment_for(class, true);
+            if !seg.is_null() {
+                let p = self.new_page_in(seg, class);
+                self.pages[class] = p;
+                if (*p).free.is_null() {
+                    Page::extend(p);
+                }
+                return self.take(p, size, zeroed);
+            }
             if cur != empty_page() {
                 if Page::extend(cur) {
                     return self.take(cur, size, zeroed);
@@ -938,16 +948,27 @@ impl Heap {
     }
 
     unsafe fn new_page(&mut self, class: usize) -> *mut Page {
-        // SAFETY: owner only; our segments are live.
-        unsafe {
-            let mut seg = self.segment_for(class);
+        let mut seg = self.segment_for(class, false);
+        if seg.is_null() {
+            seg = Segment::acquire(self);
             if seg.is_null() {
-                seg = Segment::acquire(self);
-                if seg.is_null() {
-                    return ptr::null_mut();
-                }
-                self.seg_push_front(seg);
+                return ptr::null_mut();
             }
+            // SAFETY: a new segment of ours.
+            unsafe { self.seg_push_front(seg) };
+        }
+        // SAFETY: `seg` is ours and has a free slot.
+        unsafe { self.new_page_in(seg, class) }
+    }
+
+    /// Claims a page of `class` in `seg`, one of our segments with a free
+    /// slot.
+    ///
+    /// # Safety
+    /// As stated.
+    unsafe fn new_page_in(&mut self, seg: *mut Segment, class: usize) -> *mut Page {
+        // SAFETY: caller contract; owner only.
+        unsafe {
             let p = Segment::claim_page(seg, class, CLASS_SIZE[class] as usize);
             self.pages_owned += 1;
             if (*seg).free_mask == 0 {
@@ -962,9 +983,9 @@ impl Heap {
 
     /// The segment to claim a page of `class` in: among the first few with
     /// free slots, one holding a slot that served the class and kept its
-    /// blocks, else one with a slot written before (resident memory), else
-    /// the first with a free slot; null if none has one.
-    fn segment_for(&self, class: usize) -> *mut Segment {
+    /// blocks; unless `intact_only`, else one with a slot written before
+    /// (some of it resident), else the first with a free slot. Null if none.
+    fn segment_for(&self, class: usize, intact_only: bool) -> *mut Segment {
         let mut written: *mut Segment = ptr::null_mut();
         let mut seg = self.seg_head;
         // SAFETY: our segments are live; those with free slots come first.
@@ -975,20 +996,20 @@ impl Heap {
                 }
                 match Segment::slot_for(seg, class) {
                     SlotKind::Intact => return seg,
-                    SlotKind::Written if written.is_null() => written = seg,
+                    SlotKind::Written if written.is_null() && !intact_only => written = seg,
                     _ => {}
                 }
                 seg = (*seg).next;
             }
-            if written.is_null() && !self.seg_head.is_null() && (*self.seg_head).free_mask != 0 {
+            if !intact_only && written.is_null() && !self.seg_head.is_null() && (*self.seg_head).free_mask != 0 {
                 written = self.seg_head;
             }
         }
         written
     }
 
-    /// Releases emptied pages and purges page slots that stayed free since
-    /// the last tidy (see [`Segment::purge_idle`]).
+    /// Releases emptied pages and purges page slots (and cached segments)
+    /// free for the purge delay (see [`Segment::purge_idle`]).
     #[cold]
     fn tidy(&mut self) {
         self.since_tidy = 0;
@@ -998,22 +1019,18 @@ impl Heap {
             return;
         }
         let now = os::now_us();
-        if now.wrapping_sub(self.marked_at) < delay {
-            return;
-        }
-        self.marked_at = now;
         Segment::purge_cached(now, delay);
-        self.purge_free_slots(false);
+        self.purge_free_slots(now, delay);
     }
 
-    /// Purges the free page slots of this heap's segments: those that
-    /// stayed free since the last call (`all`: every one).
-    fn purge_free_slots(&mut self, all: bool) {
+    /// Purges the page slots of this heap's segments that have been free
+    /// for `delay` microseconds at `now` (0: every free slot).
+    fn purge_free_slots(&mut self, now: u64, delay: u64) {
         let mut seg = self.seg_head;
         // SAFETY: our segments are live; those with free slots come first.
         unsafe {
             while !seg.is_null() && (*seg).free_mask != 0 {
-                Segment::purge_idle(seg, all);
+                Segment::purge_idle(seg, now, delay);
                 seg = (*seg).next;
             }
         }
@@ -1085,7 +1102,7 @@ impl Heap {
         // SAFETY: owner only; the page has no live block.
         unsafe {
             let was_full = (*seg).free_mask == 0;
-            if Segment::release_page(seg, page, linked) {
+            if Segment::release_page(seg, page, linked, os::now_us()) {
                 self.seg_remove(seg);
                 Segment::release(seg);
             } else if was_full {
@@ -1299,7 +1316,7 @@ pub(crate) fn trim_current_thread() {
         // current-page pointers, after which refill finds pages again.
         unsafe {
             (*h).abandon();
-            (*h).purge_free_slots(true);
+            (*h).purge_free_slots(0, 0);
         }
     }
     Segment::trim_cache();
@@ -1327,6 +1344,28 @@ pub(crate) fn tidy_current_thread() {
         // SAFETY: our own heap.
         unsafe { (*h).tidy() };
     }
+}
+
+/// True if `seg` is one of the calling thread's heap's segments (tests: a
+/// segment whose pages are all free leaves the heap, for the cache or the
+/// OS, and must not be read any more).
+#[cfg(test)]
+pub(crate) fn owns_segment(seg: *mut Segment) -> bool {
+    let h = OWNED.get();
+    if h.is_null() {
+        return false;
+    }
+    // SAFETY: our own heap; its segment list is ours.
+    unsafe {
+        let mut s = (*h).seg_head;
+        while !s.is_null() {
+            if s == seg {
+                return true;
+            }
+            s = (*s).next;
+        }
+    }
+    false
 }
 
 /// Page slots the calling thread's heap holds (tests).

@@ -99,7 +99,11 @@ pub(crate) struct Page {
     /// and linked on `free` (with `bump`/`bump_left` as they were), so it
     /// can serve that class again without threading its memory anew.
     pub(crate) intact: bool,
-    _pad1: [u8; 20],
+    _pad1: [u8; 4],
+    /// When the page slot was last released (`os::now_us`): a slot free for
+    /// the purge delay gives its memory back (`Segment::purge_idle`).
+    pub(crate) freed_at: u64,
+    _pad1b: [u8; 8],
     // Line 2: read by every free, local or remote; written only when the
     // page slot is claimed.
     /// The owning heap (constant while any block is live).
@@ -142,7 +146,9 @@ impl Page {
             in_full: false,
             area_fresh: false,
             intact: false,
-            _pad1: [0; 20],
+            _pad1: [0; 4],
+            freed_at: 0,
+            _pad1b: [0; 8],
             _pad2: [0; 52],
             _pad3: [0; 56],
         }

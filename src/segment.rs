@@ -92,9 +92,6 @@ pub(crate) struct Segment {
     /// Bit i set: page slot i's area has been written since it was mapped
     /// (or last purged).
     pub(crate) dirty_mask: u32,
-    /// Bit i set: page slot i was free and dirty at the owner's last tidy
-    /// and has not been claimed since (see [`Segment::purge_idle`]).
-    pub(crate) aging_mask: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<Segment>() <= FIRST_AREA);
@@ -204,7 +201,6 @@ impl Segment {
             prev: ptr::null_mut(),
             free_mask: ALL_PAGES,
             dirty_mask: dirty,
-            aging_mask: 0,
         };
         // SAFETY: `seg` is a mapping of SEGMENT_SIZE bytes that nobody else
         // references; the header fits below FIRST_AREA (checked above).
@@ -329,7 +325,6 @@ impl Segment {
                 let page = pages.add(i);
                 if (*page).intact && (*page).class as usize == class {
                     (*seg).free_mask = free_mask & !(1 << i);
-                    (*seg).aging_mask &= !(1 << i);
                     (*page).intact = false;
                     (*page).block_size = block_size as u32;
                     (*page).next = ptr::null_mut();
@@ -339,7 +334,6 @@ impl Segment {
             }
             let i = if dirty_free != 0 { dirty_free } else { free_mask }.trailing_zeros() as usize;
             (*seg).free_mask = free_mask & !(1 << i);
-            (*seg).aging_mask &= !(1 << i);
             let fresh = (*seg).dirty_mask & (1 << i) == 0;
             (*seg).dirty_mask |= 1 << i;
             let base = seg.cast::<u8>();
@@ -371,11 +365,9 @@ impl Segment {
         }
     }
 
-    /// Gives back to the OS the memory of page slots that stayed free and
-    /// unclaimed since the previous call (`all`: of every free slot), and
-    /// marks the other free, written slots for the next call. The owner calls
-    /// it at most every `PURGE_DELAY_US` (see `Heap::tidy`), so a slot is
-    /// purged after staying free that long. Returns the bytes purged.
+    /// Gives back to the OS the memory of the written page slots that have
+    /// been free for `delay` microseconds or more at `now` (0: every free
+    /// slot). The owner calls it from its tidy. Returns the bytes purged.
     ///
     /// Why: a heap's pages swell when other threads hold many of its blocks
     /// at once (a consumer that is descheduled while its producer runs on)
@@ -388,16 +380,18 @@ impl Segment {
     ///
     /// # Safety
     /// Owner only.
-    pub(crate) unsafe fn purge_idle(seg: *mut Segment, all: bool) -> usize {
+    pub(crate) unsafe fn purge_idle(seg: *mut Segment, now: u64, delay: u64) -> usize {
         // SAFETY: (whole body) owner only; raw accesses as in `claim_page`.
         unsafe {
-            let aged = if all { ALL_PAGES } else { (*seg).aging_mask };
-            let idle = (*seg).free_mask & (*seg).dirty_mask & aged;
-            let mut bits = idle;
+            let pages = ptr::addr_of_mut!((*seg).pages).cast::<Page>();
+            let mut bits = (*seg).free_mask & (*seg).dirty_mask;
             let mut purged = 0;
             while bits != 0 {
                 let i = bits.trailing_zeros() as usize;
                 bits &= bits - 1;
+                if now.wrapping_sub((*pages.add(i)).freed_at) < delay {
+                    continue;
+                }
                 let start = if i == 0 { FIRST_AREA } else { i * PAGE_SIZE };
                 let len = (i + 1) * PAGE_SIZE - start;
                 // SAFETY: (purge) a free slot's area holds no live block;
@@ -405,11 +399,10 @@ impl Segment {
                 if os::purge(seg.cast::<u8>().add(start), len) {
                     (*seg).dirty_mask &= !(1 << i);
                     // Its links are gone: a claim must set it up afresh.
-                    (*ptr::addr_of_mut!((*seg).pages).cast::<Page>().add(i)).intact = false;
+                    (*pages.add(i)).intact = false;
                     purged += len;
                 }
             }
-            (*seg).aging_mask = (*seg).free_mask & (*seg).dirty_mask;
             stats::purged(purged);
             purged
         }
@@ -418,10 +411,11 @@ impl Segment {
     /// Returns a page slot; true if the segment is now entirely unused.
     /// `linked`: every block of the page is on its free list or in its fresh
     /// tail, so the next claim for the same class may take it as it is.
+    /// `now`: the time (`os::now_us`), from which the purge delay runs.
     ///
     /// # Safety
     /// Owner only; the page must have no live block.
-    pub(crate) unsafe fn release_page(seg: *mut Segment, page: *mut Page, linked: bool) -> bool {
+    pub(crate) unsafe fn release_page(seg: *mut Segment, page: *mut Page, linked: bool, now: u64) -> bool {
         // SAFETY: owner only; raw accesses as in `claim_page`; `page` is one
         // of this segment's pages.
         unsafe {
@@ -432,6 +426,7 @@ impl Segment {
             // slot, so the list stays valid until the slot is claimed again
             // (hardened mode re-zeroes recycled slots instead).
             (*page).intact = linked && !cfg!(feature = "hardened");
+            (*page).freed_at = now;
             (*seg).free_mask |= 1 << i;
             (*seg).free_mask == ALL_PAGES
         }
