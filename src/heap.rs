@@ -120,6 +120,8 @@ pub(crate) struct Heap {
     avail: [*mut Page; NUM_CLASSES],
     /// Pages found full, per class; they return to `avail` when freed into.
     full: [*mut Page; NUM_CLASSES],
+    /// Where the refill's walk over `full` resumes (null: at the head).
+    full_cursor: [*mut Page; NUM_CLASSES],
     /// Segments owned: those with free page slots first, then full ones.
     seg_head: *mut Segment,
     seg_tail: *mut Segment,
@@ -166,6 +168,9 @@ const SPARSE_BYTES: usize = crate::segment::PAGE_SIZE / 3;
 
 /// What a large allocation counts towards the next tidy, in slow paths.
 const LARGE_TIDY_WEIGHT: u32 = 16;
+
+/// Full pages a refill checks for other threads' frees, at most.
+const FULL_SCAN: usize = 8;
 
 /// Segments with free slots that [`Heap::segment_for`] looks at.
 const SEGMENT_SEARCH: usize = 8;
@@ -582,6 +587,7 @@ impl Heap {
             pages: [empty; NUM_CLASSES],
             avail: [ptr::null_mut(); NUM_CLASSES],
             full: [ptr::null_mut(); NUM_CLASSES],
+            full_cursor: [ptr::null_mut(); NUM_CLASSES],
             seg_head: ptr::null_mut(),
             seg_tail: ptr::null_mut(),
             retired_next: ptr::null_mut(),
@@ -827,16 +833,27 @@ impl Heap {
                 self.mark_full(p);
                 p = next;
             }
-            let mut p = self.full[class];
-            while !p.is_null() {
+            // Full pages that other threads freed into: a few per refill,
+            // resuming where the last walk stopped. Walking them all made a
+            // heap that only grows quadratic: 80 M blocks of 32 B took 5.8 s
+            // (mimalloc 2.8), 82 % of the refill reading full pages' lists.
+            let mut p = self.full_cursor[class];
+            if p.is_null() {
+                p = self.full[class];
+            }
+            let mut left = FULL_SCAN;
+            while !p.is_null() && left > 0 {
+                left -= 1;
                 let next = (*p).next;
                 if Page::collect_remote(p) {
                     self.unmark_full(p);
+                    self.full_cursor[class] = next;
                     self.pages[class] = p;
                     return self.take(p, size, zeroed);
                 }
                 p = next;
             }
+            self.full_cursor[class] = p;
             let p = self.new_page(class);
             if p.is_null() {
                 self.pages[class] = empty_page();
@@ -941,8 +958,23 @@ impl Heap {
         // SAFETY: owner only; `p` is in `full`.
         unsafe {
             let c = (*p).class as usize;
-            list_remove(&mut self.full[c], p);
+            self.full_remove(c, p);
             list_push(&mut self.avail[c], p);
+        }
+    }
+
+    /// Takes `p` off the full list of `class` (keeping the walk's cursor
+    /// valid).
+    ///
+    /// # Safety
+    /// Owner only; `p` is in that list.
+    unsafe fn full_remove(&mut self, class: usize, p: *mut Page) {
+        // SAFETY: caller contract.
+        unsafe {
+            if self.full_cursor[class] == p {
+                self.full_cursor[class] = (*p).next;
+            }
+            list_remove(&mut self.full[class], p);
             (*p).in_full = false;
         }
     }
@@ -1080,8 +1112,7 @@ impl Heap {
                                 (*p).used = 0;
                             }
                             if full {
-                                list_remove(&mut self.full[class], p);
-                                (*p).in_full = false;
+                                self.full_remove(class, p);
                             } else {
                                 list_remove(&mut self.avail[class], p);
                             }
@@ -1171,8 +1202,7 @@ impl Heap {
                         Page::collect_remote(p);
                         if (*p).used == 0 {
                             if full {
-                                list_remove(&mut self.full[class], p);
-                                (*p).in_full = false;
+                                self.full_remove(class, p);
                             } else {
                                 list_remove(&mut self.avail[class], p);
                             }
