@@ -498,12 +498,15 @@ fn emptied_page_slots_serve_their_class_again_or_a_new_one() {
 
 /// Runs the calling thread's tidy every millisecond or so (under Miri
 /// every clock reading is a millisecond later) until `done`, at most 100
-/// times; returns whether `done` became true.
-fn tidy_until(done: impl Fn() -> bool) -> bool {
+/// times, with `work` slow paths counted as taken before each (a heap's
+/// free memory ages only while it works); returns whether `done` became
+/// true.
+fn tidy_until(work: u32, done: impl Fn() -> bool) -> bool {
     for _ in 0..100 {
         if !cfg!(miri) {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
+        heap::count_slow_paths(work);
         heap::tidy_current_thread();
         if done() {
             return true;
@@ -564,8 +567,16 @@ fn free_page_slots_go_back_to_the_os_after_the_delay() {
                     || !heap::owns_segment(p.map_addr(|a| a & !(segment::SEGMENT_SIZE - 1)).cast())),
                 "purged before the delay"
             );
+            let owned_purged = || {
+                ptrs.iter().any(|&p| {
+                    let seg = p.map_addr(|a| a & !(segment::SEGMENT_SIZE - 1));
+                    heap::owns_segment(seg.cast()) && slot_purged(p)
+                })
+            };
+            // Time passes, the heap does nothing: its free slots stay.
+            assert!(!tidy_until(0, owned_purged), "purged while the heap was idle");
             assert!(
-                tidy_until(|| ptrs.iter().all(|&p| slot_purged(p))),
+                tidy_until(64, || ptrs.iter().all(|&p| slot_purged(p))),
                 "only {} of {N} blocks' slots purged",
                 ptrs.iter().filter(|&&p| slot_purged(p)).count()
             );

@@ -99,9 +99,12 @@ pub(crate) struct Page {
     /// and linked on `free` (with `bump`/`bump_left` as they were), so it
     /// can serve that class again without threading its memory anew.
     pub(crate) intact: bool,
-    _pad1: [u8; 4],
+    /// The owner's slow-path count when the page slot was last released
+    /// (see `freed_at`).
+    pub(crate) freed_at_path: u32,
     /// When the page slot was last released (`os::now_us`): a slot free for
-    /// the purge delay gives its memory back (`Segment::purge_idle`).
+    /// the purge delay, while its heap kept working, gives its memory back
+    /// (`Segment::purge_idle`).
     pub(crate) freed_at: u64,
     _pad1b: [u8; 8],
     // Line 2: read by every free, local or remote; written only when the
@@ -146,7 +149,7 @@ impl Page {
             in_full: false,
             area_fresh: false,
             intact: false,
-            _pad1: [0; 4],
+            freed_at_path: 0,
             freed_at: 0,
             _pad1b: [0; 8],
             _pad2: [0; 52],
