@@ -30,16 +30,21 @@
 //! releases every page whose blocks are all free — including pages emptied
 //! by other threads' frees alone, which no free of its own would notice,
 //! and its current page of a class not used since — and purges the page
-//! slots that have been free for 5 ms or more (see `Segment::purge_idle`)
-//! and the segment cache's entries of that age. Refill
-//! meanwhile leaves sparse pages (a third live or less) alone while fuller
-//! ones have free blocks, so that they can empty out. Why: a heap swells
-//! when other threads hold many of its blocks at once, or in a phase of
-//! many small objects; kept resident, each heap's largest swell adds to
-//! the process's peak. (C stress under `LD_PRELOAD`, 4 threads on 2 cores:
-//! peak RSS 26.5 -> 23.6 MiB; Python 39.2 -> 34.1 MiB; time unchanged.)
-//! A thread that stops allocating keeps what it holds until it exits or
-//! calls `NAlloc::trim`.
+//! slots that have been free for 5 ms *and* 64 of its slow paths (see
+//! `Segment::purge_idle`), and cached segments of that age. A heap keeps up
+//! to 8 segments whose slots are all free; they age like any free slot.
+//! Refill meanwhile leaves sparse pages (a third live or less) alone while
+//! fuller ones have free blocks, so that they can empty out, and takes a
+//! released page of its class back before touching fresh memory. Why: a
+//! heap swells when other threads hold many of its blocks at once, or in a
+//! phase of many small objects; kept resident, each heap's largest swell
+//! adds to the process's peak (C stress under `LD_PRELOAD`, 4 threads on 2
+//! cores: peak RSS 26.2 -> 22.8 MiB; Python 37.8 -> 35.0 MiB; time
+//! unchanged). Why age by work as well as by time: a program that pauses
+//! its small allocations (a phase of other work) finds its pages as it
+//! left them, instead of faulting its whole working set in again. So a
+//! thread that stops allocating keeps what it holds until it works again,
+//! exits or calls `NAlloc::trim`.
 //!
 //! **Start-up without a check.** `CURRENT` starts as the address of a static
 //! empty heap whose pages all have an empty free list, so a thread's first
@@ -183,7 +188,8 @@ const KEEP_EMPTY_SEGMENTS: u32 = 8;
 /// blocks with slices of witness-arena blocks) finds its pages as it left
 /// them; purging by time alone refaulted the whole working set at every
 /// slice (`witness`'s memset+free phase 2.1 -> 6.0 s, 2.8 M page faults).
-const PURGE_AFTER_PATHS: u32 = 4 * TIDY_EVERY;
+const PURGE_AFTER_PATHS: u32 = TIDY_EVERY;
+// (256 instead of 64 kept Python's peak RSS at 37-38 MiB instead of 34.)
 
 /// A page with at most this many bytes of live blocks is sparse (see
 /// [`Heap::is_sparse`]).

@@ -63,7 +63,8 @@
 //!   unused or at exit). An emptied page slot keeps its blocks linked for
 //!   the next page of the same class. Each heap tidies now and then:
 //!   pages whose blocks are all free are released, and page slots free
-//!   for 5 ms are purged (their memory goes back to the OS).
+//!   for 5 ms while the heap kept working are purged (their memory goes
+//!   back to the OS).
 //! * **Large** (> 64 KiB): a span mapped from the OS, 2 MiB aligned from
 //!   2 MiB up (huge pages), kept warm in a bounded pool after free, where
 //!   freed neighbours coalesce and later requests are cut from the
@@ -277,8 +278,10 @@ impl NAlloc {
 
     /// Sets how long a free small-object page slot is kept before its
     /// memory goes back to the OS (default 5 ms; `None`: never, until
-    /// [`NAlloc::trim`]). Shorter gives memory back sooner; longer keeps
-    /// more warm for a program that frees and re-allocates in bursts.
+    /// [`NAlloc::trim`]). The slot must also stay free while its thread
+    /// keeps allocating (64 slow paths), so a thread that pauses keeps its
+    /// pages. Shorter gives memory back sooner; longer keeps more warm for
+    /// a program that frees and re-allocates in bursts.
     pub fn set_purge_delay(&self, delay: Option<core::time::Duration>) {
         config::ensure_init();
         let us = delay.map_or(u64::MAX, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX - 1));

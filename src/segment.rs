@@ -20,13 +20,15 @@
 //! A page slot released by its heap (every block free) keeps its blocks
 //! linked and is marked *intact*; the next claim for the same class takes it
 //! as it was, any other class sets it up afresh. A slot that stays free for
-//! the purge delay (5 ms, checked at the owner's tidy) is purged: its
-//! memory goes back to the OS and the slot counts as fresh again.
+//! the purge delay (5 ms, and 64 of the owner's slow paths; checked at the
+//! owner's tidy) is purged: its memory goes back to the OS and the slot
+//! counts as fresh again.
 //!
-//! A segment belongs to one heap. When its last page is released it goes to
-//! a small global cache (so that a new thread or a new phase does not map
-//! again; its memory is purged after the same delay) and beyond that back
-//! to the OS.
+//! A segment belongs to one heap, which keeps a few of its segments even
+//! when all their slots are free. Beyond those, or when the heap's thread
+//! exits, a segment whose last page is released goes to a small global
+//! cache (so that a new thread or a new phase does not map again; its
+//! memory is purged after the same delay) and beyond that back to the OS.
 
 use core::ptr;
 
