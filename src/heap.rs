@@ -1115,8 +1115,8 @@ impl Heap {
             let fp = self.stand_in(class);
             // The real current page: behind the stand-in page while that is
             // in front.
-            // SAFETY: our stand-in page (real heaps only take this path).
             let cur = if self.pages[class] == fp {
+                // SAFETY: our stand-in page (real heaps only take this path).
                 unsafe { (*fp).next }
             } else {
                 self.pages[class]
@@ -1474,10 +1474,10 @@ pub(crate) fn count_slow_paths(n: u32) {
 #[cfg(test)]
 pub(crate) fn pages_owned() -> usize {
     let h = OWNED.get();
-    // SAFETY: our own heap.
     if h.is_null() {
         0
     } else {
+        // SAFETY: our own heap.
         unsafe { (*h).pages_owned as usize }
     }
 }
