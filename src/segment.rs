@@ -74,10 +74,8 @@ pub(crate) enum SlotKind {
     Intact,
     /// One written before: resident memory, set up afresh.
     Written,
-    /// One never written (or purged): new memory.
-    Fresh,
-    /// No free slot.
-    None,
+    /// Neither: only never written (or purged) slots, or none.
+    Other,
 }
 
 /// Segment header, at the segment base.
@@ -327,10 +325,8 @@ impl Segment {
             }
             if dirty_free != 0 {
                 SlotKind::Written
-            } else if (*seg).free_mask != 0 {
-                SlotKind::Fresh
             } else {
-                SlotKind::None
+                SlotKind::Other
             }
         }
     }
@@ -409,8 +405,8 @@ impl Segment {
     /// Gives back to the OS the memory of the written page slots that have
     /// been free for `delay` microseconds or more at `now` and while the
     /// owner took `paths` slow paths or more (its count is `path_now`; 0 and
-    /// 0: every free slot). The owner calls it from its tidy. Returns the
-    /// bytes purged.
+    /// 0: every free slot). The owner calls it from its tidy; the bytes
+    /// purged go to the statistics (`returned_to_os`).
     ///
     /// Why: a heap's pages swell when other threads hold many of its blocks
     /// at once (a consumer that is descheduled while its producer runs on)
@@ -423,7 +419,7 @@ impl Segment {
     ///
     /// # Safety
     /// Owner only.
-    pub(crate) unsafe fn purge_idle(seg: *mut Segment, now: u64, delay: u64, path_now: u32, paths: u32) -> usize {
+    pub(crate) unsafe fn purge_idle(seg: *mut Segment, now: u64, delay: u64, path_now: u32, paths: u32) {
         // SAFETY: (whole body) owner only; raw accesses as in `claim_page`.
         unsafe {
             let pages = ptr::addr_of_mut!((*seg).pages).cast::<Page>();
@@ -448,7 +444,6 @@ impl Segment {
                 }
             }
             stats::purged(purged);
-            purged
         }
     }
 
