@@ -69,7 +69,9 @@
 //!   2 MiB up (huge pages), kept warm in a bounded pool after free, where
 //!   freed neighbours coalesce and later requests are cut from the
 //!   best-fitting range; grown in place from the pool or with `mremap` on
-//!   Linux.
+//!   Linux. The pool never holds more than what the program's own need
+//!   (live spans plus written small-object pages) has fallen below its
+//!   peak, so keeping spans warm does not raise the peak RSS.
 //! * **Witness**: `dealloc` first asks, with one range comparison, whether
 //!   the pointer lies in the witness region; if so the block is wiped and
 //!   returned to its arena — to the freeing thread's cache in that arena,

@@ -532,6 +532,15 @@ fn slot_purged(p: *mut u8) -> bool {
     unsafe { (*seg).free_mask & (1 << i) != 0 && (*seg).dirty_mask & (1 << i) == 0 }
 }
 
+/// True if the written mark of `p`'s page slot (what the warm pool's budget
+/// counts as resident, `Page::note_written`) covers `p .. p + len`.
+fn counted_as_written(p: *mut u8, len: usize) -> bool {
+    let end = (p.addr() & (segment::SEGMENT_SIZE - 1)) + len;
+    // SAFETY: `p` is a block in a live segment of this thread's heap, whose
+    // page headers only this thread writes.
+    unsafe { (*segment::page_of(p)).written as usize >= end }
+}
+
 #[test]
 fn free_page_slots_go_back_to_the_os_after_the_delay() {
     // 16000-B blocks: 50 fill at least three pages. Freed, every page is
@@ -550,6 +559,7 @@ fn free_page_slots_go_back_to_the_os_after_the_delay() {
             let before = heap::pages_owned();
             let blocks: Vec<Live<'_>> = (0..N).map(|i| Live::new(&a, layout(16_000, 8), i as u64)).collect();
             let ptrs: Vec<*mut u8> = blocks.iter().map(|b| b.p).collect();
+            assert!(ptrs.iter().all(|&p| counted_as_written(p, 16_000)));
             if cfg!(miri) {
                 // One test at a time: a heap of its own, which grew.
                 assert!(heap::pages_owned() >= before + 3, "{} pages", heap::pages_owned());
@@ -580,6 +590,11 @@ fn free_page_slots_go_back_to_the_os_after_the_delay() {
                 "only {} of {N} blocks' slots purged",
                 ptrs.iter().filter(|&&p| slot_purged(p)).count()
             );
+            // Purged memory is no longer counted as resident.
+            assert!(ptrs.iter().all(|&p| {
+                let seg = p.map_addr(|a| a & !(segment::SEGMENT_SIZE - 1));
+                !heap::owns_segment(seg.cast()) || !counted_as_written(p, 1)
+            }));
             if !cfg!(miri) {
                 // What the OS gives back reads as zero.
                 for &p in &ptrs {

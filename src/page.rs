@@ -21,6 +21,8 @@ use core::ptr;
 
 use crate::heap::Heap;
 use crate::remote::RemoteList;
+use crate::segment::SEGMENT_SIZE;
+use crate::stats;
 
 /// A free block: its first word links to the next free block.
 #[repr(C)]
@@ -106,7 +108,11 @@ pub(crate) struct Page {
     /// the purge delay, while its heap kept working, gives its memory back
     /// (`Segment::purge_idle`).
     pub(crate) freed_at: u64,
-    _pad1b: [u8; 8],
+    /// Offset in the segment of the end of what this slot's area has had
+    /// written since it was last fresh (mapped or purged): the slot's share
+    /// of the program's resident need (`stats::NEED`, see `Segment::note_written`).
+    pub(crate) written: u32,
+    _pad1b: [u8; 4],
     // Line 2: read by every free, local or remote; written only when the
     // page slot is claimed.
     /// The owning heap (constant while any block is live).
@@ -151,7 +157,8 @@ impl Page {
             intact: false,
             freed_at_path: 0,
             freed_at: 0,
-            _pad1b: [0; 8],
+            written: 0,
+            _pad1b: [0; 4],
             _pad2: [0; 52],
             _pad3: [0; 56],
         }
@@ -213,6 +220,7 @@ impl Page {
                 (*this).bump = unsafe { b.add((*this).block_size as usize) };
                 (*this).bump_left -= (*this).block_size;
                 (*this).used += 1;
+                Page::note_written(this);
                 Some(b)
             } else {
                 None
@@ -254,7 +262,31 @@ impl Page {
             }
             (*this).bump_left -= (n * bs) as u32;
             (*this).free = first.cast();
+            Page::note_written(this);
             true
+        }
+    }
+
+    /// Counts the memory up to `bump` as written (resident) if it lies
+    /// beyond the slot's mark: blocks handed out from the fresh tail are
+    /// touched memory the program needs, which the warm pool's budget counts
+    /// (`stats::NEED`). A slot set up again for another class keeps its mark,
+    /// so memory touched twice counts once.
+    ///
+    /// # Safety
+    /// Owner only; `bump` points into or one past the page's slot.
+    #[inline]
+    unsafe fn note_written(this: *mut Page) {
+        // SAFETY: caller contract.
+        unsafe {
+            // One past the last byte handed out, as an offset in the segment
+            // (the last slot's end masks to 0, hence the -1 / +1).
+            let end = (((*this).bump.addr() - 1) & (SEGMENT_SIZE - 1)) as u32 + 1;
+            if end > (*this).written {
+                stats::NEED.add((end - (*this).written) as usize);
+                (*this).written = end;
+                crate::span::fit_pool();
+            }
         }
     }
 

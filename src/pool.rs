@@ -26,6 +26,7 @@
 //! memory.
 
 use core::ptr;
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use crate::config;
 use crate::os::{self, OS_PAGE};
@@ -65,6 +66,18 @@ static POOL: SpinLock<Pool> = SpinLock::new(Pool {
     len: 0,
     bytes: 0,
 });
+
+/// The pool's `bytes`, readable without the lock (stored under it).
+static BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs `f` on the process-wide pool under its lock, and publishes its byte
+/// count after.
+fn locked<R>(f: impl FnOnce(&mut Pool) -> R) -> R {
+    let mut pool = POOL.lock();
+    let r = f(&mut pool);
+    BYTES.store(pool.bytes, Relaxed);
+    r
+}
 
 impl Pool {
     fn remove(&mut self, i: usize) -> Range {
@@ -249,7 +262,7 @@ pub(crate) unsafe fn fork_unlock() {
 
 /// Bytes held in the pool now.
 pub(crate) fn bytes() -> usize {
-    POOL.lock().bytes
+    BYTES.load(Relaxed)
 }
 
 /// Releases a range that left the pool.
@@ -274,13 +287,12 @@ pub(crate) unsafe fn put(p: *mut u8, len: usize) {
     let cap = config::pool_cap();
     let mut r = Range { ptr: p, len };
     loop {
-        let victim = {
-            let mut pool = POOL.lock();
+        let victim = locked(|pool| {
             r = pool.merge(r);
-            match pool.admit(r, cap) {
-                None => return,
-                Some(v) => v,
-            }
+            pool.admit(r, cap)
+        });
+        let Some(victim) = victim else {
+            return;
         };
         release(victim);
         if victim == r {
@@ -292,12 +304,8 @@ pub(crate) unsafe fn put(p: *mut u8, len: usize) {
 /// Takes `len` bytes starting at an `align`-aligned address from the
 /// best-fitting range (see [`Pool::cut`]). Null if no range fits.
 pub(crate) fn take(len: usize, align: usize) -> *mut u8 {
-    let (p, spill) = {
-        let mut pool = POOL.lock();
-        match pool.cut(len, align) {
-            Some(c) => c,
-            None => return ptr::null_mut(),
-        }
+    let Some((p, spill)) = locked(|pool| pool.cut(len, align)) else {
+        return ptr::null_mut();
     };
     if let Some(t) = spill {
         release(t);
@@ -309,13 +317,13 @@ pub(crate) fn take(len: usize, align: usize) -> *mut u8 {
 /// (so a live span ending at `at` can grow in place). False if there is
 /// none or it is too short; always false where ranges cannot be cut.
 pub(crate) fn take_at(at: *mut u8, len: usize) -> bool {
-    can_cut() && POOL.lock().cut_at(at, len)
+    can_cut() && locked(|pool| pool.cut_at(at, len))
 }
 
 /// Removes and returns the longest `align`-aligned range shorter than `len`
 /// but at least half of it, for the caller to grow with `os::remap`.
 pub(crate) fn take_growable(len: usize, align: usize) -> Option<Range> {
-    POOL.lock().growable(len, align)
+    locked(|pool| pool.growable(len, align))
 }
 
 /// Releases the oldest pooled memory until at most `keep` bytes remain.
@@ -323,13 +331,15 @@ pub(crate) fn take_growable(len: usize, align: usize) -> Option<Range> {
 pub(crate) fn shrink_to(keep: usize) -> usize {
     let mut released = 0;
     loop {
-        let r = {
-            let mut pool = POOL.lock();
+        let r = locked(|pool| {
             if pool.bytes <= keep || pool.len == 0 {
-                return released;
+                return None;
             }
             let over = pool.bytes - keep;
-            pool.evict_oldest(over)
+            Some(pool.evict_oldest(over))
+        });
+        let Some(r) = r else {
+            return released;
         };
         released += r.len;
         release(r);

@@ -101,6 +101,39 @@ const _: () = {
     assert!(core::mem::offset_of!(Segment, free_mask) == PAGES_PER_SEGMENT * 192 + 24);
 };
 
+/// Offset and length of page slot `i`'s block area (slot 0's is shorter:
+/// the header takes its start).
+#[inline]
+fn slot_area(i: usize) -> (usize, usize) {
+    let start = if i == 0 { FIRST_AREA } else { i * PAGE_SIZE };
+    (start, (i + 1) * PAGE_SIZE - start)
+}
+
+/// Bytes written (by the marks of `Page::note_written`) in the slots of
+/// `seg` in `mask`, all of them written slots; with `clear`, their marks
+/// are reset as for memory given back.
+///
+/// # Safety
+/// Owner only (or a segment nobody owns, under the cache's lock).
+unsafe fn written_bytes(seg: *mut Segment, mask: u32, clear: bool) -> usize {
+    let mut bytes = 0;
+    let mut bits = mask;
+    while bits != 0 {
+        let i = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        let start = slot_area(i).0 as u32;
+        // SAFETY: caller contract; raw accesses as in `claim_page`.
+        unsafe {
+            let page = ptr::addr_of_mut!((*seg).pages).cast::<Page>().add(i);
+            bytes += (*page).written.saturating_sub(start) as usize;
+            if clear {
+                (*page).written = start;
+            }
+        }
+    }
+    bytes
+}
+
 /// The page that a small block belongs to.
 ///
 /// # Safety
@@ -161,8 +194,12 @@ pub(crate) unsafe fn fork_unlock() {
 /// # Safety
 /// The segment must be unused and unreferenced.
 unsafe fn give_back(seg: *mut Segment) {
-    // SAFETY: caller contract; the slot is committed memory of ours.
-    unsafe { os::decommit(seg.cast(), SEGMENT_SIZE) };
+    // SAFETY: caller contract; the slot is committed memory of ours, its
+    // header still readable.
+    unsafe {
+        stats::NEED.sub(written_bytes(seg, (*seg).dirty_mask, false));
+        os::decommit(seg.cast(), SEGMENT_SIZE);
+    }
     REGION.release(seg.cast(), 1);
     stats::unmapped(SEGMENT_SIZE);
 }
@@ -182,6 +219,9 @@ impl Segment {
                 ptr::null_mut()
             }
         };
+        // A cached segment's written slots keep their marks (their memory
+        // is still resident and counted in `stats::NEED`).
+        let mut marks = [0u32; PAGES_PER_SEGMENT];
         let (seg, dirty) = if cached.is_null() {
             let p = REGION.claim(1);
             if p.is_null() {
@@ -195,8 +235,14 @@ impl Segment {
             stats::mapped(SEGMENT_SIZE);
             (p.cast::<Segment>(), 0)
         } else {
-            // SAFETY: a cached segment is a whole, unowned segment.
-            (cached, unsafe { (*cached).dirty_mask })
+            // SAFETY: a cached segment is a whole, unowned segment, its
+            // header intact.
+            unsafe {
+                for (i, m) in marks.iter_mut().enumerate() {
+                    *m = (*ptr::addr_of_mut!((*cached).pages).cast::<Page>().add(i)).written;
+                }
+                (cached, (*cached).dirty_mask)
+            }
         };
         let s = Segment {
             pages: [const { Page::empty() }; PAGES_PER_SEGMENT],
@@ -214,13 +260,14 @@ impl Segment {
             // the cache looked free since time 0 and were purged at the next
             // tidy, then faulted in again (`witness`: 2.8 M page faults).
             let now = os::now_us();
-            for i in 0..PAGES_PER_SEGMENT {
+            for (i, mark) in marks.into_iter().enumerate() {
                 // SAFETY: the header just written; raw accesses as in
                 // `claim_page`.
                 unsafe {
                     let page = ptr::addr_of_mut!((*seg).pages).cast::<Page>().add(i);
                     (*page).freed_at = now;
                     (*page).freed_at_path = path;
+                    (*page).written = mark;
                 }
             }
         }
@@ -272,8 +319,10 @@ impl Segment {
             // it ours. Block areas hold nothing live (the header, below
             // FIRST_AREA, is kept).
             unsafe {
-                if (*seg).dirty_mask != 0 && os::purge(seg.cast::<u8>().add(FIRST_AREA), SEGMENT_SIZE - FIRST_AREA) {
+                let dirty = (*seg).dirty_mask;
+                if dirty != 0 && os::purge(seg.cast::<u8>().add(FIRST_AREA), SEGMENT_SIZE - FIRST_AREA) {
                     (*seg).dirty_mask = 0;
+                    stats::NEED.sub(written_bytes(seg, dirty, true));
                     stats::purged(SEGMENT_SIZE - FIRST_AREA);
                 }
             }
@@ -374,10 +423,12 @@ impl Segment {
             let fresh = (*seg).dirty_mask & (1 << i) == 0;
             (*seg).dirty_mask |= 1 << i;
             let base = seg.cast::<u8>();
-            let start = if i == 0 { FIRST_AREA } else { i * PAGE_SIZE };
-            let len = (i + 1) * PAGE_SIZE - start;
+            let (start, len) = slot_area(i);
             let blocks = len / block_size;
             let page = pages.add(i);
+            if fresh {
+                (*page).written = start as u32;
+            }
             (*page).intact = false;
             (*page).free = ptr::null_mut();
             (*page).used = 0;
@@ -432,11 +483,11 @@ impl Segment {
                 if now.wrapping_sub((*page).freed_at) < delay || path_now.wrapping_sub((*page).freed_at_path) < paths {
                     continue;
                 }
-                let start = if i == 0 { FIRST_AREA } else { i * PAGE_SIZE };
-                let len = (i + 1) * PAGE_SIZE - start;
+                let (start, len) = slot_area(i);
                 // SAFETY: (purge) a free slot's area holds no live block;
                 // start and length are multiples of 64 KiB.
                 if os::purge(seg.cast::<u8>().add(start), len) {
+                    stats::NEED.sub(written_bytes(seg, 1 << i, true));
                     (*seg).dirty_mask &= !(1 << i);
                     // Its links are gone: a claim must set it up afresh.
                     (*pages.add(i)).intact = false;

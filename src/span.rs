@@ -15,11 +15,12 @@
 //! **Warm pool.** A freed span is kept mapped (its pages stay faulted in) in
 //! the pool (`pool.rs`: free ranges that coalesce with their neighbours, cut
 //! best-fit for later requests, bounded by a slot count and `pool_cap`
-//! bytes, oldest released first). Before fresh memory is mapped, old pooled
-//! memory is released so that live + pooled spans stay within the peak of
-//! live spans plus 1/8 (see `make_room`): retention does not raise peak RSS.
-//! This is what saves FFT provers from page-faulting their multi-MB vectors
-//! back in every proof. `NAlloc::trim()` empties the pool.
+//! bytes, oldest released first). Retention must not raise the peak RSS:
+//! live spans, the small-object memory written so far and pooled spans stay
+//! within the peak of the first two (`stats::NEED`), so pooled memory goes
+//! before fresh spans are mapped and as small-object pages are first written
+//! (see `make_room`). This is what saves FFT provers from page-faulting their
+//! multi-MB vectors back in every proof. `NAlloc::trim()` empties the pool.
 //!
 //! **Zeroing.** A fresh span is zero already. A pooled span asked for by
 //! `alloc_zeroed` is either memset or handed back to the kernel with
@@ -56,8 +57,6 @@ use crate::os::{self, HugeAdvice, HUGE_PAGE, OS_PAGE};
 use crate::pool;
 use crate::stats;
 
-/// Least slack of the retention budget (see [`make_room`]).
-const RETAIN_SLACK_MIN: usize = 8 << 20;
 /// Spans at least this large are huge-page backed under [`HugePages::Auto`].
 const AUTO_HUGE_MIN: usize = 32 << 20;
 /// Huge-page spans at least this large are zeroed by purging instead of
@@ -156,7 +155,7 @@ pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
         stats::mapped(len);
         p
     };
-    stats::SPANS_LIVE.add(len);
+    live_add(len);
     stats::SPAN_ALLOCS.fetch_add(1, Relaxed);
     p
 }
@@ -210,19 +209,48 @@ fn take_pooled(len: usize, align: usize) -> (*mut u8, usize) {
     (q, r.len)
 }
 
-/// Before mapping `extra` fresh bytes: release the oldest pooled memory
-/// while live spans + pooled memory + `extra` would exceed the peak of live
-/// spans seen so far by more than a little slack. So retention never raises
-/// the peak RSS much beyond what the program itself needed at its peak,
-/// while a prover that frees and re-makes the same vectors (live + pooled
-/// stays at its peak) keeps them all warm. Measured: the `zeroed` benchmark
-/// (512 MiB buffer, then random 5-25 MiB blocks) peaked at 954 MiB before
-/// this rule.
+/// Before `extra` more bytes are needed: release the oldest pooled memory
+/// while what the program needs (live spans and written small-object
+/// memory, `stats::NEED`) + pooled memory + `extra` would exceed the peak of
+/// that need. So retention never raises the peak RSS beyond what the
+/// program itself needed at its peak, while a prover that frees and
+/// re-makes the same vectors (need + pool stays at its peak) keeps them all
+/// warm. Measured: the `zeroed` benchmark (512 MiB buffer, then random
+/// 5-25 MiB blocks) peaked at 954 MiB before this rule. Small objects count
+/// too: in a Halo2 proof the vectors shrink by 17 MiB while small objects
+/// grow by 1-2 MiB, which the pool, kept at the spans' peak, added on top
+/// of it (peak RSS 58.3 vs glibc's 55.5 MiB). The slack once allowed above
+/// the peak (1/8, at least 8 MiB) saved nothing measurable (`fft`, `zeroed`,
+/// `realloc`, `large`, LD_PRELOAD `c-large`, 2-5 runs each: same times
+/// and faults).
 fn make_room(extra: usize) {
-    let live = stats::SPANS_LIVE.get();
-    let peak = stats::SPANS_LIVE.peak();
-    let budget = peak.saturating_add((peak / 8).max(RETAIN_SLACK_MIN));
-    pool::shrink_to(budget.saturating_sub(live.saturating_add(extra)));
+    let need = stats::NEED.get();
+    pool::shrink_to(budget().saturating_sub(need.saturating_add(extra)));
+}
+
+fn live_add(n: usize) {
+    stats::SPANS_LIVE.add(n);
+    stats::NEED.add(n);
+}
+
+fn live_sub(n: usize) {
+    stats::SPANS_LIVE.sub(n);
+    stats::NEED.sub(n);
+}
+
+/// Releases pooled spans beyond the budget of [`make_room`] (a few relaxed
+/// loads when within it): called as small-object memory is first written,
+/// which counts against the same budget.
+pub(crate) fn fit_pool() {
+    if pool::bytes() > budget().saturating_sub(stats::NEED.get()) {
+        make_room(0);
+    }
+}
+
+/// What live spans, written small-object memory and pooled spans may hold
+/// together (see [`make_room`]).
+fn budget() -> usize {
+    stats::NEED.peak()
 }
 
 /// Frees a span.
@@ -232,7 +260,7 @@ fn make_room(extra: usize) {
 pub(crate) unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
     // The length was computable when the span was made, so it is now.
     let len = span_len(size, align).unwrap_or(0);
-    stats::SPANS_LIVE.sub(len);
+    live_sub(len);
     stats::SPAN_FREES.fetch_add(1, Relaxed);
     // SAFETY: caller contract: a whole span of ours, now unused.
     unsafe { pool::put(p, len) };
@@ -252,7 +280,7 @@ pub(crate) unsafe fn realloc_in_place(p: *mut u8, old_size: usize, align: usize,
     }
     if new_len < old_len && pool::can_cut() {
         // The cut-off tail stays warm in the pool.
-        stats::SPANS_LIVE.sub(old_len - new_len);
+        live_sub(old_len - new_len);
         // SAFETY: caller contract: the tail of the live span `p`/`old_len`
         // beyond `new_len` (whole pages) is no longer used.
         unsafe { pool::put(p.add(new_len), old_len - new_len) };
@@ -262,7 +290,7 @@ pub(crate) unsafe fn realloc_in_place(p: *mut u8, old_size: usize, align: usize,
     if new_len > old_len && pool::take_at(unsafe { p.add(old_len) }, new_len - old_len) {
         // The pooled range right after the span: grown in place, warm.
         stats::POOL_HITS.fetch_add(1, Relaxed);
-        stats::SPANS_LIVE.add(new_len - old_len);
+        live_add(new_len - old_len);
         return p;
     }
     if new_len > old_len {
@@ -276,7 +304,7 @@ pub(crate) unsafe fn realloc_in_place(p: *mut u8, old_size: usize, align: usize,
         let (q, _) = take_pooled(new_len, align);
         if !q.is_null() {
             stats::POOL_HITS.fetch_add(1, Relaxed);
-            stats::SPANS_LIVE.add(new_len);
+            live_add(new_len);
             stats::SPAN_ALLOCS.fetch_add(1, Relaxed);
             // SAFETY: `q` is a whole unused span of `new_len >= old_size`
             // bytes; `p` is live with `old_size` bytes; they are distinct.
@@ -297,11 +325,11 @@ pub(crate) unsafe fn realloc_in_place(p: *mut u8, old_size: usize, align: usize,
     }
     if new_len > old_len {
         stats::mapped(new_len - old_len);
-        stats::SPANS_LIVE.add(new_len - old_len);
+        live_add(new_len - old_len);
         advise(q, new_len);
     } else {
         stats::unmapped(old_len - new_len);
-        stats::SPANS_LIVE.sub(old_len - new_len);
+        live_sub(old_len - new_len);
     }
     q
 }

@@ -42,6 +42,10 @@ pub(crate) static RETURNED: AtomicUsize = AtomicUsize::new(0);
 /// Bytes of live spans (large blocks): the "polynomial" memory of the
 /// global allocator.
 pub(crate) static SPANS_LIVE: Gauge = Gauge::new();
+/// Bytes the program's data may hold resident: live spans plus the
+/// small-object page slots written since they were mapped or last purged.
+/// The warm pool is budgeted against its peak (`span::make_room`).
+pub(crate) static NEED: Gauge = Gauge::new();
 /// Span allocations and frees.
 pub(crate) static SPAN_ALLOCS: AtomicUsize = AtomicUsize::new(0);
 pub(crate) static SPAN_FREES: AtomicUsize = AtomicUsize::new(0);

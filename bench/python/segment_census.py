@@ -161,8 +161,11 @@ def main():
             print(f"  {size:6d} B  {r[0]:4d} ({r[1]:3d})  {r[2]:8d}  {r[3]:8d}  {r[4]:8d}")
     heaps = {}
     for s in best:
-        heaps[s[0]] = heaps.get(s[0], 0) + s[5]
-    print("resident per owning heap (MiB): " + ", ".join(f"{mib(v):.1f}" for v in heaps.values()))
+        row = heaps.setdefault(s[0], [0, 0])
+        row[0] += s[5]
+        row[1] += s[5] if s[1] else 0
+    print("resident per owning heap, of it in free page slots (MiB): "
+          + ", ".join(f"{mib(v[0]):.1f} ({mib(v[1]):.1f})" for v in heaps.values()))
 
 
 if __name__ == "__main__":
