@@ -16,6 +16,9 @@ It reads nalloc's metadata at fixed offsets, which `src/page.rs` and
 Linux only; needs permission to read the child's memory (same user).
 
 usage: python3 segment_census.py LIB COMMAND [ARGS...]
+(block sizes with at least CENSUS_MIN_KIB resident are listed, default 256;
+for a Rust program with NAlloc built in, LIB may be any path: the loader
+ignores a missing preload)
 example:
   PYTHONMALLOC=malloc python3 bench/python/segment_census.py \\
       target/release/libnalloc.so python3 bench/python/alloc_stress.py 40 4
@@ -157,7 +160,7 @@ def main():
         row[3] += s[2] * s[4] // 1024
         row[4] += s[5]
     for size, r in sorted(by_size.items()):
-        if r[4] >= 256:
+        if r[4] >= int(os.environ.get("CENSUS_MIN_KIB", "256")):
             print(f"  {size:6d} B  {r[0]:4d} ({r[1]:3d})  {r[2]:8d}  {r[3]:8d}  {r[4]:8d}")
     heaps = {}
     for s in best:
