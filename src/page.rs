@@ -182,6 +182,18 @@ impl Page {
             crate::hardened::check_link(&*this, next);
             (*this).free = next;
             (*this).used += 1;
+            // The class's next allocation reads the new head's link: a cache
+            // miss when the block was freed long ago or by another thread.
+            // `perf` of Python under `LD_PRELOAD` put 76 % of `malloc`'s
+            // samples on that load; fetched now, during the caller's work,
+            // Python ran 3-7 % faster and c-small 0-3 % (12 interleaved runs
+            // each, twice), `small`/`batch`/`larson`/`cache-scratch` 2-4 %.
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a prefetch never faults, whatever the address (null
+            // included).
+            unsafe {
+                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(next.cast());
+            }
             b.cast()
         }
     }
