@@ -110,7 +110,7 @@ pub(crate) struct Page {
     pub(crate) freed_at: u64,
     /// Offset in the segment of the end of what this slot's area has had
     /// written since it was last fresh (mapped or purged): the slot's share
-    /// of the program's resident need (`stats::NEED`, see `Segment::note_written`).
+    /// of the program's resident need (`stats::NEED`, see `Page::note_written`).
     pub(crate) written: u32,
     _pad1b: [u8; 4],
     // Line 2: read by every free, local or remote; written only when the
@@ -294,6 +294,19 @@ impl Page {
             // One past the last byte handed out, as an offset in the segment
             // (the last slot's end masks to 0, hence the -1 / +1).
             let end = (((*this).bump.addr() - 1) & (SEGMENT_SIZE - 1)) as u32 + 1;
+            Page::note_written_to(this, end);
+        }
+    }
+
+    /// Counts the page's slot as written up to `end` (an offset in the
+    /// segment inside the slot), as [`Page::note_written`] does.
+    ///
+    /// # Safety
+    /// Owner only.
+    #[inline]
+    pub(crate) unsafe fn note_written_to(this: *mut Page, end: u32) {
+        // SAFETY: caller contract.
+        unsafe {
             if end > (*this).written {
                 stats::NEED.add((end - (*this).written) as usize);
                 (*this).written = end;

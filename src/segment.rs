@@ -448,6 +448,7 @@ impl Segment {
                 // zero (write-after-free check); a recycled slot holds old
                 // links and markers at the previous class's block offsets.
                 ptr::write_bytes((*page).bump, 0, blocks * block_size);
+                Page::note_written_to(page, (start + blocks * block_size) as u32);
             }
             page
         }
