@@ -42,8 +42,9 @@ pub(crate) static RETURNED: AtomicUsize = AtomicUsize::new(0);
 /// Bytes of live spans (large blocks): the "polynomial" memory of the
 /// global allocator.
 pub(crate) static SPANS_LIVE: Gauge = Gauge::new();
-/// Bytes the program's data may hold resident: live spans plus the
-/// small-object page slots written since they were mapped or last purged.
+/// Bytes the program's data may hold resident: live spans plus the parts of
+/// small-object page slots handed out since they were mapped or last purged
+/// (the slots' written marks, `Page::note_written`).
 /// The warm pool is budgeted against its peak (`span::make_room`).
 pub(crate) static NEED: Gauge = Gauge::new();
 /// Span allocations and frees.
