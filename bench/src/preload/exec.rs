@@ -69,6 +69,11 @@ pub struct RunRecord {
     pub maxrss_kib: Option<u64>,
     /// Library that served `malloc`, as the program reported it.
     pub malloc: Option<String>,
+    /// Most bytes (KiB) the program saw waiting in its cross-thread inboxes
+    /// at once, if it reports it (`pile_peak_kib=` on its success line:
+    /// `c-small`). Part of the peak RSS that grows with the allocator's
+    /// speed (see `bench/c/c_small.c`).
+    pub pile_kib: Option<u64>,
     /// Why the run failed (exit status, check, end of stderr); `None` on success.
     pub error: Option<String>,
     /// Full stderr of the run (kept for the `NALLOC_STATS` check; not serialized).
@@ -112,6 +117,7 @@ pub fn run_one(spec: &RunSpec<'_>) -> RunRecord {
         time_elapsed_s: None,
         maxrss_kib: None,
         malloc: None,
+        pile_kib: None,
         error: None,
         stderr: String::new(),
     };
@@ -233,6 +239,7 @@ pub fn run_one(spec: &RunSpec<'_>) -> RunRecord {
             rec.seconds = Some(wall.as_secs_f64());
             rec.time_elapsed_s = Some(secs);
             rec.maxrss_kib = Some(kib);
+            rec.pile_kib = success_field(&stdout, spec.workload, "pile_peak_kib");
         }
         Err(e) => rec.error = Some(format!("{e}\n{tail}")),
     }
@@ -266,6 +273,16 @@ pub fn parse_time_output(s: &str) -> Option<(f64, u64)> {
         return None;
     }
     Some((secs, kib))
+}
+
+/// The number after `NAME=` on the program's success line, if there is one.
+pub fn success_field(stdout: &str, workload: &str, name: &str) -> Option<u64> {
+    let prefix = format!("{workload} ok");
+    let line = stdout.lines().find(|l| l.starts_with(&prefix))?;
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))?
+        .parse()
+        .ok()
 }
 
 /// Checks the program's success line (`<workload> ok ... malloc=PATH`) and
@@ -375,6 +392,15 @@ mod tests {
         );
         assert!(check_output(ok, "python", None).is_err());
         assert!(check_output("python ok rounds=1\n", "python", Some(pre)).is_err());
+        let piles = "c-small ok threads=4 pile_peak_kib=6522 malloc=/x.so\n";
+        assert_eq!(success_field(piles, "c-small", "pile_peak_kib"), Some(6522));
+        assert_eq!(success_field(piles, "c-small", "pile_peak"), None);
+        assert_eq!(success_field(piles, "c-large", "pile_peak_kib"), None);
+        assert_eq!(success_field(glibc, "c-small", "pile_peak_kib"), None);
+        assert_eq!(
+            success_field("c-small ok pile_peak_kib=x\n", "c-small", "pile_peak_kib"),
+            None
+        );
     }
 
     #[test]

@@ -13,7 +13,11 @@
 //!   `/usr/bin/time -f '%e %M' env LD_PRELOAD=<lib> <program>`; peak RSS is
 //!   `%M`, and the wall time is taken by the runner around that command with
 //!   millisecond resolution (`%e` has only 10 ms, too coarse for the fastest
-//!   `c-large` runs; it is kept in the JSON as `time_elapsed_s`). Runs are
+//!   `c-large` runs; it is kept in the JSON as `time_elapsed_s`). The table
+//!   gives the highest peak RSS of the runs (the target's measure), their
+//!   median, and for `c-small` the median "pile": the most bytes waiting in
+//!   its cross-thread inboxes at once, which grows with the allocator's
+//!   speed when threads outnumber cores (`bench/c/c_small.c`). Runs are
 //!   interleaved round-robin across allocators. A run that exits non-zero,
 //!   times out, lacks its success line or reports the wrong `malloc` library
 //!   is FAILED (with the end of its stderr), never a number. An allocator
@@ -193,7 +197,8 @@ pub fn run(opts: &Options) -> Result<bool, String> {
     let targets = check_targets(&summaries, &wnames);
     println!(
         "\n{} run(s) per pair, round-robin; each run `{TIME} -f '{TIME_FORMAT}' env LD_PRELOAD=<lib> <program>`;\n\
-         wall time timed by the runner around it (ms resolution), peak RSS from %M; python with PYTHONMALLOC=malloc\n",
+         wall time timed by the runner around it (ms resolution), peak RSS from %M (highest and median of the runs);\n\
+         pile: median of the most bytes waiting in c-small's cross-thread inboxes at once; python with PYTHONMALLOC=malloc\n",
         opts.runs
     );
     print!("{}", render_table(&summaries));

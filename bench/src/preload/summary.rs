@@ -51,6 +51,12 @@ pub struct PairSummary {
     pub peak_rss_kib: Option<u64>,
     /// Peak RSS divided by the lowest peak RSS of the workload.
     pub rss_ratio_to_lowest: Option<f64>,
+    /// Median over the runs of their peak RSS, KiB (less swayed by one
+    /// run's scheduling than the maximum).
+    pub median_rss_kib: Option<u64>,
+    /// Median over the runs of the most bytes waiting in the program's
+    /// cross-thread inboxes at once, KiB (programs that report it).
+    pub median_pile_kib: Option<u64>,
 }
 
 /// Builds the summaries, workload-major, allocators in the given order.
@@ -79,6 +85,8 @@ pub fn summarize(
                 ratio_to_glibc: None,
                 peak_rss_kib: None,
                 rss_ratio_to_lowest: None,
+                median_rss_kib: None,
+                median_pile_kib: None,
             };
             if let Some((_, why)) = unavailable.iter().find(|(n, _)| n == a) {
                 s.status = "unavailable".into();
@@ -109,6 +117,9 @@ pub fn summarize(
                 s.min_s = secs.iter().copied().reduce(f64::min);
                 s.max_s = secs.iter().copied().reduce(f64::max);
                 s.peak_rss_kib = ok.iter().filter_map(|r| r.maxrss_kib).max();
+                let median_kib = |v: Vec<f64>| median(&v).map(|m| m.round() as u64);
+                s.median_rss_kib = median_kib(ok.iter().filter_map(|r| r.maxrss_kib.map(|k| k as f64)).collect());
+                s.median_pile_kib = median_kib(ok.iter().filter_map(|r| r.pile_kib.map(|k| k as f64)).collect());
             }
             out.push(s);
         }
@@ -141,6 +152,8 @@ pub fn render_table(summaries: &[PairSummary]) -> String {
         "x glibc",
         "peak RSS MiB",
         "x lowest RSS",
+        "median RSS MiB",
+        "pile MiB",
     ];
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
@@ -156,6 +169,9 @@ pub fn render_table(summaries: &[PairSummary]) -> String {
                 row.push(f(s.ratio_to_glibc, 2));
                 row.push(f(s.peak_rss_kib.map(|k| k as f64 / 1024.0), 1));
                 row.push(f(s.rss_ratio_to_lowest, 2));
+                let mib = |k: Option<u64>| f(k.map(|k| k as f64 / 1024.0), 1);
+                row.push(mib(s.median_rss_kib));
+                row.push(mib(s.median_pile_kib));
             }
             status => {
                 let label = if status == "FAILED" && s.runs > 0 {
@@ -375,6 +391,7 @@ mod tests {
             time_elapsed_s: Some(secs),
             maxrss_kib: Some(kib),
             malloc: Some("x".into()),
+            pile_kib: None,
             error: None,
             stderr: String::new(),
         }
@@ -394,8 +411,14 @@ mod tests {
             rec("c-large", "glibc", 2.2, 1100),
             rec("c-large", "tcmalloc", 1.0, 2000),
             rec("c-large", "tcmalloc", 1.1, 2000),
-            rec("c-large", "nalloc", 0.9, 1150),
-            rec("c-large", "nalloc", 1.0, 1200),
+            RunRecord {
+                pile_kib: Some(300),
+                ..rec("c-large", "nalloc", 0.9, 1150)
+            },
+            RunRecord {
+                pile_kib: Some(500),
+                ..rec("c-large", "nalloc", 1.0, 1200)
+            },
             rec("c-large", "jemalloc", 1.0, 1000),
         ];
         let mut bad = rec("c-large", "jemalloc", 1.0, 1000);
@@ -413,15 +436,19 @@ mod tests {
         assert_eq!(s.len(), 5);
         assert_eq!(s[0].median_s, Some(2.1));
         assert_eq!(s[0].peak_rss_kib, Some(1100));
+        assert_eq!(s[0].median_rss_kib, Some(1050));
+        assert_eq!(s[0].median_pile_kib, None);
         assert_eq!(s[1].status, "unavailable");
         assert_eq!(s[2].status, "FAILED");
         assert!(s[2].median_s.is_none() && s[2].peak_rss_kib.is_none());
         let n = &s[4];
         assert!((n.ratio_to_glibc.unwrap() - 0.95 / 2.1).abs() < 1e-9);
         assert!((n.rss_ratio_to_lowest.unwrap() - 1200.0 / 1100.0).abs() < 1e-9);
+        assert_eq!((n.median_rss_kib, n.median_pile_kib), (Some(1175), Some(400)));
         let table = render_table(&s);
         assert!(table.contains("unavailable") && table.contains("FAILED (1/2 runs failed)"));
         assert!(table.contains("boom"));
+        assert!(table.contains("median RSS MiB") && table.contains("pile MiB"));
         let t = check_targets(&s, &["c-large"]);
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].best_other.as_ref().unwrap().0, "tcmalloc");
