@@ -11,15 +11,15 @@
  * 1 in 16 steps reallocs a live block instead (prefix checked). Every 4096
  * steps a burst allocates 256 same-size blocks and frees them in LIFO order.
  * Every block is filled with a tag byte and checked (sparsely) before it is
- * freed; a mismatch aborts with a message.
+ * freed; a mismatch aborts with a message. A thread that finishes its steps
+ * keeps draining its inbox until all threads are done.
  *
  * The inboxes pile up while their owner waits for a core (4 threads on 2
- * cores): the faster the allocator, the more a producer pushes in one time
- * slice. The peak RSS includes that pile, so the program reports it:
- * pile_peak_kib is the most bytes (blocks and messages) seen in all inboxes
- * at once, sampled at every drain from per-thread counters that only their
- * owner writes. A thread that finishes its steps
- * keeps draining its inbox until all threads are done.
+ * cores), by as much as its producer pushes meanwhile, which depends on the
+ * scheduler and on how fast the producer runs. The peak RSS includes that
+ * pile, so the program reports it: pile_peak_kib is the most bytes (blocks
+ * and messages) seen in all inboxes at once, sampled at every drain from
+ * per-thread counters that only their owner writes.
  *
  * usage: c_small [THREADS [STEPS_PER_THREAD]]   (default 4, 3000000)
  * stdout on success:

@@ -71,8 +71,8 @@ pub struct RunRecord {
     pub malloc: Option<String>,
     /// Most bytes (KiB) the program saw waiting in its cross-thread inboxes
     /// at once, if it reports it (`pile_peak_kib=` on its success line:
-    /// `c-small`). Part of the peak RSS that grows with the allocator's
-    /// speed (see `bench/c/c_small.c`).
+    /// `c-small`): part of the peak RSS that depends on scheduling (see
+    /// `bench/c/c_small.c`).
     pub pile_kib: Option<u64>,
     /// Why the run failed (exit status, check, end of stderr); `None` on success.
     pub error: Option<String>,

@@ -16,8 +16,8 @@
 //!   `c-large` runs; it is kept in the JSON as `time_elapsed_s`). The table
 //!   gives the highest peak RSS of the runs (the target's measure), their
 //!   median, and for `c-small` the median "pile": the most bytes waiting in
-//!   its cross-thread inboxes at once, which grows with the allocator's
-//!   speed when threads outnumber cores (`bench/c/c_small.c`). Runs are
+//!   its cross-thread inboxes at once, part of the peak that depends on
+//!   scheduling when threads outnumber cores (`bench/c/c_small.c`). Runs are
 //!   interleaved round-robin across allocators. A run that exits non-zero,
 //!   times out, lacks its success line or reports the wrong `malloc` library
 //!   is FAILED (with the end of its stderr), never a number. An allocator
