@@ -623,7 +623,8 @@ fn free_page_slots_go_back_to_the_os_after_the_delay() {
 fn pages_emptied_by_other_threads_frees_are_released() {
     // Another thread frees every block of this thread's pages: nothing in
     // the owner notices (its frees never touch them), until its tidy
-    // releases them, the current page included.
+    // releases them, the current page included, and purges them at once:
+    // their memory went to the other thread's work, no delay is waited.
     const N: usize = 40;
     let a = NAlloc::new();
     std::thread::scope(|s| {
@@ -632,6 +633,7 @@ fn pages_emptied_by_other_threads_frees_are_released() {
             // own: counts are relative.)
             let before = heap::pages_owned();
             let blocks: Vec<Live<'_>> = (0..N).map(|i| Live::new(&a, layout(16_000, 8), i as u64)).collect();
+            let ptrs: Vec<*mut u8> = blocks.iter().map(|b| b.p).collect();
             let grown = heap::pages_owned();
             if cfg!(miri) {
                 // One test at a time: a heap of its own, which grew.
@@ -645,12 +647,81 @@ fn pages_emptied_by_other_threads_frees_are_released() {
             assert_eq!(heap::pages_owned(), grown, "released before the owner's tidy");
             heap::tidy_current_thread();
             assert!(heap::pages_owned() <= before, "pages emptied by remote frees kept");
+            assert!(
+                ptrs.iter().all(|&p| slot_purged(p)),
+                "only {} of {N} blocks' slots purged",
+                ptrs.iter().filter(|&&p| slot_purged(p)).count()
+            );
             // The slots serve another class: right contents, no overlap.
             let other: Vec<Live<'_>> = (0..N)
                 .map(|i| Live::new(&a, layout(12_000, 8), 500 + i as u64))
                 .collect();
             let mut spans: Vec<(usize, usize)> = other.iter().map(|b| (b.p.addr(), 12_000)).collect();
             assert_disjoint(&mut spans);
+        });
+    });
+}
+
+#[test]
+fn free_page_slots_go_back_at_once_when_other_heaps_grow() {
+    // Emptied by this thread's own frees, page slots wait for the purge
+    // delay; once other heaps made the process grow, the next tidy purges
+    // them all, however young. A small block keeps the segment in the heap.
+    const N: usize = 50;
+    let a = NAlloc::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _anchor = Live::new(&a, layout(64, 8), 7);
+            let blocks: Vec<Live<'_>> = (0..N).map(|i| Live::new(&a, layout(16_000, 8), i as u64)).collect();
+            let ptrs: Vec<*mut u8> = blocks.iter().map(|b| b.p).collect();
+            drop(blocks);
+            heap::tidy_current_thread();
+            let owned = |p: *mut u8| heap::owns_segment(p.map_addr(|a| a & !(segment::SEGMENT_SIZE - 1)).cast());
+            assert!(ptrs.iter().any(|&p| owned(p)), "no slot left in the heap");
+            assert!(
+                ptrs.iter().all(|&p| !owned(p) || !slot_purged(p)),
+                "purged before the delay without growth elsewhere"
+            );
+            heap::tidy_current_thread_after_growth();
+            assert!(
+                ptrs.iter().all(|&p| slot_purged(p)),
+                "only {} of {N} blocks' slots purged after growth elsewhere",
+                ptrs.iter().filter(|&&p| slot_purged(p)).count()
+            );
+        });
+    });
+}
+
+#[test]
+fn fresh_page_slots_count_as_growth() {
+    // A page claimed on memory never written (or purged) is growth of the
+    // process that other heaps see; one claimed on written memory is not.
+    let a = NAlloc::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _anchor = Live::new(&a, layout(64, 8), 1);
+            // Every free slot of this (maybe adopted) heap purged: the
+            // next pages are claimed fresh.
+            heap::trim_current_thread();
+            let g = heap::growth();
+            let grew = heap::growth_of_current_thread();
+            let blocks: Vec<Live<'_>> = (0..40).map(|i| Live::new(&a, layout(16_000, 8), i as u64)).collect();
+            let grew_after = heap::growth_of_current_thread();
+            let fresh = grew_after.wrapping_sub(grew);
+            assert!(fresh >= 2, "{fresh} fresh slots counted for three pages");
+            assert!(
+                heap::growth().wrapping_sub(g) >= fresh,
+                "the process's count missed them"
+            );
+            // Freed and made again at once: the written slots serve, no growth.
+            drop(blocks);
+            let before = heap::growth_of_current_thread();
+            let again: Vec<Live<'_>> = (0..40)
+                .map(|i| Live::new(&a, layout(16_000, 8), 50 + i as u64))
+                .collect();
+            let after = heap::growth_of_current_thread();
+            assert_eq!(after.wrapping_sub(before), 0, "written slots counted as growth");
+            drop(again);
         });
     });
 }
