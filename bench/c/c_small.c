@@ -21,7 +21,15 @@
  * and messages) seen in all inboxes at once, sampled at every drain from
  * per-thread counters that only their owner writes.
  *
- * usage: c_small [THREADS [STEPS_PER_THREAD]]   (default 4, 3000000)
+ * Two diagnostic options separate the allocator from the scheduler (the
+ * benchmark uses neither): INBOX_CAP_KIB > 0 bounds each inbox — a producer
+ * whose neighbour's inbox holds that many bytes waits, draining its own
+ * inbox and yielding, so every handed-over block is still freed by another
+ * thread but the piles no longer depend on scheduling; BURSTS = 0 leaves
+ * the bursts out.
+ *
+ * usage: c_small [THREADS [STEPS_PER_THREAD [INBOX_CAP_KIB [BURSTS]]]]
+ *        (default 4, 3000000, 0 = unbounded, 1)
  * stdout on success:
  *   "c-small ok threads=T steps=S allocs=N cross_thread_frees=F pile_peak_kib=K malloc=<library of malloc>"
  * build: cc -O2 -pthread c_small.c -o c_small
@@ -33,6 +41,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <string.h>
 #include <time.h>
 
@@ -79,6 +88,9 @@ struct traffic {
 };
 static struct traffic traffic[MAX_THREADS] __attribute__((aligned(64)));
 static int thread_count;
+/* Bytes an inbox may hold before its producer waits (0: no bound). */
+static unsigned long long inbox_cap;
+static int bursts = 1;
 static _Atomic unsigned long long pile_peak;
 /* Threads still in their main loop (the only ones that push). */
 static atomic_int running;
@@ -208,6 +220,15 @@ static void *worker(void *argp) {
                     m->p = s->p;
                     m->size = s->size;
                     m->tag = s->tag;
+                    /* Back-pressure (INBOX_CAP_KIB): wait, draining our own
+                     * inbox, while the neighbour's holds the cap. */
+                    while (inbox_cap &&
+                           atomic_load_explicit(&traffic[a->id].pushed, memory_order_relaxed) -
+                                   atomic_load_explicit(&traffic[to].drained, memory_order_relaxed) >=
+                               inbox_cap) {
+                        a->received += drain(a->id);
+                        sched_yield();
+                    }
                     /* Counted before the push, so that no drain sees it first. */
                     count(&traffic[a->id].pushed, s->size + sizeof *m);
                     push(to, m);
@@ -221,7 +242,7 @@ static void *worker(void *argp) {
         s->tag = tag;
         a->allocs++;
         if (step % DRAIN_EVERY == DRAIN_EVERY - 1) a->received += drain(a->id);
-        if (step % BURST_EVERY == BURST_EVERY - 1) {
+        if (bursts && step % BURST_EVERY == BURST_EVERY - 1) {
             uint32_t bsize = pick_size(next_rand(&rng));
             for (int i = 0; i < BURST; i++) burst[i] = alloc_filled(bsize, (uint32_t)i);
             for (int i = BURST - 1; i >= 0; i--) {
@@ -259,10 +280,14 @@ static const char *malloc_library(void) {
 int main(int argc, char **argv) {
     int nthreads = argc > 1 ? atoi(argv[1]) : 4;
     long steps = argc > 2 ? atol(argv[2]) : 3000000;
-    if (nthreads < 1 || nthreads > MAX_THREADS || steps < 1) {
-        fprintf(stderr, "usage: c_small [THREADS(1..%d) [STEPS_PER_THREAD]]\n", MAX_THREADS);
+    long cap_kib = argc > 3 ? atol(argv[3]) : 0;
+    bursts = argc > 4 ? atoi(argv[4]) : 1;
+    if (nthreads < 1 || nthreads > MAX_THREADS || steps < 1 || cap_kib < 0 || bursts < 0 || bursts > 1) {
+        fprintf(stderr, "usage: c_small [THREADS(1..%d) [STEPS_PER_THREAD [INBOX_CAP_KIB [BURSTS(0|1)]]]]\n",
+                MAX_THREADS);
         return 2;
     }
+    inbox_cap = (unsigned long long)cap_kib << 10;
     pthread_t tids[MAX_THREADS];
     struct thread_arg args[MAX_THREADS];
     atomic_store(&running, nthreads);
