@@ -31,11 +31,10 @@
 //! by other threads' frees alone, which no free of its own would notice,
 //! and its current page of a class not used since — and purges the page
 //! slots that have been free for 5 ms *and* 64 of its slow paths (see
-//! `Segment::purge_idle`), and cached segments of that age. It purges at
-//! once a page that other threads' frees emptied, and all its free slots
-//! when other heaps made the process grow since its last tidy (see
-//! [`GROWTH`]): the delay protects a heap's own free-and-allocate-again
-//! cycles, not memory that waits while the process grows elsewhere. A heap keeps up
+//! `Segment::purge_idle`), and cached segments of that age — except a page
+//! that other threads' frees emptied, which it purges at once (see
+//! `Heap::release_page`): the delay protects a heap's own
+//! free-and-allocate-again cycles. A heap keeps up
 //! to 8 segments whose slots are all free; they age like any free slot.
 //! Refill meanwhile leaves sparse pages (a third live or less) alone while
 //! fuller ones have free blocks, so that they can empty out, and takes a
@@ -79,7 +78,7 @@
 
 use core::cell::Cell;
 use core::ptr;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::os;
 use crate::page::{Block, Page};
@@ -169,13 +168,6 @@ pub(crate) struct Heap {
     /// visit per slow path).
     since_tidy: u32,
     pages_owned: u32,
-    /// [`GROWTH`] at the last tidy.
-    growth_seen: u32,
-    /// Fresh page slots this heap claimed, ever (wrapping): its own share
-    /// of [`GROWTH`].
-    claimed_fresh: u32,
-    /// `claimed_fresh` at the last tidy.
-    claimed_fresh_seen: u32,
     /// Slow paths taken, ever (wrapping): the clock by which a free page
     /// slot ages besides time (see [`PURGE_AFTER_PATHS`]).
     slow_paths: u32,
@@ -191,41 +183,6 @@ pub(crate) struct Heap {
 /// used drifted from round to round, and slots purged after a while idle
 /// were faulted in again later (`witness`: 33 K extra page faults).
 const KEEP_EMPTY_SEGMENTS: u32 = 8;
-
-/// The process's growth, counted by every heap: page slots claimed fresh
-/// (never written, or purged) and spans mapped from the OS. A heap whose
-/// tidy finds that the process grew other than by its own claims since its
-/// last tidy purges all its free page slots at once, without the purge
-/// delay: it holds resident memory that nobody uses while memory is being
-/// added elsewhere, and given back, the growth reuses the same physical
-/// pages instead of adding to the peak. (Heaps swell and shrink in turns
-/// when threads hand data to each other; each kept its own swell for the
-/// delay, so the swells added up.) While the process does not grow other
-/// than by the heap's own claims, the delay holds, so a thread that frees
-/// a batch and allocates it again (`small`, `witness`) stays on warm pages.
-/// Python under `LD_PRELOAD` (4 threads handing data over), interleaved
-/// runs: peak RSS 34.9 -> 32.5 MiB by medians of 9 with this rule alone;
-/// with the rule of [`Heap::release_page`] too, 34.5 -> 31.5 MiB (highest
-/// 36.9 -> 33.1; tcmalloc 30.9, highest 31.9), time unchanged. Counting
-/// mapped spans as growth took Halo2's quick proof (rayon threads) from
-/// 11.9 to 11.6 MiB (page faults 4.2 K -> 8.3 K, time unchanged); the other
-/// bench workloads kept their time and RSS (3-7 runs each).
-///
-/// Shared by all threads, but touched only on slow paths of slow paths (a
-/// fresh slot, a new mapping) and read at tidies.
-static GROWTH: AtomicU32 = AtomicU32::new(0);
-
-/// True if the process grew by more than `own` (a heap's own fresh page
-/// claims) between two readings of [`GROWTH`], `seen` and `now`.
-fn others_grew(now: u32, seen: u32, own: u32) -> bool {
-    now.wrapping_sub(seen) > own
-}
-
-/// Counts growth of the process that is no heap's page claim: a span mapped
-/// from the OS (see [`GROWTH`]).
-pub(crate) fn note_growth() {
-    GROWTH.fetch_add(1, Relaxed);
-}
 
 /// Slow paths its heap must take while a page slot stays free, besides the
 /// purge delay, before the slot is purged: memory ages only while its heap
@@ -686,9 +643,6 @@ impl Heap {
             foreign_refused: 0,
             since_tidy: 0,
             pages_owned: 0,
-            growth_seen: 0,
-            claimed_fresh: 0,
-            claimed_fresh_seen: 0,
             slow_paths: 0,
             empty_segs: 0,
         }
@@ -1098,13 +1052,7 @@ impl Heap {
             if Segment::is_empty(seg) {
                 self.empty_segs -= 1;
             }
-            let dirty = (*seg).dirty_mask;
             let p = Segment::claim_page(seg, class, CLASS_SIZE[class] as usize);
-            if (*seg).dirty_mask != dirty {
-                // A slot never written (or purged): the process grows.
-                self.claimed_fresh = self.claimed_fresh.wrapping_add(1);
-                GROWTH.fetch_add(1, Relaxed);
-            }
             self.pages_owned += 1;
             if (*seg).free_mask == 0 {
                 // Keep segments with free slots in front of full ones.
@@ -1144,22 +1092,9 @@ impl Heap {
     }
 
     /// Releases emptied pages and purges page slots (and cached segments)
-    /// free for the purge delay (see [`Segment::purge_idle`]); every free
-    /// page slot if other heaps made the process grow meanwhile (see
-    /// [`GROWTH`]).
+    /// free for the purge delay (see [`Segment::purge_idle`]).
     #[cold]
     fn tidy(&mut self) {
-        let growth = GROWTH.load(Relaxed);
-        let own = self.claimed_fresh.wrapping_sub(self.claimed_fresh_seen);
-        let others = others_grew(growth, self.growth_seen, own);
-        self.growth_seen = growth;
-        self.claimed_fresh_seen = self.claimed_fresh;
-        self.tidy_with(others);
-    }
-
-    /// The tidy, told whether other heaps made the process grow since the
-    /// last one.
-    fn tidy_with(&mut self, others_grew: bool) {
         self.since_tidy = 0;
         self.release_emptied();
         let delay = crate::config::purge_delay_us();
@@ -1169,11 +1104,7 @@ impl Heap {
         let now = os::now_us();
         let me: *mut Heap = self;
         Segment::purge_cached(now, delay, me, self.slow_paths, PURGE_AFTER_PATHS);
-        if others_grew {
-            self.purge_free_slots(now, 0, 0);
-        } else {
-            self.purge_free_slots(now, delay, PURGE_AFTER_PATHS);
-        }
+        self.purge_free_slots(now, delay, PURGE_AFTER_PATHS);
     }
 
     /// Purges the page slots of this heap's segments that have been free
@@ -1254,10 +1185,13 @@ impl Heap {
     /// (`!linked`: still waiting in its remote list) counts as idle for the
     /// whole purge delay already, so the tidy that releases it purges it:
     /// its memory went to other threads' work, not through this heap's own
-    /// free-and-allocate-again cycles, which the delay is for. Python under
-    /// `LD_PRELOAD`: peak RSS 32.5 -> 31.6 MiB on top of [`GROWTH`]'s rule,
-    /// 35.3 -> 33.5 alone (medians of 7-9); `xmalloc` (every free remote)
-    /// 247 -> 260-265 page faults, same time.
+    /// free-and-allocate-again cycles, which the delay is for. When threads
+    /// hand data to each other, their heaps swell and shrink in turns; each
+    /// kept its swell for the delay, so the swells added up. Python under
+    /// `LD_PRELOAD` (4 threads handing data over), interleaved: peak RSS
+    /// 33.8 -> 31.8 MiB by medians of 11 (highest 35.9 -> 33.8; tcmalloc
+    /// 31), time unchanged; `xmalloc` (every free remote) 247 -> 265 page
+    /// faults, same time; the bench's other workloads and `soak` unchanged.
     unsafe fn release_page(&mut self, page: *mut Page, linked: bool) {
         let seg = segment::segment_of(page);
         self.pages_owned -= 1;
@@ -1524,45 +1458,14 @@ pub(crate) fn owned_index() -> usize {
     OWNED_INDEX.get()
 }
 
-/// Runs the calling thread's tidy now (tests of the housekeeping), as if
-/// no other heap had made the process grow: other tests' heaps grow
-/// meanwhile, and the delay under test would not hold.
+/// Runs the calling thread's tidy now (tests of the housekeeping).
 #[cfg(test)]
 pub(crate) fn tidy_current_thread() {
     let h = OWNED.get();
     if !h.is_null() {
         // SAFETY: our own heap.
-        unsafe { (*h).tidy_with(false) };
+        unsafe { (*h).tidy() };
     }
-}
-
-/// Runs the calling thread's tidy now as if other heaps had made the
-/// process grow since its last one (tests, see [`GROWTH`]).
-#[cfg(test)]
-pub(crate) fn tidy_current_thread_after_growth() {
-    let h = OWNED.get();
-    if !h.is_null() {
-        // SAFETY: our own heap.
-        unsafe { (*h).tidy_with(true) };
-    }
-}
-
-/// The process's growth count so far (tests, see [`GROWTH`]).
-#[cfg(test)]
-pub(crate) fn growth() -> u32 {
-    GROWTH.load(Relaxed)
-}
-
-/// The calling thread's heap's count of fresh page claims, ever (wrapping;
-/// tests).
-#[cfg(test)]
-pub(crate) fn growth_of_current_thread() -> u32 {
-    let h = OWNED.get();
-    if h.is_null() {
-        return 0;
-    }
-    // SAFETY: our own heap.
-    unsafe { (*h).claimed_fresh }
 }
 
 /// True if `seg` is one of the calling thread's heap's segments (tests: a
@@ -1667,20 +1570,5 @@ pub(crate) unsafe fn alloc_class(class: usize, size: usize, zeroed: bool) -> *mu
         } else {
             alloc(class, size)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::others_grew;
-
-    #[test]
-    fn growth_by_others_is_what_exceeds_a_heaps_own() {
-        assert!(!others_grew(10, 10, 0));
-        assert!(!others_grew(13, 10, 3), "a heap's own claims only");
-        assert!(others_grew(14, 10, 3));
-        // The counters wrap.
-        assert!(others_grew(2, u32::MAX - 1, 3));
-        assert!(!others_grew(2, u32::MAX - 1, 4));
     }
 }

@@ -64,8 +64,7 @@
 //!   the next page of the same class. Each heap tidies now and then:
 //!   pages whose blocks are all free are released, and page slots free
 //!   for 5 ms while the heap kept working are purged (their memory goes
-//!   back to the OS) — at once if other threads' frees emptied them, or
-//!   if other heaps made the process grow meanwhile.
+//!   back to the OS) — at once if other threads' frees emptied them.
 //! * **Large** (> 64 KiB): a span mapped from the OS, 2 MiB aligned from
 //!   2 MiB up (huge pages), kept warm in a bounded pool after free, where
 //!   freed neighbours coalesce and later requests are cut from the
@@ -285,9 +284,8 @@ impl NAlloc {
     /// keeps allocating (64 slow paths), so a thread that pauses keeps its
     /// pages. Shorter gives memory back sooner; longer keeps more warm for
     /// a program that frees and re-allocates in bursts. A slot emptied by
-    /// other threads' frees, or free while other threads made the process
-    /// grow, goes back at its thread's next tidy without the delay (unless
-    /// it is `None`).
+    /// other threads' frees goes back at its thread's next tidy without
+    /// the delay (unless it is `None`).
     pub fn set_purge_delay(&self, delay: Option<core::time::Duration>) {
         config::ensure_init();
         let us = delay.map_or(u64::MAX, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX - 1));

@@ -23,8 +23,7 @@
 //! the purge delay (5 ms, and 64 of the owner's slow paths; checked at the
 //! owner's tidy) is purged: its memory goes back to the OS and the slot
 //! counts as fresh again. (The owner skips the delay for a slot that other
-//! threads' frees emptied, and for all its free slots when other heaps made
-//! the process grow: see `heap::GROWTH`.)
+//! threads' frees emptied: see `Heap::release_page`.)
 //!
 //! A segment belongs to one heap, which keeps a few of its segments even
 //! when all their slots are free. Beyond those, or when the heap's thread

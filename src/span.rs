@@ -153,9 +153,6 @@ pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
             p
         };
         stats::mapped(len);
-        // Idle small-object memory of any heap goes back now (see
-        // `heap::GROWTH`).
-        crate::heap::note_growth();
         p
     };
     live_add(len);
