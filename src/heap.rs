@@ -1192,6 +1192,10 @@ impl Heap {
     /// 33.8 -> 31.8 MiB by medians of 11 (highest 35.9 -> 33.8; tcmalloc
     /// 31), time unchanged; `xmalloc` (every free remote) 247 -> 265 page
     /// faults, same time; the bench's other workloads and `soak` unchanged.
+    /// (Purging every heap's free slots whenever the process grew took
+    /// Python to the same RSS but cost `soak` a quarter of its throughput:
+    /// heaps that re-claimed purged slots counted as growth and made the
+    /// others purge theirs. Check `soak` before purging more eagerly.)
     unsafe fn release_page(&mut self, page: *mut Page, linked: bool) {
         let seg = segment::segment_of(page);
         self.pages_owned -= 1;
