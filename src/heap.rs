@@ -1202,6 +1202,7 @@ impl Heap {
         let (now, path) = if linked {
             (os::now_us(), self.slow_paths)
         } else {
+            // Freed "long ago" by both clocks: the purge in this tidy takes it.
             (0, self.slow_paths.wrapping_sub(PURGE_AFTER_PATHS))
         };
         // SAFETY: owner only; the page has no live block.
