@@ -84,6 +84,15 @@ struct Shared {
     ops: AtomicU64,
 }
 
+/// Sets the workers' stop flag when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Relaxed);
+    }
+}
+
 fn worker(id: usize, nalloc: bool, sh: &Shared, tx: SyncSender<Msg>, rx: Receiver<Msg>) -> Result<(), String> {
     let r = worker_loop(id, nalloc, sh, &tx, &rx);
     if r.is_err() {
@@ -261,6 +270,9 @@ pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
                 s.spawn(move || worker(i, nalloc, sh, tx, rx))
             })
             .collect();
+        // Stops the workers however the monitor ends, a panic included (an
+        // `eprintln!` to a closed pipe): the scope waits for them.
+        let stop = StopOnDrop(&sh.stop);
         let mut last_ops = 0;
         let mut tick = start;
         let monitor = (|| -> Result<(), String> {
@@ -314,7 +326,7 @@ pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
             }
             Ok(())
         })();
-        sh.stop.store(true, Relaxed);
+        drop(stop);
         let results = handles.into_iter().map(join).collect();
         monitor.map(|()| results)
     })?;
