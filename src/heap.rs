@@ -1190,7 +1190,7 @@ impl Heap {
     /// kept its swell for the delay, so the swells added up. Python under
     /// `LD_PRELOAD` (4 threads handing data over), interleaved: peak RSS
     /// 33.8 -> 31.8 MiB by medians of 11 (highest 35.9 -> 33.8; tcmalloc
-    /// 31), time unchanged; `xmalloc` (every free remote) 247 -> 265 page
+    /// 31), time unchanged; `xmalloc` (every free remote) 250 -> 271 page
     /// faults, same time; the bench's other workloads and `soak` unchanged.
     /// (Purging every heap's free slots whenever the process grew took
     /// Python to the same RSS but cost `soak` a quarter of its throughput:
