@@ -163,6 +163,9 @@ pub(crate) struct Heap {
     foreign_kept: [u32; NUM_CLASSES],
     foreign_cap: u32,
     foreign_refused: u32,
+    /// The slow-path clock when the class last left an emptied current
+    /// page (see [`Heap::may_leave`]).
+    left_at: [u32; NUM_CLASSES],
     /// Slow paths taken since the last [`Heap::tidy`], and pages owned (the
     /// tidy interval grows with them, so its walk costs at most one page
     /// visit per slow path).
@@ -201,6 +204,15 @@ const SPARSE_BYTES: usize = crate::segment::PAGE_SIZE / 3;
 
 /// What a large allocation counts towards the next tidy, in slow paths.
 const LARGE_TIDY_WEIGHT: u32 = 16;
+
+/// Slow paths between two releases of a class's emptied current page
+/// (see [`Heap::may_leave`]).
+const LEAVE_EVERY: u32 = 64;
+
+/// Slow paths between two looks of a tidy at one page's free top (see
+/// [`Page::look_at_top`]): the walk over the page's free list costs about one
+/// visit per free block.
+const RETRACT_EVERY: u32 = 64;
 
 /// Full pages a refill checks for other threads' frees, at most.
 const FULL_SCAN: usize = 8;
@@ -641,6 +653,7 @@ impl Heap {
             foreign_kept: [0; NUM_CLASSES],
             foreign_cap: FOREIGN_MIN,
             foreign_refused: 0,
+            left_at: [0; NUM_CLASSES],
             since_tidy: 0,
             pages_owned: 0,
             slow_paths: 0,
@@ -979,15 +992,58 @@ impl Heap {
             if (*page).in_full {
                 self.unmark_full(page);
             }
-            let class = (*page).class as usize;
-            // The current page stays even when empty (also while the
-            // class's stand-in page of foreign blocks is in front of it).
-            let current = self.pages[class] == page || (*self.stand_in(class)).next == page;
-            if (*page).used == 0 && !current {
-                list_remove(&mut self.avail[class], page);
-                self.release_page(page, true);
+            if (*page).used != 0 {
+                return;
             }
+            let class = (*page).class as usize;
+            // The current page may sit behind the class's stand-in page of
+            // foreign blocks.
+            let fp = self.stand_in(class);
+            let behind = self.pages[class] == fp && (*fp).next == page;
+            if self.pages[class] == page || behind {
+                if !self.may_leave(class, page) {
+                    return;
+                }
+                let mut other = self.avail[class];
+                if other == page {
+                    other = (*page).next;
+                }
+                let other = if other.is_null() { empty_page() } else { other };
+                if behind {
+                    (*fp).next = other;
+                } else {
+                    self.pages[class] = other;
+                }
+                self.left_at[class] = self.slow_paths;
+            }
+            list_remove(&mut self.avail[class], page);
+            self.release_page(page, true);
         }
+    }
+
+    /// True if the class's current page, `page`, just emptied, may be
+    /// released as well: only when the class has other pages (the blocks
+    /// it still needs are there) and has not done so in the last
+    /// [`LEAVE_EVERY`] slow paths.
+    ///
+    /// Why: a burst of one size (a temporary array of small objects) takes
+    /// the free blocks of its class's pages and then a fresh page, which
+    /// stays current; freed, the burst leaves that page empty and current,
+    /// so the class's next allocations spread over it while its older
+    /// pages keep the burst's holes: the class holds the burst's memory
+    /// until one of them drains. Left, the fresh page goes back to its
+    /// segment (purged after the delay, or reused by any class) and the
+    /// holes are filled first. The bound keeps a class whose one page of
+    /// churn empties at every free (one block allocated and freed in a
+    /// loop, beside full pages) from releasing and reclaiming that page at
+    /// every step.
+    ///
+    /// # Safety
+    /// Owner only; `page` is in `avail[class]`.
+    unsafe fn may_leave(&self, class: usize, page: *mut Page) -> bool {
+        // SAFETY: caller contract.
+        let others = unsafe { !self.full[class].is_null() || self.avail[class] != page || !(*page).next.is_null() };
+        others && self.slow_paths.wrapping_sub(self.left_at[class]) >= LEAVE_EVERY
     }
 
     unsafe fn mark_full(&mut self, p: *mut Page) {
@@ -1096,12 +1152,12 @@ impl Heap {
     #[cold]
     fn tidy(&mut self) {
         self.since_tidy = 0;
-        self.release_emptied();
         let delay = crate::config::purge_delay_us();
+        let now = os::now_us();
+        self.release_emptied(now, delay);
         if delay == u64::MAX {
             return;
         }
-        let now = os::now_us();
         let me: *mut Heap = self;
         Segment::purge_cached(now, delay, me, self.slow_paths, PURGE_AFTER_PATHS);
         self.purge_free_slots(now, delay, PURGE_AFTER_PATHS);
@@ -1124,7 +1180,7 @@ impl Heap {
     /// Releases every page of any class, other than a current one, whose
     /// blocks are all free: in particular those emptied by other threads'
     /// frees alone, which nothing else notices.
-    fn release_emptied(&mut self) {
+    fn release_emptied(&mut self, now: u64, delay: u64) {
         for class in 0..NUM_CLASSES {
             let fp = self.stand_in(class);
             // The real current page: behind the stand-in page while that is
@@ -1170,6 +1226,15 @@ impl Heap {
                                 list_remove(&mut self.avail[class], p);
                             }
                             self.release_page(p, linked);
+                        } else if cfg!(not(feature = "hardened"))
+                            && delay != u64::MAX
+                            && self.slow_paths.wrapping_sub((*p).retract_at_path) >= RETRACT_EVERY
+                        {
+                            (*p).retract_at_path = self.slow_paths;
+                            let (area, len) = segment::area_of(p);
+                            if (*p).top_seen != 0 || Page::free_bytes(p, area) >= 2 * crate::page::RETRACT_MIN {
+                                Page::look_at_top(p, area, len, now, delay);
+                            }
                         }
                         p = next;
                     }

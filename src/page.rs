@@ -60,6 +60,9 @@ impl Block {
 /// Bytes of fresh memory threaded onto the free list per extension.
 const EXTEND_BYTES: usize = 4096;
 
+/// Free bytes at a page's top that [`Page::look_at_top`] takes back, at least.
+pub(crate) const RETRACT_MIN: usize = 16 << 10;
+
 /// Page metadata. Lives in the segment header, never inside user memory.
 ///
 /// Three cache lines, by who touches them: the owner's allocation and free
@@ -112,14 +115,25 @@ pub(crate) struct Page {
     /// written since it was last fresh (mapped or purged): the slot's share
     /// of the program's resident need (`stats::NEED`, see `Page::note_written`).
     pub(crate) written: u32,
-    _pad1b: [u8; 4],
+    /// The owner's slow-path count when [`Page::look_at_top`] last looked at
+    /// the page.
+    pub(crate) retract_at_path: u32,
     // Line 2: read by every free, local or remote; written only when the
     // page slot is claimed.
     /// The owning heap (constant while any block is live).
     pub(crate) heap: *mut Heap,
     /// Bytes per block; 0 while the page slot is unused.
     pub(crate) block_size: u32,
-    _pad2: [u8; 52],
+    /// The free top that [`Page::look_at_top`] saw last (the index of the
+    /// first block above the last one in use; 0: none), `used` then and
+    /// when (`os::now_us`). Written by the owner's tidy only, rarely.
+    pub(crate) top_seen: u32,
+    pub(crate) top_seen_used: u32,
+    /// `bump` at that look (an offset in the block area; reset when the
+    /// slot is set up).
+    pub(crate) bump_seen: u32,
+    pub(crate) top_seen_us: u64,
+    _pad2: [u8; 32],
     // Line 3: CAS-ed by other threads' frees.
     /// Blocks freed by other threads, waiting for the owner to collect
     /// (the list counts them too, so collecting does not walk them).
@@ -158,8 +172,12 @@ impl Page {
             freed_at_path: 0,
             freed_at: 0,
             written: 0,
-            _pad1b: [0; 4],
-            _pad2: [0; 52],
+            retract_at_path: 0,
+            top_seen: 0,
+            top_seen_used: 0,
+            bump_seen: 0,
+            top_seen_us: 0,
+            _pad2: [0; 32],
             _pad3: [0; 56],
         }
     }
@@ -311,6 +329,130 @@ impl Page {
                 stats::NEED.add((end - (*this).written) as usize);
                 (*this).written = end;
                 crate::span::fit_pool();
+            }
+        }
+    }
+
+    /// Bytes of the page's free list (blocks below `bump` not in use).
+    ///
+    /// # Safety
+    /// Owner only; the page is claimed.
+    #[inline]
+    pub(crate) unsafe fn free_bytes(this: *mut Page, area: *mut u8) -> usize {
+        // SAFETY: caller contract.
+        unsafe {
+            let bs = (*this).block_size as usize;
+            ((*this).bump.addr() - area.addr()) - (*this).used as usize * bs
+        }
+    }
+
+    /// Looks at the page's free top: the blocks above its last block in
+    /// use, all on the free list. When the top seen at the previous look
+    /// (at least the purge delay, `delay` microseconds at `now`, before) is
+    /// still free although the page holds more blocks in use than then, the
+    /// blocks above it return to the never-handed-out tail and their memory
+    /// (from the first OS page boundary up) to the OS. Either way the free
+    /// blocks left are relinked in address order, so that the class's next
+    /// allocations fill the bottom of the page and its top can drain.
+    /// Returns the bytes given back.
+    ///
+    /// Why: a size-segregated page keeps the memory of its class's largest
+    /// burst (a temporary array of small objects) as free blocks for good,
+    /// while the class's live blocks sit below; a coalescing allocator
+    /// reuses such memory for any size. Given back, it serves any class
+    /// again, faulted in only when needed. Why two looks, the delay and the
+    /// growth: a page being filled, or one left partly filled or emptying
+    /// while its program does other things (rounds of many sizes, freed in
+    /// the order allocated: `witness`), needs its top again soon; purged at
+    /// once, idle or merely grown, such tops faulted in again every round
+    /// (3x, 10x and +57 % page faults in `small` and `witness`).
+    ///
+    /// # Safety
+    /// Owner only; the page is claimed and `area` is its block area (see
+    /// [`crate::segment::area_of`]) of `len` bytes.
+    pub(crate) unsafe fn look_at_top(this: *mut Page, area: *mut u8, len: usize, now: u64, delay: u64) -> usize {
+        const WORDS: usize = crate::segment::PAGE_SIZE / 16 / 64;
+        let mut bits = [0u64; WORDS];
+        // SAFETY: (whole body) caller contract; raw accesses only, no
+        // `&mut Page` (other threads CAS `thread_free` concurrently).
+        unsafe {
+            let bs = (*this).block_size as usize;
+            let handed = ((*this).bump.addr() - area.addr()) / bs;
+            let mut b = (*this).free;
+            while !b.is_null() {
+                let i = (b.addr() - area.addr()) / bs;
+                bits[i / 64] |= 1 << (i % 64);
+                b = Block::next(b);
+            }
+            // The first block above the last one in use (blocks freed by
+            // other threads and not collected count as in use).
+            let mut top = handed;
+            while top > 0 && bits[(top - 1) / 64] & (1 << ((top - 1) % 64)) != 0 {
+                top -= 1;
+            }
+            let seen = (*this).top_seen as usize;
+            let mut keep = handed;
+            let mut cut = len;
+            let grew = handed * bs >= (*this).bump_seen as usize + RETRACT_MIN;
+            (*this).bump_seen = (handed * bs) as u32;
+            if grew && (handed - top) * bs >= RETRACT_MIN {
+                // The page grew by a burst since the last look, and the
+                // burst is over: its memory goes back at once.
+                (*this).top_seen = 0;
+                cut = (area.addr() + top * bs).next_multiple_of(crate::os::OS_PAGE) - area.addr();
+                keep = cut.div_ceil(bs).min(handed);
+            } else if seen == 0 || top > seen {
+                // First look, or the page grew into its top: note what is
+                // free now.
+                (*this).top_seen = 0;
+                if (handed - top) * bs >= RETRACT_MIN {
+                    (*this).top_seen = top.max(1) as u32;
+                    (*this).top_seen_used = (*this).used;
+                    (*this).top_seen_us = now;
+                }
+            } else if now.wrapping_sub((*this).top_seen_us) >= delay && (*this).used > (*this).top_seen_used {
+                (*this).top_seen = 0;
+                cut = (area.addr() + seen * bs).next_multiple_of(crate::os::OS_PAGE) - area.addr();
+                keep = cut.div_ceil(bs).min(handed);
+            }
+            let written_end = ((*this).written as usize)
+                .saturating_sub(area.addr() & (SEGMENT_SIZE - 1))
+                .next_multiple_of(crate::os::OS_PAGE)
+                .min(len);
+            if written_end < cut + RETRACT_MIN {
+                keep = handed;
+            }
+            // Lowest first: the class's next allocations fill the bottom.
+            let mut head: *mut Block = ptr::null_mut();
+            for i in (0..keep).rev() {
+                if bits[i / 64] & (1 << (i % 64)) != 0 {
+                    let blk = area.add(i * bs).cast::<Block>();
+                    Block::set_next(blk, head);
+                    head = blk;
+                }
+            }
+            (*this).free = head;
+            if keep == handed {
+                return 0;
+            }
+            (*this).bump = area.add(keep * bs);
+            (*this).bump_left += ((handed - keep) * bs) as u32;
+            (*this).bump_seen = (keep * bs) as u32;
+            // SAFETY: (purge) `[cut, written_end)` lies above every block in
+            // use and every link of the free list (a block straddling `cut`
+            // is free, its link below `cut`); both ends are OS-page aligned
+            // (areas are).
+            if crate::os::purge(area.add(cut), written_end - cut) {
+                // Zero from `cut` on: the tail reads as fresh memory again.
+                (*this).area_fresh = true;
+                let written = (area.addr() & (SEGMENT_SIZE - 1)) as u32 + cut as u32;
+                stats::NEED.sub(((*this).written - written) as usize);
+                (*this).written = written;
+                stats::purged(written_end - cut);
+                written_end - cut
+            } else {
+                (*this).area_fresh = false;
+                0
             }
         }
     }

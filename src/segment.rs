@@ -148,6 +148,16 @@ pub(crate) unsafe fn page_of(p: *mut u8) -> *mut Page {
     unsafe { ptr::addr_of_mut!((*seg).pages).cast::<Page>().add(idx) }
 }
 
+/// The block area of `page`, one of a segment's page slots: its start
+/// (with the segment's provenance) and length.
+#[inline]
+pub(crate) fn area_of(page: *mut Page) -> (*mut u8, usize) {
+    let seg = segment_of(page);
+    let i = (page.addr() - seg.addr() - core::mem::offset_of!(Segment, pages)) / core::mem::size_of::<Page>();
+    let (start, len) = slot_area(i);
+    (page.with_addr(seg.addr() + start).cast(), len)
+}
+
 /// The segment holding `page`.
 #[inline]
 pub(crate) fn segment_of(page: *mut Page) -> *mut Segment {
@@ -431,6 +441,7 @@ impl Segment {
                 (*page).written = start as u32;
             }
             (*page).intact = false;
+            (*page).bump_seen = 0;
             (*page).free = ptr::null_mut();
             (*page).used = 0;
             (*page).block_size = block_size as u32;
@@ -514,6 +525,10 @@ impl Segment {
         unsafe {
             let i = page.offset_from(ptr::addr_of_mut!((*seg).pages).cast::<Page>()) as usize;
             (*page).block_size = 0;
+            // What `Page::look_at_top` saw in this life is moot; an intact
+            // reclaim starts from the page as it is now.
+            (*page).top_seen = 0;
+            (*page).bump_seen = ((*page).bump.addr() - area_of(page).0.addr()) as u32;
             // Every block handed out is back on `free` (`used == 0`, so no
             // remote free is pending either); nothing writes into a free
             // slot, so the list stays valid until the slot is claimed again
