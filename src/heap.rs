@@ -36,6 +36,13 @@
 //! `Heap::release_page`): the delay protects a heap's own
 //! free-and-allocate-again cycles. A heap keeps up
 //! to 8 segments whose slots are all free; they age like any free slot.
+//! The tidy also looks at the free top of each page in use (see
+//! `Page::look_at_top`): the memory of a burst of one size, freed while
+//! the class's other blocks stay live below it, goes back to the OS, and
+//! the page's free list is relinked lowest address first so that its top
+//! can drain. And a class's current page emptied by its own frees is
+//! released at once when the class has other pages (see
+//! `Heap::may_leave`), so that the class fills those first.
 //! Refill meanwhile leaves sparse pages (a third live or less) alone while
 //! fuller ones have free blocks, so that they can empty out, and takes a
 //! released page of its class back before touching fresh memory. Why: a

@@ -35,7 +35,7 @@
 //!  ├─ polynomial.rs  polynomial arena: placement + huge-page reporting over spans
 //!  ├─ scratch.rs     scratch arena: chunked bump allocation, O(1) lifetime-checked reset
 //!  ├─ heap.rs        per-thread heaps: the small-object fast paths, tidying, thread start/exit
-//!  │   ├─ page.rs        a page: free list, lazy bump extension, remote-free list (remote.rs)
+//!  │   ├─ page.rs        a page: free list, lazy bump extension, free-top trim, remote-free list (remote.rs)
 //!  │   └─ segment.rs     4 MiB aligned segments of 16 pages; pointer → page by masking
 //!  ├─ span.rs        large blocks: class-rounded mappings, retention budget, mremap growth
 //!  │   └─ pool.rs        the warm pool: coalescing free ranges, best-fit cuts, bounded
@@ -64,7 +64,10 @@
 //!   the next page of the same class. Each heap tidies now and then:
 //!   pages whose blocks are all free are released, and page slots free
 //!   for 5 ms while the heap kept working are purged (their memory goes
-//!   back to the OS) — at once if other threads' frees emptied them.
+//!   back to the OS) — at once if other threads' frees emptied them. A
+//!   page's free top (a burst of one size, allocated and freed) goes back
+//!   too, once the page shows it does not need it; an emptied current page
+//!   is released at once when its class has other pages.
 //! * **Large** (> 64 KiB): a span mapped from the OS, 2 MiB aligned from
 //!   2 MiB up (huge pages), kept warm in a bounded pool after free, where
 //!   freed neighbours coalesce and later requests are cut from the
