@@ -36,11 +36,11 @@
 //! `Heap::release_page`): the delay protects a heap's own
 //! free-and-allocate-again cycles. A heap keeps up
 //! to 8 segments whose slots are all free; they age like any free slot.
-//! The tidy also looks at the free top of each page in use (see
-//! `Page::look_at_top`): the memory of a burst of one size, freed while
-//! the class's other blocks stay live below it, goes back to the OS, and
-//! the page's free list is relinked lowest address first so that its top
-//! can drain. And a class's current page emptied by its own frees is
+//! The tidy also looks at the free top of each page in use that grew since
+//! its last look (see `Page::trim_burst`): the memory of a burst of one
+//! size, freed while the class's other blocks stay live below it, goes
+//! back to the OS, and the page's free list is relinked lowest address
+//! first so that its top can drain. And a class's current page emptied by its own frees is
 //! released at once when the class has other pages (see
 //! `Heap::may_leave`), so that the class fills those first.
 //! Refill meanwhile leaves sparse pages (a third live or less) alone while
@@ -217,7 +217,7 @@ const LARGE_TIDY_WEIGHT: u32 = 16;
 const LEAVE_EVERY: u32 = 64;
 
 /// Slow paths between two looks of a tidy at one page's free top (see
-/// [`Page::look_at_top`]): the walk over the page's free list costs about one
+/// [`Page::trim_burst`]): the walk over the page's free list costs about one
 /// visit per free block.
 const RETRACT_EVERY: u32 = 64;
 
@@ -1160,11 +1160,11 @@ impl Heap {
     fn tidy(&mut self) {
         self.since_tidy = 0;
         let delay = crate::config::purge_delay_us();
-        let now = os::now_us();
-        self.release_emptied(now, delay);
+        self.release_emptied(delay != u64::MAX);
         if delay == u64::MAX {
             return;
         }
+        let now = os::now_us();
         let me: *mut Heap = self;
         Segment::purge_cached(now, delay, me, self.slow_paths, PURGE_AFTER_PATHS);
         self.purge_free_slots(now, delay, PURGE_AFTER_PATHS);
@@ -1186,8 +1186,10 @@ impl Heap {
 
     /// Releases every page of any class, other than a current one, whose
     /// blocks are all free: in particular those emptied by other threads'
-    /// frees alone, which nothing else notices.
-    fn release_emptied(&mut self, now: u64, delay: u64) {
+    /// frees alone, which nothing else notices. With `trim` (purging is on),
+    /// gives back the free tops that bursts left in pages that grew (see
+    /// [`Page::trim_burst`]).
+    fn release_emptied(&mut self, trim: bool) {
         for class in 0..NUM_CLASSES {
             let fp = self.stand_in(class);
             // The real current page: behind the stand-in page while that is
@@ -1234,13 +1236,13 @@ impl Heap {
                             }
                             self.release_page(p, linked);
                         } else if cfg!(not(feature = "hardened"))
-                            && delay != u64::MAX
+                            && trim
                             && self.slow_paths.wrapping_sub((*p).retract_at_path) >= RETRACT_EVERY
                         {
-                            (*p).retract_at_path = self.slow_paths;
                             let (area, len) = segment::area_of(p);
-                            if (*p).top_seen != 0 || Page::free_bytes(p, area) >= 2 * crate::page::RETRACT_MIN {
-                                Page::look_at_top(p, area, len, now, delay);
+                            if Page::grew(p, area) {
+                                (*p).retract_at_path = self.slow_paths;
+                                Page::trim_burst(p, area, len);
                             }
                         }
                         p = next;

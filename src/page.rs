@@ -7,9 +7,9 @@
 //! the end of the bump area is threaded onto the list (carving lazily keeps untouched
 //! memory out of RSS) — or it *collects* `thread_free`, the list that other
 //! threads push their frees onto with a CAS: one swap takes the whole list and
-//! its length, which becomes the free list as it is. A page's free top —
-//! blocks above the last one in use, all free — can go back to the tail and
-//! its memory to the OS (`look_at_top`, from the heap's tidy).
+//! its length, which becomes the free list as it is. A page's free top left
+//! by a burst — blocks above the last one in use, all free — can go back to
+//! the tail and its memory to the OS (`trim_burst`, from the heap's tidy).
 //!
 //! Invariants (owner = the thread whose heap is `heap`):
 //! * `used` = blocks handed out − blocks freed by the owner − remote frees
@@ -62,7 +62,7 @@ impl Block {
 /// Bytes of fresh memory threaded onto the free list per extension.
 const EXTEND_BYTES: usize = 4096;
 
-/// Free bytes at a page's top that [`Page::look_at_top`] takes back, at least.
+/// Free bytes at a page's top that [`Page::trim_burst`] takes back, at least.
 pub(crate) const RETRACT_MIN: usize = 16 << 10;
 
 /// Page metadata. Lives in the segment header, never inside user memory.
@@ -117,7 +117,7 @@ pub(crate) struct Page {
     /// written since it was last fresh (mapped or purged): the slot's share
     /// of the program's resident need (`stats::NEED`, see `Page::note_written`).
     pub(crate) written: u32,
-    /// The owner's slow-path count when [`Page::look_at_top`] last looked at
+    /// The owner's slow-path count when [`Page::trim_burst`] last looked at
     /// the page.
     pub(crate) retract_at_path: u32,
     // Line 2: read by every free, local or remote; written only when the
@@ -126,16 +126,11 @@ pub(crate) struct Page {
     pub(crate) heap: *mut Heap,
     /// Bytes per block; 0 while the page slot is unused.
     pub(crate) block_size: u32,
-    /// The free top that [`Page::look_at_top`] saw last (the index of the
-    /// first block above the last one in use; 0: none), `used` then and
-    /// when (`os::now_us`). Written by the owner's tidy only, rarely.
-    pub(crate) top_seen: u32,
-    pub(crate) top_seen_used: u32,
-    /// `bump` at that look (an offset in the block area; reset when the
-    /// slot is set up).
+    /// `bump` (an offset in the block area) when [`Page::trim_burst`] last
+    /// looked at the page, or when the page was claimed or released.
+    /// Written by the owner's tidy only, rarely.
     pub(crate) bump_seen: u32,
-    pub(crate) top_seen_us: u64,
-    _pad2: [u8; 32],
+    _pad2: [u8; 48],
     // Line 3: CAS-ed by other threads' frees.
     /// Blocks freed by other threads, waiting for the owner to collect
     /// (the list counts them too, so collecting does not walk them).
@@ -175,11 +170,8 @@ impl Page {
             freed_at: 0,
             written: 0,
             retract_at_path: 0,
-            top_seen: 0,
-            top_seen_used: 0,
             bump_seen: 0,
-            top_seen_us: 0,
-            _pad2: [0; 32],
+            _pad2: [0; 48],
             _pad3: [0; 56],
         }
     }
@@ -335,51 +327,34 @@ impl Page {
         }
     }
 
-    /// Bytes of the page's free list (blocks below `bump` not in use).
-    ///
-    /// # Safety
-    /// Owner only; the page is claimed.
-    #[inline]
-    pub(crate) unsafe fn free_bytes(this: *mut Page, area: *mut u8) -> usize {
-        // SAFETY: caller contract.
-        unsafe {
-            let bs = (*this).block_size as usize;
-            ((*this).bump.addr() - area.addr()) - (*this).used as usize * bs
-        }
-    }
-
-    /// Looks at the page's free top: the blocks above its last block in
-    /// use, all on the free list. The blocks of that top return to the
-    /// never-handed-out tail, and their memory (from the first OS page
-    /// boundary up) to the OS, when
-    /// * the page grew by [`RETRACT_MIN`] or more since the last look and
-    ///   that much is free at its top now (a burst came and went), or
-    /// * the top seen at the previous look, at least the purge delay
-    ///   (`delay` microseconds at `now`) before, is still free although the
-    ///   page holds more blocks in use than then (it drained meanwhile).
-    ///
-    /// Either way the free blocks left are relinked in address order, so
-    /// that the class's next allocations fill the bottom of the page and
-    /// its top can drain. Returns the bytes given back.
+    /// Gives back the memory of a burst: when the page grew since the last
+    /// look (see [`Page::grew`]) and [`RETRACT_MIN`] bytes or more at its
+    /// top are free now — the blocks above its last block in use, all on
+    /// the free list — those blocks return to the never-handed-out tail and
+    /// their memory (from the first OS page boundary up) to the OS; the
+    /// free blocks left are relinked lowest address first, so that the
+    /// class's next allocations fill the bottom of the page and its top
+    /// can drain. Returns the bytes given back.
     ///
     /// Why: a size-segregated page keeps the memory of its class's largest
     /// burst (a temporary array of small objects) as free blocks for good,
     /// while the class's live blocks sit below; a coalescing allocator
     /// reuses such memory for any size. Given back, it serves any class
     /// again, faulted in only when needed (the C small-object stress, one
-    /// thread: peak RSS 5.3 -> 4.5 MiB). Why not every free top: a page
-    /// being filled, or one left partly filled or emptying while its
-    /// program does other things (rounds of many sizes, freed in the order
-    /// allocated: `witness`), needs its top again soon; purged at the first
-    /// look, idle or merely grown, such tops faulted in again every round
-    /// (3x, 10x and +57 % page faults in `small` and `witness`). A page
-    /// released and claimed again starts afresh (`Segment::release_page`):
-    /// its growth in the last round was no burst.
+    /// thread: peak RSS 5.3 -> 4.5 MiB). Why only after growth: the look
+    /// walks the page's free list, which cost Python under `LD_PRELOAD` 5 %
+    /// of its time when every page with a large free list was walked every
+    /// 64 slow paths; growth bounds the walks by the memory threaded. Why
+    /// not the free top of a page that was released and claimed again
+    /// (`Segment::release_page` resets the mark): a page left partly filled
+    /// in rounds of many sizes, freed in the order allocated (`witness`),
+    /// needs its top again in the next round (+150 % page faults when
+    /// purged).
     ///
     /// # Safety
     /// Owner only; the page is claimed and `area` is its block area (see
     /// [`crate::segment::area_of`]) of `len` bytes.
-    pub(crate) unsafe fn look_at_top(this: *mut Page, area: *mut u8, len: usize, now: u64, delay: u64) -> usize {
+    pub(crate) unsafe fn trim_burst(this: *mut Page, area: *mut u8, len: usize) -> usize {
         const WORDS: usize = crate::segment::PAGE_SIZE / 16 / 64;
         let mut bits = [0u64; WORDS];
         // SAFETY: (whole body) caller contract; raw accesses only, no
@@ -387,6 +362,7 @@ impl Page {
         unsafe {
             let bs = (*this).block_size as usize;
             let handed = ((*this).bump.addr() - area.addr()) / bs;
+            (*this).bump_seen = (handed * bs) as u32;
             let mut b = (*this).free;
             while !b.is_null() {
                 let i = (b.addr() - area.addr()) / bs;
@@ -399,37 +375,14 @@ impl Page {
             while top > 0 && bits[(top - 1) / 64] & (1 << ((top - 1) % 64)) != 0 {
                 top -= 1;
             }
-            let seen = (*this).top_seen as usize;
-            let mut keep = handed;
-            let mut cut = len;
-            let grew = handed * bs >= (*this).bump_seen as usize + RETRACT_MIN;
-            (*this).bump_seen = (handed * bs) as u32;
-            if grew && (handed - top) * bs >= RETRACT_MIN {
-                // The page grew by a burst since the last look, and the
-                // burst is over: its memory goes back at once.
-                (*this).top_seen = 0;
-                cut = (area.addr() + top * bs).next_multiple_of(crate::os::OS_PAGE) - area.addr();
-                keep = cut.div_ceil(bs).min(handed);
-            } else if seen == 0 || top > seen {
-                // First look, or the page grew into its top: note what is
-                // free now.
-                (*this).top_seen = 0;
-                if (handed - top) * bs >= RETRACT_MIN {
-                    (*this).top_seen = top.max(1) as u32;
-                    (*this).top_seen_used = (*this).used;
-                    (*this).top_seen_us = now;
-                }
-            } else if now.wrapping_sub((*this).top_seen_us) >= delay && (*this).used > (*this).top_seen_used {
-                (*this).top_seen = 0;
-                cut = (area.addr() + seen * bs).next_multiple_of(crate::os::OS_PAGE) - area.addr();
-                keep = cut.div_ceil(bs).min(handed);
-            }
+            let cut = (area.addr() + top * bs).next_multiple_of(crate::os::OS_PAGE) - area.addr();
+            let keep = cut.div_ceil(bs);
             let written_end = ((*this).written as usize)
                 .saturating_sub(area.addr() & (SEGMENT_SIZE - 1))
                 .next_multiple_of(crate::os::OS_PAGE)
                 .min(len);
-            if written_end < cut + RETRACT_MIN {
-                keep = handed;
+            if keep >= handed || written_end < cut + RETRACT_MIN {
+                return 0;
             }
             // Lowest first: the class's next allocations fill the bottom.
             let mut head: *mut Block = ptr::null_mut();
@@ -441,9 +394,6 @@ impl Page {
                 }
             }
             (*this).free = head;
-            if keep == handed {
-                return 0;
-            }
             (*this).bump = area.add(keep * bs);
             (*this).bump_left += ((handed - keep) * bs) as u32;
             (*this).bump_seen = (keep * bs) as u32;
@@ -464,6 +414,17 @@ impl Page {
                 0
             }
         }
+    }
+
+    /// True if the page grew by [`RETRACT_MIN`] bytes or more since
+    /// [`Page::trim_burst`] last looked at it (or since it was claimed).
+    ///
+    /// # Safety
+    /// Owner only; `area` is the page's block area.
+    #[inline]
+    pub(crate) unsafe fn grew(this: *mut Page, area: *mut u8) -> bool {
+        // SAFETY: caller contract.
+        unsafe { (*this).bump.addr() - area.addr() >= (*this).bump_seen as usize + RETRACT_MIN }
     }
 
     /// Moves every remotely freed block onto the local free list.

@@ -525,9 +525,8 @@ impl Segment {
         unsafe {
             let i = page.offset_from(ptr::addr_of_mut!((*seg).pages).cast::<Page>()) as usize;
             (*page).block_size = 0;
-            // What `Page::look_at_top` saw in this life is moot; an intact
-            // reclaim starts from the page as it is now.
-            (*page).top_seen = 0;
+            // Growth in this life is no burst for an intact reclaim (see
+            // `Page::trim_burst`).
             (*page).bump_seen = ((*page).bump.addr() - area_of(page).0.addr()) as u32;
             // Every block handed out is back on `free` (`used == 0`, so no
             // remote free is pending either); nothing writes into a free
