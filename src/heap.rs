@@ -40,9 +40,7 @@
 //! its last look (see `Page::trim_burst`): the memory of a burst of one
 //! size, freed while the class's other blocks stay live below it, goes
 //! back to the OS, and the page's free list is relinked lowest address
-//! first so that its top can drain. And a class's current page emptied by its own frees is
-//! released at once when the class has other pages (see
-//! `Heap::may_leave`), so that the class fills those first.
+//! first so that its top can drain.
 //! Refill meanwhile leaves sparse pages (a third live or less) alone while
 //! fuller ones have free blocks, so that they can empty out, and takes a
 //! released page of its class back before touching fresh memory. Why: a
@@ -170,9 +168,6 @@ pub(crate) struct Heap {
     foreign_kept: [u32; NUM_CLASSES],
     foreign_cap: u32,
     foreign_refused: u32,
-    /// The slow-path clock when the class last left an emptied current
-    /// page (see [`Heap::may_leave`]).
-    left_at: [u32; NUM_CLASSES],
     /// Slow paths taken since the last [`Heap::tidy`], and pages owned (the
     /// tidy interval grows with them, so its walk costs at most one page
     /// visit per slow path).
@@ -211,10 +206,6 @@ const SPARSE_BYTES: usize = crate::segment::PAGE_SIZE / 3;
 
 /// What a large allocation counts towards the next tidy, in slow paths.
 const LARGE_TIDY_WEIGHT: u32 = 16;
-
-/// Slow paths between two releases of a class's emptied current page
-/// (see [`Heap::may_leave`]).
-const LEAVE_EVERY: u32 = 64;
 
 /// Slow paths between two looks of a tidy at one page's free top (see
 /// [`Page::trim_burst`]): the walk over the page's free list costs about one
@@ -660,7 +651,6 @@ impl Heap {
             foreign_kept: [0; NUM_CLASSES],
             foreign_cap: FOREIGN_MIN,
             foreign_refused: 0,
-            left_at: [0; NUM_CLASSES],
             since_tidy: 0,
             pages_owned: 0,
             slow_paths: 0,
@@ -999,58 +989,15 @@ impl Heap {
             if (*page).in_full {
                 self.unmark_full(page);
             }
-            if (*page).used != 0 {
-                return;
-            }
             let class = (*page).class as usize;
-            // The current page may sit behind the class's stand-in page of
-            // foreign blocks.
-            let fp = self.stand_in(class);
-            let behind = self.pages[class] == fp && (*fp).next == page;
-            if self.pages[class] == page || behind {
-                if !self.may_leave(class, page) {
-                    return;
-                }
-                let mut other = self.avail[class];
-                if other == page {
-                    other = (*page).next;
-                }
-                let other = if other.is_null() { empty_page() } else { other };
-                if behind {
-                    (*fp).next = other;
-                } else {
-                    self.pages[class] = other;
-                }
-                self.left_at[class] = self.slow_paths;
+            // The current page stays even when empty (also while the
+            // class's stand-in page of foreign blocks is in front of it).
+            let current = self.pages[class] == page || (*self.stand_in(class)).next == page;
+            if (*page).used == 0 && !current {
+                list_remove(&mut self.avail[class], page);
+                self.release_page(page, true);
             }
-            list_remove(&mut self.avail[class], page);
-            self.release_page(page, true);
         }
-    }
-
-    /// True if the class's current page, `page`, just emptied, may be
-    /// released as well: only when the class has other pages (the blocks
-    /// it still needs are there) and has not done so in the last
-    /// [`LEAVE_EVERY`] slow paths.
-    ///
-    /// Why: a burst of one size (a temporary array of small objects) takes
-    /// the free blocks of its class's pages and then a fresh page, which
-    /// stays current; freed, the burst leaves that page empty and current,
-    /// so the class's next allocations spread over it while its older
-    /// pages keep the burst's holes: the class holds the burst's memory
-    /// until one of them drains. Left, the fresh page goes back to its
-    /// segment (purged after the delay, or reused by any class) and the
-    /// holes are filled first. The bound keeps a class whose one page of
-    /// churn empties at every free (one block allocated and freed in a
-    /// loop, beside full pages) from releasing and reclaiming that page at
-    /// every step.
-    ///
-    /// # Safety
-    /// Owner only; `page` is in `avail[class]`.
-    unsafe fn may_leave(&self, class: usize, page: *mut Page) -> bool {
-        // SAFETY: caller contract.
-        let others = unsafe { !self.full[class].is_null() || self.avail[class] != page || !(*page).next.is_null() };
-        others && self.slow_paths.wrapping_sub(self.left_at[class]) >= LEAVE_EVERY
     }
 
     unsafe fn mark_full(&mut self, p: *mut Page) {

@@ -65,9 +65,8 @@
 //!   pages whose blocks are all free are released, and page slots free
 //!   for 5 ms while the heap kept working are purged (their memory goes
 //!   back to the OS) — at once if other threads' frees emptied them. A
-//!   page's free top (a burst of one size, allocated and freed) goes back
-//!   too, once the page shows it does not need it; an emptied current page
-//!   is released at once when its class has other pages.
+//!   page's free top left by a burst (many blocks of one size, allocated
+//!   and freed) goes back too, at the first tidy after the page grew.
 //! * **Large** (> 64 KiB): a span mapped from the OS, 2 MiB aligned from
 //!   2 MiB up (huge pages), kept warm in a bounded pool after free, where
 //!   freed neighbours coalesce and later requests are cut from the

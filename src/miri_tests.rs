@@ -696,43 +696,6 @@ fn a_bursts_memory_at_a_page_top_goes_back() {
 }
 
 #[test]
-fn an_emptied_current_page_goes_back_when_its_class_has_others() {
-    // 16000-B blocks until a second page is current; freeing the blocks of
-    // that page releases it at once (the class's other page holds what it
-    // still needs), with no tidy. A block allocated and freed in a loop
-    // beside it then works as usual: right contents.
-    let a = NAlloc::new();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let page = |p: *mut u8| p.addr() >> segment::PAGE_SHIFT;
-            let mut blocks: Vec<Live<'_>> = Vec::new();
-            let mut pages: Vec<usize> = Vec::new();
-            // Until the second page holds three blocks (a page holds 12 or
-            // more).
-            let mut seed = 0;
-            while pages.len() < 2 || blocks.iter().filter(|b| page(b.p) == pages[1]).count() < 3 {
-                let b = Live::new(&a, layout(16_000, 8), seed);
-                seed += 1;
-                if !pages.contains(&page(b.p)) {
-                    pages.push(page(b.p));
-                }
-                blocks.push(b);
-            }
-            let owned = heap::pages_owned();
-            heap::count_slow_paths(64);
-            let (second, first): (Vec<Live<'_>>, Vec<Live<'_>>) =
-                blocks.into_iter().partition(|b| page(b.p) == pages[1]);
-            drop(second);
-            assert_eq!(heap::pages_owned(), owned - 1, "the emptied current page was kept");
-            for i in 0..100 {
-                drop(Live::new(&a, layout(16_000, 8), 1000 + i));
-            }
-            drop(first);
-        });
-    });
-}
-
-#[test]
 fn refill_prefers_fuller_pages_to_sparse_ones() {
     // Pages P1 (oldest), P2, P3 (current) of 16000-B blocks. P2 is left
     // with one live block (sparse), P1 with all but two. When P3 runs dry,

@@ -340,8 +340,9 @@ impl Page {
     /// burst (a temporary array of small objects) as free blocks for good,
     /// while the class's live blocks sit below; a coalescing allocator
     /// reuses such memory for any size. Given back, it serves any class
-    /// again, faulted in only when needed (the C small-object stress, one
-    /// thread: peak RSS 5.3 -> 4.5 MiB). Why only after growth: the look
+    /// again, faulted in only when needed (the C small-object stress with
+    /// its inboxes bounded, medians of 7: one thread 5.3 -> 4.9 MiB, four
+    /// 14.4 -> 14.0 MiB; the bench's workloads unchanged in time and RSS). Why only after growth: the look
     /// walks the page's free list, which cost Python under `LD_PRELOAD` 5 %
     /// of its time when every page with a large free list was walked every
     /// 64 slow paths; growth bounds the walks by the memory threaded. Why
