@@ -414,12 +414,14 @@ fn foreign_blocks_are_kept_reused_and_handed_back() {
             pages.push(b.0);
         }
     }
-    // SAFETY: blocks of pages of this thread's heap, which only this thread
-    // releases; the lists' counts are atomic.
     let waiting = || -> usize {
         pages
             .iter()
-            .map(|&p| unsafe { (*segment::page_of(p)).thread_free.len() })
+            .map(|&p| {
+                // SAFETY: a block of a page of this thread's heap, which only
+                // this thread releases; the list's count is atomic.
+                unsafe { (*segment::page_of(p)).thread_free.len() }
+            })
             .sum()
     };
     let before = waiting();
