@@ -342,15 +342,18 @@ impl Page {
     /// reuses such memory for any size. Given back, it serves any class
     /// again, faulted in only when needed (the C small-object stress with
     /// its inboxes bounded, medians of 7: one thread 5.3 -> 4.9 MiB, four
-    /// 14.4 -> 14.0 MiB; the bench's workloads unchanged in time and RSS). Why only after growth: the look
-    /// walks the page's free list, which cost Python under `LD_PRELOAD` 5 %
-    /// of its time when every page with a large free list was walked every
-    /// 64 slow paths; growth bounds the walks by the memory threaded. Why
-    /// not the free top of a page that was released and claimed again
-    /// (`Segment::release_page` resets the mark): a page left partly filled
-    /// in rounds of many sizes, freed in the order allocated (`witness`),
-    /// needs its top again in the next round (+150 % page faults when
-    /// purged).
+    /// 14.4 -> 14.0 MiB; the bench's workloads unchanged in time and RSS).
+    ///
+    /// Why only after growth: the look walks the page's free list, which
+    /// cost Python under `LD_PRELOAD` 5 % of its time when every page with
+    /// a large free list was walked every 64 slow paths; growth bounds the
+    /// walks by the memory threaded. Why not the free top of a page that
+    /// was released and claimed again (`Segment::release_page` resets the
+    /// mark): a page left partly filled in rounds of many sizes, freed in
+    /// the order allocated (`witness`), needs its top again in the next
+    /// round (+150 % page faults when purged). Why not a page still being
+    /// filled: its free top is the unthreaded rest of its last 4 KiB
+    /// extension, under [`RETRACT_MIN`].
     ///
     /// # Safety
     /// Owner only; the page is claimed and `area` is its block area (see
