@@ -210,7 +210,7 @@ const LARGE_TIDY_WEIGHT: u32 = 16;
 /// Slow paths between two looks of a tidy at one page's free top (see
 /// [`Page::trim_burst`]): the walk over the page's free list costs about one
 /// visit per free block.
-const RETRACT_EVERY: u32 = 64;
+const TRIM_EVERY: u32 = 64;
 
 /// Full pages a refill checks for other threads' frees, at most.
 const FULL_SCAN: usize = 8;
@@ -1184,11 +1184,11 @@ impl Heap {
                             self.release_page(p, linked);
                         } else if cfg!(not(feature = "hardened"))
                             && trim
-                            && self.slow_paths.wrapping_sub((*p).retract_at_path) >= RETRACT_EVERY
+                            && self.slow_paths.wrapping_sub((*p).trimmed_at_path) >= TRIM_EVERY
                         {
                             let (area, len) = segment::area_of(p);
                             if Page::grew(p, area) {
-                                (*p).retract_at_path = self.slow_paths;
+                                (*p).trimmed_at_path = self.slow_paths;
                                 Page::trim_burst(p, area, len);
                             }
                         }

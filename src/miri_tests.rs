@@ -704,7 +704,7 @@ fn a_bursts_memory_at_a_page_top_goes_back() {
             heap::tidy_current_thread();
             assert!(!counted_as_written(top, SIZE), "the burst's top is still resident");
             let back = a.stats().returned_to_os - returned;
-            assert!(back >= crate::page::RETRACT_MIN, "{back} bytes returned");
+            assert!(back >= crate::page::TRIM_MIN, "{back} bytes returned");
             let again: Vec<Live<'_>> = (0..80).map(|i| Live::new(&a, layout(SIZE, 8), 200 + i)).collect();
             let mut spans: Vec<(usize, usize)> = live.iter().chain(&again).map(|b| (b.p.addr(), SIZE)).collect();
             assert_disjoint(&mut spans);

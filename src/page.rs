@@ -63,7 +63,7 @@ impl Block {
 const EXTEND_BYTES: usize = 4096;
 
 /// Free bytes at a page's top that [`Page::trim_burst`] takes back, at least.
-pub(crate) const RETRACT_MIN: usize = 16 << 10;
+pub(crate) const TRIM_MIN: usize = 16 << 10;
 
 /// Page metadata. Lives in the segment header, never inside user memory.
 ///
@@ -119,7 +119,7 @@ pub(crate) struct Page {
     pub(crate) written: u32,
     /// The owner's slow-path count when [`Page::trim_burst`] last looked at
     /// the page.
-    pub(crate) retract_at_path: u32,
+    pub(crate) trimmed_at_path: u32,
     // Line 2: read by every free, local or remote; written only when the
     // page slot is claimed.
     /// The owning heap (constant while any block is live).
@@ -169,7 +169,7 @@ impl Page {
             freed_at_path: 0,
             freed_at: 0,
             written: 0,
-            retract_at_path: 0,
+            trimmed_at_path: 0,
             bump_seen: 0,
             _pad2: [0; 48],
             _pad3: [0; 56],
@@ -328,7 +328,7 @@ impl Page {
     }
 
     /// Gives back the memory of a burst: when the page grew since the last
-    /// look (see [`Page::grew`]) and [`RETRACT_MIN`] bytes or more at its
+    /// look (see [`Page::grew`]) and [`TRIM_MIN`] bytes or more at its
     /// top are free now — the blocks above its last block in use, all on
     /// the free list — those blocks return to the never-handed-out tail and
     /// their memory (from the first OS page boundary up) to the OS; the
@@ -353,7 +353,7 @@ impl Page {
     /// the order allocated (`witness`), needs its top again in the next
     /// round (+150 % page faults when purged). Why not a page still being
     /// filled: its free top is the unthreaded rest of its last 4 KiB
-    /// extension, under [`RETRACT_MIN`].
+    /// extension, under [`TRIM_MIN`].
     ///
     /// # Safety
     /// Owner only; the page is claimed and `area` is its block area (see
@@ -385,7 +385,7 @@ impl Page {
                 .saturating_sub(area.addr() & (SEGMENT_SIZE - 1))
                 .next_multiple_of(crate::os::OS_PAGE)
                 .min(len);
-            if keep >= handed || written_end < cut + RETRACT_MIN {
+            if keep >= handed || written_end < cut + TRIM_MIN {
                 return 0;
             }
             // Lowest first: the class's next allocations fill the bottom.
@@ -420,15 +420,16 @@ impl Page {
         }
     }
 
-    /// True if the page grew by [`RETRACT_MIN`] bytes or more since
-    /// [`Page::trim_burst`] last looked at it (or since it was claimed).
+    /// True if the page grew by [`TRIM_MIN`] bytes or more since
+    /// [`Page::trim_burst`] last looked at it (or since it was claimed or
+    /// released).
     ///
     /// # Safety
     /// Owner only; `area` is the page's block area.
     #[inline]
     pub(crate) unsafe fn grew(this: *mut Page, area: *mut u8) -> bool {
         // SAFETY: caller contract.
-        unsafe { (*this).bump.addr() - area.addr() >= (*this).bump_seen as usize + RETRACT_MIN }
+        unsafe { (*this).bump.addr() - area.addr() >= (*this).bump_seen as usize + TRIM_MIN }
     }
 
     /// Moves every remotely freed block onto the local free list.
