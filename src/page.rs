@@ -65,76 +65,6 @@ const EXTEND_BYTES: usize = 4096;
 /// Free bytes at a page's top that [`Page::trim_burst`] takes back, at least.
 pub(crate) const TRIM_MIN: usize = 16 << 10;
 
-/// Blocks collected from `thread_free` at once, at least, for
-/// [`Page::collect_remote`] to relink them lowest address first (below it
-/// the walk is not worth it: the blocks are used up within a few calls).
-const SORT_MIN: usize = 32;
-
-/// Which blocks of a page's area are free, one bit per block: how a free
-/// list is put in address order (see [`Page::collect_remote`] and
-/// [`Page::trim_burst`]). 2 KiB, on the stack of the rare path that needs it.
-struct FreeMap {
-    bits: [u64; FreeMap::WORDS],
-}
-
-impl FreeMap {
-    /// Enough words for the most blocks a page holds (16-byte blocks).
-    const WORDS: usize = crate::segment::PAGE_SIZE / 16 / 64;
-
-    fn new() -> FreeMap {
-        FreeMap {
-            bits: [0; FreeMap::WORDS],
-        }
-    }
-
-    /// Marks block `i` free; an index beyond the map (only a corrupted
-    /// list has one) is ignored rather than trusted.
-    fn mark(&mut self, i: usize) {
-        if let Some(w) = self.bits.get_mut(i / 64) {
-            *w |= 1 << (i % 64);
-        }
-    }
-
-    fn is_marked(&self, i: usize) -> bool {
-        self.bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
-    }
-
-    /// Links the marked blocks with indices in `[lo, hi)` of the area at
-    /// `area` (blocks of `bs` bytes) into a list, lowest address first, and
-    /// returns its head (null if none is marked).
-    ///
-    /// # Safety
-    /// Every marked block in the range is a free block of the area that we
-    /// may write.
-    unsafe fn link_ascending(&self, area: *mut u8, bs: usize, lo: usize, hi: usize) -> *mut Block {
-        let mut head: *mut Block = ptr::null_mut();
-        if lo >= hi {
-            return head;
-        }
-        // Highest first, each block put in front: the list ends up ascending.
-        for w in (lo / 64..=(hi - 1) / 64).rev() {
-            let mut word = self.bits[w];
-            if w == (hi - 1) / 64 && hi % 64 != 0 {
-                word &= (1 << (hi % 64)) - 1;
-            }
-            if w == lo / 64 {
-                word &= !0 << (lo % 64);
-            }
-            while word != 0 {
-                let bit = 63 - word.leading_zeros() as usize;
-                word &= !(1 << bit);
-                // SAFETY: caller contract: a marked block of the area.
-                unsafe {
-                    let blk = area.add((w * 64 + bit) * bs).cast::<Block>();
-                    Block::set_next(blk, head);
-                    head = blk;
-                }
-            }
-        }
-        head
-    }
-}
-
 /// Page metadata. Lives in the segment header, never inside user memory.
 ///
 /// Three cache lines, by who touches them: the owner's allocation and free
@@ -429,7 +359,8 @@ impl Page {
     /// Owner only; the page is claimed and `area` is its block area (see
     /// [`crate::segment::area_of`]) of `len` bytes.
     pub(crate) unsafe fn trim_burst(this: *mut Page, area: *mut u8, len: usize) -> usize {
-        let mut map = FreeMap::new();
+        const WORDS: usize = crate::segment::PAGE_SIZE / 16 / 64;
+        let mut bits = [0u64; WORDS];
         // SAFETY: (whole body) caller contract; raw accesses only, no
         // `&mut Page` (other threads CAS `thread_free` concurrently).
         unsafe {
@@ -438,13 +369,14 @@ impl Page {
             (*this).bump_seen = (handed * bs) as u32;
             let mut b = (*this).free;
             while !b.is_null() {
-                map.mark((b.addr() - area.addr()) / bs);
+                let i = (b.addr() - area.addr()) / bs;
+                bits[i / 64] |= 1 << (i % 64);
                 b = Block::next(b);
             }
             // The first block above the last one in use (blocks freed by
             // other threads and not collected count as in use).
             let mut top = handed;
-            while top > 0 && map.is_marked(top - 1) {
+            while top > 0 && bits[(top - 1) / 64] & (1 << ((top - 1) % 64)) != 0 {
                 top -= 1;
             }
             let cut = (area.addr() + top * bs).next_multiple_of(crate::os::OS_PAGE) - area.addr();
@@ -457,7 +389,15 @@ impl Page {
                 return 0;
             }
             // Lowest first: the class's next allocations fill the bottom.
-            (*this).free = map.link_ascending(area, bs, 0, keep);
+            let mut head: *mut Block = ptr::null_mut();
+            for i in (0..keep).rev() {
+                if bits[i / 64] & (1 << (i % 64)) != 0 {
+                    let blk = area.add(i * bs).cast::<Block>();
+                    Block::set_next(blk, head);
+                    head = blk;
+                }
+            }
+            (*this).free = head;
             (*this).bump = area.add(keep * bs);
             (*this).bump_left += ((handed - keep) * bs) as u32;
             (*this).bump_seen = (keep * bs) as u32;
@@ -495,10 +435,6 @@ impl Page {
     /// Moves every remotely freed block onto the local free list.
     /// Returns true if any block was collected.
     ///
-    /// Collected onto an empty free list (the usual case: refills collect
-    /// when it ran dry), [`SORT_MIN`] blocks or more are relinked lowest
-    /// address first (see [`Page::sort_remote`]).
-    ///
     /// # Safety
     /// Owner only.
     pub(crate) unsafe fn collect_remote(this: *mut Page) -> bool {
@@ -521,12 +457,6 @@ impl Page {
                 }
                 debug_assert_eq!(walked, n, "remote-free count out of step with the list");
             }
-            (*this).used -= n as u32;
-            if (*this).free.is_null() && n >= SORT_MIN {
-                // SAFETY: the list is ours alone, its links valid.
-                (*this).free = unsafe { Page::sort_remote(this, head) };
-                return true;
-            }
             if !(*this).free.is_null() {
                 // Rare (refills collect when the free list is empty): the
                 // remote blocks go in front, so find their tail.
@@ -547,49 +477,8 @@ impl Page {
                 }
             }
             (*this).free = head;
+            (*this).used -= n as u32;
             true
-        }
-    }
-
-    /// Relinks `head`, a list of this page's free blocks collected from
-    /// `thread_free`, lowest address first; returns the new head.
-    ///
-    /// Why: remote frees arrive in the order other threads freed the
-    /// blocks, batch by batch, each batch reversed, so a list collected as it
-    /// is hands out the page's blocks scattered over its area: objects that
-    /// the program allocates one after the other — a container's items,
-    /// which it later walks — end up on different cache lines and OS pages.
-    /// In address order consecutive allocations sit side by side, as a
-    /// bitmap allocator (jemalloc's slabs) hands them out. The walk reads
-    /// each block once, which the pops would have done anyway. Python under
-    /// `LD_PRELOAD` (four threads handing their structures to each other,
-    /// so most of its frees are remote): 1.67 -> 1.55, 1.55 -> 1.45 and
-    /// 1.75 -> 1.59 s (medians of 9-15 interleaved runs; the time Python's
-    /// `list_dealloc` spends on its items' reference counts fell by a fifth).
-    ///
-    /// # Safety
-    /// Owner only; `head` is a null-terminated list of free blocks of this
-    /// page (linked with [`Block::set_next`]) that is ours alone.
-    unsafe fn sort_remote(this: *mut Page, head: *mut Block) -> *mut Block {
-        let mut map = FreeMap::new();
-        // SAFETY: (whole body) caller contract; raw accesses only, no
-        // `&mut Page` (other threads CAS `thread_free` concurrently).
-        unsafe {
-            let (area, _) = crate::segment::area_of(this);
-            let bs = (*this).block_size as usize;
-            let (mut lo, mut hi) = (usize::MAX, 0);
-            let mut b = head;
-            while !b.is_null() {
-                let i = (b.addr().wrapping_sub(area.addr())) / bs;
-                map.mark(i);
-                lo = lo.min(i);
-                hi = hi.max(i + 1);
-                let next = Block::next(b);
-                #[cfg(feature = "hardened")]
-                crate::hardened::check_link(&*this, next);
-                b = next;
-            }
-            map.link_ascending(area, bs, lo, hi.min(FreeMap::WORDS * 64))
         }
     }
 
