@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reliability checks beyond the normal suite (.ci/run), see README "Testing":
 #   1. Miri: the engine's data structures under the interpreter
-#   2. loom: model checks of the lock-free free list and init flag
+#   2. loom: model checks of the remote-free marks and init flag
 #   3. fuzzing: each cargo-fuzz target for FUZZ_SECONDS (default 60)
 #   4. soak: the bench's `soak` workload under nalloc for SOAK_SECONDS
 #      (default 15); fails on corruption or if RSS does not plateau

@@ -10,8 +10,9 @@
 //!               else refill (cold)
 //! free(p):      page = segment(p).pages[index(p)];
 //!               if page.heap == CURRENT { push on page.free }
-//!               else { batch per page (cold); a full batch goes onto page.thread_free
-//!                      with one CAS, or is kept for this thread's own allocations }
+//!               else { batch per page (cold); a full batch is marked in the
+//!                      page's remote-free bits (one atomic OR per word of
+//!                      blocks), or kept for this thread's own allocations }
 //! ```
 //!
 //! **Reuse across threads.** In producer/consumer programs the producer's
@@ -70,9 +71,9 @@
 //! list from which the next new thread adopts it. Heap objects are never
 //! freed, so the number of heaps is the peak number of live threads and
 //! 10,000 short-lived threads reuse a handful of heaps. A block freed by any
-//! thread into a heap that is retired, or owned by someone else, goes to its
-//! page's atomic `thread_free` list (in batches per page, see `free_remote`)
-//! and is collected by the next owner.
+//! thread into a heap that is retired, or owned by someone else, is marked
+//! in its page's remote-free bits (in batches per page, see `free_remote`
+//! and `remote.rs`) and collected by the next owner.
 //! Allocations made *after* the thread's TLS teardown (by other TLS
 //! destructors) are served from a shared heap under a lock; a free never
 //! creates a heap.
@@ -259,8 +260,8 @@ const PENDING_BLOCKS: u32 = 32;
 /// hold back from the owners: `PENDING_SLOTS` x 64 KiB.
 const PENDING_BYTES: u32 = 64 << 10;
 
-/// Blocks freed into one page of another heap, not yet pushed onto the
-/// page's `thread_free` (linked through their first words, `head` first).
+/// Blocks freed into one page of another heap, not yet marked in the
+/// page's remote-free bits (linked through their first words, `head` first).
 #[derive(Clone, Copy)]
 struct Pending {
     page: *mut Page,
@@ -531,9 +532,11 @@ pub(crate) unsafe fn free(p: *mut u8, _size: usize, _class: usize) {
 /// A free into a page this thread's heap does not own. A thread without a
 /// heap of its own (not started, exited, or inside a witness scope) pushes
 /// the block at once; a heap batches it with earlier frees into the same
-/// page and hands the batch over with one CAS (snmalloc and jemalloc batch
+/// page and hands the batch over at once (snmalloc and jemalloc batch
 /// remote frees too): in producer/consumer programs every free is remote,
-/// and one contended CAS per block cost more than the rest of `free`.
+/// and one contended atomic operation per block cost more than the rest of
+/// `free` (measured with the linked remote-free list this replaced: one CAS
+/// per batch; marking costs one OR per word of the batch's blocks).
 /// Batches are bounded (`PENDING_*`) and flushed when full, when their slot
 /// is needed by another page, whenever the heap takes its refill path, and
 /// at thread exit. A batched block is still counted as used by its page, so
@@ -941,7 +944,7 @@ impl Heap {
         // SAFETY: caller contract. The waiting count can only be stale-low,
         // which makes the page look fuller than it is.
         unsafe {
-            let live = ((*p).used as usize).saturating_sub((*p).thread_free.len());
+            let live = ((*p).used as usize).saturating_sub(Page::remote_waiting(p));
             live * (*p).block_size as usize <= SPARSE_BYTES
         }
     }
@@ -993,7 +996,9 @@ impl Heap {
             // The current page stays even when empty (also while the
             // class's stand-in page of foreign blocks is in front of it).
             let current = self.pages[class] == page || (*self.stand_in(class)).next == page;
-            if (*page).used == 0 && !current {
+            // (A page still being handed blocks by another thread stays
+            // until a tidy finds it quiescent: see `remote.rs`.)
+            if (*page).used == 0 && !current && Page::remote_quiescent(page) {
                 list_remove(&mut self.avail[class], page);
                 self.release_page(page, true);
             }
@@ -1154,11 +1159,17 @@ impl Heap {
                     unsafe {
                         let next = (*p).next;
                         let used = (*p).used as usize;
-                        let waiting = (*p).thread_free.len();
-                        if used == waiting {
-                            // No block is live, batched or kept elsewhere
-                            // (those count as used and are not waiting):
-                            // no more frees can arrive.
+                        let waiting = Page::remote_waiting(p);
+                        // Every block seems free (no block is live, batched
+                        // or kept elsewhere: those count as used and are not
+                        // waiting). The count is a hint: take the marks and
+                        // check, and that no other thread is still handing
+                        // blocks over (see `remote.rs`).
+                        let linked = waiting == 0;
+                        if used == waiting && !linked {
+                            Page::collect_remote(p);
+                        }
+                        if used == waiting && (*p).used == 0 && Page::remote_quiescent(p) {
                             if p == cur {
                                 // Also the current page: a class used in
                                 // a burst long ago would keep a page of
@@ -1169,12 +1180,6 @@ impl Heap {
                                 } else {
                                     self.pages[class] = empty_page();
                                 }
-                            }
-                            let linked = waiting == 0;
-                            if !linked {
-                                let (_, n) = (*p).thread_free.take_all();
-                                debug_assert_eq!(n, used);
-                                (*p).used = 0;
                             }
                             if full {
                                 self.full_remove(class, p);
@@ -1304,7 +1309,7 @@ impl Heap {
                     unsafe {
                         let next = (*p).next;
                         Page::collect_remote(p);
-                        if (*p).used == 0 {
+                        if (*p).used == 0 && Page::remote_quiescent(p) {
                             if full {
                                 self.full_remove(class, p);
                             } else {

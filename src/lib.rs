@@ -45,7 +45,7 @@
 //!  ├─ config.rs      huge-page policy, pool cap, env vars (read without allocating)
 //!  ├─ stats.rs       process-wide slow-path counters
 //!  ├─ sync.rs        the spin lock used on slow paths only
-//!  ├─ remote.rs      the lock-free cross-thread free list (model-checked with loom)
+//!  ├─ remote.rs      cross-thread frees: per-page atomic marks, one bit per block (model-checked with loom)
 //!  ├─ once.rs        lock-free lazy initialisation flag (model-checked with loom)
 //!  └─ os/            the only code that makes system calls: posix, linux, macos, windows, miri
 //! ```
@@ -55,10 +55,10 @@
 //! * **Small** (≤ 64 KiB, alignment ≤ 64 KiB): a size class, then the calling
 //!   thread's heap pops a block from the class's current page — no lock, no
 //!   atomic read-modify-write, no system call. Blocks freed by another
-//!   thread are batched per page by that thread and handed to the page's
-//!   atomic list with one CAS (the list counts its blocks in the head
-//!   word); the owner takes the list and its length with one swap when it
-//!   runs dry. The freeing thread may instead keep full batches of
+//!   thread are batched per page by that thread and marked in the page's
+//!   remote-free bits (one atomic OR per word of blocks, a bit per block);
+//!   the owner takes the marks when it runs dry and links those blocks
+//!   lowest address first, without reading them. The freeing thread may instead keep full batches of
 //!   line-sized blocks for its own allocations (bounded; handed back when
 //!   unused or at exit). An emptied page slot keeps its blocks linked for
 //!   the next page of the same class. Each heap tidies now and then:

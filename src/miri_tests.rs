@@ -420,7 +420,7 @@ fn foreign_blocks_are_kept_reused_and_handed_back() {
             .map(|&p| {
                 // SAFETY: a block of a page of this thread's heap, which only
                 // this thread releases; the list's count is atomic.
-                unsafe { (*segment::page_of(p)).thread_free.len() }
+                unsafe { crate::page::Page::remote_waiting(segment::page_of(p)) }
             })
             .sum()
     };

@@ -4,25 +4,29 @@
 //! Blocks are handed out from `free` (an intrusive singly linked list whose
 //! link lives in the first word of each free block). When it runs dry the
 //! page is *extended* — a few KiB of never-touched memory between `bump` and
-//! the end of the bump area is threaded onto the list (carving lazily keeps untouched
-//! memory out of RSS) — or it *collects* `thread_free`, the list that other
-//! threads push their frees onto with a CAS: one swap takes the whole list and
-//! its length, which becomes the free list as it is. A page's free top left
-//! by a burst — blocks above the last one in use, all free — can go back to
-//! the tail and its memory to the OS (`trim_burst`, from the heap's tidy).
+//! the end of the bump area is threaded onto the list (carving lazily keeps
+//! untouched memory out of RSS) — or it *collects* the blocks other threads
+//! freed into it: they set one bit per block in the page's remote-free marks
+//! (in the segment header, see `remote.rs`), and the owner links the marked
+//! blocks lowest address first. A page's free top left by a burst — blocks
+//! above the last one in use, all free — can go back to the tail and its
+//! memory to the OS (`trim_burst`, from the heap's tidy).
 //!
 //! Invariants (owner = the thread whose heap is `heap`):
 //! * `used` = blocks handed out − blocks freed by the owner − remote frees
-//!   collected; so `used == 0` means no block of the page is live and no
-//!   remote free can arrive any more.
+//!   collected; so `used == 0` means no block of the page is live, and once
+//!   `remote_quiescent` holds too, no other thread touches the page any more.
 //! * `bump_left % block_size == 0`; `[bump, bump + bump_left)` lies in the page.
-//! * Only the owner touches the plain fields; other threads touch only
-//!   `thread_free` and read `heap` (which is constant while blocks are live).
+//! * Only the owner touches the plain fields; other threads read line 2
+//!   (`heap`, `block_size`, `remote`, `recip`, `area_off`: constant while
+//!   blocks are live) and set marks and `remote_published`.
 
 use core::ptr;
 
+use core::sync::atomic::AtomicU32;
+
 use crate::heap::Heap;
-use crate::remote::RemoteList;
+use crate::remote::RemoteMarks;
 use crate::segment::SEGMENT_SIZE;
 use crate::stats;
 
@@ -69,15 +73,17 @@ pub(crate) const TRIM_MIN: usize = 16 << 10;
 ///
 /// Three cache lines, by who touches them: the owner's allocation and free
 /// state (written on every call), the fields every free reads (`heap`,
-/// `block_size`: written only when the slot is claimed), and `thread_free`
-/// (CAS-ed by other threads). A remote free then reads a line that stays
-/// shared and writes one that the owner only swaps when it collects, and
-/// never pulls the owner's hot line away from it. Measured with all three in
+/// `block_size`, and what a remote free needs to find its block's mark:
+/// written only when the slot is claimed), and the count of remote frees
+/// published (written by other threads). A remote free then reads a line
+/// that stays shared and writes one that the owner only reads when it
+/// collects, and never pulls the owner's hot line away from it. (Measured
+/// when the third line held the remote-free list's head.) Measured with all three in
 /// one line against this layout, 7 interleaved runs each: the C `c-small`
 /// stress under LD_PRELOAD (4 threads, a quarter of frees remote) 0.61 ->
 /// 0.52 s, the bench's `xmalloc` (every free remote) 239 -> 224 ms, `small`,
 /// `larson`, `cache-scratch` and `halo2` unchanged. (Moving only
-/// `thread_free` to its own line had made no difference: the remote free's
+/// the list's head to its own line had made no difference: the remote free's
 /// read of `heap` still shared the owner's line. Before that, 72-byte pages
 /// straddling lines had cost c-small 0.70 vs 0.62 s.)
 #[repr(C, align(64))]
@@ -130,18 +136,35 @@ pub(crate) struct Page {
     /// looked at the page, or when the page was claimed or released.
     /// Written by the owner's tidy only, rarely.
     pub(crate) bump_seen: u32,
-    _pad2: [u8; 48],
-    // Line 3: CAS-ed by other threads' frees.
-    /// Blocks freed by other threads, waiting for the owner to collect
-    /// (the list counts them too, so collecting does not walk them).
-    pub(crate) thread_free: RemoteList<Block>,
+    /// The slot's remote-free marks (in the segment header; null for the
+    /// sentinel and stand-in pages, which no thread frees into).
+    pub(crate) remote: *const Marks,
+    /// `2^40 / block_size`, rounded up: a block's index by a multiply (see
+    /// [`Page::block_index`]).
+    pub(crate) recip: u64,
+    /// Offset of the block area in the segment.
+    pub(crate) area_off: u32,
+    _pad2: [u8; 28],
+    // Line 3: written by other threads' frees.
+    /// Blocks other threads marked in `remote`, ever (wrapping): each adds
+    /// its number after its marks (see `remote.rs`).
+    pub(crate) remote_published: AtomicU32,
+    /// Marks the owner took from `remote`, ever (wrapping; owner only).
+    pub(crate) remote_taken: u32,
     _pad3: [u8; 56],
 }
+
+/// A page slot's remote-free marks: one bit per block of the slot (at most
+/// 16 K blocks of 16 bytes), 2 KiB, in the segment header.
+pub(crate) type Marks = RemoteMarks<MARK_WORDS, { MARK_WORDS / 64 }>;
+/// Words of [`Marks`].
+pub(crate) const MARK_WORDS: usize = crate::segment::PAGE_SIZE / 16 / 64;
 
 const _: () = {
     assert!(core::mem::size_of::<Page>() == 192);
     assert!(core::mem::offset_of!(Page, heap) == 64);
-    assert!(core::mem::offset_of!(Page, thread_free) == 128);
+    assert!(core::mem::offset_of!(Page, remote_published) == 128);
+    assert!(core::mem::offset_of!(Page, remote_taken) == 132);
     // Read from outside the process by `bench/python/segment_census.py`.
     assert!(core::mem::offset_of!(Page, used) == 8);
     assert!(core::mem::offset_of!(Page, in_full) == 41);
@@ -159,7 +182,6 @@ impl Page {
             heap: ptr::null_mut(),
             bump: ptr::null_mut(),
             bump_left: 0,
-            thread_free: RemoteList::new(),
             next: ptr::null_mut(),
             prev: ptr::null_mut(),
             class: 0,
@@ -171,7 +193,12 @@ impl Page {
             written: 0,
             trimmed_at_path: 0,
             bump_seen: 0,
-            _pad2: [0; 48],
+            remote: ptr::null(),
+            recip: 0,
+            area_off: 0,
+            _pad2: [0; 28],
+            remote_published: AtomicU32::new(0),
+            remote_taken: 0,
             _pad3: [0; 56],
         }
     }
@@ -183,7 +210,7 @@ impl Page {
     #[inline(always)]
     pub(crate) unsafe fn pop(this: *mut Page) -> *mut u8 {
         // SAFETY: (whole body) caller contract; raw accesses only, no `&mut Page`
-        // (other threads CAS `thread_free` concurrently).
+        // (other threads mark `remote` concurrently).
         #[allow(unused_unsafe)]
         unsafe {
             let b = (*this).free;
@@ -217,7 +244,7 @@ impl Page {
     #[inline(always)]
     pub(crate) unsafe fn push_local(this: *mut Page, p: *mut u8) {
         // SAFETY: (whole body) caller contract; raw accesses only, no `&mut Page`
-        // (other threads CAS `thread_free` concurrently).
+        // (other threads mark `remote` concurrently).
         #[allow(unused_unsafe)]
         unsafe {
             let b = p.cast::<Block>();
@@ -235,7 +262,7 @@ impl Page {
     /// Owner only.
     pub(crate) unsafe fn take_fresh(this: *mut Page) -> Option<*mut u8> {
         // SAFETY: (whole body) caller contract; raw accesses only, no `&mut Page`
-        // (other threads CAS `thread_free` concurrently).
+        // (other threads mark `remote` concurrently).
         #[allow(unused_unsafe)]
         unsafe {
             if (*this).area_fresh && (*this).free.is_null() && (*this).bump_left != 0 {
@@ -259,7 +286,7 @@ impl Page {
     /// Owner only.
     pub(crate) unsafe fn extend(this: *mut Page) -> bool {
         // SAFETY: (whole body) caller contract; raw accesses only, no `&mut Page`
-        // (other threads CAS `thread_free` concurrently).
+        // (other threads mark `remote` concurrently).
         #[allow(unused_unsafe)]
         unsafe {
             let bs = (*this).block_size as usize;
@@ -362,7 +389,7 @@ impl Page {
         const WORDS: usize = crate::segment::PAGE_SIZE / 16 / 64;
         let mut bits = [0u64; WORDS];
         // SAFETY: (whole body) caller contract; raw accesses only, no
-        // `&mut Page` (other threads CAS `thread_free` concurrently).
+        // `&mut Page` (other threads mark `remote` concurrently).
         unsafe {
             let bs = (*this).block_size as usize;
             let handed = ((*this).bump.addr() - area.addr()) / bs;
@@ -432,82 +459,134 @@ impl Page {
         unsafe { (*this).bump.addr() - area.addr() >= (*this).bump_seen as usize + TRIM_MIN }
     }
 
-    /// Moves every remotely freed block onto the local free list.
-    /// Returns true if any block was collected.
+    /// Moves every remotely freed block onto the local free list, lowest
+    /// address first, in front of the blocks already there. Returns true if
+    /// any block was collected.
+    ///
+    /// The marks say which blocks came back without reading them; linking
+    /// them writes each block once, and those stores do not wait on each
+    /// other as a walk of a linked list's loads would (see `remote.rs`).
+    /// In address order, objects that the program then allocates one after
+    /// the other sit side by side, as a bitmap allocator hands them out.
     ///
     /// # Safety
     /// Owner only.
     pub(crate) unsafe fn collect_remote(this: *mut Page) -> bool {
         // SAFETY: (whole body) caller contract; raw accesses only, no `&mut Page`
-        // (other threads CAS `thread_free` concurrently).
+        // (other threads mark `remote` concurrently).
         #[allow(unused_unsafe)]
         unsafe {
-            let (head, n) = (*this).thread_free.take_all();
-            if head.is_null() {
+            let marks = (*this).remote;
+            if marks.is_null() {
                 return false;
             }
-            #[cfg(debug_assertions)]
-            {
-                let mut walked = 0;
-                let mut b = head;
-                while !b.is_null() {
-                    walked += 1;
-                    // SAFETY: as below: the list is ours, its links valid.
-                    b = unsafe { Block::next(b) };
-                }
-                debug_assert_eq!(walked, n, "remote-free count out of step with the list");
-            }
-            if !(*this).free.is_null() {
-                // Rare (refills collect when the free list is empty): the
-                // remote blocks go in front, so find their tail.
-                let mut tail = head;
-                // SAFETY: every block on the list was pushed by `push_remote`
-                // with a valid link; the list is now ours alone.
-                unsafe {
-                    loop {
-                        let next = Block::next(tail);
-                        if next.is_null() {
-                            break;
-                        }
-                        #[cfg(feature = "hardened")]
-                        crate::hardened::check_link(&*this, next);
-                        tail = next;
+            let (area, _) = crate::segment::area_of(this);
+            let bs = (*this).block_size as usize;
+            let (mut head, mut tail): (*mut Block, *mut Block) = (ptr::null_mut(), ptr::null_mut());
+            let n = (*marks).collect(|w, mut mask| {
+                while mask != 0 {
+                    let i = w * 64 + mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    // SAFETY: a marked block of this page's area, freed and
+                    // handed over by its marker: ours to link.
+                    let b = unsafe { area.add(i * bs) }.cast::<Block>();
+                    if tail.is_null() {
+                        head = b;
+                    } else {
+                        // SAFETY: `tail` is a collected block, ours.
+                        unsafe { Block::set_next(tail, b) };
                     }
-                    Block::set_next(tail, (*this).free);
+                    tail = b;
                 }
+            });
+            if n == 0 {
+                return false;
             }
+            Block::set_next(tail, (*this).free);
             (*this).free = head;
-            (*this).used -= n as u32;
+            (*this).used -= n;
+            (*this).remote_taken = (*this).remote_taken.wrapping_add(n);
             true
         }
     }
 
-    /// Hands a chain of blocks of this page, freed by a thread that does not
-    /// own it and linked with [`Block::set_next`], to the owner in one push.
+    /// Blocks other threads freed into this page and the owner has not
+    /// collected (a hint, see [`RemoteMarks::waiting`]).
     ///
     /// # Safety
-    /// Every block of `first ..= last` must be a freed block of `page` that
-    /// nobody uses any more.
-    pub(crate) unsafe fn push_remote_chain(page: *const Page, first: *mut Block, last: *mut Block, n: u32) {
-        // SAFETY: as for `push_remote`, for every block of the chain; a page
-        // has far fewer blocks than the list can count (16 KiB of 16-byte
-        // blocks at most).
-        unsafe {
-            (*page)
-                .thread_free
-                .push_chain(first, last, n as usize, |node, next| Block::set_next(node, next))
-        };
+    /// Owner only; the page is a live page slot.
+    pub(crate) unsafe fn remote_waiting(this: *const Page) -> usize {
+        // SAFETY: caller contract.
+        unsafe { Marks::waiting(&(*this).remote_published, (*this).remote_taken) }
     }
 
-    /// Pushes one block freed by a thread that is not the owner.
+    /// True if no other thread is still handing blocks over to this page
+    /// (see `remote.rs`): with no block live, the page may be released.
+    ///
+    /// # Safety
+    /// Owner only; the page is a live page slot.
+    pub(crate) unsafe fn remote_quiescent(this: *const Page) -> bool {
+        // SAFETY: caller contract.
+        unsafe { Marks::quiescent(&(*this).remote_published, (*this).remote_taken) }
+    }
+
+    /// The index of block `p` in the page's area: a multiply by the
+    /// reciprocal, exact for offsets below 2^18 (a page) and block sizes up
+    /// to 2^16 (the rounding error times the offset stays under 2^40).
+    ///
+    /// # Safety
+    /// `p` is a block of the page, which is claimed.
+    #[inline(always)]
+    unsafe fn block_index(this: *const Page, p: *const u8) -> usize {
+        // SAFETY: caller contract (fields written when the slot was claimed).
+        unsafe {
+            let off = (p.addr() & (SEGMENT_SIZE - 1)) - (*this).area_off as usize;
+            ((off as u64 * (*this).recip) >> 40) as usize
+        }
+    }
+
+    /// Hands a chain of blocks of this page, freed by a thread that does not
+    /// own it and linked with [`Block::set_next`], to the owner: marks them
+    /// (see `remote.rs`).
+    ///
+    /// # Safety
+    /// Every block of `first ..= last` (`n` blocks) must be a freed block of
+    /// `page` that nobody uses any more; the caller touches none of them
+    /// afterwards.
+    pub(crate) unsafe fn push_remote_chain(page: *const Page, first: *mut Block, last: *mut Block, n: u32) {
+        let mut b = first;
+        let mut left = n;
+        let blocks = core::iter::from_fn(|| {
+            if left == 0 {
+                return None;
+            }
+            left -= 1;
+            let this = b;
+            if left != 0 {
+                // Read before `this` is marked (the owner may reuse it as
+                // soon as it is).
+                // SAFETY: a block of the chain, not marked yet.
+                b = unsafe { Block::next(this) };
+            }
+            // SAFETY: caller contract: a block of `page`.
+            Some(unsafe { Page::block_index(page, this.cast()) })
+        });
+        debug_assert!(n > 0 && !first.is_null() && !last.is_null());
+        // SAFETY: the page outlives its live blocks, and these are live until
+        // `publish` returns (the count goes last).
+        unsafe { (*(*page).remote).publish(blocks, &(*page).remote_published) };
+    }
+
+    /// Hands one block freed by a thread that is not the owner to the owner.
     ///
     /// # Safety
     /// `p` must be a live block of `page`, not used afterwards.
     pub(crate) unsafe fn push_remote(page: *const Page, p: *mut u8) {
-        let b = p.cast::<Block>();
-        // SAFETY: the page outlives its live blocks, and `p` is live until
-        // the push completes, so `page` is valid here; the block is ours to
-        // write until it is published.
-        unsafe { (*page).thread_free.push(b, |node, next| Block::set_next(node, next)) };
+        // SAFETY: forwarded caller contract; the block is live until
+        // `publish` returns.
+        unsafe {
+            let i = Page::block_index(page, p);
+            (*(*page).remote).publish(core::iter::once(i), &(*page).remote_published);
+        }
     }
 }

@@ -1,129 +1,131 @@
-//! The cross-thread free list: a lock-free LIFO stack that any thread may
-//! push a freed block onto and that only the owner drains, all at once.
+//! Cross-thread frees: a page's remote-free marks, one bit per block, that
+//! any thread may set and only the owner takes, with a count of the blocks
+//! published.
 //!
-//! This is the whole protocol between threads on the small-object paths:
-//! `push` (one node) and `push_chain` (a chain the pusher linked privately)
-//! are a CAS loop with Release (the link words are published with it),
-//! `take_all` is one swap with Acquire. There is no ABA problem: nodes are
-//! only ever pushed and removed all together by a single consumer.
+//! This is the whole protocol between threads on the small-object paths. A
+//! freeing thread sets its blocks' bits (`fetch_or` with Release, one per
+//! run of blocks in the same 64-bit word), then the summary bits of the
+//! words it touched (bit `w` of the summary: word `w` may have marks), then
+//! adds its number of blocks to the page's published count (Release) — its
+//! last touch of the page. The owner swaps the summary words it finds set
+//! and then each flagged word (Acquire), and counts what it took.
 //!
-//! The head word also counts the nodes on the list, in its top 16 bits
-//! (user-space addresses fit in 48 bits on every platform nalloc runs on),
-//! so `take_all` returns the list and its length from one swap, always
-//! consistent with each other. The owner needs the length (a page's live
-//! count drops by it) and used to walk the whole list for it: a cache miss
-//! per node, on lines that another thread had just written (7 % of a
-//! Python program's time under `LD_PRELOAD`).
+//! Why bits rather than a list linked through the freed blocks (what nalloc
+//! had, as mimalloc has): the owner learns which blocks came back without
+//! reading them. A linked list is taken in one swap but then walked block by
+//! block, each link a cache miss on a line another core wrote, and whoever
+//! walks it — the owner collecting, or its allocations popping one block at
+//! a time — waits on every miss in turn. With the bits, the owner links the
+//! blocks lowest address first with stores only, which do not wait on each
+//! other (see `Page::collect_remote`).
+//!
+//! **When may the owner let the page go?** A thread's bits can be taken by
+//! the owner before its summary bits or its count are set (the owner swaps a
+//! whole word that another thread flagged). So the owner may release a page
+//! only when every block is free *and* its count of blocks taken equals the
+//! published count ([`RemoteMarks::quiescent`]): every thread whose bits it
+//! took has then finished with the page. A summary bit set after the owner
+//! took the word is harmless: the next collection finds the word empty.
 //!
 //! Self-contained (no `crate::` paths) so that `tests/loom.rs` can compile
 //! it against loom's model-checked atomics.
 
 #[cfg(not(loom))]
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 #[cfg(loom)]
-use loom::sync::atomic::{AtomicPtr, Ordering};
+use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-/// A multi-producer, single-consumer stack of intrusively linked nodes.
-pub(crate) struct RemoteList<T> {
-    head: AtomicPtr<T>,
+/// Remote-free marks for up to `64 * W` blocks, with `S` summary words
+/// (`S * 64 >= W`). All zero is the empty state: the marks live in segment
+/// headers, which come from the OS zeroed.
+pub(crate) struct RemoteMarks<const W: usize, const S: usize> {
+    summary: [AtomicU64; S],
+    words: [AtomicU64; W],
 }
 
-impl<T> RemoteList<T> {
-    /// An empty list.
-    #[cfg(not(loom))]
-    pub(crate) const fn new() -> Self {
-        Self {
-            head: AtomicPtr::new(core::ptr::null_mut()),
-        }
-    }
-
-    /// An empty list.
+impl<const W: usize, const S: usize> RemoteMarks<W, S> {
+    /// Empty marks (the segment header's are zeroed memory instead).
     #[cfg(loom)]
     pub(crate) fn new() -> Self {
         Self {
-            head: AtomicPtr::new(core::ptr::null_mut()),
+            summary: core::array::from_fn(|_| AtomicU64::new(0)),
+            words: core::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 
-    /// True if nothing is waiting (a relaxed hint, may be stale).
-    #[inline]
-    pub(crate) fn is_empty(&self) -> bool {
-        self.head.load(Ordering::Relaxed).is_null()
-    }
-
-    /// How many nodes are waiting (a relaxed hint, may be stale: it can only
-    /// be lower than the truth, as nodes are only added until the owner
-    /// takes them all).
-    #[inline]
-    pub(crate) fn len(&self) -> usize {
-        self.head.load(Ordering::Relaxed).addr() >> COUNT_SHIFT
-    }
-
-    /// Pushes `node`; `set_link(node, next)` must store `next` in the node.
+    /// Marks the blocks whose indices `blocks` yields (each once, each `<
+    /// 64 * W`) as freed, then adds their number to `published`. Consecutive
+    /// indices in the same word are set with one atomic operation.
     ///
-    /// # Safety
-    /// `node` must be valid for writes and owned by the caller until this
-    /// returns; afterwards it belongs to the list.
-    #[inline]
-    pub(crate) unsafe fn push(&self, node: *mut T, set_link: impl Fn(*mut T, *mut T)) {
-        // SAFETY: forwarded caller contract (a chain of one node).
-        unsafe { self.push_chain(node, node, 1, set_link) }
-    }
-
-    /// Pushes the chain `first ..= last` of `n` nodes (already linked by the
-    /// caller, `first` nearest the head) with one CAS; `set_link(last,
-    /// next)` must store `next` in `last`.
-    ///
-    /// # Safety
-    /// Every node of the chain must be valid for writes and owned by the
-    /// caller until this returns; afterwards they belong to the list. The
-    /// list may never hold more than `MAX_COUNT` nodes.
-    #[inline]
-    pub(crate) unsafe fn push_chain(&self, first: *mut T, last: *mut T, n: usize, set_link: impl Fn(*mut T, *mut T)) {
-        debug_assert!(first.addr() & !ADDR_MASK == 0, "node address beyond 48 bits");
-        let mut head = self.head.load(Ordering::Relaxed);
-        loop {
-            set_link(last, untag(head));
-            let count = (head.addr() >> COUNT_SHIFT) + n;
-            debug_assert!(count <= MAX_COUNT);
-            let new = first.map_addr(|a| a | count << COUNT_SHIFT);
-            // Release publishes the links of the whole chain, written by
-            // this thread before the CAS.
-            match self
-                .head
-                .compare_exchange_weak(head, new, Ordering::Release, Ordering::Relaxed)
-            {
-                Ok(_) => return,
-                Err(h) => head = h,
+    /// The caller hands each block over as its bit is set: it must have read
+    /// whatever it needs from a block before `blocks` yields the next index
+    /// (the owner may take and reuse the blocks of a word as soon as it is
+    /// set), and it touches neither the marks nor `published` afterwards.
+    pub(crate) fn publish(&self, blocks: impl Iterator<Item = usize>, published: &AtomicU32) {
+        let mut summary = [0u64; S];
+        let (mut word, mut mask, mut n) = (usize::MAX, 0u64, 0u32);
+        for i in blocks {
+            let w = i / 64;
+            if w != word {
+                if mask != 0 {
+                    // Release: the blocks' contents, written before they
+                    // were freed, are visible to the owner that takes them.
+                    self.words[word].fetch_or(mask, Ordering::Release);
+                }
+                word = w;
+                mask = 0;
+                summary[w / 64] |= 1 << (w % 64);
+            }
+            mask |= 1 << (i % 64);
+            n += 1;
+        }
+        if mask != 0 {
+            self.words[word].fetch_or(mask, Ordering::Release);
+        }
+        for (s, bits) in self.summary.iter().zip(summary) {
+            if bits != 0 {
+                s.fetch_or(bits, Ordering::Release);
             }
         }
+        // Last: once the owner sees this count its marks are all set.
+        published.fetch_add(n, Ordering::Release);
     }
 
-    /// Takes every node pushed so far, with their number (null and 0 if
-    /// none). Only one thread (the owner) may call this.
-    #[inline]
-    pub(crate) fn take_all(&self) -> (*mut T, usize) {
-        if self.is_empty() {
-            return (core::ptr::null_mut(), 0);
+    /// Takes every mark set so far (owner only): calls `f(word, mask)` for
+    /// each word with marks, lowest word first, and returns how many marks
+    /// were taken. Cheap when nothing is flagged (`S` relaxed loads).
+    pub(crate) fn collect(&self, mut f: impl FnMut(usize, u64)) -> u32 {
+        let mut n = 0;
+        for (i, s) in self.summary.iter().enumerate() {
+            if s.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let mut flagged = s.swap(0, Ordering::Acquire);
+            while flagged != 0 {
+                let w = i * 64 + flagged.trailing_zeros() as usize;
+                flagged &= flagged - 1;
+                // Acquire pairs with `publish`'s Release on the word.
+                let mask = self.words[w].swap(0, Ordering::Acquire);
+                if mask != 0 {
+                    n += mask.count_ones();
+                    f(w, mask);
+                }
+            }
         }
-        // Acquire pairs with `push`'s Release: the links are visible.
-        let head = self.head.swap(core::ptr::null_mut(), Ordering::Acquire);
-        (untag(head), head.addr() >> COUNT_SHIFT)
+        n
     }
-}
 
-/// Where the node count starts in the head word.
-#[cfg(target_pointer_width = "64")]
-const COUNT_SHIFT: u32 = 48;
-#[cfg(not(target_pointer_width = "64"))]
-compile_error!("the remote free list keeps its length in the head pointer's top 16 bits: 64-bit targets only");
-/// The address bits of the head word.
-const ADDR_MASK: usize = (1 << COUNT_SHIFT) - 1;
-/// The most nodes a list may hold.
-pub(crate) const MAX_COUNT: usize = (1 << (usize::BITS - COUNT_SHIFT)) - 1;
+    /// True if every thread that published into these marks is done with
+    /// them, given the owner's running count of marks `taken` (see the
+    /// module docs): the page may be released.
+    pub(crate) fn quiescent(published: &AtomicU32, taken: u32) -> bool {
+        published.load(Ordering::Acquire) == taken
+    }
 
-/// The node address of a head word (its provenance kept).
-#[inline(always)]
-fn untag<T>(head: *mut T) -> *mut T {
-    head.map_addr(|a| a & ADDR_MASK)
+    /// Blocks published and not taken yet, given the owner's count `taken`
+    /// (a hint: 0 while the owner has taken marks whose count is not
+    /// published yet).
+    pub(crate) fn waiting(published: &AtomicU32, taken: u32) -> usize {
+        (published.load(Ordering::Relaxed).wrapping_sub(taken) as i32).max(0) as usize
+    }
 }

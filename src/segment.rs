@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!  segment base (4 MiB aligned)
-//!  ├─ 0 .. 64 KiB     segment header: owner heap, page-slot masks, Page[16]
+//!  ├─ 0 .. 64 KiB     segment header: Page[16], owner heap, page-slot
+//!  │                  masks, remote-free marks (2 KiB per slot)
 //!  ├─ 64K .. 256K     page 0's blocks (the header takes the rest of slot 0)
 //!  ├─ 256K .. 512K    page 1's blocks
 //!  │  ...
@@ -93,6 +94,10 @@ pub(crate) struct Segment {
     /// Bit i set: page slot i's area has been written since it was mapped
     /// (or last purged).
     pub(crate) dirty_mask: u32,
+    /// Per page slot, its remote-free marks (see `remote.rs`). Never written
+    /// when the header is set up: they are zero in a new mapping, and a
+    /// segment's slots are released only when every mark was taken.
+    pub(crate) remote: [crate::page::Marks; PAGES_PER_SEGMENT],
 }
 
 const _: () = assert!(core::mem::size_of::<Segment>() <= FIRST_AREA);
@@ -255,17 +260,18 @@ impl Segment {
                 (cached, (*cached).dirty_mask)
             }
         };
-        let s = Segment {
-            pages: [const { Page::empty() }; PAGES_PER_SEGMENT],
-            heap,
-            next: ptr::null_mut(),
-            prev: ptr::null_mut(),
-            free_mask: ALL_PAGES,
-            dirty_mask: dirty,
-        };
         // SAFETY: `seg` is a mapping of SEGMENT_SIZE bytes that nobody else
-        // references; the header fits below FIRST_AREA (checked above).
-        unsafe { ptr::write(seg, s) };
+        // references; the header fits below FIRST_AREA (checked above). The
+        // remote-free marks are left as they are (see `Segment::remote`):
+        // writing them would make 32 KiB of every segment resident.
+        unsafe {
+            ptr::addr_of_mut!((*seg).pages).write([const { Page::empty() }; PAGES_PER_SEGMENT]);
+            ptr::addr_of_mut!((*seg).heap).write(heap);
+            ptr::addr_of_mut!((*seg).next).write(ptr::null_mut());
+            ptr::addr_of_mut!((*seg).prev).write(ptr::null_mut());
+            ptr::addr_of_mut!((*seg).free_mask).write(ALL_PAGES);
+            ptr::addr_of_mut!((*seg).dirty_mask).write(dirty);
+        }
         if dirty != 0 {
             // Without this, the written slots of a segment that went through
             // the cache looked free since time 0 and were purged at the next
@@ -400,7 +406,7 @@ impl Segment {
         // SAFETY: (whole body) owner only. Every pointer is derived from
         // `seg`, which carries the provenance of the whole segment mapping;
         // no reference to the segment or a page is made, because other
-        // threads may CAS the `thread_free` list of any page meanwhile.
+        // threads may mark the remote frees of any page meanwhile.
         unsafe {
             let free_mask = (*seg).free_mask;
             if free_mask == 0 {
@@ -446,6 +452,9 @@ impl Segment {
             (*page).used = 0;
             (*page).block_size = block_size as u32;
             (*page).heap = (*seg).heap;
+            (*page).remote = ptr::addr_of!((*seg).remote).cast::<crate::page::Marks>().add(i);
+            (*page).recip = (1u64 << 40).div_ceil(block_size as u64);
+            (*page).area_off = start as u32;
             // `start + blocks * block_size <= SEGMENT_SIZE`.
             (*page).bump = base.add(start);
             (*page).bump_left = (blocks * block_size) as u32;

@@ -1,17 +1,17 @@
 //! Model checks (loom) of the allocator's two lock-free protocols:
 //!
-//! * `RemoteList` (src/remote.rs): the cross-thread free list every remote
-//!   `free` (or batch of them, `push_chain`) goes onto and the owning heap
-//!   drains with `take_all`;
+//! * `RemoteMarks` (src/remote.rs): the remote-free marks every remote
+//!   `free` (or batch of them) sets and the owning heap takes with
+//!   `collect`;
 //! * `Once` (src/once.rs): the lazy initialisation flag.
 //!
 //! Both modules are self-contained and switch to loom's atomics under
-//! `cfg(loom)`, so they are compiled here verbatim. Node links and payloads
-//! live in `loom::cell::UnsafeCell`s: loom then reports every non-atomic
-//! access that is not ordered by a happens-before edge, which is exactly
-//! what a missing Release/Acquire would cause. A control test runs the same
-//! checks against a copy of the list with Relaxed orderings and expects
-//! loom to catch it, so the harness itself is known to be sensitive.
+//! `cfg(loom)`, so they are compiled here verbatim. Block payloads live in
+//! `loom::cell::UnsafeCell`s: loom then reports every non-atomic access that
+//! is not ordered by a happens-before edge, which is exactly what a missing
+//! Release/Acquire would cause. A control test runs the same checks against
+//! a copy of the marks with Relaxed orderings and expects loom to catch it,
+//! so the harness itself is known to be sensitive.
 //!
 //! Run: `RUSTFLAGS="--cfg loom" cargo test --release --test loom`
 //! (needs `[target.'cfg(loom)'.dev-dependencies] loom = "0.7"`).
@@ -26,207 +26,183 @@ mod remote;
 mod once;
 
 use loom::cell::UnsafeCell;
-use loom::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 
 use once::Once;
-use remote::RemoteList;
+use remote::RemoteMarks;
 
-/// An intrusively linked node, as a freed block is: the link is written by
-/// the pusher, read by the collector.
-struct Node {
-    next: UnsafeCell<*mut Node>,
-    payload: UnsafeCell<u64>,
+/// Blocks of the model's page: indices in two mark words (0-63, 64-127).
+const BLOCKS: [usize; 5] = [0, 1, 64, 2, 65];
+
+/// A page as the protocol sees it: block payloads (written by the freeing
+/// thread before it frees, read by the owner after it collects), the marks
+/// and the published count.
+struct Page<M> {
+    payload: Vec<UnsafeCell<u64>>,
+    marks: M,
+    published: AtomicU32,
+}
+// SAFETY: payloads are handed from one thread to another by the protocol
+// under test, which loom checks.
+unsafe impl<M: Sync> Sync for Page<M> {}
+// SAFETY: as above.
+unsafe impl<M: Send> Send for Page<M> {}
+
+/// What both the real marks and the broken control implement.
+trait Marks: Send + Sync + 'static {
+    fn new() -> Self;
+    fn publish(&self, blocks: &[usize], published: &AtomicU32);
+    fn collect(&self, f: impl FnMut(usize, u64)) -> u32;
 }
 
-fn new_node(payload: u64) -> *mut Node {
-    let n = Box::into_raw(Box::new(Node {
-        next: UnsafeCell::new(core::ptr::null_mut()),
-        payload: UnsafeCell::new(0),
-    }));
-    // The payload is written non-atomically before the push, like a block's
-    // contents before it is freed.
-    // SAFETY: `n` is a fresh node nobody else can see yet.
-    unsafe { (*n).payload.with_mut(|p| *p = payload) };
-    n
+impl Marks for RemoteMarks<2, 1> {
+    fn new() -> Self {
+        RemoteMarks::new()
+    }
+    fn publish(&self, blocks: &[usize], published: &AtomicU32) {
+        RemoteMarks::publish(self, blocks.iter().copied(), published)
+    }
+    fn collect(&self, f: impl FnMut(usize, u64)) -> u32 {
+        RemoteMarks::collect(self, f)
+    }
 }
 
-fn set_link(node: *mut Node, next: *mut Node) {
-    // SAFETY: `node` is owned by the pusher until the push succeeds.
-    unsafe { (*node).next.with_mut(|p| *p = next) };
+/// `RemoteMarks` with every ordering weakened to Relaxed: the planted bug.
+struct Broken {
+    summary: AtomicU64,
+    words: [AtomicU64; 2],
 }
 
-/// Walks and frees a list returned by `take_all`, returning the payloads;
-/// checks the count the list reported with it (where it reports one).
-fn drain((mut n, count): (*mut Node, Option<usize>)) -> Vec<u64> {
-    let mut got = Vec::new();
-    while !n.is_null() {
-        // SAFETY: the list belongs to the collector; each node was pushed
-        // once and is freed once, here.
-        unsafe {
-            got.push((*n).payload.with(|p| *p));
-            let next = (*n).next.with(|p| *p);
-            drop(Box::from_raw(n));
-            n = next;
+impl Marks for Broken {
+    fn new() -> Self {
+        Broken {
+            summary: AtomicU64::new(0),
+            words: [AtomicU64::new(0), AtomicU64::new(0)],
         }
     }
-    if let Some(count) = count {
-        assert_eq!(count, got.len(), "the list's count does not match its nodes");
+    fn publish(&self, blocks: &[usize], published: &AtomicU32) {
+        for &i in blocks {
+            self.words[i / 64].fetch_or(1 << (i % 64), Ordering::Relaxed);
+            self.summary.fetch_or(1 << (i / 64), Ordering::Relaxed);
+        }
+        published.fetch_add(blocks.len() as u32, Ordering::Relaxed);
     }
+    fn collect(&self, mut f: impl FnMut(usize, u64)) -> u32 {
+        let mut flagged = self.summary.swap(0, Ordering::Relaxed);
+        let mut n = 0;
+        while flagged != 0 {
+            let w = flagged.trailing_zeros() as usize;
+            flagged &= flagged - 1;
+            let m = self.words[w].swap(0, Ordering::Relaxed);
+            n += m.count_ones();
+            if m != 0 {
+                f(w, m);
+            }
+        }
+        n
+    }
+}
+
+fn payload_of(i: usize) -> u64 {
+    1000 + i as u64
+}
+
+/// Takes the marks and checks each block's payload; returns the indices.
+fn collect_checked<M: Marks>(page: &Page<M>, taken: &mut u32) -> Vec<usize> {
+    let mut got = Vec::new();
+    let n = page.marks.collect(|w, mut mask| {
+        while mask != 0 {
+            let i = w * 64 + mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            let slot = BLOCKS.iter().position(|&b| b == i).expect("a mark for no block");
+            // SAFETY: the block was handed over by its marker (the property
+            // under test: its payload write happened-before).
+            let v = page.payload[slot].with(|p| unsafe { *p });
+            assert_eq!(v, payload_of(i), "a collected block's contents are not visible");
+            got.push(i);
+        }
+    });
+    assert_eq!(n as usize, got.len(), "collect's count does not match its marks");
+    *taken = taken.wrapping_add(n);
     got
 }
 
-/// What both the real list and the broken control implement.
-trait Stack: Send + Sync + 'static {
-    fn new() -> Self;
-    /// # Safety
-    /// `node` must be a fresh node owned by the caller.
-    unsafe fn push(&self, node: *mut Node);
-    /// The nodes and, where the list counts them, their number.
-    fn take_all(&self) -> (*mut Node, Option<usize>);
-}
-
-/// The list under test.
-struct Real(RemoteList<Node>);
-// SAFETY: the list only holds an atomic pointer; nodes are handed over by
-// the protocol under test.
-unsafe impl Send for Real {}
-// SAFETY: as above.
-unsafe impl Sync for Real {}
-
-impl Stack for Real {
-    fn new() -> Self {
-        Real(RemoteList::new())
-    }
-    unsafe fn push(&self, node: *mut Node) {
-        // SAFETY: forwarded caller contract.
-        unsafe { self.0.push(node, set_link) }
-    }
-    fn take_all(&self) -> (*mut Node, Option<usize>) {
-        let (n, count) = self.0.take_all();
-        (n, Some(count))
-    }
-}
-
-/// `RemoteList` with every ordering weakened to Relaxed: the planted bug.
-struct Broken(AtomicPtr<Node>);
-
-impl Stack for Broken {
-    fn new() -> Self {
-        Broken(AtomicPtr::new(core::ptr::null_mut()))
-    }
-    unsafe fn push(&self, node: *mut Node) {
-        let mut head = self.0.load(Ordering::Relaxed);
-        loop {
-            set_link(node, head);
-            match self
-                .0
-                .compare_exchange_weak(head, node, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return,
-                Err(h) => head = h,
-            }
-        }
-    }
-    fn take_all(&self) -> (*mut Node, Option<usize>) {
-        (self.0.swap(core::ptr::null_mut(), Ordering::Relaxed), None)
-    }
-}
-
-/// Two producers push two nodes each; the owner collects twice
-/// concurrently and once after they are done: every node arrives exactly
-/// once with its payload, and each collection's count matches its nodes.
-fn remote_list_model<S: Stack>() {
+/// Two threads free blocks into the page (one a batch spanning both mark
+/// words, one two single blocks) while the owner collects twice; the owner
+/// collects once more after they are done: every block arrives exactly
+/// once with its contents, and the owner's count of taken marks then
+/// equals the published count (the page may be released).
+fn remote_marks_model<M: Marks>() {
     let mut builder = loom::model::Builder::new();
-    // Exhaustive is too slow (over 13 CPU minutes); 4 preemptions explore
-    // ~93,000 executions in about 4 s. `LOOM_MAX_PREEMPTIONS` overrides.
+    // 4 preemptions, as for the other models here; `LOOM_MAX_PREEMPTIONS`
+    // overrides.
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(4);
     }
     builder.check(|| {
-        let list = Arc::new(S::new());
-        let producers: Vec<_> = [[1u64, 2], [3, 4]]
-            .into_iter()
-            .map(|payloads| {
-                let list = list.clone();
-                thread::spawn(move || {
-                    for v in payloads {
-                        // SAFETY: a fresh node, ours until pushed.
-                        unsafe { list.push(new_node(v)) };
-                    }
-                })
+        let page = Arc::new(Page {
+            payload: BLOCKS.iter().map(|_| UnsafeCell::new(0)).collect(),
+            marks: M::new(),
+            published: AtomicU32::new(0),
+        });
+        let write = |page: &Page<M>, i: usize| {
+            let slot = BLOCKS.iter().position(|&b| b == i).unwrap();
+            // SAFETY: the block is the writer's until it is marked.
+            page.payload[slot].with_mut(|p| unsafe { *p = payload_of(i) });
+        };
+        let batch = {
+            let page = page.clone();
+            thread::spawn(move || {
+                for i in [0, 1, 64] {
+                    write(&page, i);
+                }
+                page.marks.publish(&[0, 1, 64], &page.published);
             })
-            .collect();
-        // The yields matter: loom 0.7's search does not reorder this
-        // thread's first relaxed load (in `take_all`) after the producers'
-        // first load + CAS on their own, so without them the concurrent
-        // collections would only ever see an empty list (measured: 0 of
-        // 837 executions saw a node). A yield lets the producers run first.
+        };
+        let singles = {
+            let page = page.clone();
+            thread::spawn(move || {
+                for i in [2, 65] {
+                    write(&page, i);
+                    page.marks.publish(&[i], &page.published);
+                }
+            })
+        };
+        // The yields let the freeing threads run first (loom 0.7 does not
+        // reorder this thread's first relaxed load on its own).
+        let mut taken = 0u32;
         thread::yield_now();
-        let mut got = drain(list.take_all());
+        let mut got = collect_checked(&page, &mut taken);
         thread::yield_now();
-        got.extend(drain(list.take_all()));
-        for p in producers {
-            p.join().unwrap();
-        }
-        got.extend(drain(list.take_all()));
+        got.extend(collect_checked(&page, &mut taken));
+        batch.join().unwrap();
+        singles.join().unwrap();
+        got.extend(collect_checked(&page, &mut taken));
         got.sort_unstable();
-        assert_eq!(got, [1, 2, 3, 4], "a node was lost or received twice");
-        assert!(list.take_all().0.is_null());
+        assert_eq!(got, [0, 1, 2, 64, 65], "a block was lost or received twice");
+        assert_eq!(
+            page.published.load(Ordering::Acquire),
+            taken,
+            "published count out of step"
+        );
+        assert!(RemoteMarks::<2, 1>::quiescent(&page.published, taken));
+        assert_eq!(page.marks.collect(|_, _| {}), 0, "marks left after the last collection");
     });
 }
 
 #[test]
-fn remote_list_every_node_arrives_once_intact() {
-    remote_list_model::<Real>();
-}
-
-/// A producer links three nodes privately and hands them over with one
-/// `push_chain` while another pushes single nodes and the owner collects
-/// concurrently: every node arrives exactly once with its payload (the
-/// chain's inner links are published by the one Release CAS).
-#[test]
-fn remote_list_chain_arrives_whole() {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(4);
-    }
-    builder.check(|| {
-        let list = Arc::new(Real::new());
-        let chain = {
-            let list = list.clone();
-            thread::spawn(move || {
-                let (a, b, c) = (new_node(10), new_node(11), new_node(12));
-                set_link(a, b);
-                set_link(b, c);
-                // SAFETY: the three nodes are fresh and ours until pushed.
-                unsafe { list.0.push_chain(a, c, 3, set_link) };
-            })
-        };
-        let single = {
-            let list = list.clone();
-            thread::spawn(move || {
-                // SAFETY: a fresh node, ours until pushed.
-                unsafe { list.push(new_node(20)) };
-            })
-        };
-        thread::yield_now();
-        let mut got = drain(list.take_all());
-        chain.join().unwrap();
-        single.join().unwrap();
-        got.extend(drain(list.take_all()));
-        got.sort_unstable();
-        assert_eq!(got, [10, 11, 12, 20], "a node was lost or received twice");
-    });
+fn remote_marks_every_block_arrives_once_intact() {
+    remote_marks_model::<RemoteMarks<2, 1>>();
 }
 
 /// Control: the same model against a Relaxed copy must fail (loom reports
-/// the unsynchronised read of a node's link or payload).
+/// the unsynchronised read of a block's payload).
 #[test]
 #[should_panic(expected = "Causality violation")]
-fn control_relaxed_remote_list_is_caught() {
-    remote_list_model::<Broken>();
+fn control_relaxed_remote_marks_are_caught() {
+    remote_marks_model::<Broken>();
 }
 
 struct Shared {
