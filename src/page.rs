@@ -477,7 +477,14 @@ impl Page {
         #[allow(unused_unsafe)]
         unsafe {
             let marks = (*this).remote;
-            if marks.is_null() {
+            // Nothing published since the last collection (or no marks):
+            // the marks' memory is not even read, so a page that no other
+            // thread frees into never makes its 2 KiB of marks resident.
+            // (Marks whose count is not published yet wait for the next
+            // collection, as if they came a moment later.)
+            if marks.is_null()
+                || (*this).remote_published.load(core::sync::atomic::Ordering::Relaxed) == (*this).remote_taken
+            {
                 return false;
             }
             let (area, _) = crate::segment::area_of(this);
