@@ -713,6 +713,71 @@ fn a_bursts_memory_at_a_page_top_goes_back() {
 }
 
 #[test]
+fn remote_frees_come_back_lowest_address_first() {
+    // A thread allocates blocks of 48 bytes (not line-sized, so a freeing
+    // thread hands them back rather than keep them), keeps every eighth
+    // and has another thread free the rest in a scrambled order. Once its
+    // free list runs dry it collects them: each page hands its collected
+    // blocks out again lowest address first, whatever the order of the
+    // frees, with the right contents and no overlap.
+    const N: usize = 256;
+    let a = NAlloc::new();
+    let l = layout(48, 8);
+    assert_eq!(CLASS_SIZE[crate::size_class::class_of(48)], 48);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut kept: Vec<Live<'_>> = Vec::new();
+            let mut freed: Vec<Live<'_>> = Vec::new();
+            for i in 0..N {
+                let b = Live::new(&a, l, i as u64);
+                if i % 8 == 0 {
+                    kept.push(b);
+                } else {
+                    freed.push(b);
+                }
+            }
+            // Scrambled: every 37th block (37 is prime to the count, 224).
+            let m = freed.len();
+            let mut order: Vec<Option<Live<'_>>> = freed.into_iter().map(Some).collect();
+            let scrambled: Vec<Live<'_>> = (0..m).map(|i| order[i * 37 % m].take().unwrap()).collect();
+            let addrs: Vec<usize> = scrambled.iter().map(|b| b.p.addr()).collect();
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let own = Live::new(&a, layout(24, 8), 7); // a heap of its own: batched frees
+                    drop(scrambled);
+                    drop(own);
+                });
+            });
+            // Allocate until every freed block came back (the blocks still
+            // threaded on the free list come first).
+            let mut again: Vec<Live<'_>> = Vec::new();
+            let mut back: Vec<usize> = Vec::new();
+            while back.len() < m && again.len() < 4 * N {
+                let b = Live::new(&a, l, 1000 + again.len() as u64);
+                if addrs.contains(&b.p.addr()) {
+                    back.push(b.p.addr());
+                }
+                again.push(b);
+            }
+            assert_eq!(back.len(), m, "the freed blocks were not all reused");
+            for pg in back.iter().map(|p| p >> segment::PAGE_SHIFT) {
+                let of_page: Vec<usize> = back
+                    .iter()
+                    .copied()
+                    .filter(|p| p >> segment::PAGE_SHIFT == pg)
+                    .collect();
+                assert!(
+                    of_page.windows(2).all(|w| w[0] < w[1]),
+                    "a page's collected blocks came back out of address order"
+                );
+            }
+            let mut spans: Vec<(usize, usize)> = kept.iter().chain(&again).map(|b| (b.p.addr(), 48)).collect();
+            assert_disjoint(&mut spans);
+        });
+    });
+}
+
+#[test]
 fn refill_prefers_fuller_pages_to_sparse_ones() {
     // Pages P1 (oldest), P2, P3 (current) of 16000-B blocks. P2 is left
     // with one live block (sparse), P1 with all but two. When P3 runs dry,

@@ -7,7 +7,8 @@ segment headers from /proc/PID/mem and the residency of every page slot from
 
 * resident bytes in segment memory, split into free page slots (released,
   not purged), blocks freed by other threads but not yet collected by the
-  page's owner (the count kept in each page's `thread_free` head), and the rest
+  page's owner (published minus collected, the two counts in each page's
+  third cache line), and the rest
   (live blocks, freed blocks on owners' free lists, rounding);
 * per block size: pages, full pages, live and remotely freed bytes, resident.
 
@@ -36,7 +37,7 @@ PAGE = 256 << 10
 PAGES = SEGMENT // PAGE
 PAGE_META = 192  # size_of::<Page>()
 # Offsets inside `Page` and `Segment` (asserted in the Rust sources).
-USED, CLASS, IN_FULL, BLOCK_SIZE, THREAD_FREE = 8, 40, 41, 72, 128
+USED, CLASS, IN_FULL, BLOCK_SIZE, REMOTE_PUBLISHED, REMOTE_TAKEN = 8, 40, 41, 72, 128, 132
 SEG_HEAP, SEG_FREE_MASK = PAGES * PAGE_META, PAGES * PAGE_META + 24
 
 
@@ -102,9 +103,10 @@ def census(pid):
                 used = struct.unpack_from("<I", hdr, base + USED)[0]
                 size = struct.unpack_from("<I", hdr, base + BLOCK_SIZE)[0]
                 full = hdr[base + IN_FULL]
-                # The remote-free list's head word keeps the list's length in
-                # its top 16 bits (src/remote.rs).
-                remote = struct.unpack_from("<Q", hdr, base + THREAD_FREE)[0] >> 48
+                # Remote frees published and collected, both wrapping u32
+                # counts (src/remote.rs); a negative difference is transient.
+                published, taken = struct.unpack_from("<II", hdr, base + REMOTE_PUBLISHED)
+                remote = max(0, ((published - taken + (1 << 31)) % (1 << 32)) - (1 << 31))
                 resident = sum(present[i * PAGE // 4096:(i + 1) * PAGE // 4096]) * 4
                 slots.append((heap, (free_mask >> i) & 1, size, used, remote, resident, full))
             seg += SEGMENT
