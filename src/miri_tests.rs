@@ -418,8 +418,10 @@ fn foreign_blocks_are_kept_reused_and_handed_back() {
         pages
             .iter()
             .map(|&p| {
-                // SAFETY: a block of a page of this thread's heap, which only
-                // this thread releases; the list's count is atomic.
+                // SAFETY: a block of a live page of this thread's heap (only
+                // this thread releases it, and only this thread, its owner,
+                // reads the count of marks taken; the published count is
+                // atomic).
                 unsafe { crate::page::Page::remote_waiting(segment::page_of(p)) }
             })
             .sum()

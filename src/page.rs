@@ -579,8 +579,10 @@ impl Page {
             Some(unsafe { Page::block_index(page, this.cast()) })
         });
         debug_assert!(n > 0 && !first.is_null() && !last.is_null());
-        // SAFETY: the page outlives its live blocks, and these are live until
-        // `publish` returns (the count goes last).
+        // SAFETY: the page outlives its live blocks; once some of them are
+        // marked the owner may take them, but it releases the page only after
+        // this thread's count is added, `publish`'s last touch of the page
+        // (see `Page::remote_quiescent`).
         unsafe { (*(*page).remote).publish(blocks, &(*page).remote_published) };
     }
 
@@ -589,8 +591,8 @@ impl Page {
     /// # Safety
     /// `p` must be a live block of `page`, not used afterwards.
     pub(crate) unsafe fn push_remote(page: *const Page, p: *mut u8) {
-        // SAFETY: forwarded caller contract; the block is live until
-        // `publish` returns.
+        // SAFETY: forwarded caller contract; the page stays until this
+        // thread's count is added, as in `push_remote_chain`.
         unsafe {
             let i = Page::block_index(page, p);
             (*(*page).remote).publish(core::iter::once(i), &(*page).remote_published);
