@@ -418,10 +418,9 @@ fn foreign_blocks_are_kept_reused_and_handed_back() {
         pages
             .iter()
             .map(|&p| {
-                // SAFETY: a block of a live page of this thread's heap (only
-                // this thread releases it, and only this thread, its owner,
-                // reads the count of marks taken; the published count is
-                // atomic).
+                // Only this thread, the page's owner, releases the page and
+                // reads its count of marks taken; the published count is atomic.
+                // SAFETY: a block of a live page of this thread's heap.
                 unsafe { crate::page::Page::remote_waiting(segment::page_of(p)) }
             })
             .sum()

@@ -494,8 +494,7 @@ impl Page {
                 while mask != 0 {
                     let i = w * 64 + mask.trailing_zeros() as usize;
                     mask &= mask - 1;
-                    // SAFETY: a marked block of this page's area, freed and
-                    // handed over by its marker: ours to link.
+                    // SAFETY: a marked block of this page's area: ours to link.
                     let b = unsafe { area.add(i * bs) }.cast::<Block>();
                     if tail.is_null() {
                         head = b;
@@ -579,10 +578,10 @@ impl Page {
             Some(unsafe { Page::block_index(page, this.cast()) })
         });
         debug_assert!(n > 0 && !first.is_null() && !last.is_null());
-        // SAFETY: the page outlives its live blocks; once some of them are
-        // marked the owner may take them, but it releases the page only after
-        // this thread's count is added, `publish`'s last touch of the page
-        // (see `Page::remote_quiescent`).
+        // Once some blocks are marked the owner may take them, but it releases
+        // the page only after this thread's count is added, `publish`'s last
+        // touch of the page (see `Page::remote_quiescent`).
+        // SAFETY: the page outlives its live blocks and this publication.
         unsafe { (*(*page).remote).publish(blocks, &(*page).remote_published) };
     }
 

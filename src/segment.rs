@@ -260,10 +260,10 @@ impl Segment {
                 (cached, (*cached).dirty_mask)
             }
         };
-        // SAFETY: `seg` is a mapping of SEGMENT_SIZE bytes that nobody else
-        // references; the header fits below FIRST_AREA (checked above). The
-        // remote-free marks are left as they are (see `Segment::remote`):
+        // The remote-free marks are left as they are (see `Segment::remote`):
         // writing them would make 32 KiB of every segment resident.
+        // SAFETY: `seg` is a mapping of SEGMENT_SIZE bytes that nobody else
+        // references; the header fits below FIRST_AREA (checked above).
         unsafe {
             ptr::addr_of_mut!((*seg).pages).write([const { Page::empty() }; PAGES_PER_SEGMENT]);
             ptr::addr_of_mut!((*seg).heap).write(heap);

@@ -117,8 +117,8 @@ fn collect_checked<M: Marks>(page: &Page<M>, taken: &mut u32) -> Vec<usize> {
             let i = w * 64 + mask.trailing_zeros() as usize;
             mask &= mask - 1;
             let slot = BLOCKS.iter().position(|&b| b == i).expect("a mark for no block");
-            // SAFETY: the block was handed over by its marker (the property
-            // under test: its payload write happened-before).
+            // The property under test: the payload write happened-before.
+            // SAFETY: the block was handed over by its marker.
             let v = page.payload[slot].with(|p| unsafe { *p });
             assert_eq!(v, payload_of(i), "a collected block's contents are not visible");
             got.push(i);
