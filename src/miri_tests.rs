@@ -387,12 +387,10 @@ fn cross_thread_frees_while_the_owner_allocates() {
 }
 
 #[test]
-fn remotely_freed_blocks_go_home_and_are_not_reused_abroad() {
+fn foreign_blocks_are_kept_reused_and_handed_back() {
     // Three full batches (32 blocks each) of line-sized blocks freed by a
-    // thread with a heap: that thread's own allocations of the same size
-    // come from its own pages, never from the blocks it freed, which all
-    // wait in their pages' remote-free marks for their owner, who reuses
-    // them. (A thread used to keep such batches for itself: see `heap.rs`.)
+    // thread with a heap: kept on its stand-in page, taken by its fast
+    // path, freed again (kept again), and handed back at its exit.
     const N: usize = 96;
     let a = NAlloc::new();
     let l = layout(128, 8);
@@ -446,8 +444,8 @@ fn remotely_freed_blocks_go_home_and_are_not_reused_abroad() {
                 .collect();
             let reused = mine.iter().filter(|p| olds.contains(&p.addr())).count();
             for (i, &p) in mine.iter().enumerate() {
-                assert!(check(p, 128, 500 + i as u64), "blocks overlap");
-                // SAFETY: our live block.
+                assert!(check(p, 128, 500 + i as u64), "kept blocks overlap");
+                // SAFETY: our live block (of the main thread's pages).
                 unsafe { a.dealloc(p, l) };
             }
             drop(own);
@@ -456,18 +454,13 @@ fn remotely_freed_blocks_go_home_and_are_not_reused_abroad() {
         .join()
         .unwrap()
     });
-    assert_eq!(reused, 0, "the freeing thread reused another heap's blocks");
-    // Handed back by that thread's refill or exit: every block waits in its
-    // page's remote-free marks for the owner (which has not allocated since).
-    assert_eq!(
-        waiting() - before,
-        N,
-        "freed blocks were not handed back to their owner"
-    );
-    // The owner takes them back (its current page of the class holds them).
-    let again: Vec<Live<'_>> = (0..N).map(|i| Live::new(&a, l, 1000 + i as u64)).collect();
-    let back = again.iter().filter(|b| olds.contains(&b.p.addr())).count();
-    assert_eq!(back, N, "the owner did not reuse the blocks freed into its pages");
+    assert_eq!(reused, N, "the freeing thread did not reuse the batches it kept");
+    // Handed back at that thread's exit: every block waits in its page's
+    // remote-free list for the owner (which has not allocated since).
+    // (Whether the owner then reuses them or releases the page they
+    // emptied depends on when its next tidy comes: both are right.)
+    assert_eq!(waiting() - before, N, "kept blocks were not handed back to their owner");
+    let again: Vec<Live<'_>> = (0..2 * N).map(|i| Live::new(&a, l, 1000 + i as u64)).collect();
     let mut spans: Vec<(usize, usize)> = again.iter().map(|b| (b.p.addr(), 128)).collect();
     assert_disjoint(&mut spans);
 }

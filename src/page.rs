@@ -137,7 +137,7 @@ pub(crate) struct Page {
     /// Written by the owner's tidy only, rarely.
     pub(crate) bump_seen: u32,
     /// The slot's remote-free marks (in the segment header; null for the
-    /// sentinel pages, which no thread frees into).
+    /// sentinel and stand-in pages, which no thread frees into).
     pub(crate) remote: *const Marks,
     /// `2^40 / block_size`, rounded up: a block's index by a multiply (see
     /// [`Page::block_index`]).
