@@ -23,10 +23,11 @@
 //! jumps by whichever large vectors and pooled spans happen to be there at
 //! the instant of a poll (a CI run once failed at +17 % on a single second
 //! while mapped memory stayed flat), whereas a leak or fragmentation growth
-//! moves every second of the last third, so the median catches it. Under nalloc the judged figure is RSS minus the warm pool's
-//! bytes: freed spans that the pool keeps on purpose, bounded by its own
-//! cap and retention budget (tested elsewhere), which it fills at its own
-//! pace after the live peak — a CI run once failed on exactly that (pool
+//! moves every second of the last third, so the median catches it. Under
+//! nalloc the judged figure is RSS minus the warm pool's bytes: freed
+//! spans that the pool keeps on purpose, bounded by its own cap and
+//! retention budget (tested elsewhere), which it fills at its own pace
+//! after the live peak — a CI run once failed on exactly that (pool
 //! 64 -> 76 MiB while everything else stayed flat).
 //!
 //! Duration: `--seconds N` on the runner (or `NALLOC_SOAK_SECONDS` for a
