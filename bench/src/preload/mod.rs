@@ -14,10 +14,14 @@
 //!   `%M`, and the wall time is taken by the runner around that command with
 //!   millisecond resolution (`%e` has only 10 ms, too coarse for the fastest
 //!   `c-large` runs; it is kept in the JSON as `time_elapsed_s`). The table
-//!   gives the highest peak RSS of the runs (the target's measure), their
-//!   median, and for `c-small` the median "pile": the most bytes waiting in
-//!   its cross-thread inboxes at once, part of the peak that depends on
-//!   scheduling when threads outnumber cores (`bench/c/c_small.c`). Runs are
+//!   gives the highest peak RSS of the runs and their median, each with its
+//!   ratio to the workload's lowest, and for `c-small` the median "pile":
+//!   the most bytes waiting in its cross-thread inboxes at once, part of the
+//!   peak that depends on scheduling when threads outnumber cores
+//!   (`bench/c/c_small.c`). The targets are judged on medians, time and RSS
+//!   alike: the highest peak is one run's figure, and one run in about ten
+//!   of `c-small` piles up 25-30 MiB in an inbox whose reader waited for a
+//!   core (whichever allocator served it; the median pile is 5-7 MiB). Runs are
 //!   interleaved round-robin across allocators. A run that exits non-zero,
 //!   times out, lacks its success line or reports the wrong `malloc` library
 //!   is FAILED (with the end of its stderr), never a number. An allocator
@@ -198,6 +202,7 @@ pub fn run(opts: &Options) -> Result<bool, String> {
     println!(
         "\n{} run(s) per pair, round-robin; each run `{TIME} -f '{TIME_FORMAT}' env LD_PRELOAD=<lib> <program>`;\n\
          wall time timed by the runner around it (ms resolution), peak RSS from %M (highest and median of the runs);\n\
+         targets judged on medians;\n\
          pile: median of the most bytes waiting in c-small's cross-thread inboxes at once; python with PYTHONMALLOC=malloc\n",
         opts.runs
     );

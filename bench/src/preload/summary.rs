@@ -54,6 +54,9 @@ pub struct PairSummary {
     /// Median over the runs of their peak RSS, KiB (less swayed by one
     /// run's scheduling than the maximum).
     pub median_rss_kib: Option<u64>,
+    /// Median RSS divided by the lowest median RSS of the workload (the RSS
+    /// target's measure, as the median time is the time target's).
+    pub median_rss_ratio_to_lowest: Option<f64>,
     /// Median over the runs of the most bytes waiting in the program's
     /// cross-thread inboxes at once, KiB (programs that report it).
     pub median_pile_kib: Option<u64>,
@@ -86,6 +89,7 @@ pub fn summarize(
                 peak_rss_kib: None,
                 rss_ratio_to_lowest: None,
                 median_rss_kib: None,
+                median_rss_ratio_to_lowest: None,
                 median_pile_kib: None,
             };
             if let Some((_, why)) = unavailable.iter().find(|(n, _)| n == a) {
@@ -128,13 +132,17 @@ pub fn summarize(
             .find(|s| s.allocator == BASELINE)
             .and_then(|s| s.median_s);
         let lowest_rss = out[first..].iter().filter_map(|s| s.peak_rss_kib).min();
+        let lowest_median_rss = out[first..].iter().filter_map(|s| s.median_rss_kib).min();
         for s in &mut out[first..] {
             if let (Some(m), Some(b)) = (s.median_s, base) {
                 s.ratio_to_glibc = (b > 0.0).then(|| m / b);
             }
-            if let (Some(r), Some(l)) = (s.peak_rss_kib, lowest_rss) {
-                s.rss_ratio_to_lowest = (l > 0).then(|| r as f64 / l as f64);
-            }
+            let ratio = |r: Option<u64>, l: Option<u64>| match (r, l) {
+                (Some(r), Some(l)) if l > 0 => Some(r as f64 / l as f64),
+                _ => None,
+            };
+            s.rss_ratio_to_lowest = ratio(s.peak_rss_kib, lowest_rss);
+            s.median_rss_ratio_to_lowest = ratio(s.median_rss_kib, lowest_median_rss);
         }
     }
     out
@@ -153,6 +161,7 @@ pub fn render_table(summaries: &[PairSummary]) -> String {
         "peak RSS MiB",
         "x lowest RSS",
         "median RSS MiB",
+        "x lowest median",
         "pile MiB",
     ];
     let mut rows: Vec<Vec<String>> = Vec::new();
@@ -171,6 +180,7 @@ pub fn render_table(summaries: &[PairSummary]) -> String {
                 row.push(f(s.rss_ratio_to_lowest, 2));
                 let mib = |k: Option<u64>| f(k.map(|k| k as f64 / 1024.0), 1);
                 row.push(mib(s.median_rss_kib));
+                row.push(f(s.median_rss_ratio_to_lowest, 2));
                 row.push(mib(s.median_pile_kib));
             }
             status => {
@@ -248,8 +258,12 @@ pub struct TargetCheck {
     pub best_other: Option<(String, f64)>,
     /// nalloc's median / the best other median (target: at most 1.05).
     pub time_ratio: Option<f64>,
-    /// nalloc's peak RSS / the lowest peak RSS (target: at most 1.2).
+    /// nalloc's median peak RSS / the lowest median peak RSS (target: at
+    /// most 1.2).
     pub rss_ratio: Option<f64>,
+    /// nalloc's highest peak RSS / the lowest highest peak RSS (shown, not
+    /// judged: one run's scheduling can swing it, see `bench/c/c_small.c`).
+    pub highest_rss_ratio: Option<f64>,
     /// nalloc's median / tcmalloc's median (c-large target: at most 1.0).
     pub vs_tcmalloc: Option<f64>,
     /// Whether every target that applies and could be measured was met.
@@ -258,7 +272,8 @@ pub struct TargetCheck {
 
 /// Time target: nalloc's median within this factor of the best other allocator.
 pub const TIME_TARGET: f64 = 1.05;
-/// RSS target: nalloc's peak RSS within this factor of the lowest.
+/// RSS target: nalloc's peak RSS within this factor of the lowest, both
+/// the medians of the runs' peaks.
 pub const RSS_TARGET: f64 = 1.2;
 
 /// Checks nalloc against the targets, per workload where nalloc has numbers.
@@ -287,7 +302,7 @@ pub fn check_targets(summaries: &[PairSummary], workloads: &[&str]) -> Vec<Targe
         } else {
             None
         };
-        let rss_ratio = n.rss_ratio_to_lowest;
+        let rss_ratio = n.median_rss_ratio_to_lowest;
         let met = time_ratio.is_none_or(|r| r <= TIME_TARGET)
             && rss_ratio.is_none_or(|r| r <= RSS_TARGET)
             && vs_tcmalloc.is_none_or(|r| r <= 1.0);
@@ -296,6 +311,7 @@ pub fn check_targets(summaries: &[PairSummary], workloads: &[&str]) -> Vec<Targe
             best_other,
             time_ratio,
             rss_ratio,
+            highest_rss_ratio: n.rss_ratio_to_lowest,
             vs_tcmalloc,
             met,
         });
@@ -311,8 +327,8 @@ pub fn render_targets(checks: &[TargetCheck]) -> String {
     }
     let _ = writeln!(
         out,
-        "nalloc targets: time <= {TIME_TARGET:.2}x the best other, peak RSS <= {RSS_TARGET:.1}x the lowest, \
-         c-large at least as fast as tcmalloc"
+        "nalloc targets (medians of the runs): time <= {TIME_TARGET:.2}x the best other, peak RSS <= \
+         {RSS_TARGET:.1}x the lowest, c-large at least as fast as tcmalloc"
     );
     let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
     for c in checks {
@@ -324,7 +340,10 @@ pub fn render_targets(checks: &[TargetCheck]) -> String {
             ));
         }
         if let Some(r) = c.rss_ratio {
-            parts.push(format!("RSS {r:.2}x lowest {}", verdict(r <= RSS_TARGET)));
+            let highest = c
+                .highest_rss_ratio
+                .map_or_else(String::new, |h| format!(" (highest run {h:.2}x the lowest highest)"));
+            parts.push(format!("RSS {r:.2}x lowest {}{highest}", verdict(r <= RSS_TARGET)));
         }
         if let Some(r) = c.vs_tcmalloc {
             parts.push(format!("{r:.2}x tcmalloc {}", verdict(r <= 1.0)));
@@ -444,6 +463,8 @@ mod tests {
         let n = &s[4];
         assert!((n.ratio_to_glibc.unwrap() - 0.95 / 2.1).abs() < 1e-9);
         assert!((n.rss_ratio_to_lowest.unwrap() - 1200.0 / 1100.0).abs() < 1e-9);
+        // Medians: glibc 1050, tcmalloc 2000, jemalloc failed, nalloc 1175.
+        assert!((n.median_rss_ratio_to_lowest.unwrap() - 1175.0 / 1050.0).abs() < 1e-9);
         assert_eq!((n.median_rss_kib, n.median_pile_kib), (Some(1175), Some(400)));
         let table = render_table(&s);
         assert!(table.contains("unavailable") && table.contains("FAILED (1/2 runs failed)"));
@@ -454,6 +475,36 @@ mod tests {
         assert_eq!(t[0].best_other.as_ref().unwrap().0, "tcmalloc");
         assert!(t[0].vs_tcmalloc.unwrap() < 1.0);
         assert!(t[0].met);
-        assert!(render_targets(&t).contains("tcmalloc"));
+        assert_eq!(t[0].rss_ratio, n.median_rss_ratio_to_lowest);
+        assert_eq!(t[0].highest_rss_ratio, n.rss_ratio_to_lowest);
+        let text = render_targets(&t);
+        assert!(text.contains("tcmalloc") && text.contains("RSS 1.12x lowest ok (highest run 1.09x"));
+    }
+
+    #[test]
+    fn rss_target_is_judged_on_medians() {
+        // One nalloc run with a large inbox pile: the highest peak is 1.5x
+        // the lowest highest, the median within the target.
+        let mut runs = Vec::new();
+        for (a, kibs) in [
+            ("glibc", [1000, 1010, 1020]),
+            ("tcmalloc", [1100, 1100, 1100]),
+            ("nalloc", [950, 960, 1530]),
+        ] {
+            runs.extend(kibs.iter().map(|&k| rec("c-small", a, 1.0, k)));
+        }
+        let all = ["glibc", "tcmalloc", "nalloc"];
+        let t = check_targets(&summarize(&["c-small"], &all, &[], &[], &runs), &["c-small"]);
+        assert!(t[0].met, "{t:?}");
+        assert_eq!(t[0].rss_ratio, Some(1.0), "nalloc has the lowest median");
+        assert!((t[0].highest_rss_ratio.unwrap() - 1.5).abs() < 1e-9);
+        assert!(render_targets(&t).contains("RSS 1.00x lowest ok (highest run 1.50x"));
+        // A median above 1.2x the lowest median misses, whatever the highest.
+        for r in runs.iter_mut().filter(|r| r.allocator == "nalloc") {
+            r.maxrss_kib = Some(1250);
+        }
+        let t = check_targets(&summarize(&["c-small"], &all, &[], &[], &runs), &["c-small"]);
+        assert!(!t[0].met);
+        assert!(render_targets(&t).contains("RSS 1.24x lowest MISSED"));
     }
 }
