@@ -342,7 +342,7 @@ pub fn render_targets(checks: &[TargetCheck]) -> String {
         if let Some(r) = c.rss_ratio {
             let highest = c
                 .highest_rss_ratio
-                .map_or_else(String::new, |h| format!(" (highest run {h:.2}x the lowest highest)"));
+                .map_or_else(String::new, |h| format!(" (highest runs: {h:.2}x)"));
             parts.push(format!("RSS {r:.2}x lowest {}{highest}", verdict(r <= RSS_TARGET)));
         }
         if let Some(r) = c.vs_tcmalloc {
@@ -478,7 +478,7 @@ mod tests {
         assert_eq!(t[0].rss_ratio, n.median_rss_ratio_to_lowest);
         assert_eq!(t[0].highest_rss_ratio, n.rss_ratio_to_lowest);
         let text = render_targets(&t);
-        assert!(text.contains("tcmalloc") && text.contains("RSS 1.12x lowest ok (highest run 1.09x"));
+        assert!(text.contains("tcmalloc") && text.contains("RSS 1.12x lowest ok (highest runs: 1.09x)"));
     }
 
     #[test]
@@ -498,7 +498,7 @@ mod tests {
         assert!(t[0].met, "{t:?}");
         assert_eq!(t[0].rss_ratio, Some(1.0), "nalloc has the lowest median");
         assert!((t[0].highest_rss_ratio.unwrap() - 1.5).abs() < 1e-9);
-        assert!(render_targets(&t).contains("RSS 1.00x lowest ok (highest run 1.50x"));
+        assert!(render_targets(&t).contains("RSS 1.00x lowest ok (highest runs: 1.50x)"));
         // A median above 1.2x the lowest median misses, whatever the highest.
         for r in runs.iter_mut().filter(|r| r.allocator == "nalloc") {
             r.maxrss_kib = Some(1250);
