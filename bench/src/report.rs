@@ -136,6 +136,9 @@ pub struct PairSummary {
     pub ratio_to_glibc: Option<f64>,
     /// Largest peak RSS over the runs (KiB).
     pub peak_rss_kib: Option<u64>,
+    /// Median over the runs of their peak RSS (KiB): on a noisy machine the
+    /// figure to compare, as the median time is.
+    pub median_rss_kib: Option<u64>,
     /// Median minor page faults per run.
     pub median_minflt: Option<u64>,
     /// Per-phase medians across runs, in phase order.
@@ -234,10 +237,11 @@ impl Report {
             "max",
             "x glibc",
             "peak RSS",
+            "median RSS",
             "minflt",
             "phases (median ms)",
         ];
-        let mut rows: Vec<[String; 9]> = Vec::new();
+        let mut rows: Vec<[String; 10]> = Vec::new();
         for s in &self.summaries {
             let mut phases: Vec<String> = s
                 .phases
@@ -255,16 +259,17 @@ impl Report {
                     opt(s.max_ms, fmt_ms),
                     opt(s.ratio_to_glibc, |r| format!("{r:.2}")),
                     opt(s.peak_rss_kib, fmt_kib),
+                    opt(s.median_rss_kib, fmt_kib),
                     opt(s.median_minflt, |f| f.to_string()),
                     phases,
                 ]);
             } else {
                 let failed = format!("FAILED {}/{}", s.failed_runs, s.failed_runs + s.ok_runs);
-                let mut row: [String; 9] = Default::default();
+                let mut row: [String; 10] = Default::default();
                 row[0] = s.workload.clone();
                 row[1] = s.allocator.clone();
                 row[2] = failed;
-                row[8] = "see failures below".into();
+                row[9] = "see failures below".into();
                 rows.push(row);
             }
         }
@@ -292,7 +297,7 @@ impl Report {
         let _ = writeln!(
             out,
             "\nresults ({} suite, {} run(s) per pair; times are the workload's wall time in the worker, \
-             peak RSS/minflt from wait4):",
+             peak RSS (the highest run, and the median of the runs) and minflt from wait4):",
             self.config.suite, self.config.runs
         );
         line(&mut out, &header);
@@ -364,6 +369,7 @@ fn summarize(workload: &str, allocator: &str, recs: &[&RunRecord]) -> PairSummar
         max_ms: None,
         ratio_to_glibc: None,
         peak_rss_kib: None,
+        median_rss_kib: None,
         median_minflt: None,
         phases: Vec::new(),
         absent: ok.first().map(|r| r.output.absent.clone()).unwrap_or_default(),
@@ -378,6 +384,8 @@ fn summarize(workload: &str, allocator: &str, recs: &[&RunRecord]) -> PairSummar
     s.min_ms = walls.iter().copied().reduce(f64::min);
     s.max_ms = walls.iter().copied().reduce(f64::max);
     s.peak_rss_kib = recs.iter().map(|r| r.maxrss_kib).max();
+    let rss: Vec<f64> = recs.iter().map(|r| r.maxrss_kib as f64).collect();
+    s.median_rss_kib = Some(median(&rss).round() as u64);
     let faults: Vec<f64> = recs.iter().map(|r| r.minflt as f64).collect();
     s.median_minflt = Some(median(&faults).round() as u64);
     for p in &ok[0].output.phases {
@@ -658,6 +666,48 @@ mod tests {
         assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(format_utc(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(format_utc(1_767_225_599), "2025-12-31T23:59:59Z");
+    }
+
+    fn record(run: usize, wall_ms: f64, maxrss_kib: u64, ok: bool) -> RunRecord {
+        RunRecord {
+            workload: "small".into(),
+            allocator: "nalloc".into(),
+            run,
+            result: ok.then(|| WorkerResult {
+                workload: "small".into(),
+                allocator: "nalloc".into(),
+                full: false,
+                wall_ms,
+                output: crate::result::WorkloadOutput::default(),
+                maxrss_kib,
+                minflt: 10,
+            }),
+            error: (!ok).then(|| "exit code 1".into()),
+            process_ms: wall_ms,
+            maxrss_kib,
+            minflt: 10 * (run as u64 + 1),
+            exit: if ok { "0" } else { "1" }.into(),
+        }
+    }
+
+    #[test]
+    fn summary_has_highest_and_median_rss() {
+        let recs = [
+            record(0, 30.0, 1000, true),
+            record(1, 10.0, 5000, true),
+            record(2, 20.0, 1200, true),
+        ];
+        let s = summarize("small", "nalloc", &recs.iter().collect::<Vec<_>>());
+        assert!(s.ok());
+        assert_eq!((s.median_ms, s.min_ms, s.max_ms), (Some(20.0), Some(10.0), Some(30.0)));
+        // One run's outlier sets the highest, not the median.
+        assert_eq!((s.peak_rss_kib, s.median_rss_kib), (Some(5000), Some(1200)));
+        assert_eq!(s.median_minflt, Some(20));
+        // A pair with a failed run gets no numbers.
+        let recs = [record(0, 30.0, 1000, true), record(1, 0.0, 900, false)];
+        let s = summarize("small", "nalloc", &recs.iter().collect::<Vec<_>>());
+        assert!(!s.ok());
+        assert_eq!((s.peak_rss_kib, s.median_rss_kib, s.median_ms), (None, None, None));
     }
 
     #[test]
