@@ -19,9 +19,9 @@
 //!   the most bytes waiting in its cross-thread inboxes at once, part of the
 //!   peak that depends on scheduling when threads outnumber cores
 //!   (`bench/c/c_small.c`). The targets are judged on medians, time and RSS
-//!   alike: the highest peak is one run's figure, and one run in about ten
-//!   of `c-small` piles up 25-30 MiB in an inbox whose reader waited for a
-//!   core (whichever allocator served it; the median pile is 5-7 MiB). Runs are
+//!   alike: the highest peak is one run's figure, and in about one run of
+//!   `c-small` in ten, under any allocator, 10-30 MiB pile up in an inbox
+//!   whose reader waited for a core (the median pile is 4-7 MiB). Runs are
 //!   interleaved round-robin across allocators. A run that exits non-zero,
 //!   times out, lacks its success line or reports the wrong `malloc` library
 //!   is FAILED (with the end of its stderr), never a number. An allocator
