@@ -58,10 +58,11 @@
 //!   thread are batched per page by that thread and marked in the page's
 //!   remote-free bits (one atomic OR per word of blocks, a bit per block);
 //!   the owner takes the marks when it runs dry and links those blocks
-//!   lowest address first, without reading them. The freeing thread may instead keep full batches of
-//!   line-sized blocks for its own allocations (bounded; handed back when
-//!   unused or at exit). An emptied page slot keeps its blocks linked for
-//!   the next page of the same class. Each heap tidies now and then:
+//!   lowest address first, without reading them. The freeing thread may
+//!   instead keep full batches of line-sized blocks for its own
+//!   allocations (bounded; handed back when unused or at exit). An emptied
+//!   page slot keeps its blocks linked for the next page of the same
+//!   class. Each heap tidies now and then:
 //!   pages whose blocks are all free are released, and page slots free
 //!   for 5 ms while the heap kept working are purged (their memory goes
 //!   back to the OS) — at once if other threads' frees emptied them. A
