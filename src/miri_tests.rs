@@ -28,8 +28,11 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 
-use crate::size_class::{CLASS_SIZE, SMALL_MAX};
-use crate::{heap, raw, segment, witness, NAlloc, ScratchArena, WitnessArena};
+use crate::arenas::witness;
+use crate::front::raw;
+use crate::small::size_class::{CLASS_SIZE, SMALL_MAX};
+use crate::small::{heap, segment};
+use crate::{NAlloc, ScratchArena, WitnessArena};
 
 /// A byte of the pattern for `seed` at offset `i`.
 fn pat(seed: u64, i: usize) -> u8 {
@@ -170,7 +173,7 @@ fn alignment_of_small_blocks() {
     for n in [1usize, 100, 5000, SMALL_MAX] {
         let p = poly.alloc_fft_friendly(n);
         assert!(!p.is_null());
-        assert_eq!(p.addr() % crate::polynomial::fft_align(n, 64), 0);
+        assert_eq!(p.addr() % crate::arenas::polynomial::fft_align(n, 64), 0);
         fill(p, n, 4);
         assert!(check(p, n, 4));
         // SAFETY: from this arena with size `n`.
@@ -421,7 +424,7 @@ fn foreign_blocks_are_kept_reused_and_handed_back() {
                 // Only this thread, the page's owner, releases the page and
                 // reads its count of marks taken; the published count is atomic.
                 // SAFETY: a block of a live page of this thread's heap.
-                unsafe { crate::page::Page::remote_waiting(segment::page_of(p)) }
+                unsafe { crate::small::page::Page::remote_waiting(segment::page_of(p)) }
             })
             .sum()
     };
@@ -705,7 +708,7 @@ fn a_bursts_memory_at_a_page_top_goes_back() {
             heap::tidy_current_thread();
             assert!(!counted_as_written(top, SIZE), "the burst's top is still resident");
             let back = a.stats().returned_to_os - returned;
-            assert!(back >= crate::page::TRIM_MIN, "{back} bytes returned");
+            assert!(back >= crate::small::page::TRIM_MIN, "{back} bytes returned");
             let again: Vec<Live<'_>> = (0..80).map(|i| Live::new(&a, layout(SIZE, 8), 200 + i)).collect();
             let mut spans: Vec<(usize, usize)> = live.iter().chain(&again).map(|b| (b.p.addr(), SIZE)).collect();
             assert_disjoint(&mut spans);
@@ -724,7 +727,7 @@ fn remote_frees_come_back_lowest_address_first() {
     const N: usize = 256;
     let a = NAlloc::new();
     let l = layout(48, 8);
-    assert_eq!(CLASS_SIZE[crate::size_class::class_of(48)], 48);
+    assert_eq!(CLASS_SIZE[crate::small::size_class::class_of(48)], 48);
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut kept: Vec<Live<'_>> = Vec::new();
@@ -943,7 +946,7 @@ fn span_pool_alloc_free_realloc() {
     for n in [70_000usize, 2 << 20] {
         let p = poly.alloc_fft_friendly(n);
         assert!(!p.is_null());
-        assert_eq!(p.addr() % crate::polynomial::fft_align(n, 64), 0);
+        assert_eq!(p.addr() % crate::arenas::polynomial::fft_align(n, 64), 0);
         fill(p, n, 4);
         assert!(check(p, n, 4));
         // SAFETY: from this arena with size `n`.

@@ -18,11 +18,11 @@
 #![cfg(loom)]
 
 #[allow(dead_code)]
-#[path = "../src/remote.rs"]
+#[path = "../src/small/remote.rs"]
 mod remote;
 
 #[allow(dead_code)]
-#[path = "../src/once.rs"]
+#[path = "../src/base/once.rs"]
 mod once;
 
 use loom::cell::UnsafeCell;

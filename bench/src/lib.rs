@@ -12,6 +12,9 @@
 //!   several times in round-robin order, collects wall time, per-phase times,
 //!   peak RSS and page faults, and writes a table, JSON and an SVG chart
 //!   ([`report`]).
+//!
+//! `src/README.md` maps every source file and gives the layers its modules
+//! keep: imports between them go one way (checked by `tests/layers.rs`).
 
 #![warn(missing_docs)]
 

@@ -6,7 +6,6 @@ use serde::Serialize;
 
 use crate::allocators::BASELINE;
 use crate::result::{Absent, Phase, WorkerResult};
-use crate::runner::Options;
 use crate::workloads::median;
 
 /// Facts about the machine the suite ran on.
@@ -183,14 +182,8 @@ pub struct Report {
 }
 
 impl Report {
-    /// Builds the report from the raw run records.
-    pub fn new(machine: MachineInfo, opts: &Options, runs: Vec<RunRecord>) -> Self {
-        let config = ReportConfig {
-            suite: if opts.full { "full" } else { "quick" }.into(),
-            runs: opts.runs,
-            workloads: opts.workloads.iter().map(|w| w.name.to_owned()).collect(),
-            allocators: opts.allocators.iter().map(|a| a.name.to_owned()).collect(),
-        };
+    /// Builds the report of what `config` asked for from the raw run records.
+    pub fn new(machine: MachineInfo, config: ReportConfig, runs: Vec<RunRecord>) -> Self {
         let mut summaries = Vec::new();
         for w in &config.workloads {
             for a in &config.allocators {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::allocators::{AllocatorInfo, ALLOCATORS};
 use crate::cli::{options_or_exit, select, split_list};
-use crate::report::{self, MachineInfo, Report, RunRecord};
+use crate::report::{self, MachineInfo, Report, ReportConfig, RunRecord};
 use crate::result::WorkerResult;
 use crate::workloads::{self, soak, WorkloadInfo, ON_DEMAND, WORKLOADS};
 
@@ -255,12 +255,13 @@ pub fn main() -> i32 {
 pub fn run(opts: &Options) -> Result<bool, String> {
     let machine = MachineInfo::collect();
     print!("{}", machine.render());
+    let config = report_config(opts);
     println!(
         "suite: {} | runs per pair: {} | workloads: {} | allocators: {}\n",
-        if opts.full { "full" } else { "quick" },
-        opts.runs,
-        opts.workloads.iter().map(|w| w.name).collect::<Vec<_>>().join(","),
-        opts.allocators.iter().map(|a| a.name).collect::<Vec<_>>().join(","),
+        config.suite,
+        config.runs,
+        config.workloads.join(","),
+        config.allocators.join(","),
     );
     let _ = std::io::stdout().flush();
 
@@ -270,7 +271,7 @@ pub fn run(opts: &Options) -> Result<bool, String> {
         std::env::set_var(soak::SECONDS_ENV, s.to_string());
     }
     let records = schedule(opts, &exe_dir);
-    let report = Report::new(machine, opts, records);
+    let report = Report::new(machine, config, records);
     print!("{}", report.render_table());
 
     if let Some(path) = &opts.json {
@@ -286,6 +287,16 @@ pub fn run(opts: &Options) -> Result<bool, String> {
         println!("SVG chart written to {}", path.display());
     }
     Ok(report.all_ok())
+}
+
+/// What `opts` asked for, as the report echoes it.
+fn report_config(opts: &Options) -> ReportConfig {
+    ReportConfig {
+        suite: if opts.full { "full" } else { "quick" }.into(),
+        runs: opts.runs,
+        workloads: opts.workloads.iter().map(|w| w.name.to_owned()).collect(),
+        allocators: opts.allocators.iter().map(|a| a.name.to_owned()).collect(),
+    }
 }
 
 fn write_file(path: &Path, contents: &str) -> Result<(), String> {

@@ -31,10 +31,11 @@ extern "C" {
  * nalloc_stats.witness_locked), excluded from core dumps, read as zero in
  * forked children, and wiped when freed. NULL with errno = ENOMEM on failure.
  *
- * Free such a block with nalloc_witness_free only — never free()/realloc().
- * The size is kept in a 16-byte header just below the returned pointer
- * (itself witness memory, wiped with the block), so only the pointer is
- * needed. nalloc_witness_free(NULL) does nothing.
+ * Free it with nalloc_witness_free (or free(), which wipes it too).
+ * realloc() keeps it witness memory: the block grows or moves inside the
+ * witness arena and every place it leaves is wiped; malloc_usable_size()
+ * knows its size. nalloc_witness_free(NULL) does nothing, and so does
+ * nalloc_witness_free of a pointer outside witness memory.
  *
  * nalloc_witness_wipe_all zeroes every witness byte ever handed out, live or
  * freed, and forgets all blocks: every pointer from nalloc_witness_alloc is

@@ -3,32 +3,28 @@
 //!
 //! ## Witness blocks
 //!
-//! `nalloc_witness_alloc` serves blocks from the library's witness arena
-//! ([`zk_nalloc::WitnessArena`]): zeroed when handed out, wiped when freed,
-//! locked against swap (`mlock`, within `RLIMIT_MEMLOCK`), excluded from
-//! core dumps and read as zero in forked children. Each block carries a
-//! 16-byte header just below the returned pointer holding its size and a
-//! tag, so `nalloc_witness_free` needs only the pointer. The header is part
-//! of the witness block and is wiped with it.
+//! `nalloc_witness_alloc` serves blocks from the engine's process-wide
+//! witness arena through its C front ([`zk_nalloc::raw::witness_alloc`]):
+//! zeroed when handed out, wiped when freed, locked against swap (`mlock`,
+//! within `RLIMIT_MEMLOCK`), excluded from core dumps and read as zero in
+//! forked children. They are ordinary blocks of the C front otherwise:
+//! `realloc` keeps them in witness memory (wiping every place a block
+//! leaves), `malloc_usable_size` knows their size, and `free` wipes them
+//! too.
 //!
-//! The arena's calls are serialised by one lock that this library's `fork`
-//! handlers hold across `fork` (see `src/init.rs`).
+//! The three `nalloc_witness_*` calls are serialised by one lock, so that
+//! `nalloc_witness_wipe_all` never runs beside another of them; this
+//! library's `fork` handlers hold it across `fork` (see `src/init.rs`).
 
 use core::ffi::{c_int, c_void};
-use core::ptr;
 
 use crate::lock::RawLock;
+use zk_nalloc::raw;
+
 use crate::{set_errno, KeepErrno, ALLOC};
 
 /// Serialises the C witness entry points; held across `fork`.
 pub(crate) static WITNESS_LOCK: RawLock = RawLock::new();
-
-/// Bytes in front of every witness block: `[size, TAG]`.
-const WITNESS_HEADER: usize = 16;
-/// Alignment of witness blocks (and of their header).
-const WITNESS_ALIGN: usize = 16;
-/// Marks a live witness header ("nallocWB"); a wiped header reads 0.
-const TAG: usize = 0x6e61_6c6c_6f63_5742;
 
 /// Allocates `size` bytes of zeroed witness memory, 16-byte aligned; NULL
 /// and `ENOMEM` on failure. Free it with [`nalloc_witness_free`] only.
@@ -37,62 +33,37 @@ const TAG: usize = 0x6e61_6c6c_6f63_5742;
 /// and is invalidated by [`nalloc_witness_wipe_all`].
 #[no_mangle]
 pub extern "C" fn nalloc_witness_alloc(size: usize) -> *mut c_void {
-    let Some(total) = size.checked_add(WITNESS_HEADER) else {
-        set_errno(libc::ENOMEM);
-        return ptr::null_mut();
-    };
-    let base = {
+    let p = {
         let _keep = KeepErrno::new();
-        WITNESS_LOCK.with(|| ALLOC.witness().alloc(total, WITNESS_ALIGN))
+        WITNESS_LOCK.with(|| raw::witness_alloc(size))
     };
-    if base.is_null() {
+    if p.is_null() {
         set_errno(libc::ENOMEM);
-        return ptr::null_mut();
     }
-    // SAFETY: `base` is a fresh, 16-aligned block of `total` ≥ 16 bytes; the
-    // header takes its first 16 bytes, the caller gets the rest.
-    unsafe {
-        base.cast::<[usize; 2]>().write([size, TAG]);
-        base.add(WITNESS_HEADER).cast()
-    }
+    p.cast()
 }
 
 /// Wipes and frees a block from [`nalloc_witness_alloc`]; NULL is ignored,
-/// and so is a pointer whose header does not carry the witness tag (it is
-/// then left untouched rather than risk corrupting the arena). `errno` is
-/// preserved.
+/// and so is a pointer outside witness memory (it is left untouched rather
+/// than risk corrupting the engine). `errno` is preserved.
 ///
 /// # Safety
-/// `p` must be NULL or a live block from [`nalloc_witness_alloc`] not
-/// invalidated by [`nalloc_witness_wipe_all`], and not used afterwards.
+/// `p` must be NULL, a pointer outside witness memory, or a live block
+/// from [`nalloc_witness_alloc`] not invalidated by
+/// [`nalloc_witness_wipe_all`], and not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn nalloc_witness_free(p: *mut c_void) {
-    if p.is_null() {
-        return;
-    }
     let _keep = KeepErrno::new();
-    // SAFETY: caller contract: `p` is 16 bytes into a live witness block.
-    let (base, [size, tag]) = unsafe {
-        let base = p.cast::<u8>().sub(WITNESS_HEADER);
-        (base, base.cast::<[usize; 2]>().read())
-    };
-    if tag != TAG {
-        return;
-    }
-    let Some(total) = size.checked_add(WITNESS_HEADER) else {
-        return;
-    };
     WITNESS_LOCK.with(|| {
-        // SAFETY: `base` came from the arena's `alloc(total, WITNESS_ALIGN)`
-        // (its header says so) and the caller gives it up.
-        unsafe { ALLOC.witness().dealloc(base, total, WITNESS_ALIGN) }
+        // SAFETY: caller contract.
+        unsafe { raw::witness_free(p.cast()) };
     });
 }
 
-/// Zeroes every byte of witness memory this library ever handed out (live
-/// or freed) and forgets all its blocks: every pointer from
-/// [`nalloc_witness_alloc`] becomes invalid (do not free it). Meant for the
-/// end of a proof. `errno` is preserved.
+/// Zeroes every byte of witness memory the engine's process-wide witness
+/// arena ever handed out (live or freed) and forgets all its blocks: every
+/// pointer from [`nalloc_witness_alloc`] becomes invalid (do not free it).
+/// Meant for the end of a proof. `errno` is preserved.
 ///
 /// # Safety
 /// No block from [`nalloc_witness_alloc`] may be used or freed afterwards.
@@ -100,8 +71,9 @@ pub unsafe extern "C" fn nalloc_witness_free(p: *mut c_void) {
 pub unsafe extern "C" fn nalloc_witness_wipe_all() {
     let _keep = KeepErrno::new();
     WITNESS_LOCK.with(|| {
-        // SAFETY: caller contract: no block of the arena is used afterwards.
-        unsafe { ALLOC.witness().secure_wipe() }
+        // SAFETY: caller contract: no block of the arena is used afterwards;
+        // the lock keeps the other witness calls out meanwhile.
+        unsafe { raw::witness_wipe_all() }
     });
 }
 
@@ -177,9 +149,9 @@ impl NallocStats {
             witness_used: s.witness_used,
             witness_peak: s.witness_peak,
             witness_capacity: s.witness_capacity,
-            witness_locked: c_int::from(s.witness.locked),
-            witness_dump_excluded: c_int::from(s.witness.dump_excluded),
-            witness_fork_wiped: c_int::from(s.witness.fork_wiped),
+            witness_locked: c_int::from(s.witness_scope.locked),
+            witness_dump_excluded: c_int::from(s.witness_scope.dump_excluded),
+            witness_fork_wiped: c_int::from(s.witness_scope.fork_wiped),
             reserved: 0,
         }
     }

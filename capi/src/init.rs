@@ -4,7 +4,7 @@
 //!
 //! 1. initialises the engine: it reads `NALLOC_HUGE_PAGES` and
 //!    `NALLOC_POOL_CAP` and registers the engine's `pthread_atfork` handlers
-//!    (`zk_nalloc::raw::fork_prepare/parent/child`), which hold every
+//!    (private to the engine), which hold every
 //!    allocator lock across `fork` so that a child never inherits a lock
 //!    held by a thread that does not exist there;
 //! 2. registers this library's handlers for its witness lock. They are

@@ -98,7 +98,7 @@ pub(super) fn huge_backed_bytes(_ptr: usize, _len: usize) -> Option<usize> {
 }
 
 /// No `fork` here.
-pub(super) fn register_fork_handlers() {}
+pub(super) fn register_fork_handlers(_: super::ForkHandler, _: super::ForkHandler, _: super::ForkHandler) {}
 
 pub(super) fn init_thread_exit() {}
 

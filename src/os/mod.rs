@@ -17,6 +17,8 @@
 //! A test-only switch (`fault-injection` feature) makes the Nth mapping fail
 //! so that the layers above can be checked for clean failure handling.
 
+use core::sync::atomic::{AtomicPtr, Ordering};
+
 #[cfg(all(unix, not(miri)))]
 mod posix;
 
@@ -302,19 +304,41 @@ pub(crate) fn huge_backed_bytes(ptr: usize, len: usize) -> Option<usize> {
     platform::huge_backed_bytes(ptr, len)
 }
 
-/// Registers `raw::fork_prepare/parent/child` with `pthread_atfork`, once.
-pub(crate) fn register_fork_handlers() {
-    platform::register_fork_handlers();
+/// A `pthread_atfork` handler. `unsafe`: the allocator's handlers take and
+/// release every lock, which only the `fork` protocol may do.
+pub(crate) type ForkHandler = unsafe extern "C" fn();
+
+/// Registers the layer above's fork handlers with `pthread_atfork`, once per
+/// process (later calls do nothing). The OS layer names no allocator code:
+/// the handlers are passed in (see `front/lifecycle.rs`).
+pub(crate) fn register_fork_handlers(prepare: ForkHandler, parent: ForkHandler, child: ForkHandler) {
+    platform::register_fork_handlers(prepare, parent, child);
 }
 
-/// Prepares the thread-exit hook (once, from `config::ensure_init`; must not
-/// allocate).
-pub(crate) fn init_thread_exit() {
+/// What runs when a thread that armed the hook exits (null: nothing yet).
+static THREAD_EXIT_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Prepares the thread-exit hook: `hook` will run on every thread that
+/// called [`watch_thread_exit`] when it exits. Called once, by the layer that
+/// owns per-thread state (`small`), before any thread arms it; must not
+/// allocate.
+pub(crate) fn init_thread_exit(hook: fn()) {
+    THREAD_EXIT_HOOK.store(hook as *mut (), Ordering::Release);
     platform::init_thread_exit();
 }
 
-/// Arms the thread-exit hook for the calling thread: `heap::thread_exit`
-/// will run when it exits.
+/// Runs the registered thread-exit hook (from the platform's destructor).
+fn run_thread_exit_hook() {
+    let h = THREAD_EXIT_HOOK.load(Ordering::Acquire);
+    if !h.is_null() {
+        // SAFETY: only `init_thread_exit` stores here, and it stores a `fn()`.
+        let f: fn() = unsafe { core::mem::transmute::<*mut (), fn()>(h) };
+        f();
+    }
+}
+
+/// Arms the thread-exit hook for the calling thread: the hook given to
+/// [`init_thread_exit`] will run when it exits.
 pub(crate) fn watch_thread_exit() {
     platform::watch_thread_exit();
 }
@@ -334,7 +358,7 @@ pub(crate) fn write_stderr(msg: &[u8]) {
 }
 
 /// Thread-exit hook for platforms without `pthread` keys (Windows, Miri): a
-/// Rust TLS guard whose destructor retires the heap. (On Unix a `pthread`
+/// Rust TLS guard whose destructor runs the thread-exit hook. (On Unix a `pthread`
 /// key is used instead: std forbids a global allocator from registering TLS
 /// destructors there, see `heap.rs`.)
 #[cfg(any(windows, miri))]
@@ -342,7 +366,7 @@ pub(crate) fn tls_exit_guard() {
     struct Guard;
     impl Drop for Guard {
         fn drop(&mut self) {
-            crate::heap::thread_exit();
+            run_thread_exit_hook();
         }
     }
     thread_local! {

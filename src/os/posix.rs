@@ -105,9 +105,9 @@ extern "C" {
     fn pthread_key_create(key: *mut PthreadKey, dtor: Option<unsafe extern "C" fn(*mut c_void)>) -> i32;
     fn pthread_setspecific(key: PthreadKey, value: *const c_void) -> i32;
     fn pthread_atfork(
-        prepare: Option<extern "C" fn()>,
-        parent: Option<extern "C" fn()>,
-        child: Option<extern "C" fn()>,
+        prepare: Option<unsafe extern "C" fn()>,
+        parent: Option<unsafe extern "C" fn()>,
+        child: Option<unsafe extern "C" fn()>,
     ) -> i32;
     fn getenv(name: *const core::ffi::c_char) -> *const core::ffi::c_char;
 }
@@ -148,10 +148,14 @@ pub(super) fn env_var(name: &[u8], buf: &mut [u8]) -> Option<usize> {
     Some(n)
 }
 
-/// Registers the allocator's fork handlers (see `raw::fork_prepare`), once
-/// per process (the C ABI library's constructor triggers this through its
-/// first call into the engine, then registers its own handlers after).
-pub(super) fn register_fork_handlers() {
+/// Registers the allocator's fork handlers, once per process (the C ABI
+/// library's constructor triggers this through its first call into the
+/// engine, then registers its own handlers after).
+pub(super) fn register_fork_handlers(
+    prepare: super::ForkHandler,
+    parent: super::ForkHandler,
+    child: super::ForkHandler,
+) {
     use core::sync::atomic::{AtomicBool, Ordering};
     static DONE: AtomicBool = AtomicBool::new(false);
     // Set before registering: pthread_atfork may allocate through us, and
@@ -161,13 +165,7 @@ pub(super) fn register_fork_handlers() {
     }
     // SAFETY: registering plain extern "C" functions with no captured
     // state; pthread_atfork has no other preconditions.
-    unsafe {
-        pthread_atfork(
-            Some(crate::raw::fork_prepare),
-            Some(crate::raw::fork_parent),
-            Some(crate::raw::fork_child),
-        )
-    };
+    unsafe { pthread_atfork(Some(prepare), Some(parent), Some(child)) };
 }
 
 /// The key whose destructor tells us a thread exits; `usize::MAX` if it
@@ -175,7 +173,7 @@ pub(super) fn register_fork_handlers() {
 static EXIT_KEY: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(usize::MAX);
 
 unsafe extern "C" fn on_thread_exit(_value: *mut c_void) {
-    crate::heap::thread_exit();
+    super::run_thread_exit_hook();
 }
 
 pub(super) fn init_thread_exit() {

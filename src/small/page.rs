@@ -25,10 +25,10 @@ use core::ptr;
 
 use core::sync::atomic::AtomicU32;
 
-use crate::heap::Heap;
-use crate::remote::RemoteMarks;
-use crate::segment::SEGMENT_SIZE;
-use crate::stats;
+use crate::base::stats;
+use crate::small::heap::Heap;
+use crate::small::remote::RemoteMarks;
+use crate::small::segment::SEGMENT_SIZE;
 
 /// A free block: its first word links to the next free block.
 #[repr(C)]
@@ -46,7 +46,7 @@ impl Block {
         // SAFETY: caller contract.
         let stored = unsafe { (*b).next };
         #[cfg(feature = "hardened")]
-        let stored = crate::hardened::decode(b, stored);
+        let stored = crate::small::hardened::decode(b, stored);
         stored
     }
 
@@ -57,17 +57,14 @@ impl Block {
     #[inline(always)]
     pub(crate) unsafe fn set_next(b: *mut Block, next: *mut Block) {
         #[cfg(feature = "hardened")]
-        let next = crate::hardened::encode(b, next);
+        let next = crate::small::hardened::encode(b, next);
         // SAFETY: caller contract.
         unsafe { (*b).next = next };
     }
 }
 
-/// Bytes of fresh memory threaded onto the free list per extension.
-const EXTEND_BYTES: usize = 4096;
-
-/// Free bytes at a page's top that [`Page::trim_burst`] takes back, at least.
-pub(crate) const TRIM_MIN: usize = 16 << 10;
+use crate::policy::EXTEND_BYTES;
+pub(crate) use crate::policy::TRIM_MIN;
 
 /// Page metadata. Lives in the segment header, never inside user memory.
 ///
@@ -158,7 +155,7 @@ pub(crate) struct Page {
 /// 16 K blocks of 16 bytes), 2 KiB, in the segment header.
 pub(crate) type Marks = RemoteMarks<MARK_WORDS, { MARK_WORDS / 64 }>;
 /// Words of [`Marks`].
-pub(crate) const MARK_WORDS: usize = crate::segment::PAGE_SIZE / 16 / 64;
+pub(crate) const MARK_WORDS: usize = crate::small::segment::PAGE_SIZE / 16 / 64;
 
 const _: () = {
     assert!(core::mem::size_of::<Page>() == 192);
@@ -218,7 +215,7 @@ impl Page {
             // first word holds the link.
             let next = unsafe { Block::next(b) };
             #[cfg(feature = "hardened")]
-            crate::hardened::check_link(&*this, next);
+            crate::small::hardened::check_link(&*this, next);
             (*this).free = next;
             (*this).used += 1;
             // The class's next allocation reads the new head's link: a cache
@@ -349,7 +346,7 @@ impl Page {
             if end > (*this).written {
                 stats::NEED.add((end - (*this).written) as usize);
                 (*this).written = end;
-                crate::span::fit_pool();
+                crate::mem::span::fit_pool();
             }
         }
     }
@@ -384,9 +381,9 @@ impl Page {
     ///
     /// # Safety
     /// Owner only; the page is claimed and `area` is its block area (see
-    /// [`crate::segment::area_of`]) of `len` bytes.
+    /// [`crate::small::segment::area_of`]) of `len` bytes.
     pub(crate) unsafe fn trim_burst(this: *mut Page, area: *mut u8, len: usize) -> usize {
-        const WORDS: usize = crate::segment::PAGE_SIZE / 16 / 64;
+        const WORDS: usize = crate::small::segment::PAGE_SIZE / 16 / 64;
         let mut bits = [0u64; WORDS];
         // SAFETY: (whole body) caller contract; raw accesses only, no
         // `&mut Page` (other threads mark `remote` concurrently).
@@ -487,7 +484,7 @@ impl Page {
             {
                 return false;
             }
-            let (area, _) = crate::segment::area_of(this);
+            let (area, _) = crate::small::segment::area_of(this);
             let bs = (*this).block_size as usize;
             let (mut head, mut tail): (*mut Block, *mut Block) = (ptr::null_mut(), ptr::null_mut());
             let n = (*marks).collect(|w, mut mask| {

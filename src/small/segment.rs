@@ -34,22 +34,21 @@
 
 use core::ptr;
 
-use crate::heap::Heap;
+use crate::base::stats;
+use crate::base::sync::SpinLock;
+use crate::mem::region::Region;
 use crate::os;
-use crate::page::Page;
-use crate::region::Region;
-use crate::stats;
-use crate::sync::SpinLock;
+use crate::small::heap::Heap;
+use crate::small::page::Page;
 
-pub(crate) const SEGMENT_SIZE: usize = 4 << 20;
-pub(crate) const PAGE_SHIFT: usize = 18;
+pub(crate) use crate::policy::{PAGE_SHIFT, SEGMENT_SIZE};
 pub(crate) const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
 pub(crate) const PAGES_PER_SEGMENT: usize = SEGMENT_SIZE / PAGE_SIZE;
 /// Offset of page 0's block area: the header lives below it.
 const FIRST_AREA: usize = 64 << 10;
 const ALL_PAGES: u32 = u32::MAX >> (32 - PAGES_PER_SEGMENT);
-/// Empty segments kept committed for reuse (32 MiB).
-const CACHE_SLOTS: usize = 8;
+/// Empty segments kept committed for reuse.
+const CACHE_SLOTS: usize = crate::policy::SEGMENT_CACHE;
 /// Segment slots: 1 TiB of address space (16 MiB under Miri, where
 /// "reserving" allocates).
 const REGION_SLOTS: usize = if cfg!(miri) {
@@ -97,7 +96,7 @@ pub(crate) struct Segment {
     /// Per page slot, its remote-free marks (see `remote.rs`). Never written
     /// when the header is set up: they are zero in a new mapping, and a
     /// segment's slots are released only when every mark was taken.
-    pub(crate) remote: [crate::page::Marks; PAGES_PER_SEGMENT],
+    pub(crate) remote: [crate::small::page::Marks; PAGES_PER_SEGMENT],
 }
 
 const _: () = assert!(core::mem::size_of::<Segment>() <= FIRST_AREA);
@@ -452,7 +451,7 @@ impl Segment {
             (*page).used = 0;
             (*page).block_size = block_size as u32;
             (*page).heap = (*seg).heap;
-            (*page).remote = ptr::addr_of!((*seg).remote).cast::<crate::page::Marks>().add(i);
+            (*page).remote = ptr::addr_of!((*seg).remote).cast::<crate::small::page::Marks>().add(i);
             (*page).recip = (1u64 << 40).div_ceil(block_size as u64);
             (*page).area_off = start as u32;
             // `start + blocks * block_size <= SEGMENT_SIZE`.

@@ -12,11 +12,12 @@ use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
+use crate::base::sync::SpinLock;
 use crate::os::{self, HUGE_PAGE, OS_PAGE};
-use crate::sync::SpinLock;
+use crate::small;
 
 /// Live huge-page-eligible spans remembered for reporting.
-const TRACKED: usize = 256;
+const TRACKED: usize = crate::policy::POLYNOMIAL_TRACKED;
 
 #[derive(Clone, Copy)]
 struct Tracked {
@@ -109,7 +110,7 @@ impl PolynomialArena {
         let Ok(layout) = Layout::from_size_align(size.max(1), align) else {
             return ptr::null_mut();
         };
-        let p = crate::alloc_layout(layout, zeroed);
+        let p = small::alloc_plain(layout.size(), layout.align(), zeroed);
         if !p.is_null() {
             let v = self.used.fetch_add(layout.size(), Relaxed) + layout.size();
             self.peak.fetch_max(v, Relaxed);
@@ -141,7 +142,7 @@ impl PolynomialArena {
         self.used.fetch_sub(size.max(1), Relaxed);
         // SAFETY: caller contract: made by `alloc_aligned(size, align)`,
         // which used exactly this layout.
-        unsafe { crate::dealloc_layout(p, Layout::from_size_align_unchecked(size.max(1), align)) }
+        unsafe { small::dealloc_plain(p, size.max(1), align) }
     }
 
     /// Bytes in live blocks of this arena.
@@ -172,7 +173,7 @@ impl PolynomialArena {
     }
 }
 
-// SAFETY: allocation goes through the global engine, which is thread-safe;
+// SAFETY: allocation goes through the plain engine, which is thread-safe;
 // blocks stay valid until deallocated.
 unsafe impl allocator_api2::alloc::Allocator for PolynomialArena {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {

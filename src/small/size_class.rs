@@ -18,7 +18,7 @@
 //! than 16-byte alignment use [`class_for`]'s power-of-two rounding.
 
 /// Largest size served by size classes; larger requests become spans.
-pub(crate) const SMALL_MAX: usize = 64 * 1024;
+pub(crate) use crate::policy::SMALL_MAX;
 /// Largest alignment served by size classes.
 pub(crate) const SMALL_ALIGN_MAX: usize = 64 * 1024;
 /// Alignment every small block has without asking.

@@ -18,8 +18,8 @@
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
+use crate::base::sync::SpinLock;
 use crate::os;
-use crate::sync::SpinLock;
 
 /// A reserved range of `SLOTS` slots of `slot` bytes each.
 pub(crate) struct Region<const WORDS: usize> {

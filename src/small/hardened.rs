@@ -22,8 +22,8 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use crate::page::{Block, Page};
-use crate::size_class::CLASS_SIZE;
+use crate::small::page::{Block, Page};
+use crate::small::size_class::CLASS_SIZE;
 
 /// The per-process secret (set once at initialisation; odd so it is never 0).
 static KEY: AtomicUsize = AtomicUsize::new(0x9E37_79B9_7F4A_7C15_u64 as usize);
@@ -144,13 +144,13 @@ pub(crate) unsafe fn on_free(page: *const Page, p: *mut u8, size: usize, class: 
         if bs == 0 {
             fail("free of a pointer not allocated by nalloc", p.addr());
         }
-        let seg = crate::segment::segment_of(page as *mut Page).addr();
+        let seg = crate::small::segment::segment_of(page as *mut Page).addr();
         let offset = p.addr() - seg;
         let area = (*page).bump.addr() + (*page).bump_left as usize - seg;
-        let first_area = if offset < crate::segment::PAGE_SIZE {
+        let first_area = if offset < crate::small::segment::PAGE_SIZE {
             64 << 10
         } else {
-            offset & !(crate::segment::PAGE_SIZE - 1)
+            offset & !(crate::small::segment::PAGE_SIZE - 1)
         };
         if (offset - first_area) % bs != 0 || offset >= area {
             fail("free of a misaligned pointer", p.addr());
@@ -180,8 +180,8 @@ pub(crate) fn check_link(page: *const Page, next: *mut Block) {
         return;
     }
     // SAFETY: only address arithmetic on `page` metadata.
-    let ok =
-        crate::segment::contains(next.cast()) && core::ptr::eq(unsafe { crate::segment::page_of(next.cast()) }, page);
+    let ok = crate::small::segment::contains(next.cast())
+        && core::ptr::eq(unsafe { crate::small::segment::page_of(next.cast()) }, page);
     if !ok {
         fail("corrupted free list in page", page.addr());
     }
@@ -195,7 +195,7 @@ pub(crate) fn check_link(page: *const Page, next: *mut Block) {
 pub(crate) unsafe fn on_resize(p: *mut u8, old: usize, new: usize) {
     // SAFETY: caller contract: `p` is a live block in a segment.
     unsafe {
-        let bs = (*crate::segment::page_of(p)).block_size as usize;
+        let bs = (*crate::small::segment::page_of(p)).block_size as usize;
         let c = canary(p);
         if old < bs && differs(core::slice::from_raw_parts(p.add(old), bs - old), c) {
             fail("heap overflow detected (canary) in block", p.addr());

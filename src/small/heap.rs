@@ -86,12 +86,17 @@ use core::cell::Cell;
 use core::ptr;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::base::stats;
+use crate::base::sync::SpinLock;
 use crate::os;
-use crate::page::{Block, Page};
-use crate::segment::{self, Segment, SlotKind};
-use crate::size_class::{CLASS_SIZE, NUM_CLASSES};
-use crate::stats;
-use crate::sync::SpinLock;
+use crate::policy::{
+    FOREIGN_MAX, FOREIGN_MIN, FOREIGN_STALE, FULL_SCAN, HEAP_SLAB, KEEP_EMPTY_SEGMENTS, LARGE_TIDY_WEIGHT,
+    PENDING_BLOCKS, PENDING_BYTES, PENDING_SLOTS, PURGE_AFTER_PATHS, SEGMENT_SEARCH, SPARSE_DIVISOR, TIDY_EVERY,
+    TRIM_EVERY,
+};
+use crate::small::page::{Block, Page};
+use crate::small::segment::{self, Segment, SlotKind};
+use crate::small::size_class::{CLASS_SIZE, NUM_CLASSES};
 
 /// Per-heap counters, readable by `stats()` from any thread. They sit just
 /// before their heap (see [`HeapSlot`]) so the fast path finds them by
@@ -182,77 +187,9 @@ pub(crate) struct Heap {
     empty_segs: u32,
 }
 
-/// Segments a heap keeps when all their page slots are free, rather than
-/// handing them to the global cache: their slots age and are purged like
-/// any free slot. Handed to the cache at once, a heap that frees all its
-/// blocks every round got other segments back from it, so which slots it
-/// used drifted from round to round, and slots purged after a while idle
-/// were faulted in again later (`witness`: 33 K extra page faults).
-const KEEP_EMPTY_SEGMENTS: u32 = 8;
-
-/// Slow paths its heap must take while a page slot stays free, besides the
-/// purge delay, before the slot is purged: memory ages only while its heap
-/// works. A heap that pauses its small allocations for a while (a prover
-/// phase of other work: the `witness` benchmark alternates slices of small
-/// blocks with slices of witness-arena blocks) finds its pages as it left
-/// them; purging by time alone refaulted the whole working set at every
-/// slice (`witness`'s memset+free phase 2.1 -> 6.0 s, 2.8 M page faults).
-const PURGE_AFTER_PATHS: u32 = 64;
-// (256 instead of 64 kept Python's peak RSS at 37-38 MiB instead of 34; 16,
-// with a tidy every 16 slow paths, cost `witness` 32 K more page faults.)
-
 /// A page with at most this many bytes of live blocks is sparse (see
 /// [`Heap::is_sparse`]).
-const SPARSE_BYTES: usize = crate::segment::PAGE_SIZE / 3;
-
-/// What a large allocation counts towards the next tidy, in slow paths.
-const LARGE_TIDY_WEIGHT: u32 = 16;
-
-/// Slow paths between two looks of a tidy at one page's free top (see
-/// [`Page::trim_burst`]): the walk over the page's free list costs about one
-/// visit per free block.
-const TRIM_EVERY: u32 = 64;
-
-/// Full pages a refill checks for other threads' frees, at most.
-const FULL_SCAN: usize = 8;
-
-/// Segments with free slots that [`Heap::segment_for`] looks at.
-const SEGMENT_SEARCH: usize = 8;
-
-/// Slow paths between two tidies, at least (a heap with more pages than
-/// this tidies once per page it owns, so that the walk over its pages stays
-/// a constant cost per slow path).
-///
-/// 32 rather than 64: a page emptied by a burst goes back to its segment
-/// sooner, where the next page of any class reuses its written memory
-/// instead of touching fresh memory. Halo2's quick peak RSS 12.5 -> 11.9-12.2
-/// MiB (page faults 5.0 K -> 4.2-4.3 K), the full proof's 56676-57012 ->
-/// 56564-56640 KiB (glibc 56628-56768; 3 runs each); `small`, `batch`,
-/// `larson`, `xmalloc`, `cache-scratch`, `realloc`, `fft`, `witness` and the
-/// `LD_PRELOAD` programs unchanged (3-11 interleaved runs each).
-const TIDY_EVERY: u32 = 32;
-
-/// Bounds of a heap's kept foreign blocks. The bound starts at the minimum
-/// and grows by what was turned away whenever a class's kept blocks were
-/// all reused after some were turned away (the thread reuses more than it
-/// could keep); it halves, handing every kept block back to its owner, once
-/// `FOREIGN_STALE` bytes were turned away without any list running empty
-/// (a consumer that never allocates those sizes).
-///
-/// At most 1 MiB rather than 4: kept blocks are reused cold and scattered
-/// among other threads' pages, and past about 1 MiB per thread that cost
-/// more time than the memory it saved. Python under `LD_PRELOAD` (four
-/// threads handing structures to each other; interleaved medians of 15, 15
-/// and 11 runs): 1.45 / 1.53 / 1.46 s and peak RSS 32.3 / 32.0 / 32.5 MiB
-/// with 4 MiB, 1.28 / 1.32 / 1.30 s and 33.7 / 33.7 / 33.8 MiB with 1 MiB
-/// (jemalloc 1.38 / 1.38 / 1.45 s; 2 MiB was like 4, 512 KiB and keeping
-/// nothing like 1 MiB in time but 35-37 MiB). c-small, `xmalloc`,
-/// `larson` and `halo2` unchanged within the spread. The stale mark scales
-/// with the bound (16 -> 4 MiB turned away before a halving); the
-/// never-allocating consumer's test holds either way.
-const FOREIGN_MIN: u32 = 64 << 10;
-const FOREIGN_MAX: u32 = 1 << 20;
-const FOREIGN_STALE: u32 = 4 * FOREIGN_MAX;
+const SPARSE_BYTES: usize = crate::small::segment::PAGE_SIZE / SPARSE_DIVISOR;
 
 /// True if blocks of `block_size` may be reused by a thread other than
 /// their page's owner: they fill whole cache lines (block areas are 64 KiB
@@ -263,14 +200,6 @@ const FOREIGN_STALE: u32 = 4 * FOREIGN_MAX;
 fn reusable_abroad(block_size: u32) -> bool {
     cfg!(not(feature = "hardened")) && block_size % 64 == 0
 }
-
-/// Batches of remote frees a heap keeps (a small direct-mapped table).
-const PENDING_SLOTS: usize = 8;
-/// A batch is handed over when it holds this many blocks...
-const PENDING_BLOCKS: u32 = 32;
-/// ... or this many bytes, which bounds what a thread that stops freeing can
-/// hold back from the owners: `PENDING_SLOTS` x 64 KiB.
-const PENDING_BYTES: u32 = 64 << 10;
 
 /// Blocks freed into one page of another heap, not yet marked in the
 /// page's remote-free bits (linked through their first words, `head` first).
@@ -457,7 +386,7 @@ unsafe fn pop_current(heap: *mut Heap, class: usize, size: usize, zeroed: bool) 
         // provenance, so the counters are found by arithmetic.
         let b = Page::pop(page);
         #[cfg(feature = "hardened")]
-        crate::hardened::on_alloc(page, b, size);
+        crate::small::hardened::on_alloc(page, b, size);
         bump(&(*counters(heap)).allocs);
         if zeroed {
             // A recycled block: only the requested bytes need clearing
@@ -469,46 +398,17 @@ unsafe fn pop_current(heap: *mut Heap, class: usize, size: usize, zeroed: bool) 
     }
 }
 
-/// Allocates a block of `class` (the fast path).
+/// Pops a block of `class` from the calling thread's current page, or
+/// `None` when that page has none (then the caller takes its slow path,
+/// [`refill`]). The fast path of every small allocation: one thread-local
+/// read, one load of the page, one branch.
 ///
 /// # Safety
 /// `class < NUM_CLASSES`.
 #[inline(always)]
-pub(crate) unsafe fn alloc(class: usize, size: usize) -> *mut u8 {
+pub(crate) unsafe fn pop(class: usize, size: usize, zeroed: bool) -> Option<*mut u8> {
     // SAFETY: forwarded caller contract.
-    unsafe { pop_current(current::get(), class, size, false).unwrap_or_else(|| refill(class, size, false)) }
-}
-
-/// Like [`alloc`] / [`alloc_zeroed`] for the unsized (C) interface, but
-/// `None` when the thread is inside a witness scope: such blocks need the
-/// header path of `raw`. One thread-local read, as in [`alloc`].
-///
-/// # Safety
-/// `class < NUM_CLASSES`.
-#[inline(always)]
-pub(crate) unsafe fn alloc_unscoped(class: usize, size: usize, zeroed: bool) -> Option<*mut u8> {
-    let heap = current::get();
-    // SAFETY: forwarded caller contract; the scope sentinel's pages are
-    // empty too, so a scoped thread always reaches the check below.
-    if let Some(b) = unsafe { pop_current(heap, class, size, zeroed) } {
-        return Some(b);
-    }
-    if heap == scope_heap() {
-        return None;
-    }
-    // SAFETY: forwarded caller contract.
-    Some(unsafe { refill(class, size, zeroed) })
-}
-
-/// Allocates a zeroed block of `class`: a recycled block is cleared, fresh
-/// memory is not memset.
-///
-/// # Safety
-/// `class < NUM_CLASSES`.
-#[inline]
-pub(crate) unsafe fn alloc_zeroed(class: usize, size: usize) -> *mut u8 {
-    // SAFETY: forwarded caller contract.
-    unsafe { pop_current(current::get(), class, size, true).unwrap_or_else(|| refill(class, size, true)) }
+    unsafe { pop_current(current::get(), class, size, zeroed) }
 }
 
 /// Frees a small block (the fast path). `size`/`class` are the request's,
@@ -520,14 +420,14 @@ pub(crate) unsafe fn alloc_zeroed(class: usize, size: usize) -> *mut u8 {
 pub(crate) unsafe fn free(p: *mut u8, _size: usize, _class: usize) {
     #[cfg(feature = "hardened")]
     if !segment::contains(p) {
-        crate::hardened::fail("free of a pointer not allocated by nalloc", p.addr());
+        crate::small::hardened::fail("free of a pointer not allocated by nalloc", p.addr());
     }
     // SAFETY: caller contract: `p` lies in a live segment, so its page
     // metadata is valid; only the owner takes the local branch.
     unsafe {
         let page = segment::page_of(p);
         #[cfg(feature = "hardened")]
-        crate::hardened::on_free(page, p, _size, _class);
+        crate::small::hardened::on_free(page, p, _size, _class);
         let heap = current::get();
         if (*page).heap == heap {
             Page::push_local(page, p);
@@ -582,21 +482,26 @@ fn counters(heap: *mut Heap) -> *const Counters {
 }
 
 /// The slow path of every small allocation: finds or makes a page with a
-/// free block, creating this thread's heap first if needed.
+/// free block, creating this thread's heap first if needed. Inside a witness
+/// scope (where `CURRENT` is the scope sentinel) it serves the plain engine
+/// from the thread's own heap without leaving the scope: the scope's routing
+/// to witness memory is the front's decision, made before it calls here.
+///
+/// # Safety
+/// `class < NUM_CLASSES`.
 #[cold]
 #[inline(never)]
-unsafe fn refill(class: usize, size: usize, zeroed: bool) -> *mut u8 {
-    let mut heap = current::get();
-    if heap == scope_heap() {
-        return crate::witness::scope_alloc_class(class, zeroed);
-    }
-    if heap == empty_heap() {
+pub(crate) unsafe fn refill(class: usize, size: usize, zeroed: bool) -> *mut u8 {
+    let cur = current::get();
+    let scoped = cur == scope_heap();
+    let mut heap = if scoped { OWNED.get() } else { cur };
+    if heap.is_null() || heap == empty_heap() {
         if DEAD.get() {
             return shared_alloc(class, size, zeroed);
         }
         // Outside any lock: initialisation may re-enter the allocator when
         // we are the process's malloc.
-        crate::config::ensure_init();
+        super::ensure_init();
         heap = REGISTRY.lock().acquire();
         if heap.is_null() {
             return heap.cast();
@@ -604,7 +509,9 @@ unsafe fn refill(class: usize, size: usize, zeroed: bool) -> *mut u8 {
         OWNED.set(heap);
         // SAFETY: `heap` is ours now; its index never changes.
         OWNED_INDEX.set(unsafe { (*heap).index });
-        current::set(heap);
+        if !scoped {
+            current::set(heap);
+        }
         // Arming the exit hook may allocate (a pthread key's second-level
         // array, a Vec of TLS destructors); with CURRENT set that nested
         // allocation takes the ordinary paths.
@@ -622,7 +529,7 @@ static SHARED: SpinLock<Shared> = SpinLock::new(Shared(ptr::null_mut()));
 /// Allocation by a thread whose TLS is already torn down.
 #[cold]
 fn shared_alloc(class: usize, size: usize, zeroed: bool) -> *mut u8 {
-    crate::config::ensure_init();
+    super::ensure_init();
     let mut g = SHARED.lock();
     if g.0.is_null() {
         g.0 = REGISTRY.lock().acquire();
@@ -736,7 +643,7 @@ impl Heap {
             }
             return false;
         }
-        let class = crate::size_class::class_of(block_size as usize);
+        let class = crate::small::size_class::class_of(block_size as usize);
         let fp: *mut Page = self.stand_in(class);
         // SAFETY: `fp` is our stand-in page; the blocks are free and at
         // least 16 bytes, so their first words are ours for the links.
@@ -988,7 +895,7 @@ impl Heap {
         #[cfg(feature = "hardened")]
         // SAFETY: `b` was just taken from `_page`.
         unsafe {
-            crate::hardened::on_alloc(_page, b, _size)
+            crate::small::hardened::on_alloc(_page, b, _size)
         };
         // SAFETY: `self` is a real heap inside a slot.
         bump(unsafe { &(*self.counters).allocs });
@@ -1123,7 +1030,7 @@ impl Heap {
     #[cold]
     fn tidy(&mut self) {
         self.since_tidy = 0;
-        let delay = crate::config::purge_delay_us();
+        let delay = crate::base::config::purge_delay_us();
         self.release_emptied(delay != u64::MAX);
         if delay == u64::MAX {
             return;
@@ -1400,7 +1307,7 @@ static REGISTRY: SpinLock<Registry> = SpinLock::new(Registry {
     count: 0,
 });
 
-const SLAB: usize = 64 << 10;
+const SLAB: usize = HEAP_SLAB;
 
 impl Registry {
     /// A retired heap, or a new one. Null when the OS refuses memory.
@@ -1600,18 +1507,15 @@ pub(crate) unsafe fn fork_unlock() {
     }
 }
 
-/// A small block of `class`, zeroed if asked (`size` is the request's).
+/// A small block of `class` from the plain engine, zeroed if asked (`size`
+/// is the request's): the fast path, else [`refill`]. No witness policy:
+/// callers that honour witness scopes route before calling (see
+/// `front/route.rs`).
 ///
 /// # Safety
 /// `class < NUM_CLASSES`.
 #[inline]
 pub(crate) unsafe fn alloc_class(class: usize, size: usize, zeroed: bool) -> *mut u8 {
     // SAFETY: forwarded caller contract.
-    unsafe {
-        if zeroed {
-            alloc_zeroed(class, size)
-        } else {
-            alloc(class, size)
-        }
-    }
+    unsafe { pop(class, size, zeroed).unwrap_or_else(|| refill(class, size, zeroed)) }
 }

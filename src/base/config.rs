@@ -11,7 +11,7 @@
 
 use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
-use crate::once::Once;
+use crate::base::once::Once;
 
 /// When spans are backed by transparent huge pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,21 +51,21 @@ impl HugePages {
     }
 }
 
-/// Default cap of the warm span pool: 1/8 of physical memory, between
-/// 256 MiB and 4 GiB (1 GiB where the size is unknown). A prover's largest
-/// per-proof vectors (≈1.3 GiB for Plonky3 Keccak 2^16) fit on a 16 GiB box.
+/// Default cap of the warm span pool, from the policy table: a fraction of
+/// physical memory within bounds.
 fn default_pool_cap() -> usize {
+    use crate::policy::{POOL_CAP_DIVISOR, POOL_CAP_MAX, POOL_CAP_MIN, POOL_CAP_UNKNOWN};
     let phys = crate::os::physical_memory();
     if phys == 0 {
-        1 << 30
+        POOL_CAP_UNKNOWN
     } else {
-        (phys / 8).clamp(256 << 20, 4 << 30)
+        (phys / POOL_CAP_DIVISOR).clamp(POOL_CAP_MIN, POOL_CAP_MAX)
     }
 }
 
 static HUGE: AtomicU8 = AtomicU8::new(0);
 /// The purge delay in microseconds; `u64::MAX`: never purge.
-static PURGE_DELAY_US: AtomicU64 = AtomicU64::new(5_000);
+static PURGE_DELAY_US: AtomicU64 = AtomicU64::new(crate::policy::PURGE_DELAY_US);
 static POOL_CAP: AtomicUsize = AtomicUsize::new(usize::MAX);
 static INIT: Once = Once::new();
 
@@ -80,11 +80,6 @@ pub(crate) fn ensure_init() {
                 HUGE.store(p.to_u8(), Ordering::Relaxed);
             }
         }
-        #[cfg(feature = "hardened")]
-        crate::hardened::init();
-        // Before the flag is set, so that no thread can arm it before it
-        // exists.
-        crate::os::init_thread_exit();
         let cap = crate::os::env_var(b"NALLOC_POOL_CAP", &mut buf)
             .and_then(|n| parse_bytes(&buf[..n]))
             .unwrap_or_else(default_pool_cap);
@@ -94,9 +89,6 @@ pub(crate) fn ensure_init() {
         // A setter may have run before the first allocation: keep its value.
         let _ = POOL_CAP.compare_exchange(usize::MAX, cap, Ordering::Relaxed, Ordering::Relaxed);
     });
-    // After initialisation completed: registering may allocate (through us,
-    // when we are the process's malloc), which must find it done.
-    crate::os::register_fork_handlers();
 }
 
 /// The huge-page policy in force.

@@ -33,10 +33,9 @@ use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use crate::span;
+use crate::mem::span;
 
-const FIRST_CHUNK: usize = 64 << 10;
-const MAX_CHUNK: usize = 64 << 20;
+use crate::policy::{SCRATCH_FIRST_CHUNK as FIRST_CHUNK, SCRATCH_MAX_CHUNK as MAX_CHUNK};
 const CHUNK_ALIGN: usize = 64;
 
 /// Bytes in all scratch arenas' chunks (process-wide, for `stats`).
@@ -128,7 +127,7 @@ impl ScratchArena {
     pub fn alloc_val<T>(&self, value: T) -> &mut T {
         match self.try_alloc_val(value) {
             Some(r) => r,
-            None => crate::alloc_failed(Layout::new::<T>()),
+            None => alloc_failed(Layout::new::<T>()),
         }
     }
 
@@ -150,10 +149,10 @@ impl ScratchArena {
     #[allow(clippy::mut_from_ref)] // distinct fresh blocks, as above
     pub fn alloc_slice_fill_with<T>(&self, n: usize, mut f: impl FnMut(usize) -> T) -> &mut [T] {
         let Ok(layout) = Layout::array::<T>(n) else {
-            crate::alloc_failed(Layout::new::<T>())
+            alloc_failed(Layout::new::<T>())
         };
         let Some(p) = self.alloc(layout) else {
-            crate::alloc_failed(layout)
+            alloc_failed(layout)
         };
         let p = p.cast::<T>().as_ptr();
         for i in 0..n {
@@ -356,4 +355,11 @@ unsafe impl allocator_api2::alloc::Allocator for ScratchArena {
             self.last.set(ptr::null_mut());
         }
     }
+}
+
+/// Reports allocation failure for the infallible helpers (`alloc`,
+/// `alloc_slice_*`): the standard library's handler, as `Box::new` does.
+#[cold]
+fn alloc_failed(layout: Layout) -> ! {
+    std::alloc::handle_alloc_error(layout)
 }

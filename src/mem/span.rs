@@ -52,16 +52,12 @@
 use core::ptr;
 use core::sync::atomic::Ordering::Relaxed;
 
-use crate::config::{self, HugePages};
+use crate::base::config::{self, HugePages};
+use crate::base::stats;
+use crate::mem::pool;
 use crate::os::{self, HugeAdvice, HUGE_PAGE, OS_PAGE};
-use crate::pool;
-use crate::stats;
 
-/// Spans at least this large are huge-page backed under [`HugePages::Auto`].
-const AUTO_HUGE_MIN: usize = 32 << 20;
-/// Huge-page spans at least this large are zeroed by purging instead of
-/// memset (see the measurements in the module docs: equal at 64 MiB).
-const ZERO_BY_PURGE_MIN: usize = 128 << 20;
+use crate::policy::{AUTO_HUGE_MIN, ZERO_BY_PURGE_MIN};
 
 /// Length of the mapping that serves `size` bytes at `align`; `None` on
 /// overflow.

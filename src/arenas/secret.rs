@@ -15,7 +15,7 @@ use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 use core::ptr;
 
-use crate::witness::WitnessArena;
+use crate::arenas::witness::WitnessArena;
 
 /// Types for which all-zero bytes are a valid value and that own no
 /// resources, so they can live in wiped memory.

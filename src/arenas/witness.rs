@@ -50,24 +50,18 @@ use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::Relaxed};
 
-use crate::heap;
+use crate::base::sync::SpinLock;
+use crate::mem::region::Region;
 use crate::os::{self, OS_PAGE};
-use crate::page::Block;
-use crate::region::Region;
-use crate::size_class::{self, CLASS_SIZE, NUM_CLASSES};
-use crate::sync::SpinLock;
+use crate::small::heap;
+use crate::small::page::Block;
+use crate::small::size_class::{self, CLASS_SIZE, NUM_CLASSES};
 
 /// Size of one slot of the witness region.
-pub(crate) const SLOT: usize = 1 << 20;
+pub(crate) const SLOT: usize = crate::policy::WITNESS_SLOT;
 /// Slots in the region (64 GiB of address space on 64-bit targets; 8 MiB
 /// under Miri, where "reserving" allocates).
-const SLOTS: usize = if cfg!(miri) {
-    8
-} else if usize::BITS >= 64 {
-    65536
-} else {
-    64
-};
+const SLOTS: usize = crate::policy::WITNESS_SLOTS;
 /// Inaccessible bytes before and after every chunk.
 const GUARD: usize = if OS_PAGE > 4096 { OS_PAGE } else { 4096 };
 /// The chunk header (non-secret bookkeeping) owns the chunk's first page,
@@ -187,7 +181,7 @@ struct BatchHead {
     next_batch: *mut BatchHead,
 }
 
-const _: () = assert!(core::mem::size_of::<BatchHead>() <= crate::size_class::MIN_ALIGN);
+const _: () = assert!(core::mem::size_of::<BatchHead>() <= crate::small::size_class::MIN_ALIGN);
 
 struct Inner {
     /// Per-class lists of wiped free blocks, one by one (frees from threads
@@ -233,20 +227,17 @@ unsafe impl Send for Inner {}
 /// arena; later ones use the locked lists directly. A cache is 1,440 bytes
 /// (44 entries of 32), so an arena carries 45 KiB of them, all zero until
 /// used (`.bss` for a static arena).
-pub(crate) const CACHES: usize = 32;
+pub(crate) const CACHES: usize = crate::policy::WITNESS_CACHES;
 const _: () = assert!(CACHES <= 64, "Inner::active is a u64");
 /// A cache refills / hands back this many bytes' worth of blocks per lock
 /// (at least one block, at most [`BATCH_MAX`]); it keeps at most two batches
 /// per class, so what one thread can hold back is bounded.
-const BATCH_BYTES: usize = 32 << 10;
-const BATCH_MAX: usize = 64;
+use crate::policy::{WITNESS_BATCH_BYTES as BATCH_BYTES, WITNESS_BATCH_MAX as BATCH_MAX};
 /// A class's run of fresh blocks (see `take_locked`) holds [`RUN_BLOCKS`]
 /// blocks, but at least a page (the span a hardware prefetcher follows) and
 /// at most 64 KiB (the largest classes get one block): touching every class
 /// once then commits about 1 MiB, one chunk.
-const RUN_BLOCKS: usize = 16;
-const RUN_MIN: usize = 4096;
-const RUN_MAX: usize = 64 << 10;
+use crate::policy::{WITNESS_RUN_BLOCKS as RUN_BLOCKS, WITNESS_RUN_MAX as RUN_MAX, WITNESS_RUN_MIN as RUN_MIN};
 
 /// Blocks per refill / hand-back for blocks of class `c`.
 const fn batch(c: usize) -> u16 {
@@ -1052,26 +1043,6 @@ pub(crate) unsafe fn fork_unlock() {
         REGION.fork_unlock();
         SCOPE_ARENA.inner.release_raw();
     }
-}
-
-/// Frees a witness block through the global allocator (it came from the
-/// scope arena). Kept out of line: inlined, the arena's free path would
-/// burden every `dealloc` with its registers (measured: +4 instructions per
-/// small free on `small`).
-///
-/// # Safety
-/// `p` must be a live block of the scope arena with this layout.
-#[cold]
-#[inline(never)]
-pub(crate) unsafe fn scope_dealloc(p: *mut u8, size: usize, align: usize) {
-    // SAFETY: forwarded caller contract.
-    unsafe { SCOPE_ARENA.dealloc_raw(p, size, align) }
-}
-
-/// Small allocation made inside a witness scope.
-pub(crate) fn scope_alloc_class(class: usize, _zeroed: bool) -> *mut u8 {
-    // Witness blocks are always zero when handed out.
-    SCOPE_ARENA.alloc_class(class)
 }
 
 // SAFETY: all mutable state is behind the spin lock or atomic.

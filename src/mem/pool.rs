@@ -28,13 +28,13 @@
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use crate::config;
+use crate::base::config;
+use crate::base::stats;
+use crate::base::sync::SpinLock;
 use crate::os::{self, OS_PAGE};
-use crate::stats;
-use crate::sync::SpinLock;
 
 /// Most free ranges the pool holds.
-pub(crate) const SLOTS: usize = 64;
+pub(crate) const SLOTS: usize = crate::policy::POOL_SLOTS;
 
 /// A free address range: whole pages, mapped read-write, owned by the pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

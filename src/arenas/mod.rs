@@ -1,0 +1,11 @@
+//! Layer `arenas`: the memory kinds no general-purpose allocator offers.
+//! Witness memory — guard-fenced, locked, dump-excluded, wiped chunks
+//! (`witness`) and the owned secret containers on it (`secret`);
+//! polynomial memory with huge-page placement and reporting over the plain
+//! engine (`polynomial`); scratch memory with an O(1), borrow-checked reset
+//! (`scratch`).
+
+pub(crate) mod polynomial;
+pub(crate) mod scratch;
+pub(crate) mod secret;
+pub(crate) mod witness;

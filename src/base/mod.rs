@@ -1,0 +1,9 @@
+//! Layer `base`: process-wide basics that carry no allocation policy — the
+//! spin lock of the slow paths (`sync`), the lock-free once flag (`once`),
+//! the slow-path counters behind `stats()` (`stats`) and the run-time
+//! settings read from the environment without allocating (`config`).
+
+pub(crate) mod config;
+pub(crate) mod once;
+pub(crate) mod stats;
+pub(crate) mod sync;

@@ -1,0 +1,279 @@
+//! `NAlloc`: the handle users hold — the `GlobalAlloc` front, the arena
+//! handles, the settings and `stats()`. Every allocation it makes goes
+//! through [`super::route`].
+
+use core::alloc::{GlobalAlloc, Layout};
+
+use super::lifecycle;
+use super::route::{self, Block, Front};
+use crate::arenas::polynomial::PolynomialArena;
+use crate::arenas::scratch::{self, ScratchArena};
+use crate::arenas::witness::{self, WitnessArena, WitnessStats};
+use crate::base::config::{self, HugePages};
+use crate::base::stats;
+use crate::mem::span;
+use crate::small::heap;
+
+/// The nalloc allocator. Use it as the global allocator, and/or reach its
+/// arenas through an instance. See the crate docs.
+pub struct NAlloc {
+    witness: WitnessArena,
+    polynomial: PolynomialArena,
+}
+
+impl Default for NAlloc {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A snapshot of the allocator's figures. Reading it takes a few relaxed
+/// loads and one short walk over the heap list; it never blocks allocation
+/// for long.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Bytes in live witness blocks: this instance's arena plus blocks made
+    /// inside `witness_scope`.
+    pub witness_used: usize,
+    /// Highest witness usage seen (per arena, summed).
+    pub witness_peak: usize,
+    /// Bytes committed for witness memory.
+    pub witness_capacity: usize,
+    /// Detail of this instance's witness arena.
+    pub witness: WitnessStats,
+    /// Detail of the process-wide arena behind `witness_scope`.
+    pub witness_scope: WitnessStats,
+    /// Bytes in live large blocks (spans): the FFT/NTT vectors of the
+    /// process, including this instance's polynomial arena.
+    pub polynomial_used: usize,
+    /// Highest `polynomial_used` seen.
+    pub polynomial_peak: usize,
+    /// Bytes mapped for polynomial memory: live spans plus the warm pool.
+    pub polynomial_capacity: usize,
+    /// Bytes in live blocks of this instance's polynomial arena.
+    pub polynomial_arena_used: usize,
+    /// Highest `polynomial_arena_used` seen.
+    pub polynomial_arena_peak: usize,
+    /// Bytes ever mapped with explicit (`MAP_HUGETLB`) huge pages. For what
+    /// transparent huge pages really back, see
+    /// [`PolynomialArena::huge_page_bytes`].
+    pub explicit_huge_bytes: usize,
+    /// Bytes handed out by scratch arenas (updated at chunk changes and
+    /// resets, not per allocation).
+    pub scratch_used: usize,
+    /// Highest `scratch_used` seen.
+    pub scratch_peak: usize,
+    /// Bytes held in scratch arenas' chunks.
+    pub scratch_capacity: usize,
+    /// Bytes mapped from the OS now (segments, spans, pool, metadata; not
+    /// witness chunks, which are in `witness_capacity`).
+    pub mapped: usize,
+    /// Highest `mapped` seen.
+    pub peak_mapped: usize,
+    /// Bytes of freed spans kept warm for reuse.
+    pub pool_retained: usize,
+    /// Bytes given back to the OS so far (unmapped, or purged: physical
+    /// memory released while the range stays mapped for reuse).
+    pub returned_to_os: usize,
+    /// Small-object allocations and frees.
+    pub small_allocs: u64,
+    /// See `small_allocs`.
+    pub small_frees: u64,
+    /// Large (span) allocations and frees.
+    pub large_allocs: u64,
+    /// See `large_allocs`.
+    pub large_frees: u64,
+    /// Span allocations served from the warm pool.
+    pub pool_hits: u64,
+    /// Thread heaps created so far (the peak number of live threads).
+    pub heaps: usize,
+}
+
+impl NAlloc {
+    /// A new allocator handle; usable in a `static` as the global allocator.
+    /// Nothing is mapped until the first allocation.
+    pub const fn new() -> Self {
+        Self {
+            witness: WitnessArena::new(),
+            polynomial: PolynomialArena::new(),
+        }
+    }
+
+    /// This instance's witness arena (secret memory).
+    pub fn witness(&self) -> &WitnessArena {
+        &self.witness
+    }
+
+    /// This instance's polynomial arena (FFT/NTT vectors).
+    pub fn polynomial(&self) -> &PolynomialArena {
+        &self.polynomial
+    }
+
+    /// A new scratch arena (bump allocation, O(1) reset). Arenas are
+    /// independent: make one per thread or task.
+    pub fn scratch(&self) -> ScratchArena {
+        ScratchArena::new()
+    }
+
+    /// Runs `f` with every global allocation made by the calling thread
+    /// routed to witness memory: zeroed on allocation, wiped on free, locked
+    /// against swap, excluded from core dumps. Blocks made inside may be
+    /// freed anywhere (outside the scope, on another thread) and are still
+    /// wiped; a `realloc` of such a block keeps it in witness memory. Scopes
+    /// nest. Requires `self` to be the global allocator only in the sense
+    /// that allocations must go through it to be routed.
+    pub fn witness_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Restore(bool);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                heap::set_scope(self.0);
+            }
+        }
+        let _restore = Restore(heap::set_scope(true));
+        f()
+    }
+
+    /// Sets the huge-page policy for spans mapped from now on.
+    pub fn set_huge_pages(&self, policy: HugePages) {
+        config::set_huge_pages(policy);
+    }
+
+    /// The huge-page policy in force.
+    pub fn huge_pages(&self) -> HugePages {
+        lifecycle::ensure_init();
+        config::huge_pages()
+    }
+
+    /// Sets the warm pool's cap in bytes (0 disables the pool) and releases
+    /// what exceeds it.
+    pub fn set_pool_cap(&self, bytes: usize) {
+        lifecycle::ensure_init();
+        config::set_pool_cap(bytes);
+        span::shrink_to(config::pool_cap());
+    }
+
+    /// The warm pool's cap in bytes.
+    pub fn pool_cap(&self) -> usize {
+        config::pool_cap()
+    }
+
+    /// Sets how long a free small-object page slot is kept before its
+    /// memory goes back to the OS (default 5 ms; `None`: never, until
+    /// [`NAlloc::trim`]). The slot must also stay free while its thread
+    /// keeps allocating (64 slow paths), so a thread that pauses keeps its
+    /// pages. Shorter gives memory back sooner; longer keeps more warm for
+    /// a program that frees and re-allocates in bursts. A slot emptied by
+    /// other threads' frees goes back at its thread's next tidy without
+    /// the delay (unless it is `None`).
+    pub fn set_purge_delay(&self, delay: Option<core::time::Duration>) {
+        lifecycle::ensure_init();
+        let us = delay.map_or(u64::MAX, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX - 1));
+        config::set_purge_delay_us(us);
+    }
+
+    /// The purge delay in force (`None`: never).
+    pub fn purge_delay(&self) -> Option<core::time::Duration> {
+        lifecycle::ensure_init();
+        match config::purge_delay_us() {
+            u64::MAX => None,
+            us => Some(core::time::Duration::from_micros(us)),
+        }
+    }
+
+    /// Returns retained memory to the OS now: every warm span, every cached
+    /// empty segment, and the calling thread's empty pages and free page
+    /// slots (other threads' go back on their own after 5 ms free, as they
+    /// keep allocating). Returns the bytes released.
+    pub fn trim(&self) -> usize {
+        let before = stats::RETURNED.load(core::sync::atomic::Ordering::Relaxed);
+        span::trim();
+        heap::trim_current_thread();
+        stats::RETURNED.load(core::sync::atomic::Ordering::Relaxed) - before
+    }
+
+    /// Current figures. See [`Stats`].
+    pub fn stats(&self) -> Stats {
+        use core::sync::atomic::Ordering::Relaxed;
+        let w = self.witness.stats();
+        let ws = witness::SCOPE_ARENA.stats();
+        let (small_allocs, small_frees, heaps) = heap::totals();
+        let pool = span::pool_bytes();
+        Stats {
+            witness_used: w.used + ws.used,
+            witness_peak: w.peak + ws.peak,
+            witness_capacity: w.capacity + ws.capacity,
+            witness: w,
+            witness_scope: ws,
+            polynomial_used: stats::SPANS_LIVE.get(),
+            polynomial_peak: stats::SPANS_LIVE.peak(),
+            polynomial_capacity: stats::SPANS_LIVE.get() + pool,
+            polynomial_arena_used: self.polynomial.used(),
+            polynomial_arena_peak: self.polynomial.peak(),
+            explicit_huge_bytes: stats::EXPLICIT_HUGE.load(Relaxed),
+            scratch_used: scratch::USED.load(Relaxed),
+            scratch_peak: scratch::PEAK.load(Relaxed),
+            scratch_capacity: scratch::CAPACITY.load(Relaxed),
+            mapped: stats::MAPPED.get(),
+            peak_mapped: stats::MAPPED.peak(),
+            pool_retained: pool,
+            returned_to_os: stats::RETURNED.load(Relaxed),
+            small_allocs,
+            small_frees,
+            large_allocs: stats::SPAN_ALLOCS.load(Relaxed) as u64,
+            large_frees: stats::SPAN_FREES.load(Relaxed) as u64,
+            pool_hits: stats::POOL_HITS.load(Relaxed) as u64,
+            heaps,
+        }
+    }
+}
+
+/// The Rust front's side of a resize: a moved block keeps its layout's
+/// alignment and needs no bookkeeping.
+struct RustFront;
+
+impl Front for RustFront {
+    #[inline]
+    fn alloc_moved(&self, size: usize, align: usize, witness: bool) -> *mut u8 {
+        if witness {
+            route::alloc_witness(size, align)
+        } else {
+            route::alloc(size, align, false)
+        }
+    }
+
+    #[inline]
+    unsafe fn resized(&self, _base: *mut u8, _size: usize, _align: usize) {}
+}
+
+// SAFETY: blocks are valid, aligned, non-overlapping and stay so until
+// freed; all shared state is synchronised (see the module docs of heap,
+// span and witness). Nothing here unwinds or allocates through itself.
+unsafe impl GlobalAlloc for NAlloc {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        route::alloc(layout.size(), layout.align(), false)
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        route::alloc(layout.size(), layout.align(), true)
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        // SAFETY: GlobalAlloc contract: `p` was allocated with `layout` here.
+        unsafe { route::dealloc(p, layout.size(), layout.align()) }
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let b = Block {
+            base: p,
+            size: layout.size(),
+            align: layout.align(),
+            offset: 0,
+        };
+        // SAFETY: GlobalAlloc contract: `p` is live with `layout`, and
+        // `new_size` rounded to the alignment does not overflow isize.
+        unsafe { route::realloc(&RustFront, b, new_size) }
+    }
+}

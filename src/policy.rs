@@ -1,0 +1,154 @@
+//! The policy table: every tuning constant of the allocator, in one place.
+//!
+//! Each entry gives its unit, what it trades, and a link to the design note
+//! in `docs/design/` that measured it. The code reads these names; no other
+//! module hard-codes a threshold, budget, period or cap. Run-time settings
+//! that users may change (huge pages, pool cap, purge delay) start from the
+//! defaults here and live in `base/config.rs`.
+//!
+//! | name | unit | trades | note |
+//! | --- | --- | --- | --- |
+//! | [`SMALL_MAX`] | bytes | size-class waste vs span overhead | small-object-layout |
+//! | [`SEGMENT_SIZE`], [`PAGE_SHIFT`] | bytes, log2 bytes | metadata per byte vs memory held per class | small-object-layout |
+//! | [`EXTEND_BYTES`] | bytes | free-list work per refill vs RSS of a fresh page | small-object-layout |
+//! | [`HEAP_SLAB`] | bytes | heap-metadata mappings vs unused metadata | small-object-layout |
+//! | [`TIDY_EVERY`] | slow paths | housekeeping cost vs memory given back late | heap-tidy |
+//! | [`PURGE_AFTER_PATHS`] | slow paths | page faults after a pause vs idle RSS | heap-tidy |
+//! | [`PURGE_DELAY_US`] | µs | refaults of a free-and-reallocate cycle vs idle RSS | heap-tidy |
+//! | [`KEEP_EMPTY_SEGMENTS`] | segments | slot drift and refaults vs memory a heap keeps | heap-tidy |
+//! | [`SEGMENT_CACHE`] | segments | segment setup cost vs committed empty segments | heap-tidy |
+//! | [`LARGE_TIDY_WEIGHT`] | slow paths | small memory held during large-block phases | heap-tidy |
+//! | [`TRIM_EVERY`], [`TRIM_MIN`] | slow paths, bytes | free-list walks vs a burst's memory kept | heap-tidy |
+//! | [`SPARSE_DIVISOR`] | fraction of a page | refill locality vs pages that never empty | heap-tidy |
+//! | [`FULL_SCAN`], [`SEGMENT_SEARCH`] | pages, segments | refill walk length vs fresh memory touched | heap-tidy |
+//! | [`PENDING_SLOTS`], [`PENDING_BLOCKS`], [`PENDING_BYTES`] | batches, blocks, bytes | atomics per remote free vs blocks held back | remote-frees |
+//! | [`FOREIGN_MIN`], [`FOREIGN_MAX`], [`FOREIGN_STALE`] | bytes | producer/consumer speed vs RSS | remote-frees |
+//! | [`AUTO_HUGE_MIN`] | bytes | TLB misses and faults vs 2 MiB rounding | spans-and-warm-pool |
+//! | [`ZERO_BY_PURGE_MIN`] | bytes | memset vs refault when zeroing a warm span | spans-and-warm-pool |
+//! | [`POOL_SLOTS`] | ranges | pool search cost vs fragments kept | spans-and-warm-pool |
+//! | [`POOL_CAP_DIVISOR`], [`POOL_CAP_MIN`], [`POOL_CAP_MAX`], [`POOL_CAP_UNKNOWN`] | fraction, bytes | warm reuse vs memory kept | spans-and-warm-pool |
+//! | [`WITNESS_SLOT`], [`WITNESS_SLOTS`] | bytes, slots | address space vs chunk placement | witness-arena |
+//! | [`WITNESS_CACHES`], [`WITNESS_BATCH_BYTES`], [`WITNESS_BATCH_MAX`] | threads, bytes, blocks | lock trips vs secrets held per thread | witness-arena |
+//! | [`WITNESS_RUN_BLOCKS`], [`WITNESS_RUN_MIN`], [`WITNESS_RUN_MAX`] | blocks, bytes | locality vs committed witness memory | witness-arena |
+//! | [`SCRATCH_FIRST_CHUNK`], [`SCRATCH_MAX_CHUNK`] | bytes | mappings per arena vs memory of a small arena | scratch-arena |
+//! | [`POLYNOMIAL_TRACKED`] | spans | huge-page report coverage vs arena size | spans-and-warm-pool |
+//!
+//! The notes: `docs/design/small-object-layout.md`, `docs/design/heap-tidy.md`,
+//! `docs/design/remote-frees.md`, `docs/design/spans-and-warm-pool.md`,
+//! `docs/design/witness-arena.md`, `docs/design/scratch-arena.md`.
+
+// ---- small objects: layout (docs/design/small-object-layout.md) ----
+
+/// Largest request served by size classes (bytes); larger ones become spans.
+pub(crate) const SMALL_MAX: usize = 64 << 10;
+/// Size and alignment of a segment (bytes): a pointer's segment is found by
+/// masking, so this is also the granule of the segment region.
+pub(crate) const SEGMENT_SIZE: usize = 4 << 20;
+/// log2 of a page's size (256 KiB): 16 pages per segment, one class each.
+pub(crate) const PAGE_SHIFT: usize = 18;
+/// Fresh memory threaded onto a page's free list per extension (bytes):
+/// lazily, so a page's untouched tail is never faulted in.
+pub(crate) const EXTEND_BYTES: usize = 4096;
+/// Mapping that heap objects are cut from (bytes).
+pub(crate) const HEAP_SLAB: usize = 64 << 10;
+
+// ---- small objects: giving memory back (docs/design/heap-tidy.md) ----
+
+/// Slow paths between two tidies of a heap, at least (a heap with more pages
+/// tidies once per page it owns).
+pub(crate) const TIDY_EVERY: u32 = 32;
+/// Slow paths its heap must take while a page slot stays free, besides the
+/// purge delay, before the slot's memory goes back: memory ages only while
+/// its heap works.
+pub(crate) const PURGE_AFTER_PATHS: u32 = 64;
+/// Default time a free page slot waits before it is purged (µs).
+pub(crate) const PURGE_DELAY_US: u64 = 5_000;
+/// Segments a heap keeps when all their page slots are free.
+pub(crate) const KEEP_EMPTY_SEGMENTS: u32 = 8;
+/// Empty segments kept committed process-wide for reuse.
+pub(crate) const SEGMENT_CACHE: usize = 8;
+/// What a large allocation counts towards its thread's next tidy (slow paths).
+pub(crate) const LARGE_TIDY_WEIGHT: u32 = 16;
+/// Slow paths between two looks of a tidy at one page's free top.
+pub(crate) const TRIM_EVERY: u32 = 64;
+/// Free bytes at a page's top that a tidy takes back, at least.
+pub(crate) const TRIM_MIN: usize = 16 << 10;
+/// A page with at most `page size / SPARSE_DIVISOR` live bytes is sparse:
+/// refill leaves it alone while fuller pages have room, so it can empty.
+pub(crate) const SPARSE_DIVISOR: usize = 3;
+/// Full pages a refill checks for other threads' frees, at most.
+pub(crate) const FULL_SCAN: usize = 8;
+/// Segments with free slots a heap looks at for a new page.
+pub(crate) const SEGMENT_SEARCH: usize = 8;
+
+// ---- small objects: cross-thread frees (docs/design/remote-frees.md) ----
+
+/// Batches of remote frees a heap keeps (a direct-mapped table).
+pub(crate) const PENDING_SLOTS: usize = 8;
+/// A batch is handed over at this many blocks ...
+pub(crate) const PENDING_BLOCKS: u32 = 32;
+/// ... or this many bytes, which bounds what a thread that stops freeing
+/// holds back from the owners.
+pub(crate) const PENDING_BYTES: u32 = 64 << 10;
+/// Foreign blocks a heap may keep for its own reuse: the bound starts here
+/// (bytes) ...
+pub(crate) const FOREIGN_MIN: u32 = 64 << 10;
+/// ... grows up to this (bytes) ...
+pub(crate) const FOREIGN_MAX: u32 = 1 << 20;
+/// ... and halves once this many bytes were turned away without any list
+/// running empty.
+pub(crate) const FOREIGN_STALE: u32 = 4 * FOREIGN_MAX;
+
+// ---- spans and the warm pool (docs/design/spans-and-warm-pool.md) ----
+
+/// Spans at least this large (bytes) get huge pages under `HugePages::Auto`.
+pub(crate) const AUTO_HUGE_MIN: usize = 32 << 20;
+/// Huge-page spans at least this large (bytes) are zeroed by purging
+/// instead of memset.
+pub(crate) const ZERO_BY_PURGE_MIN: usize = 128 << 20;
+/// Most free ranges the warm pool holds.
+pub(crate) const POOL_SLOTS: usize = 64;
+/// Default pool cap: physical memory / this ...
+pub(crate) const POOL_CAP_DIVISOR: usize = 8;
+/// ... but at least this (bytes) ...
+pub(crate) const POOL_CAP_MIN: usize = 256 << 20;
+/// ... and at most this (bytes) ...
+pub(crate) const POOL_CAP_MAX: usize = 4 << 30;
+/// ... or this where physical memory is unknown (bytes).
+pub(crate) const POOL_CAP_UNKNOWN: usize = 1 << 30;
+/// Live polynomial spans of 2 MiB and more remembered for the huge-page
+/// report.
+pub(crate) const POLYNOMIAL_TRACKED: usize = 256;
+
+// ---- witness memory (docs/design/witness-arena.md) ----
+
+/// A slot of the witness region (bytes): chunks are runs of slots.
+pub(crate) const WITNESS_SLOT: usize = 1 << 20;
+/// Slots in the witness region: 64 GiB of address space on 64-bit targets,
+/// 8 MiB under Miri (where reserving allocates).
+pub(crate) const WITNESS_SLOTS: usize = if cfg!(miri) {
+    8
+} else if usize::BITS >= 64 {
+    65536
+} else {
+    64
+};
+/// Threads (heap indices) with a private block cache in every witness arena.
+pub(crate) const WITNESS_CACHES: usize = 32;
+/// Bytes' worth of blocks a cache trades per lock ...
+pub(crate) const WITNESS_BATCH_BYTES: usize = 32 << 10;
+/// ... but at most this many blocks.
+pub(crate) const WITNESS_BATCH_MAX: usize = 64;
+/// Blocks in a class's run of fresh blocks ...
+pub(crate) const WITNESS_RUN_BLOCKS: usize = 16;
+/// ... but at least this many bytes (a page) ...
+pub(crate) const WITNESS_RUN_MIN: usize = 4096;
+/// ... and at most this many.
+pub(crate) const WITNESS_RUN_MAX: usize = 64 << 10;
+
+// ---- scratch memory (docs/design/scratch-arena.md) ----
+
+/// A scratch arena's first chunk (bytes); each next one doubles ...
+pub(crate) const SCRATCH_FIRST_CHUNK: usize = 64 << 10;
+/// ... up to this (bytes).
+pub(crate) const SCRATCH_MAX_CHUNK: usize = 64 << 20;
