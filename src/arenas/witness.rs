@@ -50,6 +50,7 @@ use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::Relaxed};
 
+use crate::base::check::invariant;
 use crate::base::sync::SpinLock;
 use crate::mem::region::Region;
 use crate::os::{self, OS_PAGE};
@@ -94,6 +95,75 @@ struct ChunkHeader {
 }
 
 const _: () = assert!(core::mem::size_of::<ChunkHeader>() <= HEADER);
+
+impl ChunkHeader {
+    /// Checks a chunk's invariants in debug builds (see `base/check.rs`):
+    /// it starts one guard into a slot of the witness region, spans
+    /// `slots` slots less the two guards, and its recorded block (a large
+    /// chunk's block, or how far a small chunk was used) lies inside it,
+    /// after the header page.
+    ///
+    /// # Safety
+    /// `h` must be a chunk made by `new_chunk` and not yet dropped.
+    unsafe fn check(h: *const ChunkHeader) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        let at = h.addr();
+        invariant!(
+            contains(h.cast()) && (at - GUARD) % SLOT == 0,
+            "witness chunk: not at a slot of the region",
+            at
+        );
+        // SAFETY: caller contract: a live chunk header.
+        let (slots, len, block, block_len) = unsafe { ((*h).slots, (*h).len, (*h).block, (*h).block_len) };
+        invariant!(
+            slots >= 1 && slots <= SLOTS && len == slots * SLOT - 2 * GUARD,
+            "witness chunk: length differs from its slots",
+            at
+        );
+        if block.is_null() {
+            // A small-block chunk: `block_len` is how far it was used.
+            invariant!(block_len <= len, "witness chunk: used past its end", at);
+        } else {
+            invariant!(
+                block.addr() >= at + HEADER && block.addr() + block_len <= at + len,
+                "witness chunk: block outside the chunk",
+                at
+            );
+        }
+    }
+}
+
+impl Inner {
+    /// Checks the small-block state in debug builds: the bump range is the
+    /// unused rest of the newest small chunk, and every class's current run
+    /// lies in the witness region with its cursor inside it.
+    fn check(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        let at = self as *const Inner as usize;
+        if !self.small.is_null() {
+            // SAFETY: `small` is a live chunk of ours (the caller holds the
+            // lock).
+            unsafe { ChunkHeader::check(self.small) };
+            let h = self.small.addr();
+            invariant!(
+                self.bump.addr() >= h + HEADER && self.bump <= self.end && self.end.addr() <= h + SLOT,
+                "witness arena: bump range outside the newest chunk",
+                at
+            );
+        }
+        for (run, &end) in self.run.iter().zip(&self.run_end) {
+            invariant!(
+                run.is_null() || (contains(run.cast()) && run.addr() <= end),
+                "witness arena: a class's run outside the region",
+                at
+            );
+        }
+    }
+}
 
 /// What happened when a chunk was committed: feeds the arena's stats.
 #[derive(Default)]
@@ -151,7 +221,8 @@ fn new_chunk(slots: usize, prot: &mut Protection) -> *mut ChunkHeader {
                 block: ptr::null_mut(),
                 block_len: 0,
             },
-        )
+        );
+        ChunkHeader::check(h);
     };
     h
 }
@@ -163,10 +234,15 @@ fn new_chunk(slots: usize, prot: &mut Protection) -> *mut ChunkHeader {
 unsafe fn drop_chunk(h: *mut ChunkHeader, wipe_len: usize) {
     // SAFETY: caller contract.
     unsafe {
+        ChunkHeader::check(h);
         let slots = (*h).slots;
         let len = (*h).len;
         let p = h.cast::<u8>();
         os::secure_zero(p, wipe_len.min(len));
+        // The slots go back to the region: clear the secret's advice, or a
+        // later chunk's header page there would read as zero in a forked
+        // child (found by the chunk check under the fork test).
+        os::unprotect_secret(p.add(HEADER), len - HEADER);
         os::unlock(p, len);
         os::decommit(p, len);
         REGION.release(p.sub(GUARD), slots);
@@ -562,6 +638,7 @@ impl WitnessArena {
         // SAFETY: the current chunk's header records how far it was used, so
         // secure_wipe knows what to wipe.
         unsafe { (*g.small).block_len = g.bump.addr() - g.small.addr() };
+        g.check();
         true
     }
 
@@ -793,6 +870,7 @@ impl WitnessArena {
             let p = h.cast::<u8>().with_addr(start);
             (*h).block = p;
             (*h).block_len = end - start;
+            ChunkHeader::check(h);
             let mut g = self.inner.lock();
             (*h).next = g.large;
             g.large = h;

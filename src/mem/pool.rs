@@ -28,6 +28,7 @@
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
+use crate::base::check::invariant;
 use crate::base::config;
 use crate::base::stats;
 use crate::base::sync::SpinLock;
@@ -75,11 +76,44 @@ static BYTES: AtomicUsize = AtomicUsize::new(0);
 fn locked<R>(f: impl FnOnce(&mut Pool) -> R) -> R {
     let mut pool = POOL.lock();
     let r = f(&mut pool);
+    pool.check();
     BYTES.store(pool.bytes, Relaxed);
     r
 }
 
 impl Pool {
+    /// Checks the pool's invariants in debug builds (see `base/check.rs`):
+    /// at most `SLOTS` ranges, each non-empty, page-aligned and whole
+    /// pages; `bytes` is their sum; no two overlap, and where mappings can
+    /// be joined no two touch (neighbours are always merged).
+    fn check(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        let at = self as *const Pool as usize;
+        invariant!(self.len <= SLOTS, "pool: more ranges than slots", at);
+        let live = &self.ranges[..self.len.min(SLOTS)];
+        let mut sum = 0usize;
+        for (i, r) in live.iter().enumerate() {
+            let a = r.ptr.addr();
+            invariant!(
+                a != 0 && r.len != 0 && a % OS_PAGE == 0 && r.len % OS_PAGE == 0,
+                "pool: a range is empty or not whole pages",
+                a
+            );
+            sum = sum.wrapping_add(r.len);
+            for q in &live[i + 1..] {
+                let apart = if can_cut() {
+                    q.end() < a || r.end() < q.ptr.addr()
+                } else {
+                    q.end() <= a || r.end() <= q.ptr.addr()
+                };
+                invariant!(apart, "pool: two ranges overlap or touch", a);
+            }
+        }
+        invariant!(sum == self.bytes, "pool: byte count differs from its ranges", at);
+    }
+
     fn remove(&mut self, i: usize) -> Range {
         let r = self.ranges[i];
         self.ranges.copy_within(i + 1..self.len, i);

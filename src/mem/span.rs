@@ -52,6 +52,7 @@
 use core::ptr;
 use core::sync::atomic::Ordering::Relaxed;
 
+use crate::base::check::invariant;
 use crate::base::config::{self, HugePages};
 use crate::base::stats;
 use crate::mem::pool;
@@ -256,6 +257,14 @@ fn budget() -> usize {
 pub(crate) unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
     // The length was computable when the span was made, so it is now.
     let len = span_len(size, align).unwrap_or(0);
+    // A span starts on a page (of at least its alignment) and has a length:
+    // anything else is not a span of ours, and pooling it would hand out
+    // memory we do not own.
+    invariant!(
+        len != 0 && p.addr() % OS_PAGE.max(align) == 0,
+        "span: freed block is not a span (bad address or layout)",
+        p.addr()
+    );
     live_sub(len);
     stats::SPAN_FREES.fetch_add(1, Relaxed);
     // SAFETY: caller contract: a whole span of ours, now unused.

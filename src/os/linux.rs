@@ -118,6 +118,14 @@ pub(super) unsafe fn protect_secret(ptr: *mut u8, len: usize) -> Result<SecretFl
     Ok(flags)
 }
 
+pub(super) unsafe fn unprotect_secret(ptr: *mut u8, len: usize) {
+    // SAFETY: caller contract: page-aligned committed memory of ours.
+    unsafe {
+        let _ = mm::madvise(ptr.cast::<c_void>(), len, Advice::LinuxDoDump);
+        let _ = mm::madvise(ptr.cast::<c_void>(), len, Advice::LinuxKeepOnFork);
+    }
+}
+
 pub(super) unsafe fn name(ptr: *mut u8, len: usize, name: &'static core::ffi::CStr) {
     // SAFETY: caller contract: the range is ours. Kernels without
     // CONFIG_ANON_VMA_NAME answer EINVAL: naming is cosmetic, so ignore it.

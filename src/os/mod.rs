@@ -258,6 +258,18 @@ pub(crate) unsafe fn protect_secret(ptr: *mut u8, len: usize) -> Result<SecretFl
     unsafe { platform::protect_secret(ptr, len) }
 }
 
+/// Undoes [`protect_secret`] on a range about to be decommitted, so that
+/// whatever is committed there later (another chunk's header page) is not
+/// wiped in forked children or hidden from core dumps by a flag that
+/// outlived its secret (best effort).
+///
+/// # Safety
+/// The range must be page aligned committed memory of ours.
+pub(crate) unsafe fn unprotect_secret(ptr: *mut u8, len: usize) {
+    // SAFETY: forwarded caller contract.
+    unsafe { platform::unprotect_secret(ptr, len) }
+}
+
 /// Names a mapping so that it shows in `/proc/self/maps` (best effort).
 ///
 /// # Safety
@@ -352,7 +364,6 @@ pub(crate) fn random(buf: &mut [u8]) {
 
 /// Writes `msg` to the standard error stream with one system call and no
 /// allocation (for fatal messages).
-#[cfg_attr(not(feature = "hardened"), allow(dead_code))]
 pub(crate) fn write_stderr(msg: &[u8]) {
     platform::write_stderr(msg)
 }

@@ -109,6 +109,8 @@ pub(super) unsafe fn unlock(ptr: *mut u8, len: usize) {
     unsafe { VirtualUnlock(ptr.cast::<c_void>(), len) };
 }
 
+pub(super) unsafe fn unprotect_secret(_ptr: *mut u8, _len: usize) {}
+
 pub(super) unsafe fn protect_secret(_ptr: *mut u8, _len: usize) -> Result<SecretFlags, OsError> {
     Ok(SecretFlags::default())
 }

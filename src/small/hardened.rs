@@ -81,33 +81,7 @@ fn differs(bytes: &[u8], value: u8) -> bool {
     bytes.iter().fold(0u8, |acc, &x| acc | (x ^ value)) != 0
 }
 
-/// Writes `nalloc: <what> <addr>` to stderr and aborts. Never allocates.
-#[cold]
-#[inline(never)]
-pub(crate) fn fail(what: &str, addr: usize) -> ! {
-    let mut buf = [0u8; 160];
-    let mut n = 0;
-    for &b in b"nalloc: ".iter().chain(what.as_bytes()).chain(b" at 0x") {
-        if n < buf.len() {
-            buf[n] = b;
-            n += 1;
-        }
-    }
-    let digits = (usize::BITS as usize / 4) - (addr.leading_zeros() as usize / 4).min(usize::BITS as usize / 4 - 1);
-    for i in (0..digits).rev() {
-        let d = (addr >> (i * 4)) & 0xF;
-        if n < buf.len() {
-            buf[n] = b"0123456789abcdef"[d];
-            n += 1;
-        }
-    }
-    if n < buf.len() {
-        buf[n] = b'\n';
-        n += 1;
-    }
-    crate::os::write_stderr(&buf[..n]);
-    std::process::abort()
-}
+pub(crate) use crate::base::check::fail;
 
 /// Checks a block handed out by a page and prepares it: the freed marker
 /// and link are cleared, the rest must be zero, the slack gets a canary.

@@ -879,6 +879,8 @@ impl Heap {
     }
 
     unsafe fn take(&mut self, p: *mut Page, size: usize, zeroed: bool) -> *mut u8 {
+        // SAFETY: `p` is our page, about to serve the fast path.
+        unsafe { Page::check(p) };
         // SAFETY: `p` has a free block (checked by the caller).
         let b = unsafe { Page::pop(p) };
         let b = self.counted(p, b, size);
@@ -1142,6 +1144,8 @@ impl Heap {
     /// heaps that re-claimed purged slots counted as growth and made the
     /// others purge theirs. Check `soak` before purging more eagerly.)
     unsafe fn release_page(&mut self, page: *mut Page, linked: bool) {
+        // SAFETY: caller contract: our page, all its blocks free.
+        unsafe { Page::check(page) };
         let seg = segment::segment_of(page);
         self.pages_owned -= 1;
         let (now, path) = if linked {

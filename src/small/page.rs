@@ -25,10 +25,12 @@ use core::ptr;
 
 use core::sync::atomic::AtomicU32;
 
+use crate::base::check::invariant;
 use crate::base::stats;
 use crate::small::heap::Heap;
 use crate::small::remote::RemoteMarks;
 use crate::small::segment::SEGMENT_SIZE;
+use crate::small::size_class::{CLASS_SIZE, NUM_CLASSES};
 
 /// A free block: its first word links to the next free block.
 #[repr(C)]
@@ -531,6 +533,76 @@ impl Page {
     pub(crate) unsafe fn remote_quiescent(this: *const Page) -> bool {
         // SAFETY: caller contract.
         unsafe { Marks::quiescent(&(*this).remote_published, (*this).remote_taken) }
+    }
+
+    /// Checks the page's structural invariants in debug builds (see
+    /// `base/check.rs`); aborts with a message naming the page when one is
+    /// broken:
+    ///
+    /// * a page in use has its class's block size and the matching
+    ///   reciprocal; its bump tail is a whole number of blocks inside its
+    ///   block area;
+    /// * every block on its free list lies inside the area below `bump`, on
+    ///   a block boundary, and `used + free blocks + bump blocks ≤ blocks
+    ///   the area holds` (so the list has no cycle and no foreign block).
+    ///
+    /// Sentinel and stand-in pages (no remote marks) are not checked: they
+    /// own no area.
+    ///
+    /// # Safety
+    /// `this` must be a page slot of a live segment owned by the calling
+    /// thread's heap (or being claimed or released by it).
+    pub(crate) unsafe fn check(this: *mut Page) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        // SAFETY: caller contract: the owner reads its own page; the free
+        // list holds free blocks of this page whose links it wrote.
+        unsafe {
+            let bs = (*this).block_size as usize;
+            if (*this).remote.is_null() || bs == 0 {
+                return;
+            }
+            let addr = this.addr();
+            let class = (*this).class as usize;
+            invariant!(
+                class < NUM_CLASSES && CLASS_SIZE[class] as usize == bs,
+                "page: block size is not its class's",
+                addr
+            );
+            invariant!(
+                (*this).recip == (1u64 << 40).div_ceil(bs as u64),
+                "page: stale reciprocal",
+                addr
+            );
+            let (area, len) = crate::small::segment::area_of(this);
+            let capacity = len / bs;
+            let left = (*this).bump_left as usize;
+            let bump = (*this).bump.addr();
+            invariant!(left % bs == 0, "page: bump tail is not whole blocks", addr);
+            invariant!(
+                bump >= area.addr() && bump + left <= area.addr() + len && (bump - area.addr()) % bs == 0,
+                "page: bump outside its block area",
+                addr
+            );
+            let mut free = 0usize;
+            let mut b = (*this).free;
+            while !b.is_null() {
+                invariant!(
+                    b.addr() >= area.addr() && b.addr() < bump && (b.addr() - area.addr()) % bs == 0,
+                    "page: free list holds a block outside the page",
+                    addr
+                );
+                free += 1;
+                invariant!(free <= capacity, "page: free list longer than the page (a cycle)", addr);
+                b = Block::next(b);
+            }
+            invariant!(
+                (*this).used as usize + free + left / bs <= capacity,
+                "page: more blocks accounted than the page holds",
+                addr
+            );
+        }
     }
 
     /// The index of block `p` in the page's area: a multiply by the

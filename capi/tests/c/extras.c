@@ -6,6 +6,7 @@
  */
 #include "check.h"
 
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -111,6 +112,78 @@ static void test_witness_basic(void) {
     CHECK(nalloc_witness_alloc(SIZE_MAX) == NULL);
     CHECK(errno == ENOMEM);
     CHECK(nalloc_witness_alloc(SIZE_MAX - 8) == NULL);
+}
+
+/* 1 if the mapping holding p is excluded from core dumps (VmFlags "dd"), as
+ * witness memory is and ordinary heap memory is not; -1 if unknown. */
+static int dump_excluded(const void *p) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return -1;
+    char line[512];
+    int in = 0, r = -1;
+    uintptr_t a = (uintptr_t)p;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char dash;
+        if (sscanf(line, "%lx%c%lx ", &lo, &dash, &hi) == 3 && dash == '-') {
+            in = a >= lo && a < hi;
+            continue;
+        }
+        if (in && strncmp(line, "VmFlags:", 8) == 0) {
+            r = strstr(line, " dd") != NULL;
+            break;
+        }
+    }
+    fclose(f);
+    return r;
+}
+
+/* Reads n bytes at p through /proc/self/mem: 1 if none is `secret`, 1 too if
+ * the kernel refuses (a released chunk holds nothing), 0 otherwise. */
+static int left_clean(const void *p, size_t n, unsigned char secret) {
+    int fd = open("/proc/self/mem", O_RDONLY);
+    if (fd < 0) return 1;
+    unsigned char buf[4096];
+    int clean = 1;
+    for (size_t off = 0; off < n && clean; off += sizeof buf) {
+        size_t k = n - off < sizeof buf ? n - off : sizeof buf;
+        if (pread(fd, buf, k, (off_t)((uintptr_t)p + off)) != (ssize_t)k) break;
+        for (size_t i = 0; i < k; i++)
+            if (buf[i] == secret) clean = 0;
+    }
+    close(fd);
+    return clean;
+}
+
+static void test_witness_realloc(void) {
+    /* A C library handed a secret buffer may realloc it: it must stay witness
+     * memory, keep its bytes, and every place it leaves must be wiped. */
+    size_t steps[] = {200, 3000, 40, 100000, 150000, 64};
+    size_t len = 100;
+    unsigned char *w = nalloc_witness_alloc(len);
+    CHECK(w != NULL);
+    if (!w) return;
+    memset(w, 0xA5, len);
+    for (size_t k = 0; k < sizeof steps / sizeof *steps; k++) {
+        size_t n = steps[k];
+        unsigned char *q = realloc(w, n);
+        CHECK(q != NULL);
+        if (!q) return;
+        CHECK(dump_excluded(q) == 1);
+        CHECK(malloc_usable_size(q) >= n);
+        for (size_t i = 0; i < (len < n ? len : n); i++) CHECK(q[i] == 0xA5);
+        if (q != w) CHECK(left_clean(w, len, 0xA5));
+        else if (n < len) CHECK(left_clean(w + n, len - n, 0xA5));
+        memset(q, 0xA5, n);
+        w = q;
+        len = n;
+    }
+    nalloc_witness_free(w);
+    CHECK(left_clean(w, len, 0xA5));
+    /* Ordinary memory is not dump-excluded: the check above can fail. */
+    void *plain = malloc(100);
+    CHECK(dump_excluded(plain) == 0);
+    free(plain);
 }
 
 static void test_witness_wipe_all(void) {
@@ -282,6 +355,7 @@ int main(int argc, char **argv) {
     test_witness_basic();
     test_witness_threads();
     test_witness_fork();
+    test_witness_realloc();
     test_witness_wipe_all();
     test_trim();
     struct nalloc_stats s = stats();
