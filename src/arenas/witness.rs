@@ -118,7 +118,7 @@ impl ChunkHeader {
         // SAFETY: caller contract: a live chunk header.
         let (slots, len, block, block_len) = unsafe { ((*h).slots, (*h).len, (*h).block, (*h).block_len) };
         invariant!(
-            slots >= 1 && slots <= SLOTS && len == slots * SLOT - 2 * GUARD,
+            (1..=SLOTS).contains(&slots) && len == slots * SLOT - 2 * GUARD,
             "witness chunk: length differs from its slots",
             at
         );
