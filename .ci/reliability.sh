@@ -39,7 +39,7 @@ step "Miri: cargo +nightly miri test --lib miri_tests"
 MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-ignore-leaks ${MIRIFLAGS:-}" \
   timeout 1200 cargo +nightly miri test --lib miri_tests
 
-step "loom: model checks of src/remote.rs and src/once.rs"
+step "loom: model checks of src/small/remote.rs and src/base/once.rs"
 # `--cfg nalloc_loom` (all crates) pulls in the loom dev-dependency;
 # `--cfg loom` goes to the test crate only, so the library is built as usual
 # while tests/loom.rs compiles the two modules against loom's atomics.
@@ -50,12 +50,14 @@ LOOM_BIN=$(RUSTFLAGS="--cfg nalloc_loom" cargo rustc --release --test loom \
 timeout 900 "$LOOM_BIN"
 
 step "fuzz: build"
-timeout 1200 cargo +nightly fuzz build
+# With debug assertions, so that every structure's invariant check
+# (src/base/check.rs) runs under the fuzzer.
+timeout 1200 cargo +nightly fuzz build --debug-assertions
 for target in global_ops arenas raw; do
   step "fuzz: $target for $FUZZ_SECONDS s"
   # New inputs go to a scratch corpus; the committed seeds are read only.
   corpus=$(mktemp -d)
-  timeout $((FUZZ_SECONDS + 300)) cargo +nightly fuzz run "$target" "$corpus" "fuzz/corpus/$target" -- \
+  timeout $((FUZZ_SECONDS + 300)) cargo +nightly fuzz run --debug-assertions "$target" "$corpus" "fuzz/corpus/$target" -- \
     -max_total_time="$FUZZ_SECONDS" -print_final_stats=1
   rm -rf "$corpus"
 done

@@ -30,6 +30,10 @@
 //!
 //! ## How a request is routed
 //!
+//! Every entry point — `GlobalAlloc`, the C front ([`raw`]), the arena
+//! handles — goes through one routing function (`src/front/route.rs`), so
+//! each rule below is written once.
+//!
 //! * **Small** (≤ 64 KiB, alignment ≤ 64 KiB): a size class, then the calling
 //!   thread's heap pops a block from the class's current page — no lock, no
 //!   atomic read-modify-write, no system call. Blocks freed by another

@@ -1,9 +1,9 @@
 //! Model checks (loom) of the allocator's two lock-free protocols:
 //!
-//! * `RemoteMarks` (src/remote.rs): the remote-free marks every remote
+//! * `RemoteMarks` (src/small/remote.rs): the remote-free marks every remote
 //!   `free` (or batch of them) sets and the owning heap takes with
 //!   `collect`;
-//! * `Once` (src/once.rs): the lazy initialisation flag.
+//! * `Once` (src/base/once.rs): the lazy initialisation flag.
 //!
 //! Both modules are self-contained and switch to loom's atomics under
 //! `cfg(loom)`, so they are compiled here verbatim. Block payloads live in
@@ -13,8 +13,11 @@
 //! a copy of the marks with Relaxed orderings and expects loom to catch it,
 //! so the harness itself is known to be sensitive.
 //!
-//! Run: `RUSTFLAGS="--cfg loom" cargo test --release --test loom`
-//! (needs `[target.'cfg(loom)'.dev-dependencies] loom = "0.7"`).
+//! Run (as `.ci/reliability.sh` does): `RUSTFLAGS="--cfg nalloc_loom" cargo
+//! rustc --release --test loom -- --cfg loom`, then the binary it builds.
+//! `--cfg nalloc_loom` pulls in the `loom` dev-dependency
+//! (`[target.'cfg(nalloc_loom)'.dev-dependencies]`); `--cfg loom` reaches
+//! this test crate only, so the library is built as usual.
 #![cfg(loom)]
 
 #[allow(dead_code)]

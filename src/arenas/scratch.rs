@@ -1,12 +1,12 @@
 //! The scratch arena: bump allocation with an O(1) reset that cannot dangle.
 //!
 //! Memory comes in chunks (64 KiB, doubling up to 64 MiB, or one chunk of
-//! exactly a large request's size) taken from the span engine. Allocation
-//! bumps a pointer; freeing does nothing (except rolling back the most recent
-//! block). Reset moves the bump pointer back to the first chunk and *keeps*
-//! every chunk up to the high-water mark, so the next round reuses warm
-//! memory instead of page-faulting it in again. Reset is O(1) in the number
-//! of allocations.
+//! exactly a large request's size; see docs/design/scratch-arena.md) taken
+//! from the span engine. Allocation bumps a pointer; freeing does nothing
+//! (except rolling back the most recent block). Reset moves the bump pointer
+//! back to the first chunk and *keeps* every chunk up to the high-water
+//! mark, so the next round reuses warm memory instead of page-faulting it in
+//! again. Reset is O(1) in the number of allocations.
 //!
 //! Safety comes from lifetimes, not from a phase contract: everything the
 //! arena hands out borrows `&self`, and the safe resets —

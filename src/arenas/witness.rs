@@ -12,7 +12,7 @@
 //! * The guards are simply the parts of the slot never committed, so every
 //!   chunk is fenced without extra mappings: the number of mappings grows
 //!   with chunks, not with allocations (per-object guard pages, as in
-//!   libsodium, exhaust `vm.max_map_count` after ~16k secrets).
+//!   libsodium, exhaust `vm.max_map_count`; see docs/design/witness-arena.md).
 //! * Locking is per chunk and lasts the chunk's lifetime, so freeing one of
 //!   two secrets on a page never unlocks the other. When `RLIMIT_MEMLOCK`
 //!   forbids locking, the arena keeps working and `stats` says so.
@@ -37,11 +37,8 @@
 //!   read-modify-write; `secure_wipe` empties every cache, hence its
 //!   contract that no other thread uses the arena meanwhile. Accounting is
 //!   per class in the same entry; `stats` sums it exactly and the peak is
-//!   sampled at trades. Measured on the bench's `witness` workload: one lock
-//!   per operation and all classes interleaved in one bump region cost 5-8 %
-//!   over plain alloc + memset + free; with runs and caches it costs no
-//!   more (full suite, phases alternating: 0.98-1.00x per run, median
-//!   0.993; BENCHMARKS.md).
+//!   sampled at trades. Runs and caches are what bring the arena's cost down
+//!   to that of plain alloc + memset + free (see docs/design/witness-arena.md).
 //! * One range comparison (`contains`) tells the global `dealloc` whether a
 //!   pointer is witness memory, which is how blocks allocated inside
 //!   `witness_scope` are recognised when freed anywhere, on any thread.
@@ -346,9 +343,10 @@ static BATCH: [u16; NUM_CLASSES] = {
 /// path ever walks a list.
 ///
 /// Alloc and free touch this entry and nothing else of the arena: a prover
-/// streaming through memory evicts the arena's lines between calls, and one
-/// more line per call (a per-thread byte counter) measured 2-3 % on
-/// `witness`. So the accounting is per class, in blocks (`net`), here.
+/// streaming through memory evicts the arena's lines between calls, so one
+/// more line per call (a per-thread byte counter) costs measurably (see
+/// docs/design/witness-arena.md). So the accounting is per class, in blocks
+/// (`net`), here.
 /// Fields are written by the owning thread only, through raw pointers (no
 /// reference to the entry), so that `stats` may read `net` meanwhile.
 #[repr(C, align(32))]
@@ -600,9 +598,8 @@ impl WitnessArena {
         // the chunk that holds only this class (as a page does in a heap).
         // Blocks of one class are then neighbours, and a prover that frees
         // and re-allocates the same sequence walks each class in address
-        // order; blocks of every class interleaved in one bump region
-        // measured 5-10 % slower on `witness`, all of it in cache and TLB
-        // misses.
+        // order; blocks of every class interleaved in one bump region cost
+        // cache and TLB misses (see docs/design/witness-arena.md).
         if (g.run[class].is_null() || g.run[class].addr() + bs > g.run_end[class]) && !self.new_run(g, class, grow) {
             return ptr::null_mut();
         }
@@ -708,9 +705,8 @@ impl WitnessArena {
     /// stack per class, as if there were no cache; fresh blocks are listed
     /// in address order. That matters: a prover repeating the same
     /// allocation sequence then walks each class's blocks in address order,
-    /// which the hardware prefetcher follows. (Reversing every batch
-    /// measured 7-25 % slower on `witness`, and walking a shared list block
-    /// by block to take a batch even more.)
+    /// which the hardware prefetcher follows (see
+    /// docs/design/witness-arena.md).
     ///
     /// # Safety
     /// Cache `i` must belong to the calling thread.

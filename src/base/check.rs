@@ -8,7 +8,7 @@
 //! it, in the spirit of mimalloc's `mi_page_is_valid`, called where the
 //! structure can break.
 
-/// Writes `nalloc: <what> at 0x<addr>` to stderr and aborts.
+/// Writes `nalloc: WHAT at 0xADDR` to stderr and aborts.
 #[cold]
 #[inline(never)]
 pub(crate) fn fail(what: &str, addr: usize) -> ! {
@@ -36,8 +36,8 @@ pub(crate) fn fail(what: &str, addr: usize) -> ! {
     std::process::abort()
 }
 
-/// In debug builds: if `cond` is false, reports "invariant broken:
-/// <what>" for the structure at `addr` and aborts. Nothing in release
+/// In debug builds: if `cond` is false, reports `invariant broken: WHAT`
+/// for the structure at `addr` and aborts. Nothing in release
 /// builds (the condition is not evaluated).
 macro_rules! invariant {
     ($cond:expr, $what:literal, $addr:expr) => {

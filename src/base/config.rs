@@ -52,7 +52,9 @@ impl HugePages {
 }
 
 /// Default cap of the warm span pool, from the policy table: a fraction of
-/// physical memory within bounds.
+/// physical memory within bounds, enough to keep a prover's largest
+/// per-proof vectors warm on a 16 GiB machine (see
+/// docs/design/spans-and-warm-pool.md).
 fn default_pool_cap() -> usize {
     use crate::policy::{POOL_CAP_DIVISOR, POOL_CAP_MAX, POOL_CAP_MIN, POOL_CAP_UNKNOWN};
     let phys = crate::os::physical_memory();

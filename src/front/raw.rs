@@ -77,7 +77,8 @@ fn alloc_with_header(size: usize, align: usize, zeroed: bool, witness: bool) -> 
     let Some(total) = size.max(1).checked_add(align) else {
         return ptr::null_mut();
     };
-    if total > isize::MAX as usize - align {
+    // A valid layout: the size rounded up to the alignment fits in isize.
+    if align > isize::MAX as usize || total > isize::MAX as usize - align {
         return ptr::null_mut();
     }
     let base = if witness {

@@ -9,9 +9,8 @@
 //! the cut stay pooled. So a program that frees a 20 MiB block and then asks
 //! for 8 MiB and 12 MiB gets both from the same warm pages, and when it
 //! frees them the 20 MiB range is whole again. (Without coalescing, cut-off
-//! pieces were rarely the right size: the C `c-large` benchmark — random
-//! 5-25 MiB blocks — ran 0.29 s and peaked at 78 MiB, against tcmalloc's
-//! 0.07 s, whose page heap coalesces.) Elsewhere (Windows, Miri) and under
+//! pieces were rarely the right size: see
+//! docs/design/spans-and-warm-pool.md.) Elsewhere (Windows, Miri) and under
 //! the explicit huge-page policy (see [`can_cut`]) a range is exactly one
 //! mapping and only an exact fit is reused.
 //!
@@ -34,7 +33,7 @@ use crate::base::stats;
 use crate::base::sync::SpinLock;
 use crate::os::{self, OS_PAGE};
 
-/// Most free ranges the pool holds.
+/// Most free ranges the pool holds (see docs/design/spans-and-warm-pool.md).
 pub(crate) const SLOTS: usize = crate::policy::POOL_SLOTS;
 
 /// A free address range: whole pages, mapped read-write, owned by the pool.

@@ -24,28 +24,16 @@
 //!
 //! **Zeroing.** A fresh span is zero already. A pooled span asked for by
 //! `alloc_zeroed` is either memset or handed back to the kernel with
-//! `MADV_DONTNEED` (it then faults in zero pages on touch). Measured on this
-//! project's 2-core Xeon VM (Linux 6.18, best of 5, zeroing followed by the
-//! user filling the whole block):
-//!
-//! ```text
-//!                      4 KiB pages                   huge pages (MADV_HUGEPAGE)
-//!   span     memset+fill  DONTNEED+fill        memset+fill  DONTNEED+fill
-//!   8 MiB        0.6 ms        2.8 ms               -              -
-//!   64 MiB       9.2 ms       30.1 ms             6.6 ms         6.4 ms
-//!   256 MiB     44.1 ms      120.7 ms            42.5 ms        36.5 ms
-//!   1 GiB      175.5 ms      480.3 ms           178.0 ms       149.1 ms
-//! ```
-//!
-//! With 4 KiB pages the refaults cost 2.7x a memset; with huge pages one
-//! fault clears 2 MiB in the kernel and purging wins ~15 % from 256 MiB. So
-//! spans advised for huge pages and at least [`ZERO_BY_PURGE_MIN`] long are
-//! purged; everything else is memset.
+//! `MADV_DONTNEED` (it then faults in zero pages on touch). With 4 KiB pages
+//! the refaults cost more than a memset; with huge pages one fault clears 2
+//! MiB in the kernel, and purging wins on large spans. So spans advised for
+//! huge pages and at least [`ZERO_BY_PURGE_MIN`] long are purged; everything
+//! else is memset (measured in docs/design/spans-and-warm-pool.md).
 //!
 //! **realloc.** A span shrinks by giving its tail to the pool, and grows in
 //! place into a pooled range that follows it. Otherwise growth copies into a
-//! warm pooled span of the new size if there is one (measured cheaper than
-//! faulting fresh pages, and it keeps the pool from holding stale spans; see
+//! warm pooled span of the new size if there is one (cheaper than faulting
+//! fresh pages, and it keeps the pool from holding stale spans; see
 //! `realloc_in_place`), or on Linux moves page tables with `mremap` instead
 //! of bytes. Elsewhere (or when `mremap` fails) the caller copies.
 
@@ -212,14 +200,10 @@ fn take_pooled(len: usize, align: usize) -> (*mut u8, usize) {
 /// that need. So retention never raises the peak RSS beyond what the
 /// program itself needed at its peak, while a prover that frees and
 /// re-makes the same vectors (need + pool stays at its peak) keeps them all
-/// warm. Measured: the `zeroed` benchmark (512 MiB buffer, then random
-/// 5-25 MiB blocks) peaked at 954 MiB before this rule. Small objects count
-/// too: in a Halo2 proof the vectors shrink by 17 MiB while small objects
-/// grow by 1-2 MiB, which the pool, kept at the spans' peak, added on top
-/// of it (peak RSS 58.3 vs glibc's 55.5 MiB). The slack once allowed above
-/// the peak (1/8, at least 8 MiB) saved nothing measurable (`fft`, `zeroed`,
-/// `realloc`, `large`, LD_PRELOAD `c-large`, 2-5 runs each: same times
-/// and faults).
+/// warm. Small objects count too: when a proof's vectors shrink while its
+/// small objects grow, a pool kept at the spans' peak adds that growth on
+/// top of it. No slack above the peak: it saved nothing measurable (see
+/// docs/design/spans-and-warm-pool.md).
 fn make_room(extra: usize) {
     let need = stats::NEED.get();
     pool::shrink_to(budget().saturating_sub(need.saturating_add(extra)));
@@ -301,11 +285,8 @@ pub(crate) unsafe fn realloc_in_place(p: *mut u8, old_size: usize, align: usize,
     if new_len > old_len {
         // A warm span of the new size beats moving page tables: its pages
         // are resident, and leaving it in the pool while the vector grows
-        // into fresh pages would keep both resident. Measured on the bench's
-        // `realloc` workload (Vec<u64> pushed to 2^24, 5 rounds): copying
-        // into the warm span 60 ms/round and 162 MiB peak RSS; always
-        // remapping 150 ms/round and 386 MiB (before the retention budget:
-        // 640 MiB, every round's final span left unmatched in the pool).
+        // into fresh pages would keep both resident (see
+        // docs/design/spans-and-warm-pool.md).
         let (q, _) = take_pooled(new_len, align);
         if !q.is_null() {
             stats::POOL_HITS.fetch_add(1, Relaxed);

@@ -371,7 +371,7 @@ pub(crate) fn write_stderr(msg: &[u8]) {
 /// Thread-exit hook for platforms without `pthread` keys (Windows, Miri): a
 /// Rust TLS guard whose destructor runs the thread-exit hook. (On Unix a `pthread`
 /// key is used instead: std forbids a global allocator from registering TLS
-/// destructors there, see `heap.rs`.)
+/// destructors there, see `small/heap.rs`.)
 #[cfg(any(windows, miri))]
 pub(crate) fn tls_exit_guard() {
     struct Guard;

@@ -22,21 +22,20 @@
 //! them itself: they sit on a per-class stand-in page that is the class's
 //! current page while it has blocks, so the fast path is unchanged. Only
 //! blocks that fill whole cache lines are kept, so two threads never share
-//! a line. (Python under `LD_PRELOAD`, four threads handing their data to
-//! each other: peak RSS 47.2 -> 41.8 MiB; tcmalloc, whose frees all go to
-//! the freeing thread's cache, 35.8.)
+//! a line (see docs/design/remote-frees.md).
 //!
-//! **Giving memory back.** Every few dozen slow paths (more for a heap of
-//! many pages; a large allocation counts as several) a heap *tidies*: it
+//! **Giving memory back.** Every `TIDY_EVERY` slow paths (more for a heap
+//! of many pages; a large allocation counts as several) a heap *tidies*: it
 //! releases every page whose blocks are all free — including pages emptied
 //! by other threads' frees alone, which no free of its own would notice,
 //! and its current page of a class not used since — and purges the page
-//! slots that have been free for 5 ms *and* 64 of its slow paths (see
-//! `Segment::purge_idle`), and cached segments of that age — except a page
-//! that other threads' frees emptied, which it purges at once (see
-//! `Heap::release_page`): the delay protects a heap's own
-//! free-and-allocate-again cycles. A heap keeps up
-//! to 8 segments whose slots are all free; they age like any free slot.
+//! slots that have been free for the purge delay *and* `PURGE_AFTER_PATHS`
+//! of its slow paths (see `Segment::purge_idle`), and cached segments of
+//! that age — except a page that other threads' frees emptied, which it
+//! purges at once (see `Heap::release_page`): the delay protects a heap's
+//! own free-and-allocate-again cycles. A heap keeps up to
+//! `KEEP_EMPTY_SEGMENTS` segments whose slots are all free; they age like
+//! any free slot.
 //! The tidy also looks at the free top of each page in use that grew since
 //! its last look (see `Page::trim_burst`): the memory of a burst of one
 //! size, freed while the class's other blocks stay live below it, goes
@@ -47,13 +46,11 @@
 //! released page of its class back before touching fresh memory. Why: a
 //! heap swells when other threads hold many of its blocks at once, or in a
 //! phase of many small objects; kept resident, each heap's largest swell
-//! adds to the process's peak (C stress under `LD_PRELOAD`, 4 threads on 2
-//! cores: median peak RSS 24.9 -> 21.2 MiB; Python 37.8 -> 34.3 MiB; time
-//! unchanged within the runs' spread). Why age by work as well as by time: a program that pauses
-//! its small allocations (a phase of other work) finds its pages as it
-//! left them, instead of faulting its whole working set in again. So a
-//! thread that stops allocating keeps what it holds until it works again,
-//! exits or calls `NAlloc::trim`.
+//! adds to the process's peak. Why age by work as well as by time: a
+//! program that pauses its small allocations (a phase of other work) finds
+//! its pages as it left them, instead of faulting its whole working set in
+//! again. So a thread that stops allocating keeps what it holds until it
+//! works again, exits or calls `NAlloc::trim` (see docs/design/heap-tidy.md).
 //!
 //! **Start-up without a check.** `CURRENT` starts as the address of a static
 //! empty heap whose pages all have an empty free list, so a thread's first
@@ -80,7 +77,8 @@
 //!
 //! **Scopes.** While a thread is inside `NAlloc::witness_scope`, `CURRENT`
 //! points to a second static empty heap: every small allocation then misses
-//! the fast path and the refill path routes it to the witness arena.
+//! the fast path, and the route's slow path (`front/route.rs`) sends it to
+//! the witness arena.
 
 use core::cell::Cell;
 use core::ptr;
@@ -129,8 +127,7 @@ fn bump(c: &AtomicU64) {
 
 /// A thread's small-object allocator. Line-aligned, so that the fast path's
 /// `pages` array and the remote-free `pending` batches sit on lines of
-/// their own within the slot (xmalloc, every free remote: 209 vs 181 ms
-/// with the heap 16 bytes into its slot).
+/// their own within the slot (see docs/design/small-object-layout.md).
 #[repr(C, align(64))]
 pub(crate) struct Heap {
     /// Page to allocate from, per class (the empty page when there is none).
@@ -210,9 +207,9 @@ struct Pending {
     tail: *mut Block,
     blocks: u32,
     /// The page's block size, read once per batch rather than per block:
-    /// the page's metadata line is written by its owner all the time. (No
-    /// difference measurable here: xmalloc 200 vs 201 ms, c-small within
-    /// noise; it saves a read of another core's line per remote free.)
+    /// the page's metadata line is written by its owner all the time, and
+    /// this saves a read of another core's line per remote free (see
+    /// docs/design/remote-frees.md).
     block_size: u32,
 }
 
@@ -254,11 +251,11 @@ fn scope_heap() -> *mut Heap {
 ///
 /// Rust's `thread_local!` compiles to the general-dynamic TLS model in a
 /// shared library: a call to `__tls_get_addr` (and the register spills
-/// around it) on every malloc and free of `libnalloc.so`, ~9 % of its
-/// instructions under C programs. With feature `initial-exec-tls` on x86-64
-/// Linux the pointer is a TLS symbol of our own, defined in assembly, read
-/// with the initial-exec sequence (`mov r, [rip + sym@GOTTPOFF]; mov r,
-/// fs:[r]`), as C libraries built with `-ftls-model=initial-exec` do.
+/// around it) on every malloc and free of `libnalloc.so`. With feature
+/// `initial-exec-tls` on x86-64 Linux the pointer is a TLS symbol of our
+/// own, defined in assembly, read with the initial-exec sequence (`mov r,
+/// [rip + sym@GOTTPOFF]; mov r, fs:[r]`), as C libraries built with
+/// `-ftls-model=initial-exec` do (see docs/design/small-object-layout.md).
 #[cfg(all(feature = "initial-exec-tls", target_arch = "x86_64", target_os = "linux", not(miri)))]
 mod current {
     use super::Heap;
@@ -444,11 +441,9 @@ pub(crate) unsafe fn free(p: *mut u8, _size: usize, _class: usize) {
 /// A free into a page this thread's heap does not own. A thread without a
 /// heap of its own (not started, exited, or inside a witness scope) pushes
 /// the block at once; a heap batches it with earlier frees into the same
-/// page and hands the batch over at once (snmalloc and jemalloc batch
-/// remote frees too): in producer/consumer programs every free is remote,
-/// and one contended atomic operation per block cost more than the rest of
-/// `free` (measured with the linked remote-free list this replaced: one CAS
-/// per batch; marking costs one OR per word of the batch's blocks).
+/// page and hands the batch over at once: in producer/consumer programs
+/// every free is remote, and one contended atomic operation per block cost
+/// more than the rest of `free` (see docs/design/remote-frees.md).
 /// Batches are bounded (`PENDING_*`) and flushed when full, when their slot
 /// is needed by another page, whenever the heap takes its refill path, and
 /// at thread exit. A batched block is still counted as used by its page, so
@@ -625,7 +620,13 @@ impl Heap {
     /// Keeps a batch of `n` freed blocks of `block_size` bytes, all of one
     /// page of another heap and linked from `head` to `tail`, for this
     /// heap's own allocations of their class, if the bound allows; adapts
-    /// the bound when it does not (see [`FOREIGN_MIN`]).
+    /// the bound when it does not. The bound starts at [`FOREIGN_MIN`] and
+    /// grows by what was turned away, up to [`FOREIGN_MAX`], whenever a
+    /// class's kept blocks were all reused after some were turned away (see
+    /// `alloc_slow`); it halves, handing every kept block back to its owner,
+    /// once [`FOREIGN_STALE`] bytes were turned away without any list running
+    /// empty (a consumer that never allocates those sizes). Why these bounds:
+    /// docs/design/remote-frees.md.
     ///
     /// # Safety
     /// The chain is a batch of free blocks of another heap's live page.
@@ -715,17 +716,10 @@ impl Heap {
     /// the current page's fresh tail, then of another page's, then full
     /// pages that were freed into remotely, then a new page.
     ///
-    /// Why this order (C small-object stress under LD_PRELOAD, 4 threads,
-    /// a quarter of frees remote): taking a page's fresh tail before its
-    /// remote frees left freed blocks waiting while the heap touched new
-    /// memory (peak RSS 35.9 -> 27.5 MiB, 0.69 -> 0.63 s when changed; the
-    /// producer/consumer `xmalloc` paid ~12 % time for 45 % less RSS).
-    /// Extending the current page before looking at the class's other pages
-    /// did the same on a larger scale: at the peak, 12 of the 27 MiB of
-    /// small-block memory were blocks freed by other threads into pages that
-    /// were not current (`bench/python/segment_census.py`). Looking there
-    /// first: peak RSS 29.7 -> 26.0 MiB (median of 5), `larson` 10.2 -> 8.8
-    /// MiB, time unchanged there and in `xmalloc`, `small`, `batch`, `halo2`.
+    /// Why this order: touching fresh memory first (a page's tail before its
+    /// remote frees, the current page before the class's other pages) left
+    /// blocks that other threads had freed waiting while the heap grew (see
+    /// docs/design/heap-tidy.md).
     unsafe fn alloc_slow(&mut self, class: usize, size: usize, zeroed: bool) -> *mut u8 {
         if self.pages[class] == self.stand_in(class) {
             // Every kept block of the class was reused.
@@ -784,8 +778,8 @@ impl Heap {
             }
             // A page of the class released with its blocks linked (by a
             // tidy, not purged yet) before fresh memory: its class would
-            // otherwise extend other pages' tails meanwhile (Python under
-            // `LD_PRELOAD`: peak RSS 33 -> 41 MiB).
+            // otherwise extend other pages' tails meanwhile (see
+            // docs/design/heap-tidy.md).
             let seg = self.segment_for(class, true);
             if !seg.is_null() {
                 let p = self.new_page_in(seg, class);
@@ -813,8 +807,7 @@ impl Heap {
             }
             // Full pages that other threads freed into: a few per refill,
             // resuming where the last walk stopped. Walking them all made a
-            // heap that only grows quadratic: 80 M blocks of 32 B took 5.8 s
-            // (mimalloc 2.8), 82 % of the refill reading full pages' lists.
+            // heap that only grows quadratic (see docs/design/heap-tidy.md).
             let mut p = self.full_cursor[class];
             if p.is_null() {
                 p = self.full[class];
@@ -852,9 +845,8 @@ impl Heap {
     /// the refill leaves such pages alone while fuller ones have free
     /// blocks, so that they empty out and can be released and purged.
     ///
-    /// A third rather than an eighth: the C small-object stress measured
-    /// the same (23.9 vs 23.8 MiB, 12 runs each); a higher bar lets more
-    /// pages drain. A test checks the rule
+    /// A third rather than an eighth: a higher bar lets more pages drain
+    /// (see docs/design/heap-tidy.md). A test checks the rule
     /// (`refill_prefers_fuller_pages_to_sparse_ones`).
     ///
     /// # Safety
@@ -1134,15 +1126,8 @@ impl Heap {
     /// its memory went to other threads' work, not through this heap's own
     /// free-and-allocate-again cycles, which the delay is for. When threads
     /// hand data to each other, their heaps swell and shrink in turns; each
-    /// kept its swell for the delay, so the swells added up. Python under
-    /// `LD_PRELOAD` (4 threads handing data over), interleaved: peak RSS
-    /// 33.8 -> 31.8 MiB by medians of 11 (highest 35.9 -> 33.8; tcmalloc
-    /// 31), time unchanged; `xmalloc` (every free remote) 250 -> 271 page
-    /// faults, same time; the bench's other workloads and `soak` unchanged.
-    /// (Purging every heap's free slots whenever the process grew took
-    /// Python to the same RSS but cost `soak` a quarter of its throughput:
-    /// heaps that re-claimed purged slots counted as growth and made the
-    /// others purge theirs. Check `soak` before purging more eagerly.)
+    /// kept its swell for the delay, so the swells added up (see
+    /// docs/design/heap-tidy.md; check `soak` before purging more eagerly).
     unsafe fn release_page(&mut self, page: *mut Page, linked: bool) {
         // SAFETY: caller contract: our page, all its blocks free.
         unsafe { Page::check(page) };

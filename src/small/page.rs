@@ -76,15 +76,8 @@ pub(crate) use crate::policy::TRIM_MIN;
 /// written only when the slot is claimed), and the count of remote frees
 /// published (written by other threads). A remote free then reads a line
 /// that stays shared and writes one that the owner only reads when it
-/// collects, and never pulls the owner's hot line away from it. (Measured
-/// when the third line held the remote-free list's head.) Measured with all three in
-/// one line against this layout, 7 interleaved runs each: the C `c-small`
-/// stress under LD_PRELOAD (4 threads, a quarter of frees remote) 0.61 ->
-/// 0.52 s, the bench's `xmalloc` (every free remote) 239 -> 224 ms, `small`,
-/// `larson`, `cache-scratch` and `halo2` unchanged. (Moving only
-/// the list's head to its own line had made no difference: the remote free's
-/// read of `heap` still shared the owner's line. Before that, 72-byte pages
-/// straddling lines had cost c-small 0.70 vs 0.62 s.)
+/// collects, and never pulls the owner's hot line away from it (see
+/// docs/design/small-object-layout.md).
 #[repr(C, align(64))]
 pub(crate) struct Page {
     // Line 1: written by the owner on every allocation and free.
@@ -222,10 +215,8 @@ impl Page {
             (*this).used += 1;
             // The class's next allocation reads the new head's link: a cache
             // miss when the block was freed long ago or by another thread.
-            // `perf` of Python under `LD_PRELOAD` put 76 % of `malloc`'s
-            // samples on that load; fetched now, during the caller's work,
-            // Python ran 3-7 % faster and c-small 0-3 % (12 interleaved runs
-            // each, twice), `small`/`batch`/`larson`/`cache-scratch` 2-4 %.
+            // Fetched now, during the caller's work, the miss is hidden (see
+            // docs/design/small-object-layout.md).
             #[cfg(target_arch = "x86_64")]
             // SAFETY: a prefetch never faults, whatever the address (null
             // included).
@@ -366,20 +357,17 @@ impl Page {
     /// burst (a temporary array of small objects) as free blocks for good,
     /// while the class's live blocks sit below; a coalescing allocator
     /// reuses such memory for any size. Given back, it serves any class
-    /// again, faulted in only when needed (the C small-object stress with
-    /// its inboxes bounded, medians of 7: one thread 5.3 -> 4.9 MiB, four
-    /// 14.4 -> 14.0 MiB; the bench's workloads unchanged in time and RSS).
+    /// again, faulted in only when needed.
     ///
     /// Why only after growth: the look walks the page's free list, which
-    /// cost Python under `LD_PRELOAD` 5 % of its time when every page with
-    /// a large free list was walked every 64 slow paths; growth bounds the
+    /// costs time on every page with a large free list; growth bounds the
     /// walks by the memory threaded. Why not the free top of a page that
     /// was released and claimed again (`Segment::release_page` resets the
     /// mark): a page left partly filled in rounds of many sizes, freed in
     /// the order allocated (`witness`), needs its top again in the next
-    /// round (+150 % page faults when purged). Why not a page still being
-    /// filled: its free top is the unthreaded rest of its last 4 KiB
-    /// extension, under [`TRIM_MIN`].
+    /// round. Why not a page still being filled: its free top is the
+    /// unthreaded rest of its last 4 KiB extension, under [`TRIM_MIN`].
+    /// (Measurements: docs/design/heap-tidy.md.)
     ///
     /// # Safety
     /// Owner only; the page is claimed and `area` is its block area (see

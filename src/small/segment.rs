@@ -21,10 +21,11 @@
 //! A page slot released by its heap (every block free) keeps its blocks
 //! linked and is marked *intact*; the next claim for the same class takes it
 //! as it was, any other class sets it up afresh. A slot that stays free for
-//! the purge delay (5 ms, and 64 of the owner's slow paths; checked at the
-//! owner's tidy) is purged: its memory goes back to the OS and the slot
-//! counts as fresh again. (The owner skips the delay for a slot that other
-//! threads' frees emptied: see `Heap::release_page`.)
+//! the purge delay (and `PURGE_AFTER_PATHS` of the owner's slow paths;
+//! checked at the owner's tidy) is purged: its memory goes back to the OS
+//! and the slot counts as fresh again. (The owner skips the delay for a slot
+//! that other threads' frees emptied: see `Heap::release_page`.) Why these
+//! delays: docs/design/heap-tidy.md.
 //!
 //! A segment belongs to one heap, which keeps a few of its segments even
 //! when all their slots are free. Beyond those, or when the heap's thread
@@ -47,7 +48,7 @@ pub(crate) const PAGES_PER_SEGMENT: usize = SEGMENT_SIZE / PAGE_SIZE;
 /// Offset of page 0's block area: the header lives below it.
 const FIRST_AREA: usize = 64 << 10;
 const ALL_PAGES: u32 = u32::MAX >> (32 - PAGES_PER_SEGMENT);
-/// Empty segments kept committed for reuse.
+/// Empty segments kept committed for reuse (see docs/design/heap-tidy.md).
 const CACHE_SLOTS: usize = crate::policy::SEGMENT_CACHE;
 /// Segment slots: 1 TiB of address space (16 MiB under Miri, where
 /// "reserving" allocates).
@@ -274,7 +275,7 @@ impl Segment {
         if dirty != 0 {
             // Without this, the written slots of a segment that went through
             // the cache looked free since time 0 and were purged at the next
-            // tidy, then faulted in again (`witness`: 2.8 M page faults).
+            // tidy, then faulted in again (see docs/design/heap-tidy.md).
             let now = os::now_us();
             for (i, mark) in marks.into_iter().enumerate() {
                 // SAFETY: the header just written; raw accesses as in
@@ -320,8 +321,8 @@ impl Segment {
     ///
     /// Without the second condition a program that frees every small block
     /// and starts again after a pause (the `witness` benchmark's slices)
-    /// found the segments it had just released purged (30 x 4 MiB faulted
-    /// in again per run, +9 % time).
+    /// found the segments it had just released purged, and faulted them in
+    /// again (see docs/design/heap-tidy.md).
     pub(crate) fn purge_cached(now: u64, delay: u64, heap: *mut Heap, path_now: u32, paths: u32) {
         let c = CACHE.lock();
         for i in 0..c.len {
@@ -418,8 +419,8 @@ impl Segment {
             // Best of all, a slot that last served this class and still holds
             // its blocks, linked: a program that frees a batch and allocates
             // the same batch again gets its pages back as they were, instead
-            // of threading 256 KiB of blocks again, 4 KiB per refill (`small`:
-            // ~390 refills per round of 10k blocks, 1.5 MB re-threaded).
+            // of threading 256 KiB of blocks again, 4 KiB per refill (see
+            // docs/design/small-object-layout.md).
             let mut bits = dirty_free;
             while bits != 0 {
                 let i = bits.trailing_zeros() as usize;
@@ -486,8 +487,8 @@ impl Segment {
     /// back. Kept resident, every heap's swell adds to the process's peak,
     /// although they rarely coincide; given back, they share the same
     /// physical pages. The delay keeps a program that frees and re-allocates
-    /// a batch (the `small` benchmark) on warm pages: purging every emptied
-    /// slot beyond a reserve of 4 per heap made `small` 2x slower.
+    /// a batch (the `small` benchmark) on warm pages (see
+    /// docs/design/heap-tidy.md).
     ///
     /// # Safety
     /// Owner only.
