@@ -17,6 +17,7 @@
 //! | [`PURGE_DELAY_US`] | µs | refaults of a free-and-reallocate cycle vs idle RSS | heap-tidy |
 //! | [`KEEP_EMPTY_SEGMENTS`] | segments | slot drift and refaults vs memory a heap keeps | heap-tidy |
 //! | [`SEGMENT_CACHE`] | segments | segment setup cost vs committed empty segments | heap-tidy |
+//! | [`RETIRED_TIDY_EVERY`] | tidies | registry lock trips vs exited threads' memory kept | heap-tidy |
 //! | [`LARGE_TIDY_WEIGHT`] | slow paths | small memory held during large-block phases | heap-tidy |
 //! | [`TRIM_EVERY`], [`TRIM_MIN`] | slow paths, bytes | free-list walks vs a burst's memory kept | heap-tidy |
 //! | [`SPARSE_DIVISOR`] | fraction of a page | refill locality vs pages that never empty | heap-tidy |
@@ -67,6 +68,9 @@ pub(crate) const PURGE_DELAY_US: u64 = 5_000;
 pub(crate) const KEEP_EMPTY_SEGMENTS: u32 = 8;
 /// Empty segments kept committed process-wide for reuse.
 pub(crate) const SEGMENT_CACHE: usize = 8;
+/// Tidies of a heap between two looks at the heaps of exited threads (which
+/// no thread tidies until one is adopted): their emptied pages go back.
+pub(crate) const RETIRED_TIDY_EVERY: u32 = 16;
 /// What a large allocation counts towards its thread's next tidy (slow paths).
 pub(crate) const LARGE_TIDY_WEIGHT: u32 = 16;
 /// Slow paths between two looks of a tidy at one page's free top.

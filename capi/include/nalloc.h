@@ -3,15 +3,26 @@
  *
  * The library exports the standard allocation functions (malloc, free,
  * calloc, realloc, reallocarray, posix_memalign, aligned_alloc, memalign,
- * valloc, pvalloc, malloc_usable_size, cfree) with glibc's behaviour, so
+ * valloc, pvalloc, malloc_usable_size, malloc_trim, cfree) with glibc's
+ * behaviour, so
  * loading it with LD_PRELOAD or linking it with -lnalloc makes nalloc the
  * process's allocator; they are declared by <stdlib.h> and <malloc.h> as
  * usual. This header declares nalloc's own extras.
  *
+ * Misuse stops the process with one line on stderr, as glibc does: free(),
+ * realloc() or malloc_usable_size() of a pointer nalloc did not hand out
+ * ("nalloc: free(): invalid pointer at 0x..."), a large block freed twice
+ * ("free(): double free"), a small block freed twice in a row ("double
+ * free"), nalloc_witness_free() of a non-witness or freed block.
+ *
  * Environment (read once, without allocating, when the library loads):
- *   NALLOC_HUGE_PAGES = auto (default) | on | off
- *   NALLOC_POOL_CAP   = bytes of freed large blocks kept warm (K/M/G suffix)
- *   NALLOC_STATS      = 1 prints a summary to stderr at exit
+ *   NALLOC_HUGE_PAGES   = auto (default) | on | off
+ *   NALLOC_POOL_CAP     = bytes of freed large blocks kept warm (K/M/G suffix)
+ *   NALLOC_STATS        = 1 prints a summary to stderr at exit
+ *   NALLOC_FOREIGN_FREE = forward: pointers nalloc did not hand out go to the
+ *                         C library's free/realloc/malloc_usable_size instead
+ *                         of stopping the process (programs that mix
+ *                         allocators, e.g. a library opened RTLD_DEEPBIND)
  */
 #ifndef NALLOC_H
 #define NALLOC_H
@@ -34,8 +45,8 @@ extern "C" {
  * Free it with nalloc_witness_free (or free(), which wipes it too).
  * realloc() keeps it witness memory: the block grows or moves inside the
  * witness arena and every place it leaves is wiped; malloc_usable_size()
- * knows its size. nalloc_witness_free(NULL) does nothing, and so does
- * nalloc_witness_free of a pointer outside witness memory.
+ * knows its size. nalloc_witness_free(NULL) does nothing; a pointer outside
+ * witness memory, or a block freed already, stops the process.
  *
  * nalloc_witness_wipe_all zeroes every witness byte ever handed out, live or
  * freed, and forgets all blocks: every pointer from nalloc_witness_alloc is
@@ -76,8 +87,9 @@ int nalloc_stats(struct nalloc_stats *out);
 
 /*
  * Returns retained memory to the OS now: the warm pool of freed large
- * blocks, cached empty segments, and the calling thread's empty pages.
- * Returns the bytes released from the pool and segment cache.
+ * blocks, cached empty segments, the calling thread's empty pages and those
+ * of exited threads' heaps. Returns the bytes released. malloc_trim() does
+ * the same (returning 1 if anything was released).
  */
 size_t nalloc_trim(void);
 

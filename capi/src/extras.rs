@@ -43,20 +43,21 @@ pub extern "C" fn nalloc_witness_alloc(size: usize) -> *mut c_void {
     p.cast()
 }
 
-/// Wipes and frees a block from [`nalloc_witness_alloc`]; NULL is ignored,
-/// and so is a pointer outside witness memory (it is left untouched rather
-/// than risk corrupting the engine). `errno` is preserved.
+/// Wipes and frees a block from [`nalloc_witness_alloc`]; NULL is ignored.
+/// A pointer outside witness memory, or a block freed already, is reported
+/// on stderr in one line and the process aborts — never a free of someone
+/// else's block. `errno` is preserved.
 ///
 /// # Safety
-/// `p` must be NULL, a pointer outside witness memory, or a live block
-/// from [`nalloc_witness_alloc`] not invalidated by
-/// [`nalloc_witness_wipe_all`], and not used afterwards.
+/// `p` must be NULL, a live block from [`nalloc_witness_alloc`] not
+/// invalidated by [`nalloc_witness_wipe_all`] (and not used afterwards), or
+/// a pointer whose 16 bytes below are readable.
 #[no_mangle]
 pub unsafe extern "C" fn nalloc_witness_free(p: *mut c_void) {
     let _keep = KeepErrno::new();
     WITNESS_LOCK.with(|| {
         // SAFETY: caller contract.
-        unsafe { raw::witness_free(p.cast()) };
+        unsafe { raw::witness_free(p.cast()) }
     });
 }
 
@@ -175,10 +176,20 @@ pub unsafe extern "C" fn nalloc_stats(out: *mut NallocStats) -> c_int {
 }
 
 /// Returns retained memory to the OS now: the warm span pool, cached empty
-/// segments and the calling thread's empty pages. Returns the bytes released
-/// from the pool and segment cache. `errno` is preserved.
+/// segments, the calling thread's empty pages and those of exited threads'
+/// heaps (other threads' frees into them included). Returns the bytes
+/// released. `errno` is preserved.
 #[no_mangle]
 pub extern "C" fn nalloc_trim() -> usize {
     let _keep = KeepErrno::new();
     ALLOC.trim()
+}
+
+/// glibc's `malloc_trim`: returns free memory to the OS — the warm pool,
+/// cached segments, the calling thread's and every exited thread's empty
+/// pages ([`nalloc_trim`]). `pad` is ignored (nothing is kept at a heap's
+/// top here). Returns 1 if memory was released, else 0, as glibc does.
+#[no_mangle]
+pub extern "C" fn malloc_trim(_pad: usize) -> libc::c_int {
+    libc::c_int::from(nalloc_trim() > 0)
 }

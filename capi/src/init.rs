@@ -43,6 +43,9 @@ pub(crate) extern "C" fn nalloc_init() {
     let _ = ALLOC.huge_pages();
     // SAFETY: plain functions without captured state; no other precondition.
     unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
+    if foreign_forwarded() {
+        forward_foreign();
+    }
     if stats_requested() {
         if let Some((dev, ino)) = identity(2) {
             STDERR_DEV.store(dev, Relaxed);
@@ -61,6 +64,44 @@ pub(crate) extern "C" fn nalloc_init() {
             unsafe { libc::atexit(report) };
         }
     }
+}
+
+/// True if `NALLOC_FOREIGN_FREE=forward`: pointers the engine did not hand
+/// out go to the C library's functions instead of stopping the process.
+fn foreign_forwarded() -> bool {
+    // SAFETY: a NUL-terminated name; getenv's result is read before any
+    // call that could change the environment.
+    let v = unsafe { libc::getenv(c"NALLOC_FOREIGN_FREE".as_ptr()) };
+    // SAFETY: non-null results of getenv are NUL-terminated strings.
+    !v.is_null() && unsafe { core::ffi::CStr::from_ptr(v) }.to_bytes() == b"forward"
+}
+
+/// Registers the next `free`, `realloc` and `malloc_usable_size` in symbol
+/// order after this library's (the C library's) as the engine's handlers of
+/// foreign pointers. Nothing changes if any is missing.
+fn forward_foreign() {
+    static FOREIGN: std::sync::OnceLock<zk_nalloc::raw::Foreign> = std::sync::OnceLock::new();
+    let sym = |name: &core::ffi::CStr| {
+        // SAFETY: a NUL-terminated name; RTLD_NEXT is a valid pseudo-handle.
+        unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) }
+    };
+    let (free, realloc, usable) = (sym(c"free"), sym(c"realloc"), sym(c"malloc_usable_size"));
+    if free.is_null() || realloc.is_null() || usable.is_null() {
+        return;
+    }
+    // SAFETY: the C library's functions with these C signatures.
+    let f = FOREIGN.get_or_init(|| unsafe {
+        zk_nalloc::raw::Foreign {
+            free: core::mem::transmute::<*mut libc::c_void, unsafe extern "C" fn(*mut libc::c_void)>(free),
+            realloc: core::mem::transmute::<*mut libc::c_void, unsafe extern "C" fn(*mut libc::c_void, usize) -> *mut libc::c_void>(
+                realloc,
+            ),
+            usable_size: core::mem::transmute::<*mut libc::c_void, unsafe extern "C" fn(*mut libc::c_void) -> usize>(usable),
+        }
+    });
+    // SAFETY: the C library's functions accept the C library's blocks, which
+    // are the only foreign pointers a correct program passes us.
+    unsafe { zk_nalloc::raw::forward_foreign(f) };
 }
 
 /// Device and inode of the file stderr named at start-up.

@@ -108,11 +108,72 @@ fn witness_wipe_all_in_fork_child() {
 #[cfg(feature = "hardened")]
 #[test]
 fn hardened_double_free_aborts() {
-    let dir = scratch_dir("misuse");
-    let exe = compile_c("misuse", &dir, Link::Plain);
-    let mut cmd = command(&exe, true);
+    let dir = scratch_dir("misuse-hardened");
+    let exe = compile_c("misuse", &dir, Link::Nalloc);
+    let mut cmd = command(&exe, false);
     cmd.arg("double-free");
     let out = run(cmd, &dir, LIMIT);
     assert_eq!(out.signal, Some(libc::SIGABRT), "stdout: {}", out.stdout_str());
     assert!(out.stderr.contains("nalloc: double free at 0x"), "{}", out.stderr);
+}
+
+/// Misuse of the C front stops the process with one line naming the call
+/// and the pointer, as glibc does (each case in its own process; the exact
+/// message is asserted).
+#[test]
+fn misuse_is_reported_and_stops_the_process() {
+    let dir = scratch_dir("misuse");
+    let exe = compile_c("misuse", &dir, Link::Nalloc);
+    let cases = [
+        ("double-free", "nalloc: double free at 0x"),
+        ("double-free-large", "nalloc: free(): double free at 0x"),
+        ("free-stack", "nalloc: free(): invalid pointer at 0x"),
+        ("free-stack-misaligned", "nalloc: free(): invalid pointer at 0x"),
+        ("free-mmap", "nalloc: free(): invalid pointer at 0x"),
+        ("realloc-foreign", "nalloc: realloc(): invalid pointer at 0x"),
+        ("usable-foreign", "nalloc: malloc_usable_size(): invalid pointer at 0x"),
+        ("witness-double-free", "nalloc: nalloc_witness_free(): double free at 0x"),
+        ("witness-double-free-small", "nalloc: nalloc_witness_free(): double free at 0x"),
+        ("witness-free-plain", "nalloc: nalloc_witness_free(): not a witness block at 0x"),
+        ("libc-block", "nalloc: realloc(): invalid pointer at 0x"),
+    ];
+    let mut failures = Vec::new();
+    for (case, message) in cases {
+        let mut cmd = command(&exe, false);
+        cmd.arg(case);
+        let out = run(cmd, &dir, LIMIT);
+        let lines: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("nalloc:")).collect();
+        let ok = out.signal == Some(libc::SIGABRT) && lines.len() == 1 && lines[0].starts_with(message);
+        if !ok {
+            failures.push(format!(
+                "{case}: signal {:?} code {:?}, stderr {:?}, stdout {:?}",
+                out.signal,
+                out.code,
+                out.stderr,
+                out.stdout_str()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// What is not misuse keeps working: `free` of a witness block wipes and
+/// frees it (then large blocks are sound), `malloc(0)` costs the smallest
+/// class, and with `NALLOC_FOREIGN_FREE=forward` a block of the C library's
+/// own `malloc` (as a library opened with `RTLD_DEEPBIND` gets) is resized
+/// and freed by the C library.
+#[test]
+fn legal_edges_work() {
+    let dir = scratch_dir("misuse-legal");
+    let exe = compile_c("misuse", &dir, Link::Nalloc);
+    for (case, forward) in [("free-witness-then-malloc", false), ("malloc0", false), ("libc-block", true)] {
+        let mut cmd = command(&exe, false);
+        cmd.arg(case);
+        if forward {
+            cmd.env("NALLOC_FOREIGN_FREE", "forward");
+        }
+        let out = run(cmd, &dir, LIMIT);
+        assert_eq!(out.code, Some(0), "{case}: signal {:?}, stderr {}", out.signal, out.stderr);
+        assert!(out.stdout_str().contains("not detected"), "{case}: {}", out.stdout_str());
+    }
 }

@@ -45,7 +45,7 @@
 
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering::Relaxed};
 
 use crate::base::check::invariant;
 use crate::base::sync::SpinLock;
@@ -75,6 +75,54 @@ static REGION: Region<{ SLOTS.div_ceil(64) }> = Region::new(SLOT, SLOTS);
 #[inline(always)]
 pub(crate) fn contains(p: *const u8) -> bool {
     REGION.contains(p)
+}
+
+/// Per slot of the region, how a live chunk covers it (out of line, so that
+/// a pointer can be checked without touching the chunk): 0 free, else
+/// [`FIRST`] and/or [`LAST`] for a chunk's edge slots (whose outer `GUARD`
+/// bytes are inaccessible), [`INSIDE`] for the slots between.
+static SLOT_STATE: [AtomicU8; SLOTS] = [const { AtomicU8::new(0) }; SLOTS];
+const FIRST: u8 = 1;
+const LAST: u8 = 2;
+const INSIDE: u8 = 4;
+
+/// Records that the chunk at slots `first..first + n` is live (`on`) or gone.
+fn mark_slots(first: usize, n: usize, on: bool) {
+    for i in 0..n {
+        let state = if !on {
+            0
+        } else if n == 1 {
+            FIRST | LAST
+        } else if i == 0 {
+            FIRST
+        } else if i == n - 1 {
+            LAST
+        } else {
+            INSIDE
+        };
+        if let Some(s) = SLOT_STATE.get(first + i) {
+            s.store(state, Relaxed);
+        }
+    }
+}
+
+/// True if `[p, p + len)` (inside the witness region, `len` ≤ a page) lies
+/// in the committed part of a live chunk, so it can be read without a
+/// fault: the check a free of a witness pointer makes before it reads the
+/// block's header (a chunk freed already is decommitted).
+pub(crate) fn readable(p: *const u8, len: usize) -> bool {
+    if !contains(p) || !contains(p.wrapping_add(len - 1)) {
+        return false;
+    }
+    let (i, j) = (REGION.slot_of(p), REGION.slot_of(p.wrapping_add(len - 1)));
+    let state = |k: usize| SLOT_STATE.get(k).map_or(0, |s| s.load(Relaxed));
+    let (si, sj) = (state(i), state(j));
+    let (start, end) = (p.addr() % SLOT, (p.addr() + len - 1) % SLOT);
+    si != 0
+        && sj != 0
+        && (i == j || si & LAST == 0)
+        && (si & FIRST == 0 || start >= GUARD)
+        && (sj & LAST == 0 || end < SLOT - GUARD)
 }
 
 /// Bookkeeping at the start of every chunk (not secret).
@@ -206,6 +254,7 @@ fn new_chunk(slots: usize, prot: &mut Protection) -> *mut ChunkHeader {
     prot.locked = unsafe { os::lock(p, len) }.is_ok();
     // SAFETY: as above.
     unsafe { os::name(p, len, c"nalloc-witness") };
+    mark_slots(REGION.slot_of(base), slots, true);
     let h = p.cast::<ChunkHeader>();
     // SAFETY: the header fits at the start of the committed range.
     unsafe {
@@ -240,6 +289,7 @@ unsafe fn drop_chunk(h: *mut ChunkHeader, wipe_len: usize) {
         // later chunk's header page there would read as zero in a forked
         // child (found by the chunk check under the fork test).
         os::unprotect_secret(p.add(HEADER), len - HEADER);
+        mark_slots(REGION.slot_of(p), slots, false);
         os::unlock(p, len);
         os::decommit(p, len);
         REGION.release(p.sub(GUARD), slots);

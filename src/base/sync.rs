@@ -59,6 +59,16 @@ impl<T> SpinLock<T> {
 }
 
 impl<T> SpinLock<T> {
+    /// The lock if it is free now, else `None` (for housekeeping that may
+    /// as well wait for another occasion).
+    #[inline]
+    pub(crate) fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
+        self.locked
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+            .then_some(SpinGuard { lock: self })
+    }
+
     /// Takes the lock without a guard (for `fork` handlers, which must hold
     /// locks across a call boundary).
     pub(crate) fn acquire_raw(&self) {

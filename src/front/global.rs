@@ -181,13 +181,15 @@ impl NAlloc {
     }
 
     /// Returns retained memory to the OS now: every warm span, every cached
-    /// empty segment, and the calling thread's empty pages and free page
-    /// slots (other threads' go back on their own after 5 ms free, as they
-    /// keep allocating). Returns the bytes released.
+    /// empty segment, the calling thread's empty pages and free page slots,
+    /// and those of the heaps of exited threads (including pages that other
+    /// threads' frees emptied). Live threads' heaps give theirs back on
+    /// their own, after the purge delay, as they keep allocating. Returns
+    /// the bytes released.
     pub fn trim(&self) -> usize {
         let before = stats::RETURNED.load(core::sync::atomic::Ordering::Relaxed);
         span::trim();
-        heap::trim_current_thread();
+        heap::trim_all();
         stats::RETURNED.load(core::sync::atomic::Ordering::Relaxed) - before
     }
 
@@ -243,6 +245,9 @@ impl Front for RustFront {
 
     #[inline]
     unsafe fn resized(&self, _base: *mut u8, _size: usize, _align: usize) {}
+
+    #[inline]
+    unsafe fn retire(&self, _b: &Block) {}
 }
 
 // SAFETY: blocks are valid, aligned, non-overlapping and stay so until

@@ -23,6 +23,15 @@ use crate::small::{self, heap, segment};
 /// Set once [`ensure_init`] has completed.
 static READY: AtomicBool = AtomicBool::new(false);
 
+/// Set in a process made by `fork` (after the engine started): its witness
+/// memory inherited from the parent reads as zero.
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+/// True in a child process of `fork` (see [`FORKED`]).
+pub(crate) fn forked() -> bool {
+    FORKED.load(Ordering::Relaxed)
+}
+
 /// Makes the engine ready for use: the small layer's start-up (settings,
 /// hardened mode, the thread-exit hook) and the fork handlers. Called on the
 /// front's slow paths; once done it costs one relaxed load.
@@ -72,6 +81,7 @@ unsafe extern "C" fn fork_parent() {
 /// # Safety
 /// Only in the child of a `fork` whose prepare handler was [`fork_prepare`].
 unsafe extern "C" fn fork_child() {
+    FORKED.store(true, Ordering::Relaxed);
     // SAFETY: caller contract: the child inherited the held locks.
     unsafe { release_all() }
 }

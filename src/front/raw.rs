@@ -24,22 +24,99 @@
 //! zk_nalloc::raw::fork_prepare();
 //! ```
 
+use core::ffi::c_void;
 use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
+use super::lifecycle;
 use super::route::{self, Block, Front};
 use crate::arenas::witness;
+use crate::base::check::fail;
+use crate::os;
 use crate::small::segment;
 use crate::small::size_class::{class_for, is_small};
 
+/// The 16 bytes just below a header block's pointer.
 #[repr(C)]
 struct Header {
     /// Size of the underlying allocation (header and padding included).
     size: usize,
-    /// Its alignment.
-    align: usize,
+    /// [`seal`] of the block: a check value keyed per process, with the
+    /// alignment's log2 in its low 6 bits; 0 once the block is freed.
+    seal: usize,
 }
 
 const HEADER: usize = core::mem::size_of::<Header>();
+
+/// Low bits of a seal that hold log2 of the alignment.
+const ALIGN_BITS: usize = 63;
+
+/// The per-process key of [`seal`] (0 until first use).
+static KEY: AtomicUsize = AtomicUsize::new(0);
+
+/// The key, chosen on first use from the OS's randomness and the address
+/// space layout (either alone suffices to make a forged header unlikely).
+#[inline]
+fn key() -> usize {
+    let k = KEY.load(Ordering::Relaxed);
+    if k != 0 {
+        return k;
+    }
+    new_key()
+}
+
+#[cold]
+fn new_key() -> usize {
+    let mut buf = [0u8; core::mem::size_of::<usize>()];
+    os::random(&mut buf);
+    let k = (usize::from_ne_bytes(buf) ^ (&KEY as *const AtomicUsize).addr().rotate_left(29)) | 1;
+    // The first writer wins; everyone uses its key.
+    match KEY.compare_exchange(0, k, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => k,
+        Err(won) => won,
+    }
+}
+
+/// The check value of the header block at `p` (caller's pointer) of `size`
+/// bytes aligned to `align`. Never 0 (the low bits hold log2(align) ≥ 4).
+#[inline]
+fn seal(p: *const u8, size: usize, align: usize) -> usize {
+    let h = (p.addr() ^ size.rotate_left(23)).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ key();
+    (h.rotate_left(31) & !ALIGN_BITS) | align.trailing_zeros() as usize
+}
+
+/// What the C front does with a pointer it did not hand out: the C
+/// library's own functions, for programs that mix allocators (a library
+/// opened with `RTLD_DEEPBIND` keeps glibc's `malloc`), registered with
+/// [`forward_foreign`]. Without them such a pointer stops the process.
+#[derive(Clone, Copy, Debug)]
+pub struct Foreign {
+    /// The C library's `free`.
+    pub free: unsafe extern "C" fn(*mut c_void),
+    /// The C library's `realloc`.
+    pub realloc: unsafe extern "C" fn(*mut c_void, usize) -> *mut c_void,
+    /// The C library's `malloc_usable_size`.
+    pub usable_size: unsafe extern "C" fn(*mut c_void) -> usize,
+}
+
+/// The registered [`Foreign`] functions (null: report and abort).
+static FOREIGN: AtomicPtr<Foreign> = AtomicPtr::new(ptr::null_mut());
+
+/// From now on, pointers this front did not hand out go to `f` instead of
+/// stopping the process.
+///
+/// # Safety
+/// `f`'s functions must accept every pointer that reaches them: the blocks
+/// of the allocator they belong to (and, like any `free`, null).
+pub unsafe fn forward_foreign(f: &'static Foreign) {
+    FOREIGN.store((f as *const Foreign).cast_mut(), Ordering::Release);
+}
+
+/// The registered foreign functions, if any.
+fn foreign() -> Option<&'static Foreign> {
+    // SAFETY: only `forward_foreign` stores here, a `&'static Foreign`.
+    unsafe { FOREIGN.load(Ordering::Acquire).as_ref() }
+}
 
 /// Allocates `size` bytes aligned to `align` (a power of two); null on
 /// failure. Zero-filled if `zeroed`.
@@ -103,80 +180,184 @@ unsafe fn with_header(base: *mut u8, size: usize, align: usize) -> *mut u8 {
     // `base + align`, inside the block.
     unsafe {
         let p = base.add(align);
-        p.sub(HEADER).cast::<Header>().write(Header { size, align });
+        p.sub(HEADER).cast::<Header>().write(Header {
+            size,
+            seal: seal(p, size, align),
+        });
         p
     }
 }
 
-/// The engine's view of a live block of this front.
+/// What a pointer given to this front is.
+enum Found {
+    /// A block of this front, as the engine sees it.
+    Ours(Block),
+    /// A header block already freed (its seal is cleared).
+    Freed,
+    /// Not a block this front handed out.
+    Foreign,
+}
+
+/// Classifies `p` (not null) once: a small block if it lies in the segment
+/// region; otherwise a header block if the 16 bytes below it carry its seal;
+/// otherwise freed or foreign.
 ///
 /// # Safety
-/// `p` must be a live block from [`alloc`] / [`witness_alloc`] /
-/// [`realloc`].
-unsafe fn block_of(p: *mut u8) -> Block {
+/// `p` must be a live block of this front, or a pointer whose 16 bytes
+/// below are readable memory.
+unsafe fn find(p: *mut u8) -> Found {
     if segment::contains(p) {
         // SAFETY: caller contract: a live small block; its page is valid.
         let size = unsafe { (*segment::page_of(p)).block_size } as usize;
-        Block {
+        return Found::Ours(Block {
             base: p,
             size,
             align: HEADER,
             offset: 0,
-        }
-    } else {
-        // SAFETY: caller contract: the header is right below `p`.
-        let h = unsafe { p.sub(HEADER).cast::<Header>().read() };
-        Block {
-            // SAFETY: as above: the block starts `align` bytes below `p`.
-            base: unsafe { p.sub(h.align) },
-            size: h.size,
-            align: h.align,
-            offset: h.align,
-        }
+        });
+    }
+    if p.addr() % HEADER != 0 {
+        return Found::Foreign; // every C block is at least 16-byte aligned
+    }
+    if witness::contains(p) && !witness::readable(p.wrapping_sub(HEADER), HEADER) {
+        // Its chunk is gone (a large witness block freed already): reading
+        // the header would fault.
+        return Found::Freed;
+    }
+    // SAFETY: caller contract: the 16 bytes below `p` are readable.
+    let h = unsafe { p.sub(HEADER).cast::<Header>().read() };
+    if h.seal == 0 {
+        return Found::Freed;
+    }
+    let align = 1usize << (h.seal & ALIGN_BITS);
+    if align < HEADER || h.size <= align || h.seal != seal(p, h.size, align) {
+        return Found::Foreign;
+    }
+    Found::Ours(Block {
+        base: p.wrapping_sub(align),
+        size: h.size,
+        align,
+        offset: align,
+    })
+}
+
+/// What an entry point may go on with, once [`checked`] has stopped the
+/// process for everything else.
+enum Checked {
+    /// A live block of this front.
+    Ours(Block),
+    /// A witness block a `fork` wiped: in a forked child, witness memory
+    /// inherited from the parent reads as zero, its header included, so
+    /// its size is unknown; its bytes are zero already and it is left alone.
+    Inherited,
+    /// Not ours, and the C library's functions take such pointers.
+    Foreign,
+}
+
+/// [`find`] for an entry point that cannot go on with a pointer that is
+/// not a live block: reports it in one line and aborts, with the C
+/// library's words and the function named (`invalid`: not a block of ours;
+/// `freed`: a header block freed already).
+///
+/// # Safety
+/// As for [`find`].
+unsafe fn checked(p: *mut u8, invalid: &str, freed: &str) -> Checked {
+    // SAFETY: forwarded caller contract.
+    match unsafe { find(p) } {
+        Found::Ours(b) => Checked::Ours(b),
+        Found::Freed if witness::contains(p) && lifecycle::forked() => Checked::Inherited,
+        Found::Freed => fail(freed, p.addr()),
+        Found::Foreign if foreign().is_some() => Checked::Foreign,
+        Found::Foreign => fail(invalid, p.addr()),
+    }
+}
+
+/// Clears the seal of a header block about to be freed, so that a second
+/// free of it is recognised.
+///
+/// # Safety
+/// `b` must be a live block of this front.
+unsafe fn unseal(b: &Block) {
+    if b.offset != 0 {
+        // SAFETY: caller contract: the header lies inside the live block.
+        unsafe { (*b.base.add(b.offset - HEADER).cast::<Header>()).seal = 0 };
     }
 }
 
 /// Frees a block from [`alloc`] / [`witness_alloc`] / [`realloc`] (null is
-/// ignored). A witness block is wiped.
+/// ignored). A witness block is wiped. A pointer this front did not hand
+/// out, or a header block freed already, is reported on stderr and the
+/// process aborts (unless [`forward_foreign`] named the C library's
+/// functions for foreign pointers).
 ///
 /// # Safety
-/// `p` must be null or a live block of this interface.
+/// `p` must be null, a live block of this front, or a pointer whose 16
+/// bytes below are readable memory (anything else may fault while it is
+/// checked). A small block freed twice is caught only when it is the
+/// latest free of its page (the `hardened` feature catches the rest).
 #[inline]
 pub unsafe fn free(p: *mut u8) {
     if segment::contains(p) {
         // SAFETY: caller contract: a live small block.
         unsafe { route::dealloc_small_unsized(p) };
     } else if !p.is_null() {
-        // SAFETY: caller contract: a live header block.
+        // SAFETY: caller contract.
         unsafe { free_with_header(p) };
     }
 }
 
 /// # Safety
-/// `p` must be a live header block.
+/// As for [`free`], outside the segment region.
 #[inline(never)]
 unsafe fn free_with_header(p: *mut u8) {
     // SAFETY: caller contract.
     unsafe {
-        let b = block_of(p);
-        route::dealloc(b.base, b.size, b.align);
+        match checked(p, "free(): invalid pointer", "free(): double free") {
+            Checked::Ours(b) => {
+                unseal(&b);
+                route::dealloc(b.base, b.size, b.align);
+            }
+            Checked::Inherited => {}
+            Checked::Foreign => forward_free(p),
+        }
     }
 }
 
-/// Frees `p` if it is witness memory of this interface (wiping it) and
-/// returns true; returns false and leaves `p` alone otherwise. Null is
-/// ignored (false).
+/// Hands a foreign pointer to the C library's `free`.
 ///
 /// # Safety
-/// `p` must be null, a pointer outside the witness region, or a live
-/// witness block of this interface.
-pub unsafe fn witness_free(p: *mut u8) -> bool {
-    if p.is_null() || !witness::contains(p) {
-        return false;
+/// `p` is a block of the registered foreign allocator.
+#[cold]
+unsafe fn forward_free(p: *mut u8) {
+    if let Some(f) = foreign() {
+        // SAFETY: caller contract.
+        unsafe { (f.free)(p.cast()) }
     }
-    // SAFETY: caller contract: a live witness header block.
-    unsafe { free_with_header(p) };
-    true
+}
+
+/// Wipes and frees a block from [`witness_alloc`] (or any witness block of
+/// this front); null is ignored. A pointer outside witness memory, or a
+/// witness block freed already, is reported on stderr and the process
+/// aborts: a secret's owner must never free someone else's block.
+///
+/// # Safety
+/// `p` must be null, a live witness block of this front, or a pointer whose
+/// 16 bytes below are readable memory.
+pub unsafe fn witness_free(p: *mut u8) {
+    if p.is_null() {
+        return;
+    }
+    if !witness::contains(p) {
+        fail("nalloc_witness_free(): not a witness block", p.addr());
+    }
+    // SAFETY: caller contract.
+    unsafe {
+        let found = checked(p, "nalloc_witness_free(): invalid pointer", "nalloc_witness_free(): double free");
+        if let Checked::Ours(b) = found {
+            unseal(&b);
+            route::dealloc(b.base, b.size, b.align);
+        }
+    }
 }
 
 /// True if `p` lies in witness memory.
@@ -196,15 +377,19 @@ pub unsafe fn witness_wipe_all() {
     unsafe { route::wipe_witness() }
 }
 
-/// Bytes usable at `p` (at least what was asked for).
+/// Bytes usable at `p` (at least what was asked for); a foreign or freed
+/// pointer is reported as for [`free`].
 ///
 /// # Safety
-/// `p` must be a live block from [`alloc`] / [`witness_alloc`] /
-/// [`realloc`].
+/// As for [`free`], with `p` not null.
 pub unsafe fn usable_size(p: *mut u8) -> usize {
     // SAFETY: caller contract.
-    let b = unsafe { block_of(p) };
-    b.size - b.offset
+    match unsafe { checked(p, "malloc_usable_size(): invalid pointer", "malloc_usable_size(): freed pointer") } {
+        Checked::Ours(b) => b.size - b.offset,
+        Checked::Inherited => 0,
+        // SAFETY: a foreign block, with foreign functions registered.
+        Checked::Foreign => foreign().map_or(0, |f| unsafe { (f.usable_size)(p.cast()) }),
+    }
 }
 
 /// The C front's side of a resize: moved blocks are C blocks (16-byte
@@ -227,6 +412,11 @@ impl Front for CFront {
             unsafe { with_header(base, size, align) };
         }
     }
+
+    unsafe fn retire(&self, b: &Block) {
+        // SAFETY: caller contract: `b` is live until the route frees it.
+        unsafe { unseal(b) }
+    }
 }
 
 /// Resizes `p` to `new_size` bytes keeping its contents. The result keeps
@@ -235,12 +425,21 @@ impl Front for CFront {
 /// A witness block stays witness memory. Null on failure, the old block
 /// intact.
 ///
+/// A foreign or freed pointer is reported as for [`free`].
+///
 /// # Safety
-/// `p` must be a live block from [`alloc`] / [`witness_alloc`] /
-/// [`realloc`].
+/// As for [`free`], with `p` not null.
 pub unsafe fn realloc(p: *mut u8, new_size: usize) -> *mut u8 {
     // SAFETY: caller contract.
-    let b = unsafe { block_of(p) };
+    let b = match unsafe { checked(p, "realloc(): invalid pointer", "realloc(): freed pointer") } {
+        Checked::Ours(b) => b,
+        // Its bytes read as zero: so do a new witness block's.
+        Checked::Inherited => return witness_alloc(new_size),
+        // SAFETY: a foreign block, with foreign functions registered.
+        Checked::Foreign => {
+            return foreign().map_or(ptr::null_mut(), |f| unsafe { (f.realloc)(p.cast(), new_size).cast() })
+        }
+    };
     // SAFETY: caller contract: `b` describes a live block of the route.
     unsafe { route::realloc(&CFront, b, new_size) }
 }

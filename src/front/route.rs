@@ -215,6 +215,12 @@ pub(crate) trait Front {
     /// # Safety
     /// `base` must be the live, resized block.
     unsafe fn resized(&self, base: *mut u8, size: usize, align: usize);
+
+    /// The block has moved and is about to be freed.
+    ///
+    /// # Safety
+    /// `b` must be the live old block.
+    unsafe fn retire(&self, b: &Block);
 }
 
 /// Resizes `b` to `new_size` caller bytes, keeping its contents; returns the
@@ -276,6 +282,7 @@ pub(crate) unsafe fn realloc(front: &impl Front, b: Block, new_size: usize) -> *
     // `min(old_size, new_size)` caller bytes each; the old one is freed once.
     unsafe {
         core::ptr::copy_nonoverlapping(user, q, old_size.min(new_size));
+        front.retire(&b);
         dealloc(b.base, b.size, b.align);
     }
     q

@@ -89,7 +89,7 @@ use crate::base::sync::SpinLock;
 use crate::os;
 use crate::policy::{
     FOREIGN_MAX, FOREIGN_MIN, FOREIGN_STALE, FULL_SCAN, HEAP_SLAB, KEEP_EMPTY_SEGMENTS, LARGE_TIDY_WEIGHT,
-    PENDING_BLOCKS, PENDING_BYTES, PENDING_SLOTS, PURGE_AFTER_PATHS, SEGMENT_SEARCH, SPARSE_DIVISOR, TIDY_EVERY,
+    PENDING_BLOCKS, PENDING_BYTES, PENDING_SLOTS, PURGE_AFTER_PATHS, RETIRED_TIDY_EVERY, SEGMENT_SEARCH, SPARSE_DIVISOR, TIDY_EVERY,
     TRIM_EVERY,
 };
 use crate::small::page::{Block, Page};
@@ -175,6 +175,8 @@ pub(crate) struct Heap {
     /// tidy interval grows with them, so its walk costs at most one page
     /// visit per slow path).
     since_tidy: u32,
+    /// Tidies so far (wrapping), for the occasional look at retired heaps.
+    tidies: u32,
     pages_owned: u32,
     /// Slow paths taken, ever (wrapping): the clock by which a free page
     /// slot ages besides time (see [`PURGE_AFTER_PATHS`]).
@@ -569,6 +571,7 @@ impl Heap {
             foreign_cap: FOREIGN_MIN,
             foreign_refused: 0,
             since_tidy: 0,
+            tidies: 0,
             pages_owned: 0,
             slow_paths: 0,
             empty_segs: 0,
@@ -1033,6 +1036,11 @@ impl Heap {
         let me: *mut Heap = self;
         Segment::purge_cached(now, delay, me, self.slow_paths, PURGE_AFTER_PATHS);
         self.purge_free_slots(now, delay, PURGE_AFTER_PATHS);
+        self.tidies = self.tidies.wrapping_add(1);
+        if self.tidies % RETIRED_TIDY_EVERY == 0 {
+            // Exited threads' heaps hold memory that others' frees emptied.
+            trim_retired(false);
+        }
     }
 
     /// Purges the page slots of this heap's segments that have been free
@@ -1380,6 +1388,42 @@ pub(crate) fn trim_current_thread() {
             (*h).purge_free_slots(0, 0, 0);
         }
     }
+    Segment::trim_cache();
+}
+
+/// Gives back what the heaps of exited threads hold: other threads' frees
+/// into their pages are collected, emptied pages released and free slots
+/// purged — at once, rather than when a new thread adopts the heap. With
+/// `wait`, takes the registry lock; without, only if it is free now (the
+/// tidy's occasional call).
+pub(crate) fn trim_retired(wait: bool) {
+    let reg = if wait {
+        REGISTRY.lock()
+    } else {
+        match REGISTRY.try_lock() {
+            Some(g) => g,
+            None => return,
+        }
+    };
+    let mut h = reg.retired;
+    while !h.is_null() {
+        // SAFETY: a retired heap belongs to the registry, whose lock we hold:
+        // no thread uses it until it is adopted under that lock. Releasing
+        // pages nests the segment and pool locks inside the registry's, the
+        // order the fork handlers take them in.
+        unsafe {
+            (*h).abandon();
+            (*h).purge_free_slots(0, 0, 0);
+            h = (*h).retired_next;
+        }
+    }
+}
+
+/// [`trim_current_thread`] and [`trim_retired`]: every heap that no other
+/// live thread owns (live threads' heaps go back on their own tidy).
+pub(crate) fn trim_all() {
+    trim_current_thread();
+    trim_retired(true);
     Segment::trim_cache();
 }
 

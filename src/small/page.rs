@@ -238,8 +238,15 @@ impl Page {
         #[allow(unused_unsafe)]
         unsafe {
             let b = p.cast::<Block>();
+            let head = (*this).free;
+            // The immediate double free (the block freed last on this page,
+            // freed again) costs one compare to catch, as glibc's tcache
+            // check does; linked twice, the block would be handed out twice.
+            if b == head {
+                crate::base::check::fail("double free", p.addr());
+            }
             // SAFETY: the block is ours and at least 16 bytes, enough for a link.
-            unsafe { Block::set_next(b, (*this).free) };
+            unsafe { Block::set_next(b, head) };
             (*this).free = b;
             (*this).used -= 1;
         }

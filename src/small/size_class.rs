@@ -50,8 +50,10 @@ const fn class_sizes() -> [u32; NUM_CLASSES] {
     t
 }
 
-/// Class of a request of `size` bytes (`size <= SMALL_MAX`) with the
-/// default 16-byte alignment. Size 0 maps to a valid class too.
+/// Class of a request of `size` bytes (`1 <= size <= SMALL_MAX`) with the
+/// default 16-byte alignment. Size 0 would wrap to class 7 (128 bytes): the
+/// Rust front's fast path never passes it (`GlobalAlloc` forbids zero-size
+/// layouts) and every other caller goes through [`class_for`].
 #[inline(always)]
 pub(crate) fn class_of(size: usize) -> usize {
     if size <= 128 {
@@ -69,7 +71,8 @@ pub(crate) fn class_of(size: usize) -> usize {
 #[inline]
 pub(crate) fn class_for(size: usize, align: usize) -> usize {
     if align <= MIN_ALIGN {
-        class_of(size)
+        // `malloc(0)` gets the smallest class, not the wrap of `class_of(0)`.
+        class_of(size.max(1))
     } else {
         class_of(size.max(align).next_power_of_two())
     }
@@ -96,6 +99,13 @@ mod tests {
             }
         }
         assert_eq!(CLASS_SIZE[NUM_CLASSES - 1] as usize, SMALL_MAX);
+    }
+
+    #[test]
+    fn a_zero_size_request_gets_the_smallest_class() {
+        assert_eq!(class_for(0, 1), 0);
+        assert_eq!(class_for(0, MIN_ALIGN), 0);
+        assert_eq!(CLASS_SIZE[class_for(0, 8)], 16);
     }
 
     #[test]
