@@ -26,6 +26,7 @@
 //! | [`FOREIGN_MIN`], [`FOREIGN_MAX`], [`FOREIGN_STALE`] | bytes | producer/consumer speed vs RSS | remote-frees |
 //! | [`AUTO_HUGE_MIN`] | bytes | TLB misses and faults vs 2 MiB rounding | spans-and-warm-pool |
 //! | [`ZERO_BY_PURGE_MIN`] | bytes | memset vs refault when zeroing a warm span | spans-and-warm-pool |
+//! | [`ZERO_SAMPLE_MIN`], [`ZERO_SPARSE_DIVISOR`] | bytes, fraction | a mincore sample vs faulting in a sparse block | spans-and-warm-pool |
 //! | [`POOL_SLOTS`] | ranges | pool search cost vs fragments kept | spans-and-warm-pool |
 //! | [`POOL_CAP_DIVISOR`], [`POOL_CAP_MIN`], [`POOL_CAP_MAX`], [`POOL_CAP_UNKNOWN`] | fraction, bytes | warm reuse vs memory kept | spans-and-warm-pool |
 //! | [`WITNESS_SLOT`], [`WITNESS_SLOTS`] | bytes, slots | address space vs chunk placement | witness-arena |
@@ -110,6 +111,12 @@ pub(crate) const AUTO_HUGE_MIN: usize = 32 << 20;
 /// Huge-page spans at least this large (bytes) are zeroed by purging
 /// instead of memset.
 pub(crate) const ZERO_BY_PURGE_MIN: usize = 128 << 20;
+/// Recycled spans of at least this many requested bytes are sampled for
+/// residency before `alloc_zeroed` clears them ...
+pub(crate) const ZERO_SAMPLE_MIN: usize = 1 << 20;
+/// ... and purged instead of memset when less than `1 / ZERO_SPARSE_DIVISOR`
+/// of the sampled pages is resident (the last user touched little of it).
+pub(crate) const ZERO_SPARSE_DIVISOR: usize = 8;
 /// Most free ranges the warm pool holds.
 pub(crate) const POOL_SLOTS: usize = 64;
 /// Default pool cap: physical memory / this ...

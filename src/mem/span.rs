@@ -46,7 +46,7 @@ use crate::base::stats;
 use crate::mem::pool;
 use crate::os::{self, HugeAdvice, HUGE_PAGE, OS_PAGE};
 
-use crate::policy::{AUTO_HUGE_MIN, ZERO_BY_PURGE_MIN};
+use crate::policy::{AUTO_HUGE_MIN, ZERO_BY_PURGE_MIN, ZERO_SAMPLE_MIN, ZERO_SPARSE_DIVISOR};
 
 /// Length of the mapping that serves `size` bytes at `align`; `None` on
 /// overflow.
@@ -154,6 +154,27 @@ unsafe fn zero_recycled(p: *mut u8, size: usize, len: usize) {
     // SAFETY: (purge) the whole span is ours and unused; `len` is a page multiple.
     if huge && len >= ZERO_BY_PURGE_MIN && unsafe { os::purge(p, len) } {
         return;
+    }
+    // A span whose last user touched little of it (mostly not resident) is
+    // purged: a memset would fault all of it in for a caller that, like the
+    // last one, may touch a few pages. The sample only chooses; purging
+    // makes the span zero either way (see docs/design/spans-and-warm-pool.md).
+    if size >= ZERO_SAMPLE_MIN {
+        // SAFETY: caller contract: our mapping, page aligned.
+        if let Some((resident, sampled)) = unsafe { os::resident_sample(p, len) } {
+            // SAFETY: as for the purge above.
+            if resident * ZERO_SPARSE_DIVISOR < sampled && unsafe { os::purge(p, len) } {
+                if huge {
+                    // Sparse use of a huge-page span faults 2 MiB per page
+                    // touched; the next user is likely as sparse as the
+                    // last, so this span goes without (until it is pooled
+                    // and taken again, which advises it anew).
+                    // SAFETY: our span, page aligned; advice is a hint.
+                    unsafe { os::advise_huge(p, len, HugeAdvice::NoHuge) };
+                }
+                return;
+            }
+        }
     }
     // SAFETY: caller contract; only the requested bytes need clearing, the
     // slack beyond `size` is never handed out.

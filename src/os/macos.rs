@@ -41,6 +41,10 @@ pub(super) unsafe fn remap(_ptr: *mut u8, _old: usize, _new: usize, _align: usiz
     core::ptr::null_mut()
 }
 
+pub(super) unsafe fn resident_sample(_ptr: *mut u8, _len: usize) -> Option<(usize, usize)> {
+    None
+}
+
 pub(super) unsafe fn unprotect_secret(_ptr: *mut u8, _len: usize) {}
 
 pub(super) unsafe fn protect_secret(_ptr: *mut u8, _len: usize) -> Result<SecretFlags, OsError> {

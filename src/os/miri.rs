@@ -63,6 +63,10 @@ pub(super) unsafe fn lock(_ptr: *mut u8, _len: usize) -> Result<(), OsError> {
 
 pub(super) unsafe fn unlock(_ptr: *mut u8, _len: usize) {}
 
+pub(super) unsafe fn resident_sample(_ptr: *mut u8, _len: usize) -> Option<(usize, usize)> {
+    None
+}
+
 pub(super) unsafe fn unprotect_secret(_ptr: *mut u8, _len: usize) {}
 
 pub(super) unsafe fn protect_secret(_ptr: *mut u8, _len: usize) -> Result<SecretFlags, OsError> {

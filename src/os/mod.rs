@@ -205,6 +205,18 @@ pub(crate) unsafe fn purge(ptr: *mut u8, len: usize) -> bool {
     unsafe { platform::purge(ptr, len) }
 }
 
+/// Estimates how much of a range is resident: samples pages spread over
+/// `[ptr, ptr + len)` and returns (resident, sampled), or `None` where the
+/// platform cannot tell. A hint for choosing between memset and purge —
+/// never a proof that a page is zero (a swapped-out page is not resident).
+///
+/// # Safety
+/// The range must be page aligned and inside one of our mappings.
+pub(crate) unsafe fn resident_sample(ptr: *mut u8, len: usize) -> Option<(usize, usize)> {
+    // SAFETY: forwarded caller contract.
+    unsafe { platform::resident_sample(ptr, len) }
+}
+
 /// Huge-page advice for a range (a hint; failures are harmless and ignored
 /// because the memory stays correct either way).
 ///

@@ -60,6 +60,11 @@ pub(crate) fn alloc_plain(size: usize, align: usize, zeroed: bool) -> *mut u8 {
 #[inline]
 pub(crate) unsafe fn dealloc_plain(p: *mut u8, size: usize, align: usize) {
     if is_small(size, align) {
+        // Debug builds check what the layout cannot tell (release builds
+        // trust the `GlobalAlloc` contract; hardened mode checks always).
+        if cfg!(debug_assertions) && !cfg!(feature = "hardened") && !segment::contains(p) {
+            crate::base::check::fail("dealloc(): invalid pointer", p.addr());
+        }
         // The class is only computed where hardened mode checks it.
         let class = if cfg!(feature = "hardened") {
             class_for(size, align)

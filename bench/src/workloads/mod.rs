@@ -15,6 +15,7 @@ pub mod halo2;
 pub mod larson;
 pub mod micro;
 pub mod realloc;
+pub mod reclaim;
 pub mod soak;
 pub mod xmalloc;
 pub mod zeroed;
@@ -144,6 +145,18 @@ pub const WORKLOADS: &[WorkloadInfo] = &[
         name: "realloc",
         description: "Vec<u64> grown by push to 2^24 (full: 2^26) elements, verified, repeated",
         run: realloc::run,
+    },
+    WorkloadInfo {
+        name: "sparse-zeroed",
+        description: "alloc_zeroed of 100 MiB (full: 256 MiB), two bytes written, freed; 20 (full: 40) \
+                      rounds: a recycled block must not be faulted in to be cleared (see peak RSS)",
+        run: reclaim::sparse_zeroed,
+    },
+    WorkloadInfo {
+        name: "orphans",
+        description: "4 threads allocate 1M (full: 4M) 64-byte blocks each and exit; main frees them, \
+                      trims (glibc malloc_trim, nalloc trim), then allocates as much again (see peak RSS)",
+        run: reclaim::orphans,
     },
 ];
 
