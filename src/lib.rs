@@ -70,9 +70,16 @@
 //! As with every allocator, freeing a pointer that this allocator did not
 //! hand out, freeing twice, or passing a `Layout` different from the one
 //! used to allocate is undefined behaviour (the block's size class or span
-//! length is recomputed from the layout). nalloc never panics, aborts or
-//! allocates through itself inside `alloc`/`dealloc`/`realloc`: failures
-//! return null.
+//! length is recomputed from the layout). nalloc never panics or allocates
+//! through itself inside `alloc`/`dealloc`/`realloc`: failures return null.
+//! What it can detect cheaply it reports in one line on stderr and then
+//! aborts, as glibc does: a small block freed twice in a row (always), a
+//! small-block `dealloc` outside the segment region (debug builds), every
+//! invalid, double or misaligned free and overflow into a block's slack
+//! (feature `hardened`). The C front ([`raw`]) checks every pointer it is
+//! given: blocks outside the segment region carry a sealed header, so a
+//! foreign or already-freed pointer is reported ("free(): invalid pointer")
+//! rather than trusted.
 
 #![doc = include_str!("README.md")]
 #![warn(missing_docs)]

@@ -33,6 +33,11 @@ fn child() {
                 ALLOC.dealloc(std::hint::black_box(p), l(48));
                 ALLOC.dealloc(keep, l(48));
             }
+            "double-free-large" => {
+                let p = ALLOC.alloc(l(1 << 20));
+                ALLOC.dealloc(p, l(1 << 20));
+                ALLOC.dealloc(std::hint::black_box(p), l(1 << 20));
+            }
             "foreign" => {
                 let mut local = [0u64; 8];
                 ALLOC.dealloc(std::hint::black_box(local.as_mut_ptr().cast()), l(64));
@@ -72,3 +77,13 @@ fn an_immediate_double_free_stops_the_process() {
 fn a_foreign_pointer_stops_a_debug_build() {
     assert_stops("foreign", "nalloc: dealloc(): invalid pointer at 0x");
 }
+
+/// A span freed twice through the Rust front (no header: the layout is
+/// trusted) is caught by the warm pool's check in debug builds, before the
+/// range could be handed out twice.
+#[test]
+#[cfg(debug_assertions)]
+fn a_span_freed_twice_stops_a_debug_build() {
+    assert_stops("double-free-large", "nalloc: invariant broken: pool: two ranges overlap or touch at 0x");
+}
+

@@ -93,10 +93,13 @@ fn forward_foreign() {
     let f = FOREIGN.get_or_init(|| unsafe {
         zk_nalloc::raw::Foreign {
             free: core::mem::transmute::<*mut libc::c_void, unsafe extern "C" fn(*mut libc::c_void)>(free),
-            realloc: core::mem::transmute::<*mut libc::c_void, unsafe extern "C" fn(*mut libc::c_void, usize) -> *mut libc::c_void>(
-                realloc,
+            realloc: core::mem::transmute::<
+                *mut libc::c_void,
+                unsafe extern "C" fn(*mut libc::c_void, usize) -> *mut libc::c_void,
+            >(realloc),
+            usable_size: core::mem::transmute::<*mut libc::c_void, unsafe extern "C" fn(*mut libc::c_void) -> usize>(
+                usable,
             ),
-            usable_size: core::mem::transmute::<*mut libc::c_void, unsafe extern "C" fn(*mut libc::c_void) -> usize>(usable),
         }
     });
     // SAFETY: the C library's functions accept the C library's blocks, which

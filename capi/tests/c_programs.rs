@@ -132,9 +132,18 @@ fn misuse_is_reported_and_stops_the_process() {
         ("free-mmap", "nalloc: free(): invalid pointer at 0x"),
         ("realloc-foreign", "nalloc: realloc(): invalid pointer at 0x"),
         ("usable-foreign", "nalloc: malloc_usable_size(): invalid pointer at 0x"),
-        ("witness-double-free", "nalloc: nalloc_witness_free(): double free at 0x"),
-        ("witness-double-free-small", "nalloc: nalloc_witness_free(): double free at 0x"),
-        ("witness-free-plain", "nalloc: nalloc_witness_free(): not a witness block at 0x"),
+        (
+            "witness-double-free",
+            "nalloc: nalloc_witness_free(): double free at 0x",
+        ),
+        (
+            "witness-double-free-small",
+            "nalloc: nalloc_witness_free(): double free at 0x",
+        ),
+        (
+            "witness-free-plain",
+            "nalloc: nalloc_witness_free(): not a witness block at 0x",
+        ),
         ("libc-block", "nalloc: realloc(): invalid pointer at 0x"),
     ];
     let mut failures = Vec::new();
@@ -166,14 +175,51 @@ fn misuse_is_reported_and_stops_the_process() {
 fn legal_edges_work() {
     let dir = scratch_dir("misuse-legal");
     let exe = compile_c("misuse", &dir, Link::Nalloc);
-    for (case, forward) in [("free-witness-then-malloc", false), ("malloc0", false), ("libc-block", true)] {
+    for (case, forward) in [
+        ("free-witness-then-malloc", false),
+        ("malloc0", false),
+        ("libc-block", true),
+    ] {
         let mut cmd = command(&exe, false);
         cmd.arg(case);
         if forward {
             cmd.env("NALLOC_FOREIGN_FREE", "forward");
         }
         let out = run(cmd, &dir, LIMIT);
-        assert_eq!(out.code, Some(0), "{case}: signal {:?}, stderr {}", out.signal, out.stderr);
-        assert!(out.stdout_str().contains("not detected"), "{case}: {}", out.stdout_str());
+        assert_eq!(
+            out.code,
+            Some(0),
+            "{case}: signal {:?}, stderr {}",
+            out.signal,
+            out.stderr
+        );
+        assert!(
+            out.stdout_str().contains("not detected"),
+            "{case}: {}",
+            out.stdout_str()
+        );
     }
+}
+
+/// Memory of exited threads comes back: after four threads' blocks are
+/// freed by the main thread and `malloc_trim(0)` runs, the resident set is
+/// within 1.5x of glibc's in the same situation.
+#[test]
+fn exited_threads_memory_is_trimmed() {
+    let dir = scratch_dir("orphans");
+    let exe = compile_c("orphans", &dir, Link::Plain);
+    let trimmed = |preload: bool| {
+        let out = run(command(&exe, preload), &dir, LIMIT).ok("orphans");
+        let text = out.stdout_str();
+        let kib = text
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("trimmed="))
+            .and_then(|v| v.parse::<u64>().ok());
+        kib.unwrap_or_else(|| panic!("no figure in {text:?}"))
+    };
+    let (glibc, nalloc) = (trimmed(false), trimmed(true));
+    assert!(
+        nalloc * 2 <= glibc * 3,
+        "resident after trim: nalloc {nalloc} KiB, glibc {glibc} KiB"
+    );
 }

@@ -352,7 +352,11 @@ pub unsafe fn witness_free(p: *mut u8) {
     }
     // SAFETY: caller contract.
     unsafe {
-        let found = checked(p, "nalloc_witness_free(): invalid pointer", "nalloc_witness_free(): double free");
+        let found = checked(
+            p,
+            "nalloc_witness_free(): invalid pointer",
+            "nalloc_witness_free(): double free",
+        );
         if let Checked::Ours(b) = found {
             unseal(&b);
             route::dealloc(b.base, b.size, b.align);
@@ -384,7 +388,13 @@ pub unsafe fn witness_wipe_all() {
 /// As for [`free`], with `p` not null.
 pub unsafe fn usable_size(p: *mut u8) -> usize {
     // SAFETY: caller contract.
-    match unsafe { checked(p, "malloc_usable_size(): invalid pointer", "malloc_usable_size(): freed pointer") } {
+    match unsafe {
+        checked(
+            p,
+            "malloc_usable_size(): invalid pointer",
+            "malloc_usable_size(): freed pointer",
+        )
+    } {
         Checked::Ours(b) => b.size - b.offset,
         Checked::Inherited => 0,
         // SAFETY: a foreign block, with foreign functions registered.
