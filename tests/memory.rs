@@ -1,7 +1,7 @@
 //! Memory is reused and returned: bounded RSS over many rounds and many
 //! threads, emptied small-object pages given back after a delay, warm spans
 //! without page faults, trim, warm spans released as small objects grow,
-//! fresh zeroed memory not touched. One test function runs the phases in order so that RSS figures
+//! fresh zeroed memory not touched, sparse zeroed blocks not faulted in. One test function runs the phases in order so that RSS figures
 //! are not disturbed by other tests of this binary.
 
 use std::alloc::{GlobalAlloc, Layout};
@@ -190,5 +190,33 @@ fn memory_is_reused_and_returned() {
     assert_eq!(unsafe { *p.add(300 << 20) }, 0);
     // SAFETY: live block.
     unsafe { ALLOC.dealloc(p, l) };
+    ALLOC.trim();
+
+    // -- alloc_zeroed of a recycled block its last user barely touched is
+    //    not faulted in to be cleared: 20 rounds of 100 MiB, two bytes
+    //    written each, stay far below one block's size.
+    let l = Layout::from_size_align(100 << 20, 16).unwrap();
+    let before = rss();
+    let mut highest = before;
+    for round in 0..20usize {
+        // SAFETY: valid layout; freed below.
+        let p = unsafe { ALLOC.alloc_zeroed(l) };
+        assert!(!p.is_null());
+        // SAFETY: two bytes of the live, zeroed block.
+        unsafe {
+            let a = p.add(round * 4096 % l.size());
+            assert_eq!((*a, *p.add(l.size() - 1)), (0, 0), "round {round}: not zeroed");
+            *a = 1;
+            *p.add(l.size() - 1) = 2;
+        }
+        highest = highest.max(rss());
+        // SAFETY: live block.
+        unsafe { ALLOC.dealloc(p, l) };
+    }
+    assert!(
+        highest - before < 24 << 20,
+        "sparse alloc_zeroed rounds raised RSS by {} MiB",
+        (highest - before) >> 20
+    );
     ALLOC.trim();
 }
