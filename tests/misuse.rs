@@ -84,6 +84,8 @@ fn a_foreign_pointer_stops_a_debug_build() {
 #[test]
 #[cfg(debug_assertions)]
 fn a_span_freed_twice_stops_a_debug_build() {
-    assert_stops("double-free-large", "nalloc: invariant broken: pool: two ranges overlap or touch at 0x");
+    assert_stops(
+        "double-free-large",
+        "nalloc: invariant broken: pool: two ranges overlap or touch at 0x",
+    );
 }
-
