@@ -18,6 +18,18 @@ SOAK_SECONDS="${SOAK_SECONDS:-15}"
 START=$SECONDS
 step() { printf '\n=== %s (at %d s) ===\n' "$*" "$((SECONDS - START))"; }
 
+# A runner that ran no test passes green: check each run's count against the
+# number of tests it must run (a rename or a cfg typo would give "0 passed").
+expect_passed() {
+  local min=$1 log=$2 n
+  n=$(sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' "$log" | awk '{s += $1} END {print s + 0}')
+  if [ "$n" -lt "$min" ]; then
+    echo "expected at least $min tests to pass, counted $n ($log)" >&2
+    exit 1
+  fi
+  echo "counted $n passed tests (at least $min required)"
+}
+
 step "toolchains: nightly with Miri, cargo-fuzz"
 if ! command -v cc >/dev/null 2>&1; then
   apt-get update && apt-get install -y --no-install-recommends gcc g++ libc6-dev
@@ -37,7 +49,8 @@ step "Miri: cargo +nightly miri test --lib miri_tests"
 # segment and witness regions are reserved once for the life of the
 # process, by design.
 MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-ignore-leaks ${MIRIFLAGS:-}" \
-  timeout 1200 cargo +nightly miri test --lib miri_tests
+  timeout 1200 cargo +nightly miri test --lib miri_tests 2>&1 | tee /tmp/nalloc-miri.log
+expect_passed 24 /tmp/nalloc-miri.log
 
 step "loom: model checks of src/small/remote.rs and src/base/once.rs"
 # `--cfg nalloc_loom` (all crates) pulls in the loom dev-dependency;
@@ -47,7 +60,8 @@ LOOM_BIN=$(RUSTFLAGS="--cfg nalloc_loom" cargo rustc --release --test loom \
   --message-format=json-render-diagnostics -- --cfg loom |
   sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
 [ -x "$LOOM_BIN" ] || { echo "loom test binary not found" >&2; exit 1; }
-timeout 900 "$LOOM_BIN"
+timeout 900 "$LOOM_BIN" 2>&1 | tee /tmp/nalloc-loom.log
+expect_passed 4 /tmp/nalloc-loom.log
 
 step "fuzz: build"
 # With debug assertions, so that every structure's invariant check

@@ -126,6 +126,7 @@ fn simd_and_page_alignment_by_size() {
         let l = Layout::from_size_align(size, 8).unwrap();
         // SAFETY: non-zero size.
         let p = unsafe { ALLOC.alloc(l) };
+        assert!(!p.is_null(), "{size} bytes: allocation failed");
         assert_eq!(p as usize % 64, 0, "{size} bytes not 64-byte aligned");
         if size >= 1 << 20 {
             assert_eq!(p as usize % 4096, 0, "{size} bytes not page aligned");

@@ -42,7 +42,11 @@ fn child() {
             }
             "overflow" => {
                 let p = ALLOC.alloc(l(40)); // a 48-byte block: 8 bytes of canary
+                                            // Two different bytes: the canary is one random byte value
+                                            // repeated, which a single written byte matches one time in
+                                            // 128 (a CI run hit that).
                 p.add(40).write(0x41);
+                p.add(41).write(0x42);
                 ALLOC.dealloc(p, l(40));
             }
             "use-after-free" => {

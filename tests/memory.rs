@@ -1,7 +1,7 @@
 //! Memory is reused and returned: bounded RSS over many rounds and many
 //! threads, emptied small-object pages given back after a delay, warm spans
 //! without page faults, trim, warm spans released as small objects grow,
-//! fresh zeroed memory not touched, sparse zeroed blocks not faulted in. One test function runs the phases in order so that RSS figures
+//! fresh zeroed memory not touched, growth by mremap, sparse zeroed blocks not faulted in. One test function runs the phases in order so that RSS figures
 //! are not disturbed by other tests of this binary.
 
 use std::alloc::{GlobalAlloc, Layout};
@@ -191,6 +191,25 @@ fn memory_is_reused_and_returned() {
     // SAFETY: live block.
     unsafe { ALLOC.dealloc(p, l) };
     ALLOC.trim();
+
+    // -- A large vector grows by moving page tables (`mremap`), not bytes,
+    //    when no warm span can take it.
+    #[cfg(target_os = "linux")]
+    {
+        ALLOC.trim();
+        let remaps = ALLOC.stats().span_remaps;
+        let mut v: Vec<u64> = Vec::with_capacity(8 << 20);
+        v.resize(8 << 20, 3);
+        ALLOC.trim(); // nothing warm to grow into
+        v.reserve_exact(24 << 20);
+        assert!(
+            ALLOC.stats().span_remaps > remaps,
+            "a 64 -> 256 MiB growth copied its bytes"
+        );
+        assert!(v.iter().all(|&x| x == 3), "contents lost in the remap");
+        drop(v);
+        ALLOC.trim();
+    }
 
     // -- alloc_zeroed of a recycled block its last user barely touched is
     //    not faulted in to be cleared: 20 rounds of 100 MiB, two bytes

@@ -19,8 +19,9 @@ use common::{peek, vm_flags};
 static ALLOC: NAlloc = NAlloc::new();
 
 /// Sizes the secret goes through: class to class, small to large, large to
-/// large (a new chunk), and back to small.
-const STEPS: [usize; 6] = [200, 3000, 40, 100_000, 150_000, 64];
+/// large (a new chunk), back to small, and a shrink within its class (in
+/// place: the cut-off tail must be wiped at once).
+const STEPS: [usize; 7] = [200, 3000, 40, 100_000, 150_000, 64, 50];
 
 /// Asserts that `p` is witness memory by the kernel's account: locked and
 /// excluded from core dumps, as ordinary heap memory is not.

@@ -63,13 +63,13 @@ fn witness_memory_is_zeroed_locked_undumpable_wiped_on_fork_and_fenced() {
     unsafe { p.write_bytes(0x5A, 200) };
     let addr = p as usize;
     let status = in_child(move || {
-        // SAFETY: the mapping exists in the child (zero-filled).
-        let v = unsafe { std::ptr::read_volatile(addr as *const u8) };
-        if v == 0 {
-            0
-        } else {
-            1
-        }
+        // Every byte of the secret, not just the first: the child must see
+        // none of them.
+        let seen = (0..200).fold(0u8, |acc, i| {
+            // SAFETY: the mapping exists in the child (zero-filled).
+            acc | unsafe { std::ptr::read_volatile((addr + i) as *const u8) }
+        });
+        i32::from(seen != 0)
     });
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
@@ -179,24 +179,9 @@ fn freed_secrets_are_wiped_and_recycled_blocks_are_zero() {
     }
 }
 
-#[test]
-fn a_freed_large_secret_is_wiped_before_its_chunk_is_released() {
-    // Once released, the chunk's address range may be reused by any arena
-    // of the process: only a process of its own can read it back reliably.
-    if !isolated("a_freed_large_secret_is_wiped_before_its_chunk_is_released") {
-        return;
-    }
-    let w = WitnessArena::new();
-    // A large block's chunk is wiped, then decommitted.
-    let p = w.alloc(300_000, 16);
-    // SAFETY: live bytes.
-    unsafe { p.write_bytes(0xAA, 300_000) };
-    // SAFETY: allocated above.
-    unsafe { w.dealloc(p, 300_000, 16) };
-    if let Some(bytes) = peek(p as usize, 300_000) {
-        assert!(bytes.iter().all(|&b| b == 0));
-    }
-}
+// A large secret's wipe before its chunk is released cannot be seen from
+// here (decommitted memory reads as zero with or without it): see
+// tests/wipe_evidence.rs, which keeps released chunks readable.
 
 #[test]
 fn secure_wipe_erases_everything_handed_out() {
@@ -334,9 +319,10 @@ fn allocator_api_vectors_in_witness_memory() {
     assert!(vm_flags(addr).iter().any(|f| f == "dd"));
     let layout = Layout::array::<u32>(v.capacity()).unwrap();
     drop(v);
-    if let Some(bytes) = peek(addr, layout.size()) {
-        assert!(bytes.iter().all(|&b| b == 0));
-    }
+    // A 64 KiB block: small witness chunks stay mapped, so it must be
+    // readable. Its first two words may hold free-list links (addresses).
+    let bytes = peek(addr, layout.size()).expect("small witness chunks stay mapped");
+    assert!(bytes[16..].iter().all(|&b| b == 0), "freed vector not wiped");
 }
 
 /// A pattern byte for block `seed` at offset `i`.

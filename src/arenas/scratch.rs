@@ -13,12 +13,13 @@
 //! [`ScratchArena::scope`] and [`ScratchArena::clear`] — take `&mut self`, so
 //! the borrow checker rejects any reference that would outlive them:
 //!
-//! ```compile_fail
+//! ```compile_fail,E0521
 //! let mut arena = zk_nalloc::ScratchArena::new();
-//! let x: &mut u64 = arena.scope(|s| s.alloc_val(7u64)); // borrow escapes the scope
+//! let mut escaped: Option<&mut u64> = None;
+//! arena.scope(|s| escaped = Some(s.alloc_val(7u64))); // borrow escapes the scope
 //! ```
 //!
-//! ```compile_fail
+//! ```compile_fail,E0502
 //! let mut arena = zk_nalloc::ScratchArena::new();
 //! let v = arena.alloc_val(7u64);
 //! arena.clear(); // cannot reset while `v` is alive

@@ -56,6 +56,8 @@ pub(crate) static POOL_HITS: AtomicUsize = AtomicUsize::new(0);
 pub(crate) static EXPLICIT_HUGE: AtomicUsize = AtomicUsize::new(0);
 /// Small frees made by threads that had no heap (e.g. after thread exit).
 pub(crate) static ORPHAN_FREES: AtomicUsize = AtomicUsize::new(0);
+/// Spans resized by moving page tables (`mremap`) instead of bytes.
+pub(crate) static REMAPS: AtomicUsize = AtomicUsize::new(0);
 
 pub(crate) fn mapped(n: usize) {
     MAPPED.add(n);

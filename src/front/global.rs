@@ -85,6 +85,9 @@ pub struct Stats {
     pub large_frees: u64,
     /// Span allocations served from the warm pool.
     pub pool_hits: u64,
+    /// Spans resized by moving page tables (`mremap` on Linux) rather than
+    /// by copying their bytes.
+    pub span_remaps: u64,
     /// Thread heaps created so far (the peak number of live threads).
     pub heaps: usize,
 }
@@ -224,6 +227,7 @@ impl NAlloc {
             large_allocs: stats::SPAN_ALLOCS.load(Relaxed) as u64,
             large_frees: stats::SPAN_FREES.load(Relaxed) as u64,
             pool_hits: stats::POOL_HITS.load(Relaxed) as u64,
+            span_remaps: stats::REMAPS.load(Relaxed) as u64,
             heaps,
         }
     }

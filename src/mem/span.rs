@@ -330,6 +330,7 @@ pub(crate) unsafe fn realloc_in_place(p: *mut u8, old_size: usize, align: usize,
     if q.is_null() {
         return q;
     }
+    stats::REMAPS.fetch_add(1, Relaxed);
     if new_len > old_len {
         stats::mapped(new_len - old_len);
         live_add(new_len - old_len);

@@ -99,6 +99,21 @@ pub mod fault {
     pub fn reset() {
         COUNTDOWN.store(0, Ordering::SeqCst);
         FAILS.store(0, Ordering::SeqCst);
+        KEEP_DECOMMITTED.store(false, Ordering::SeqCst);
+    }
+
+    static KEEP_DECOMMITTED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+    /// While `on`, decommitting leaves memory as it is (readable, backed):
+    /// what the allocator wrote into a range just before giving it back can
+    /// then be read, which is how a test proves that a secret was wiped
+    /// *before* its chunk was released (afterwards it reads as zero anyway).
+    pub fn keep_decommitted(on: bool) {
+        KEEP_DECOMMITTED.store(on, Ordering::SeqCst);
+    }
+
+    pub(crate) fn keeps_decommitted() -> bool {
+        KEEP_DECOMMITTED.load(Ordering::SeqCst)
     }
 
     pub(crate) fn should_fail() -> bool {
@@ -190,6 +205,10 @@ pub(crate) unsafe fn commit(ptr: *mut u8, len: usize) -> Result<(), OsError> {
 /// The range must lie inside a reservation, be page aligned, and hold no live
 /// data.
 pub(crate) unsafe fn decommit(ptr: *mut u8, len: usize) {
+    #[cfg(feature = "fault-injection")]
+    if fault::keeps_decommitted() {
+        return;
+    }
     // SAFETY: forwarded caller contract.
     unsafe { platform::decommit(ptr, len) }
 }

@@ -215,22 +215,30 @@ fn mib(b: usize) -> f64 {
 }
 
 /// Checks that RSS plateaued: `Err` with the figures if the median of the
-/// last third of the samples is more than [`GROWTH`] (and
-/// [`GROWTH_FLOOR`]) above the median of the middle third. Too few samples
-/// (< 6) pass.
+/// last third of the samples (one per second) is more than [`GROWTH`] (and
+/// [`GROWTH_FLOOR`]) above the median of the middle third. The verdict
+/// states that threshold as a leak rate in bytes per second: the tolerated
+/// growth over the n/3 seconds between the two thirds. Fewer than 6 samples
+/// cannot be judged, and fail: a soak that judges nothing must not pass.
 pub fn plateau(samples: &[usize]) -> Result<String, String> {
     let n = samples.len();
     if n < 6 {
-        return Ok(format!("{n} RSS samples: too few to judge a plateau"));
+        return Err(format!(
+            "soak: {n} RSS samples are too few to judge a plateau (run at least 6 s)"
+        ));
     }
     let mid = median(&samples[n / 3..2 * n / 3]);
     let last = median(&samples[2 * n / 3..]);
     let growth = last as f64 / mid.max(1) as f64 - 1.0;
+    let window_secs = (n / 3).max(1);
+    let tolerated = ((mid as f64 * GROWTH) as usize).max(GROWTH_FLOOR);
     let msg = format!(
-        "RSS (less the warm pool under nalloc), median of per-second peaks: middle third {:.1} MiB, last third {:.1} MiB ({:+.1} %)",
+        "RSS (less the warm pool under nalloc), median of per-second peaks: middle third {:.1} MiB, last third {:.1} MiB ({:+.1} %); leak threshold {} bytes/s ({:.1} MiB over {window_secs} s)",
         mib(mid),
         mib(last),
-        growth * 100.0
+        growth * 100.0,
+        tolerated / window_secs,
+        mib(tolerated)
     );
     if growth > GROWTH && last - mid > GROWTH_FLOOR {
         Err(format!("soak: RSS did not plateau: {msg}"))
@@ -381,7 +389,7 @@ mod tests {
         assert!(plateau(&grow).is_err());
         // Small absolute changes of a tiny heap are noise.
         assert!(plateau(&[10 * M, 10 * M, 10 * M, 10 * M, 10 * M, 10 * M, 15 * M, 15 * M, 15 * M]).is_ok());
-        assert!(plateau(&[M; 3]).is_ok());
+        assert!(plateau(&[M; 3]).is_err(), "too short a run must not pass unjudged");
         // One high second in the last third (large vectors live at the
         // instant of a poll) is not growth...
         let spike = [60, 62, 61, 62, 60, 61, 62, 73, 61].map(|m| m * M);

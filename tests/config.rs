@@ -1,0 +1,149 @@
+//! The run-time settings end to end: each `NALLOC_*` variable, set in a
+//! child process's environment, is what the allocator then reports and
+//! does; huge pages `on` / `off` checked against the kernel's own count
+//! (`AnonHugePages` in `/proc/self/smaps`), with the system's THP mode read
+//! from sysfs. Linux (reads /proc and /sys).
+#![cfg(target_os = "linux")]
+
+use std::process::Command;
+use std::time::Duration;
+
+use zk_nalloc::{HugePages, NAlloc};
+
+#[global_allocator]
+static ALLOC: NAlloc = NAlloc::new();
+
+const CASE_VAR: &str = "NALLOC_CONFIG_CASE";
+
+/// Runs `case` of [`child`] in a child process with `env` set.
+fn in_child(case: &str, env: &[(&str, &str)]) {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env(CASE_VAR, case)
+        .env_remove("NALLOC_HUGE_PAGES")
+        .env_remove("NALLOC_POOL_CAP")
+        .env_remove("NALLOC_PURGE_DELAY");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("config case ok"),
+        "{case} {env:?}: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The system's transparent huge page mode (`always`, `madvise`, `never`).
+fn thp_mode() -> String {
+    let s = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    s.split_whitespace()
+        .find_map(|w| w.strip_prefix('[').and_then(|w| w.strip_suffix(']')))
+        .unwrap_or("never")
+        .to_owned()
+}
+
+/// Bytes of a 64 MiB polynomial vector, written, that the kernel backs with
+/// huge pages.
+fn huge_bytes_of_a_written_vector() -> usize {
+    let poly = ALLOC.polynomial();
+    let mut v = poly.vec_with_capacity::<u64>(8 << 20);
+    v.resize(8 << 20, 7);
+    let bytes = poly.huge_page_bytes().expect("Linux reports AnonHugePages");
+    assert!(v.iter().all(|&x| x == 7));
+    bytes
+}
+
+/// The cases; run only inside a child (the env var names the case).
+#[test]
+fn child() {
+    let Ok(case) = std::env::var(CASE_VAR) else {
+        return;
+    };
+    match case.as_str() {
+        "set-a" => {
+            assert_eq!(ALLOC.huge_pages(), HugePages::Off);
+            assert_eq!(ALLOC.pool_cap(), 16 << 20);
+            assert_eq!(ALLOC.purge_delay(), None);
+        }
+        "set-b" => {
+            assert_eq!(ALLOC.huge_pages(), HugePages::On);
+            assert_eq!(ALLOC.pool_cap(), 1 << 30);
+            assert_eq!(ALLOC.purge_delay(), Some(Duration::from_millis(250)));
+        }
+        "set-c" => {
+            assert_eq!(ALLOC.huge_pages(), HugePages::Explicit);
+            assert_eq!(ALLOC.pool_cap(), 300 << 10);
+            assert_eq!(ALLOC.purge_delay(), Some(Duration::ZERO));
+        }
+        "defaults" => {
+            assert_eq!(ALLOC.huge_pages(), HugePages::Auto);
+            assert!(ALLOC.pool_cap() >= 256 << 20, "{}", ALLOC.pool_cap());
+            assert_eq!(ALLOC.purge_delay(), Some(Duration::from_millis(5)));
+        }
+        "pool-cap" => {
+            // With a 16 MiB cap a freed 32 MiB vector is not kept warm.
+            drop(vec![1u8; 32 << 20]);
+            assert!(ALLOC.stats().pool_retained <= 16 << 20, "{:?}", ALLOC.stats());
+        }
+        "huge-off" => {
+            assert_eq!(
+                huge_bytes_of_a_written_vector(),
+                0,
+                "huge pages despite NALLOC_HUGE_PAGES=off"
+            );
+        }
+        "huge-on" => {
+            let bytes = huge_bytes_of_a_written_vector();
+            assert!(
+                bytes >= 2 << 20,
+                "no huge page with NALLOC_HUGE_PAGES=on (THP {})",
+                thp_mode()
+            );
+        }
+        other => panic!("unknown case {other}"),
+    }
+    println!("config case ok");
+}
+
+#[test]
+fn every_variable_reaches_the_allocator() {
+    in_child(
+        "set-a",
+        &[
+            ("NALLOC_HUGE_PAGES", "off"),
+            ("NALLOC_POOL_CAP", "16M"),
+            ("NALLOC_PURGE_DELAY", "never"),
+        ],
+    );
+    in_child(
+        "set-b",
+        &[
+            ("NALLOC_HUGE_PAGES", "on"),
+            ("NALLOC_POOL_CAP", "1G"),
+            ("NALLOC_PURGE_DELAY", "250"),
+        ],
+    );
+    in_child(
+        "set-c",
+        &[
+            ("NALLOC_HUGE_PAGES", "explicit"),
+            ("NALLOC_POOL_CAP", "300K"),
+            ("NALLOC_PURGE_DELAY", "0"),
+        ],
+    );
+    in_child("defaults", &[]);
+    in_child("pool-cap", &[("NALLOC_POOL_CAP", "16M")]);
+}
+
+#[test]
+fn huge_pages_follow_the_setting() {
+    // Off holds whatever the system mode (MADV_NOHUGEPAGE overrides
+    // `always`); On needs a system that gives huge pages at all.
+    in_child("huge-off", &[("NALLOC_HUGE_PAGES", "off")]);
+    if thp_mode() != "never" {
+        in_child("huge-on", &[("NALLOC_HUGE_PAGES", "on")]);
+    }
+}
