@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Mutation testing of the code that keeps secrets and memory safe: the
+# witness arena, the secret containers, the one route, the C front's pointer
+# checks and the Linux wipe/lock/guard calls. Every mutant of these files must
+# be caught by a test, or be listed with the reason it is equivalent (or not
+# worth a test) in docs/mutants-accepted.txt.
+#
+#   bash .ci/mutants.sh            every mutant of those files (opt-in: hours on 2 cores)
+#   bash .ci/mutants.sh --changed  only mutants on lines the last commit changed (CI)
+#
+# Fails on a surviving mutant that is not listed, and on a mutant that
+# times out without an entry either.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FILES=(src/arenas/witness.rs src/arenas/secret.rs src/front/route.rs src/front/raw.rs src/os/linux.rs)
+# The tests that speak for those files (the rest of the suite adds time, not kills).
+TESTS=(--lib --test witness --test routes --test misuse --test wipe_evidence --test global_alloc)
+OUT=target/mutants
+ACCEPTED=docs/mutants-accepted.txt
+
+if ! cargo mutants --version >/dev/null 2>&1; then
+  cargo install cargo-mutants --locked
+fi
+mkdir -p "$OUT"
+args=(-p zk-nalloc --features fault-injection --baseline skip --no-shuffle -j 1
+  --timeout 300 --build-timeout 600 --output "$OUT")
+for f in "${FILES[@]}"; do args+=(--file "$f"); done
+if [ "${1:-}" = "--changed" ]; then
+  git diff HEAD~1 -- "${FILES[@]}" > "$OUT/changed.diff" || true
+  if [ ! -s "$OUT/changed.diff" ]; then
+    echo "mutants: the last commit changed none of ${FILES[*]}: nothing to mutate"
+    exit 0
+  fi
+  args+=(--in-diff "$OUT/changed.diff")
+fi
+
+# cargo-mutants exits non-zero when mutants survive; the verdict is ours.
+cargo mutants "${args[@]}" -- "${TESTS[@]}" || true
+
+results="$OUT/mutants.out"
+[ -f "$results/outcomes.json" ] || { echo "mutants: no outcomes written" >&2; exit 1; }
+# A mutant is named by its file and replacement, without line and column (so
+# that the list survives edits above it).
+name() { sed -E 's/^([^:]+):[0-9]+:[0-9]+: /\1: /'; }
+unexplained=0
+for kind in missed timeout; do
+  [ -f "$results/$kind.txt" ] || continue
+  while IFS= read -r m; do
+    [ -n "$m" ] || continue
+    key=$(printf '%s\n' "$m" | name)
+    if ! grep -qF -- "$key" "$ACCEPTED" 2>/dev/null; then
+      echo "mutants: $kind, not explained in $ACCEPTED: $m"
+      unexplained=$((unexplained + 1))
+    fi
+  done < "$results/$kind.txt"
+done
+caught=$(grep -c . "$results/caught.txt" 2>/dev/null || true)
+missed=$(grep -c . "$results/missed.txt" 2>/dev/null || true)
+echo "mutants: caught ${caught:-0}, missed ${missed:-0} (explained in $ACCEPTED: $(( ${missed:-0} - unexplained < 0 ? 0 : ${missed:-0} - unexplained )))"
+[ "$unexplained" -eq 0 ]
