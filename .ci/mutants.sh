@@ -15,28 +15,30 @@ cd "$(dirname "$0")/.."
 
 FILES=(src/arenas/witness.rs src/arenas/secret.rs src/front/route.rs src/front/raw.rs src/os/linux.rs)
 # The tests that speak for those files (the rest of the suite adds time, not kills).
-TESTS=(--lib --test witness --test routes --test misuse --test wipe_evidence --test global_alloc)
+TESTS=(--lib --test=witness --test=routes --test=misuse --test=wipe_evidence --test=raw --test=global_alloc)
 OUT=target/mutants
 ACCEPTED=docs/mutants-accepted.txt
 
-if ! cargo mutants --version >/dev/null 2>&1; then
-  cargo install cargo-mutants --locked
-fi
 mkdir -p "$OUT"
 args=(-p zk-nalloc --features fault-injection --baseline skip --no-shuffle -j 1
   --timeout 300 --build-timeout 600 --output "$OUT")
 for f in "${FILES[@]}"; do args+=(--file "$f"); done
 if [ "${1:-}" = "--changed" ]; then
-  git diff HEAD~1 -- "${FILES[@]}" > "$OUT/changed.diff" || true
+  git diff HEAD~1 -- "${FILES[@]}" > "$OUT/changed.diff" 2>/dev/null || true
   if [ ! -s "$OUT/changed.diff" ]; then
     echo "mutants: the last commit changed none of ${FILES[*]}: nothing to mutate"
     exit 0
   fi
   args+=(--in-diff "$OUT/changed.diff")
 fi
+if ! cargo mutants --version >/dev/null 2>&1; then
+  cargo install cargo-mutants --locked
+fi
+
+for t in "${TESTS[@]}"; do args+=("--cargo-test-arg=$t"); done
 
 # cargo-mutants exits non-zero when mutants survive; the verdict is ours.
-cargo mutants "${args[@]}" -- "${TESTS[@]}" || true
+cargo mutants "${args[@]}" || true
 
 results="$OUT/mutants.out"
 [ -f "$results/outcomes.json" ] || { echo "mutants: no outcomes written" >&2; exit 1; }

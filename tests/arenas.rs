@@ -166,3 +166,30 @@ fn scratch_alignment_allocator_api_and_raw_reset() {
     let s = ALLOC.stats();
     assert!(s.scratch_capacity > 0);
 }
+
+/// A reset walks nothing and keeps every chunk: after blocks spread over
+/// many chunks, `clear` makes the arena empty with the same capacity, and
+/// the next allocation lands where the very first one did — the reset only
+/// moved the arena back to its first chunk (its time cannot depend on what
+/// was allocated; the bench's `batch` row times it).
+#[test]
+fn scratch_reset_keeps_chunks_and_starts_over_at_the_first() {
+    let mut arena = ScratchArena::new();
+    let first = arena.alloc_val(1u64) as *mut u64 as usize;
+    for i in 0..200_000u64 {
+        arena.alloc_val(i);
+    }
+    let (used, capacity) = (arena.used(), arena.capacity());
+    assert!(
+        used >= 200_000 * 8 && capacity >= used,
+        "used {used}, capacity {capacity}"
+    );
+    arena.clear();
+    assert_eq!(arena.used(), 0);
+    assert_eq!(arena.capacity(), capacity, "reset gave chunks back");
+    assert_eq!(
+        arena.alloc_val(2u64) as *mut u64 as usize,
+        first,
+        "reset did not start over at the first chunk"
+    );
+}

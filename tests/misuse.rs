@@ -38,6 +38,42 @@ fn child() {
                 ALLOC.dealloc(p, l(1 << 20));
                 ALLOC.dealloc(std::hint::black_box(p), l(1 << 20));
             }
+            "forwarded" => {
+                // With forwarding registered, a foreign pointer goes to the
+                // registered functions instead of stopping the process.
+                static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+                unsafe extern "C" fn free(_: *mut core::ffi::c_void) {
+                    CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                unsafe extern "C" fn realloc(_: *mut core::ffi::c_void, _: usize) -> *mut core::ffi::c_void {
+                    CALLS.fetch_add(10, std::sync::atomic::Ordering::SeqCst);
+                    core::ptr::null_mut()
+                }
+                unsafe extern "C" fn usable(_: *mut core::ffi::c_void) -> usize {
+                    CALLS.fetch_add(100, std::sync::atomic::Ordering::SeqCst);
+                    77
+                }
+                static FOREIGN: zk_nalloc::raw::Foreign = zk_nalloc::raw::Foreign {
+                    free,
+                    realloc,
+                    usable_size: usable,
+                };
+                zk_nalloc::raw::forward_foreign(&FOREIGN);
+                let mut local = [0u64; 8];
+                let p = std::hint::black_box(local.as_mut_ptr().add(2).cast::<u8>());
+                zk_nalloc::raw::free(p);
+                assert!(zk_nalloc::raw::realloc(p, 10).is_null());
+                assert_eq!(zk_nalloc::raw::usable_size(p), 77);
+                assert_eq!(CALLS.load(std::sync::atomic::Ordering::SeqCst), 111);
+                println!("forwarded ok");
+                return;
+            }
+            "seal" => {
+                // The check value of this process's first large C block.
+                let p = zk_nalloc::raw::alloc(1 << 20, 16, false);
+                println!("\nseal {:x} {:x}", p as usize, p.sub(8).cast::<usize>().read());
+                return;
+            }
             "foreign" => {
                 let mut local = [0u64; 8];
                 ALLOC.dealloc(std::hint::black_box(local.as_mut_ptr().cast()), l(64));
@@ -88,4 +124,58 @@ fn a_span_freed_twice_stops_a_debug_build() {
         "double-free-large",
         "nalloc: invariant broken: pool: two ranges overlap or touch at 0x",
     );
+}
+
+#[test]
+fn foreign_pointers_can_be_forwarded() {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(exe)
+        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env(CASE_VAR, "forwarded")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("forwarded ok"),
+        "{}: {stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The C front's header check value is keyed per process: two runs that
+/// place the same block at the same address (address randomisation off)
+/// still seal it differently, so a header cannot be forged from another
+/// run's.
+#[test]
+#[cfg(target_os = "linux")]
+fn header_seals_are_keyed_per_process() {
+    use std::os::unix::process::CommandExt;
+    let seal = || {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--exact", "child", "--nocapture", "--test-threads=1"])
+            .env(CASE_VAR, "seal");
+        // SAFETY: personality(2) only changes how the exec'd image is laid
+        // out; no allocation or lock between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::personality(libc::ADDR_NO_RANDOMIZE as libc::c_ulong);
+                Ok(())
+            })
+        };
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("seal "))
+            .unwrap_or_else(|| panic!("no seal printed: {stdout}"));
+        let (addr, seal) = line.split_once(' ').expect("address and seal");
+        (addr.to_owned(), seal.to_owned())
+    };
+    let ((addr_a, a), (addr_b, b)) = (seal(), seal());
+    assert_eq!(
+        addr_a, addr_b,
+        "address randomisation was not turned off: nothing to compare"
+    );
+    assert_ne!(a, b, "two processes sealed the same block alike: the key is not random");
 }

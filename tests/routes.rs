@@ -110,6 +110,16 @@ fn c_realloc_keeps_a_scoped_secret_in_witness_memory() {
 }
 
 #[test]
+fn plain_blocks_are_not_witness_memory() {
+    for size in [10usize, 5000, 200_000] {
+        let p = raw::alloc(size, 16, false);
+        assert!(!raw::is_witness(p), "{size}-byte plain block counted as witness memory");
+        // SAFETY: live block of the C front.
+        unsafe { raw::free(p) };
+    }
+}
+
+#[test]
 fn c_realloc_keeps_a_witness_alloc_block_in_witness_memory() {
     let p = raw::witness_alloc(100);
     assert_witness(p, "c: witness_alloc block");
