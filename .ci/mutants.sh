@@ -6,7 +6,8 @@
 # worth a test) in docs/mutants-accepted.txt.
 #
 #   bash .ci/mutants.sh            every mutant of those files (opt-in: hours on 2 cores)
-#   bash .ci/mutants.sh --changed  only mutants on lines the last commit changed (CI)
+#   bash .ci/mutants.sh --changed  only mutants on lines the last commit changed (CI;
+#                                  MUTANTS_BASE=REV compares with REV instead of HEAD~1)
 #
 # Fails on a surviving mutant that is not listed, and on a mutant that
 # times out without an entry either.
@@ -24,7 +25,7 @@ args=(-p zk-nalloc --features fault-injection --baseline skip --no-shuffle -j 1
   --timeout 300 --build-timeout 600 --output "$OUT")
 for f in "${FILES[@]}"; do args+=(--file "$f"); done
 if [ "${1:-}" = "--changed" ]; then
-  git diff HEAD~1 -- "${FILES[@]}" > "$OUT/changed.diff" 2>/dev/null || true
+  git diff "${MUTANTS_BASE:-HEAD~1}" -- "${FILES[@]}" > "$OUT/changed.diff" 2>/dev/null || true
   if [ ! -s "$OUT/changed.diff" ]; then
     echo "mutants: the last commit changed none of ${FILES[*]}: nothing to mutate"
     exit 0
