@@ -59,7 +59,10 @@ fn child() {
                     usable_size: usable,
                 };
                 zk_nalloc::raw::forward_foreign(&FOREIGN);
-                let mut local = [0u64; 8];
+                // Not zero below the pointer (a zero check value reads as
+                // "freed already", which is reported, not forwarded) — as a
+                // C library's block carries its own header there.
+                let mut local = [0x5A5A_5A5A_5A5A_5A5Au64; 8];
                 let p = std::hint::black_box(local.as_mut_ptr().add(2).cast::<u8>());
                 zk_nalloc::raw::free(p);
                 assert!(zk_nalloc::raw::realloc(p, 10).is_null());
