@@ -54,10 +54,10 @@ pub(super) unsafe fn resident_sample(ptr: *mut u8, len: usize) -> Option<(usize,
     for w in 0..windows {
         let first = w * (pages / windows);
         let n = PAGES.min(pages - first);
-        // SAFETY: caller contract: the window lies inside our mapping and
-        // is page aligned; `vec` has room for `n` entries. mincore only
-        // reads page tables (its errno on failure is restored by the C
-        // front's callers, and it cannot fail on a mapped range).
+        // mincore only reads page tables; on a mapped range it cannot fail,
+        // so it leaves errno alone.
+        // SAFETY: the window is page aligned inside our mapping (caller
+        // contract) and `vec` has room for its `n` entries.
         if unsafe { mincore(ptr.add(first * OS_PAGE).cast(), n * OS_PAGE, vec.as_mut_ptr()) } != 0 {
             return None;
         }

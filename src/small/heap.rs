@@ -1407,10 +1407,10 @@ pub(crate) fn trim_retired(wait: bool) {
     };
     let mut h = reg.retired;
     while !h.is_null() {
-        // SAFETY: a retired heap belongs to the registry, whose lock we hold:
-        // no thread uses it until it is adopted under that lock. Releasing
-        // pages nests the segment and pool locks inside the registry's, the
-        // order the fork handlers take them in.
+        // Releasing pages nests the segment and pool locks inside the
+        // registry's: the order the fork handlers take them in.
+        // SAFETY: a retired heap belongs to the registry, whose lock we
+        // hold; no thread uses it until it is adopted under that lock.
         unsafe {
             (*h).abandon();
             (*h).purge_free_slots(0, 0, 0);
