@@ -37,6 +37,12 @@ if ! cargo mutants --version >/dev/null 2>&1; then
   cargo install cargo-mutants --locked
 fi
 
+# A diff of comments only gives no mutants: nothing to judge, and no outcomes.
+if [ -z "$(cargo mutants --list "${args[@]}" 2>/dev/null)" ]; then
+  echo "mutants: the changed lines hold no code to mutate (comments or layout only)"
+  exit 0
+fi
+
 for t in "${TESTS[@]}"; do args+=("--cargo-test-arg=$t"); done
 
 # cargo-mutants exits non-zero when mutants survive; the verdict is ours.
