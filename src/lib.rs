@@ -101,7 +101,7 @@ pub use arenas::polynomial::PolynomialArena;
 pub use arenas::scratch::ScratchArena;
 pub use arenas::secret::{SecretBox, SecretVec, Zeroable};
 pub use arenas::witness::{WitnessArena, WitnessStats};
-pub use base::config::HugePages;
+pub use base::config::{HugePages, WitnessLock};
 pub use front::global::{NAlloc, Stats};
 pub use front::raw;
 #[cfg(feature = "fault-injection")]

@@ -31,7 +31,7 @@
 //! | [`POOL_CAP_DIVISOR`], [`POOL_CAP_MIN`], [`POOL_CAP_MAX`], [`POOL_CAP_UNKNOWN`] | fraction, bytes | warm reuse vs memory kept | spans-and-warm-pool |
 //! | [`WITNESS_SLOT`], [`WITNESS_SLOTS`] | bytes, slots | address space vs chunk placement | witness-arena |
 //! | [`WITNESS_CACHES`], [`WITNESS_BATCH_BYTES`], [`WITNESS_BATCH_MAX`] | threads, bytes, blocks | lock trips vs secrets held per thread | witness-arena |
-//! | [`WITNESS_RUN_BLOCKS`], [`WITNESS_RUN_MIN`], [`WITNESS_RUN_MAX`] | blocks, bytes | locality vs committed witness memory | witness-arena |
+//! | [`WITNESS_RUN_BLOCKS`], [`WITNESS_RUN_MIN`], [`WITNESS_RUN_MAX`], [`WITNESS_RUN_GROWN_MAX`] | blocks, bytes | locality and mappings vs committed witness memory | witness-arena |
 //! | [`SCRATCH_FIRST_CHUNK`], [`SCRATCH_MAX_CHUNK`] | bytes | mappings per arena vs memory of a small arena | scratch-arena |
 //! | [`POLYNOMIAL_TRACKED`] | spans | huge-page report coverage vs arena size | spans-and-warm-pool |
 //!
@@ -156,6 +156,11 @@ pub(crate) const WITNESS_RUN_BLOCKS: usize = 16;
 pub(crate) const WITNESS_RUN_MIN: usize = 4096;
 /// ... and at most this many.
 pub(crate) const WITNESS_RUN_MAX: usize = 64 << 10;
+/// Largest run of a class in steady use (bytes): each new run of a class
+/// doubles its target up to this, because every run is fenced by guard pages
+/// and so costs two mappings (`vm.max_map_count` is 65,530 by default: about
+/// 8 GiB of small secrets at this size).
+pub(crate) const WITNESS_RUN_GROWN_MAX: usize = 256 << 10;
 
 // ---- scratch memory (docs/design/scratch-arena.md) ----
 

@@ -2,30 +2,56 @@
 //!
 //! Every witness block lives in one process-wide *witness region*: 64 GiB
 //! of address space reserved inaccessible once, cut into 1 MiB slots. An
-//! arena commits *chunks* (runs of slots) inside it:
+//! arena claims *chunks* (runs of slots) inside it and commits only the
+//! parts that hold blocks:
 //!
 //! ```text
-//! | guard | header page | blocks ................................ | guard | guard | next chunk ...
-//!   4 KiB   committed, mlock'ed;  blocks also MADV_DONTDUMP, MADV_WIPEONFORK   4 KiB
+//! small chunk: | guard | run (class A) | gap | run (class B) | gap | ... unused ... | guard |
+//! large chunk: | guard | ... unused ... | canary bytes | block ........................| guard |
+//!                 every guard, gap and unused page: never committed, PROT_NONE
 //! ```
 //!
-//! * The guards are simply the parts of the slot never committed, so every
-//!   chunk is fenced without extra mappings: the number of mappings grows
-//!   with chunks, not with allocations (per-object guard pages, as in
-//!   libsodium, exhaust `vm.max_map_count`; see docs/design/witness-arena.md).
-//! * Locking is per chunk and lasts the chunk's lifetime, so freeing one of
-//!   two secrets on a page never unlocks the other. When `RLIMIT_MEMLOCK`
-//!   forbids locking, the arena keeps working and `stats` says so.
+//! * **Fences.** The page directly before the first block of every run and
+//!   directly after its last block is inaccessible: a run is committed on
+//!   its own, its blocks placed so that the last ends at the run's end, and
+//!   a *gap* page of the reserve separates it from the next run. A large
+//!   block ends at its chunk's trailing guard (up to 15 bytes of rounding to
+//!   16-byte alignment); the bytes between the page start and the block are
+//!   canary bytes, as is that rounding. Guards cost address space, not
+//!   memory; each run costs two mappings, so runs of a class in steady use
+//!   grow to 256 KiB (`policy::WITNESS_RUN_GROWN_MAX`; see
+//!   docs/design/witness-arena.md).
+//! * **No metadata beside secrets.** Chunk bookkeeping lives out of line in
+//!   a static table indexed by slot ([`CHUNKS`]), which commit state in a
+//!   static bitmap ([`COMMITTED`]): nothing the allocator reads as a
+//!   pointer or length sits in the witness region except the free-list
+//!   links of free blocks, and those are encoded (next point).
+//! * **Encoded links.** A free block's link (its first word; a batch's
+//!   first block also its second) is stored XORed with a per-process key
+//!   and the word's own address; a decoded link that points outside the
+//!   region or off a 16-byte boundary is reported and the process stops, so
+//!   an overflow into a free block cannot steer the next allocation. A zero
+//!   word reads as "end of list" (wipe-on-fork zeroes links in a child).
+//! * **Canaries.** Every small block carries an 8-byte canary right after
+//!   the requested bytes (the class is chosen for `size + 8`), keyed per
+//!   process and by the block's address; free and in-place resize check it,
+//!   and a broken canary is reported — `nalloc: witness block overflowed
+//!   (canary overwritten) at 0x… (N bytes)` — and the process aborts. A
+//!   1-byte linear overflow is caught at the block's free; an overflow past
+//!   a run's last block faults at once.
+//! * **Locking** is per committed run or large block and lasts its
+//!   lifetime, so freeing one of two secrets on a page never unlocks the
+//!   other. When the OS refuses (`RLIMIT_MEMLOCK`), one notice goes to
+//!   stderr and `stats` says so; with [`WitnessLock::Require`]
+//!   (`NALLOC_WITNESS_LOCK=require`) the allocation returns null instead.
 //! * Blocks are zero when handed out and wiped (with a write the optimiser
-//!   cannot remove) on every free; the link of the free list is the only
-//!   non-zero word of a free block, and it is cleared on hand-out.
+//!   cannot remove) on every free, canary included; the encoded link is the
+//!   only non-zero word of a free block, and it is cleared on hand-out.
 //! * Small requests use the allocator's size classes. Fresh blocks are cut
-//!   from a per-class *run* (16 blocks, 4-64 KiB) of the current chunk, so
-//!   a class's blocks are neighbours as in a heap's page, and freed blocks
-//!   are recycled LIFO per class. Larger requests (over 64 KiB) get a chunk
-//!   of their own, placed so that the block ends as close to the trailing
-//!   guard page as its alignment allows. `secure_wipe` keeps small chunks
-//!   (wiped) for reuse.
+//!   from a per-class *run* of the current chunk, so a class's blocks are
+//!   neighbours as in a heap's page, and freed blocks are recycled LIFO per
+//!   class. Larger requests (over 64 KiB) get a chunk of their own.
+//!   `secure_wipe` keeps small chunks (wiped, committed) for reuse.
 //! * **Per-thread caches.** The shared free lists and chunks sit behind one
 //!   lock. Each arena also keeps, for the first [`CACHES`] threads (by heap
 //!   index, see `heap::owned_index`), a private cache per class: a list of
@@ -45,9 +71,11 @@
 
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
-use crate::base::check::invariant;
+use crate::base::check::{fail, fail_block, invariant};
+use crate::base::config::{self, WitnessLock};
+use crate::base::key::Key;
 use crate::base::sync::SpinLock;
 use crate::mem::region::Region;
 use crate::os::{self, OS_PAGE};
@@ -60,13 +88,12 @@ pub(crate) const SLOT: usize = crate::policy::WITNESS_SLOT;
 /// Slots in the region (64 GiB of address space on 64-bit targets; 8 MiB
 /// under Miri, where "reserving" allocates).
 const SLOTS: usize = crate::policy::WITNESS_SLOTS;
+/// The page: the unit of commit, guards and gaps.
+const PAGE: usize = if OS_PAGE > 4096 { OS_PAGE } else { 4096 };
 /// Inaccessible bytes before and after every chunk.
-const GUARD: usize = if OS_PAGE > 4096 { OS_PAGE } else { 4096 };
-/// The chunk header (non-secret bookkeeping) owns the chunk's first page,
-/// which is *not* marked wipe-on-fork or dump-excluded: a forked child must
-/// still read valid headers (to wipe or release its copy of the chunks),
-/// and only the pages after it can hold secrets.
-const HEADER: usize = OS_PAGE;
+const GUARD: usize = PAGE;
+/// Bytes of canary after a small block's requested bytes.
+pub(crate) const CANARY: usize = 8;
 
 /// Where every witness chunk lives.
 static REGION: Region<{ SLOTS.div_ceil(64) }> = Region::new(SLOT, SLOTS);
@@ -77,76 +104,245 @@ pub(crate) fn contains(p: *const u8) -> bool {
     REGION.contains(p)
 }
 
-/// Per slot of the region, how a live chunk covers it (out of line, so that
-/// a pointer can be checked without touching the chunk): 0 free, else
-/// [`FIRST`] and/or [`LAST`] for a chunk's edge slots (whose outer `GUARD`
-/// bytes are inaccessible), [`INSIDE`] for the slots between.
-static SLOT_STATE: [AtomicU8; SLOTS] = [const { AtomicU8::new(0) }; SLOTS];
-const FIRST: u8 = 1;
-const LAST: u8 = 2;
-const INSIDE: u8 = 4;
+/// Granule of the commit bitmap (the smallest page size of any platform).
+const UNIT: usize = 4096;
+/// One bit per [`UNIT`] of the region: set while that page is committed
+/// (read-write). Out of line, so that a pointer can be checked without
+/// touching the region, and so that wipes and releases visit only
+/// committed pages.
+static COMMITTED: [AtomicU64; SLOTS * (SLOT / UNIT) / 64] = [const { AtomicU64::new(0) }; SLOTS * (SLOT / UNIT) / 64];
 
-/// Records that the chunk at slots `first..first + n` is live (`on`) or gone.
-fn mark_slots(first: usize, n: usize, on: bool) {
-    for i in 0..n {
-        let state = if !on {
-            0
-        } else if n == 1 {
-            FIRST | LAST
-        } else if i == 0 {
-            FIRST
-        } else if i == n - 1 {
-            LAST
-        } else {
-            INSIDE
-        };
-        if let Some(s) = SLOT_STATE.get(first + i) {
-            s.store(state, Relaxed);
+/// Bit index of the page holding `p` (inside the region).
+fn unit_of(p: usize) -> usize {
+    (p - REGION.base_addr()) / UNIT
+}
+
+/// Records `[p, p + len)` (page aligned, inside the region) as committed
+/// (`on`) or not.
+fn mark_committed(p: usize, len: usize, on: bool) {
+    for u in unit_of(p)..unit_of(p) + len / UNIT {
+        let (w, bit) = (u / 64, 1u64 << (u % 64));
+        if let Some(word) = COMMITTED.get(w) {
+            if on {
+                word.fetch_or(bit, Relaxed);
+            } else {
+                word.fetch_and(!bit, Relaxed);
+            }
         }
     }
 }
 
-/// True if `[p, p + len)` (inside the witness region, `len` ≤ a page) lies
-/// in the committed part of a live chunk, so it can be read without a
-/// fault: the check a free of a witness pointer makes before it reads the
-/// block's header (a chunk freed already is decommitted).
-pub(crate) fn readable(p: *const u8, len: usize) -> bool {
-    if !contains(p) || !contains(p.wrapping_add(len - 1)) {
-        return false;
-    }
-    let (i, j) = (REGION.slot_of(p), REGION.slot_of(p.wrapping_add(len - 1)));
-    let state = |k: usize| SLOT_STATE.get(k).map_or(0, |s| s.load(Relaxed));
-    let (si, sj) = (state(i), state(j));
-    let (start, end) = (p.addr() % SLOT, (p.addr() + len - 1) % SLOT);
-    si != 0
-        && sj != 0
-        && (i == j || si & LAST == 0)
-        && (si & FIRST == 0 || start >= GUARD)
-        && (sj & LAST == 0 || end < SLOT - GUARD)
+/// True if the page holding `p` (inside the region) is committed.
+fn is_committed(p: usize) -> bool {
+    let u = unit_of(p);
+    COMMITTED.get(u / 64).is_some_and(|w| w.load(Relaxed) & (1 << (u % 64)) != 0)
 }
 
-/// Bookkeeping at the start of every chunk (not secret).
+/// Calls `f(start, len)` for each maximal committed stretch in `[p, p + len)`
+/// (page aligned, inside the region), in address order.
+fn for_each_committed(p: usize, len: usize, mut f: impl FnMut(usize, usize)) {
+    let mut run: Option<usize> = None;
+    let mut a = p;
+    while a < p + len {
+        match (is_committed(a), run) {
+            (true, None) => run = Some(a),
+            (false, Some(s)) => {
+                f(s, a - s);
+                run = None;
+            }
+            _ => {}
+        }
+        a += UNIT;
+    }
+    if let Some(s) = run {
+        f(s, p + len - s);
+    }
+}
+
+/// True if `[p, p + len)` (inside the witness region, `len` ≤ a page) lies
+/// in committed witness memory, so it can be read without a fault: the
+/// check a free of a witness pointer makes before it reads the block's
+/// header (a freed chunk, a gap or a guard is not committed).
+pub(crate) fn readable(p: *const u8, len: usize) -> bool {
+    let last = p.wrapping_add(len.max(1) - 1);
+    contains(p) && contains(last) && is_committed(p.addr()) && is_committed(last.addr())
+}
+
+/// Bookkeeping of a chunk (not secret), kept out of line in [`CHUNKS`].
 #[repr(C)]
 struct ChunkHeader {
     /// Next chunk of the same arena and kind.
     next: *mut ChunkHeader,
+    /// The chunk's first byte (one guard into its first slot).
+    base: *mut u8,
     /// Slots the chunk spans.
     slots: usize,
-    /// Committed bytes from the header on.
+    /// Bytes from `base` to the trailing guard.
     len: usize,
-    /// For a large chunk: the block and its length.
+    /// Bytes committed now (for `stats`).
+    committed: usize,
+    /// For a large chunk: the block and its length to the chunk's end.
     block: *mut u8,
     block_len: usize,
 }
 
-const _: () = assert!(core::mem::size_of::<ChunkHeader>() <= HEADER);
+/// The chunk headers, indexed by a chunk's first slot: out of the witness
+/// region, so that no write that strays from a secret reaches them (as
+/// hardened_malloc keeps its metadata out of line). 48 bytes a slot, in
+/// `.bss`: only the entries of slots ever used are touched.
+struct ChunkTable([UnsafeCell<ChunkHeader>; SLOTS]);
+
+// SAFETY: an entry is written by the thread that claims its slots (before
+// the chunk is published) and afterwards only under the owning arena's lock.
+unsafe impl Sync for ChunkTable {}
+
+static CHUNKS: ChunkTable = ChunkTable(
+    [const {
+        UnsafeCell::new(ChunkHeader {
+            next: ptr::null_mut(),
+            base: ptr::null_mut(),
+            slots: 0,
+            len: 0,
+            committed: 0,
+            block: ptr::null_mut(),
+            block_len: 0,
+        })
+    }; SLOTS],
+);
+
+/// The per-process keys of the canaries and of the encoded links, chosen
+/// when the first chunk is made (before any block exists).
+static CANARY_KEY: Key = Key::new();
+static LINK_KEY: Key = Key::new();
+
+/// The canary of the small block at `p`.
+#[inline(always)]
+fn canary(p: *const u8) -> u64 {
+    (CANARY_KEY.peek() ^ p.addr().rotate_left(17)) as u64
+}
+
+/// Writes the canary of the small block `p` of `size` requested bytes.
+///
+/// # Safety
+/// `p` must be a block of the witness class of `size`.
+#[inline(always)]
+unsafe fn set_canary(p: *mut u8, size: usize) {
+    // SAFETY: caller contract: the class holds `size + CANARY` bytes.
+    unsafe { p.add(size).cast::<u64>().write_unaligned(canary(p)) }
+}
+
+/// Checks the canary of the small block `p` of `size` requested bytes, and
+/// stops the process with a report if a write overran the block.
+///
+/// # Safety
+/// As for [`set_canary`], on a live block.
+#[inline(always)]
+unsafe fn check_canary(p: *mut u8, size: usize) {
+    // SAFETY: caller contract.
+    if unsafe { p.add(size).cast::<u64>().read_unaligned() } != canary(p) {
+        fail_block("witness block overflowed (canary overwritten)", p.addr(), size);
+    }
+}
+
+/// The canary byte at address `a` (fills a large block's slack).
+fn canary_byte(a: usize) -> u8 {
+    (CANARY_KEY.peek() >> ((a % 8) * 8)) as u8
+}
+
+/// Fills `[at, at + len)` with canary bytes.
+///
+/// # Safety
+/// The range must be committed memory of a large chunk of ours, outside
+/// its block.
+unsafe fn fill_canary(at: *mut u8, len: usize) {
+    for i in 0..len {
+        // SAFETY: caller contract.
+        unsafe { at.add(i).write(canary_byte(at.addr() + i)) };
+    }
+}
+
+/// True if `[at, at + len)` still holds the canary bytes of [`fill_canary`].
+///
+/// # Safety
+/// As for [`fill_canary`].
+unsafe fn canary_intact(at: *const u8, len: usize) -> bool {
+    // SAFETY: caller contract.
+    (0..len).all(|i| unsafe { at.add(i).read() } == canary_byte(at.addr() + i))
+}
+
+/// The mask a link stored at the word `at` is XORed with.
+#[inline(always)]
+fn link_mask(at: *const *mut Block) -> usize {
+    LINK_KEY.peek() ^ at.addr().rotate_left(29)
+}
+
+/// Stores the link `next` in the free block word `at`, encoded (null stays
+/// zero).
+///
+/// # Safety
+/// `at` must be a word of a free block of ours.
+#[inline(always)]
+unsafe fn store_link(at: *mut *mut Block, next: *mut Block) {
+    let v = if next.is_null() { 0 } else { next.addr() ^ link_mask(at) };
+    // SAFETY: caller contract.
+    unsafe { at.cast::<usize>().write(v) }
+}
+
+/// Loads and checks the link stored in the free block word `at`: null for
+/// a zero word, else a 16-byte aligned address in the witness region, or
+/// the process stops with a report (the word was overwritten).
+///
+/// # Safety
+/// As for [`store_link`].
+#[inline(always)]
+unsafe fn load_link(at: *mut *mut Block) -> *mut Block {
+    // SAFETY: caller contract.
+    let v = unsafe { at.cast::<usize>().read() };
+    if v == 0 {
+        return ptr::null_mut();
+    }
+    let next = v ^ link_mask(at);
+    if !contains(next as *const u8) || next % 16 != 0 {
+        bad_link(at);
+    }
+    at.cast::<Block>().with_addr(next)
+}
+
+#[cold]
+#[inline(never)]
+fn bad_link(at: *mut *mut Block) -> ! {
+    fail("witness free list corrupted (a write past a neighbouring block?)", at.addr())
+}
+
+/// The second link word of a batch's first block (the next batch).
+#[inline(always)]
+fn batch_link(h: *mut BatchHead) -> *mut *mut Block {
+    h.cast::<*mut Block>().wrapping_add(1)
+}
+
+/// The link word of block `b`.
+#[inline(always)]
+fn link(b: *mut Block) -> *mut *mut Block {
+    b.cast()
+}
+
+/// The witness class of a small request: the canary's bytes included.
+#[inline(always)]
+pub(crate) fn class_of(size: usize, align: usize) -> usize {
+    size_class::class_for(size + CANARY, align)
+}
+
+/// True if a request is served by size classes (its canary included).
+#[inline(always)]
+pub(crate) fn is_small(size: usize, align: usize) -> bool {
+    size <= size_class::SMALL_MAX - CANARY && align <= size_class::SMALL_ALIGN_MAX
+}
 
 impl ChunkHeader {
     /// Checks a chunk's invariants in debug builds (see `base/check.rs`):
-    /// it starts one guard into a slot of the witness region, spans
-    /// `slots` slots less the two guards, and its recorded block (a large
-    /// chunk's block, or how far a small chunk was used) lies inside it,
-    /// after the header page.
+    /// it sits in its slot's table entry, starts one guard into that slot,
+    /// spans `slots` slots less the two guards, and its recorded block (a
+    /// large chunk's block, or how far a small chunk was used) lies inside it.
     ///
     /// # Safety
     /// `h` must be a chunk made by `new_chunk` and not yet dropped.
@@ -154,14 +350,14 @@ impl ChunkHeader {
         if !cfg!(debug_assertions) {
             return;
         }
-        let at = h.addr();
+        // SAFETY: caller contract: a live chunk header.
+        let (base, slots, len, block, block_len) = unsafe { ((*h).base, (*h).slots, (*h).len, (*h).block, (*h).block_len) };
+        let at = base.addr();
         invariant!(
-            contains(h.cast()) && (at - GUARD) % SLOT == 0,
+            contains(base) && (at - REGION.base_addr()) % SLOT == GUARD && ptr::eq(header_of(base), h),
             "witness chunk: not at a slot of the region",
             at
         );
-        // SAFETY: caller contract: a live chunk header.
-        let (slots, len, block, block_len) = unsafe { ((*h).slots, (*h).len, (*h).block, (*h).block_len) };
         invariant!(
             (1..=SLOTS).contains(&slots) && len == slots * SLOT - 2 * GUARD,
             "witness chunk: length differs from its slots",
@@ -172,18 +368,23 @@ impl ChunkHeader {
             invariant!(block_len <= len, "witness chunk: used past its end", at);
         } else {
             invariant!(
-                block.addr() >= at + HEADER && block.addr() + block_len <= at + len,
-                "witness chunk: block outside the chunk",
+                block.addr() >= at && block.addr() + block_len == at + len,
+                "witness chunk: block not at the chunk's end",
                 at
             );
         }
     }
 }
 
+/// The header of the chunk starting at `base`.
+fn header_of(base: *const u8) -> *mut ChunkHeader {
+    CHUNKS.0[REGION.slot_of(base)].get()
+}
+
 impl Inner {
-    /// Checks the small-block state in debug builds: the bump range is the
-    /// unused rest of the newest small chunk, and every class's current run
-    /// lies in the witness region with its cursor inside it.
+    /// Checks the small-block state in debug builds: the newest small
+    /// chunk's used part is within it, and every class's current run lies in
+    /// the witness region with its cursor inside it.
     fn check(&self) {
         if !cfg!(debug_assertions) {
             return;
@@ -192,11 +393,13 @@ impl Inner {
         if !self.small.is_null() {
             // SAFETY: `small` is a live chunk of ours (the caller holds the
             // lock).
-            unsafe { ChunkHeader::check(self.small) };
-            let h = self.small.addr();
+            let (base, len) = unsafe {
+                ChunkHeader::check(self.small);
+                ((*self.small).base.addr(), (*self.small).len)
+            };
             invariant!(
-                self.bump.addr() >= h + HEADER && self.bump <= self.end && self.end.addr() <= h + SLOT,
-                "witness arena: bump range outside the newest chunk",
+                self.bump + PAGE >= base && self.bump <= base + len,
+                "witness arena: bump outside the newest chunk",
                 at
             );
         }
@@ -210,60 +413,57 @@ impl Inner {
     }
 }
 
-/// What happened when a chunk was committed: feeds the arena's stats.
+/// What happened when memory was committed: feeds the arena's stats.
 #[derive(Default)]
 struct Protection {
-    locked: bool,
     dont_dump: bool,
     wipe_on_fork: bool,
 }
 
-/// Commits a chunk of `slots` slots with all protections. Null when the OS
-/// refuses memory or a protection call fails unexpectedly.
+/// Set once the "could not lock" notice was written.
+static LOCK_NOTICE: AtomicBool = AtomicBool::new(false);
+
+/// Claims a chunk of `slots` slots with its secret advice (no dump, wiped
+/// in a forked child) but nothing committed. Null when the address space or
+/// a protection call fails unexpectedly.
 fn new_chunk(slots: usize, prot: &mut Protection) -> *mut ChunkHeader {
-    let base = REGION.claim(slots);
-    if base.is_null() {
+    // Before any block exists: the fast paths only peek at the keys.
+    CANARY_KEY.get();
+    LINK_KEY.get();
+    let slot = REGION.claim(slots);
+    if slot.is_null() {
         return ptr::null_mut();
     }
     let len = slots * SLOT - 2 * GUARD;
     // SAFETY: inside the claimed slots.
-    let p = unsafe { base.add(GUARD) };
-    // SAFETY: the range is inside our reservation, page aligned, and
-    // claimed by us alone.
-    let ok = unsafe { os::commit(p, len) }.is_ok();
-    if !ok {
-        REGION.release(base, slots);
-        return ptr::null_mut();
-    }
-    // SAFETY: committed just now, page aligned, ours; the secret part starts
-    // after the header page.
-    match unsafe { os::protect_secret(p.add(HEADER), len - HEADER) } {
+    let base = unsafe { slot.add(GUARD) };
+    // The advice applies to the reserved (inaccessible) range as a whole;
+    // runs committed in it later keep it.
+    // SAFETY: page aligned, inside our reservation, claimed by us alone.
+    match unsafe { os::protect_secret(base, len) } {
         Ok(f) => {
             prot.dont_dump = f.dont_dump;
             prot.wipe_on_fork = f.wipe_on_fork;
         }
         Err(os::OsError(12)) => {} // ENOMEM: out of VMAs; the memory itself works.
         Err(_) => {
-            // SAFETY: ours, holds nothing yet.
-            unsafe { os::decommit(p, len) };
-            REGION.release(base, slots);
+            REGION.release(slot, slots);
             return ptr::null_mut();
         }
     }
     // SAFETY: as above.
-    prot.locked = unsafe { os::lock(p, len) }.is_ok();
-    // SAFETY: as above.
-    unsafe { os::name(p, len, c"nalloc-witness") };
-    mark_slots(REGION.slot_of(base), slots, true);
-    let h = p.cast::<ChunkHeader>();
-    // SAFETY: the header fits at the start of the committed range.
+    unsafe { os::name(base, len, c"nalloc-witness") };
+    let h = header_of(base);
+    // SAFETY: the entry of our freshly claimed slot: nobody else reads it.
     unsafe {
         ptr::write(
             h,
             ChunkHeader {
                 next: ptr::null_mut(),
+                base,
                 slots,
                 len,
+                committed: 0,
                 block: ptr::null_mut(),
                 block_len: 0,
             },
@@ -273,27 +473,130 @@ fn new_chunk(slots: usize, prot: &mut Protection) -> *mut ChunkHeader {
     h
 }
 
-/// Wipes and gives back a chunk (all its blocks must be dead).
+/// Wipes and gives back a chunk (all its blocks must be dead); wipes its
+/// committed pages first if `wipe`.
 ///
 /// # Safety
 /// `h` must be a chunk made by `new_chunk` that nobody uses any more.
-unsafe fn drop_chunk(h: *mut ChunkHeader, wipe_len: usize) {
+unsafe fn drop_chunk(h: *mut ChunkHeader, wipe: bool) {
     // SAFETY: caller contract.
     unsafe {
         ChunkHeader::check(h);
-        let slots = (*h).slots;
-        let len = (*h).len;
-        let p = h.cast::<u8>();
-        os::secure_zero(p, wipe_len.min(len));
+        let (base, slots, len) = ((*h).base, (*h).slots, (*h).len);
+        if wipe {
+            for_each_committed(base.addr(), len, |p, n| os::secure_zero(base.with_addr(p), n));
+        }
         // The slots go back to the region: clear the secret's advice, or a
-        // later chunk's header page there would read as zero in a forked
-        // child (found by the chunk check under the fork test).
-        os::unprotect_secret(p.add(HEADER), len - HEADER);
-        mark_slots(REGION.slot_of(p), slots, false);
-        os::unlock(p, len);
-        os::decommit(p, len);
-        REGION.release(p.sub(GUARD), slots);
+        // later chunk's pages there would read as zero in a forked child.
+        os::unprotect_secret(base, len);
+        mark_committed(base.addr(), len, false);
+        os::unlock(base, len);
+        os::decommit(base, len);
+        (*h).base = ptr::null_mut();
+        REGION.release(base.sub(GUARD), slots);
     }
+}
+
+/// Makes `[p, p + len)` of chunk `h` (page aligned) read-write and locks
+/// it; false (nothing committed) when the OS refuses memory, or refuses the
+/// lock under [`WitnessLock::Require`]. `locked` tells whether it was
+/// locked.
+///
+/// # Safety
+/// The range must lie in the live chunk `h`, owned by the caller.
+unsafe fn commit_range(h: *mut ChunkHeader, p: *mut u8, len: usize, locked: &mut bool) -> bool {
+    // SAFETY: caller contract: inside our chunk's reservation.
+    if unsafe { os::commit(p, len) }.is_err() {
+        return false;
+    }
+    // SAFETY: as above, committed now.
+    *locked = match unsafe { os::lock(p, len) } {
+        Ok(()) => true,
+        Err(os::OsError(e)) => {
+            let require = config::witness_lock() == WitnessLock::Require;
+            lock_notice(e, require);
+            if require {
+                // SAFETY: committed just now, holds nothing.
+                unsafe { os::decommit(p, len) };
+                return false;
+            }
+            false
+        }
+    };
+    mark_committed(p.addr(), len, true);
+    // SAFETY: caller contract: we own the chunk.
+    unsafe { (*h).committed += len };
+    true
+}
+
+/// Writes, once per process, why witness memory is not locked.
+#[cold]
+fn lock_notice(errno: i32, require: bool) {
+    if LOCK_NOTICE.swap(true, Relaxed) {
+        return;
+    }
+    let mut buf = [0u8; 240];
+    let mut n = 0;
+    let mut push = |s: &[u8]| {
+        for &b in s {
+            if n < buf.len() {
+                buf[n] = b;
+                n += 1;
+            }
+        }
+    };
+    push(b"nalloc: witness memory could not be locked in RAM (mlock: ");
+    push(if errno == 12 || errno == 1 { b"RLIMIT_MEMLOCK reached" } else { b"refused" });
+    push(if require {
+        b"); NALLOC_WITNESS_LOCK=require: the allocation fails\n"
+    } else {
+        b"); secrets may be swapped to disk (NALLOC_WITNESS_LOCK=require refuses instead)\n"
+    });
+    os::write_stderr(&buf[..n]);
+}
+
+/// Unlocks and decommits the committed pages of `[p, p + len)` of chunk
+/// `h`, which hold nothing (zero): a page that must be a guard or gap now
+/// in a chunk reused with a new layout.
+///
+/// # Safety
+/// The range must lie in the live chunk `h`, owned by the caller, and hold
+/// no live block.
+unsafe fn make_guard(h: *mut ChunkHeader, p: usize, len: usize) -> usize {
+    let mut freed = 0;
+    for_each_committed(p, len, |a, n| {
+        // SAFETY: caller contract: committed pages of our chunk, no data.
+        unsafe {
+            let q = (*h).base.with_addr(a);
+            os::unlock(q, n);
+            os::decommit(q, n);
+            (*h).committed -= n;
+        }
+        mark_committed(a, n, false);
+        freed += n;
+    });
+    freed
+}
+
+/// Bytes of a new run for a class of `bs`-byte blocks, the class's
+/// `grown`-th run since the last wipe: [`RUN_BLOCKS`] blocks within
+/// [`RUN_MIN`]..[`RUN_MAX`], doubling per run up to
+/// [`RUN_GROWN_MAX`](crate::policy::WITNESS_RUN_GROWN_MAX); rounded to a
+/// whole number of both pages and blocks where that is at most 64 pages (so
+/// the last block ends at the run's end, against the guard), else to pages.
+fn run_len(bs: usize, grown: u8) -> usize {
+    let first = (bs * RUN_BLOCKS).clamp(RUN_MIN, RUN_MAX);
+    let target = (first << grown.min(8)).min(crate::policy::WITNESS_RUN_GROWN_MAX.max(first)).max(bs);
+    let lcm = bs / gcd(bs, PAGE) * PAGE;
+    let unit = if lcm <= 64 * PAGE { lcm } else { PAGE };
+    target.div_ceil(unit) * unit
+}
+
+const fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// The first block of a batch (see `Inner::batches`): its usual link, then
@@ -317,16 +620,19 @@ struct Inner {
     /// chain of dependent cache misses on memory that a prover has long
     /// evicted.
     batches: [*mut BatchHead; NUM_CLASSES],
-    /// Small-block chunks, newest first; `bump..end` is the newest's rest.
+    /// Small-block chunks, newest first.
     small: *mut ChunkHeader,
-    bump: *mut u8,
-    end: *mut u8,
+    /// End of the newest run in the newest small chunk (its base less a
+    /// page before its first run): the next run starts a gap page later.
+    bump: usize,
     /// Per class, the next fresh block of its current run and the run's end
     /// (see `take_locked`).
     run: [*mut u8; NUM_CLASSES],
     run_end: [usize; NUM_CLASSES],
+    /// Per class, runs made since the last wipe (their length grows).
+    grown: [u8; NUM_CLASSES],
     /// Small-block chunks wiped by `secure_wipe` and kept (committed,
-    /// locked) for reuse before any new chunk is committed.
+    /// locked) for reuse before any new chunk is claimed.
     spare: *mut ChunkHeader,
     /// Large-block chunks.
     large: *mut ChunkHeader,
@@ -494,7 +800,7 @@ pub struct WitnessStats {
     /// samples a thread's cache can hand out up to one batch per class
     /// (32 KiB or 64 blocks) unseen.
     pub peak: usize,
-    /// Bytes committed for the arena (its capacity before new chunks).
+    /// Bytes committed (read-write) for the arena's runs and large blocks.
     pub capacity: usize,
     /// Every chunk so far was locked in RAM (`mlock`); false if any chunk
     /// could not be locked (e.g. `RLIMIT_MEMLOCK`) or none exists yet.
@@ -519,10 +825,10 @@ impl WitnessArena {
                 free: [ptr::null_mut(); NUM_CLASSES],
                 batches: [ptr::null_mut(); NUM_CLASSES],
                 small: ptr::null_mut(),
-                bump: ptr::null_mut(),
-                end: ptr::null_mut(),
+                bump: 0,
                 run: [ptr::null_mut(); NUM_CLASSES],
                 run_end: [0; NUM_CLASSES],
+                grown: [0; NUM_CLASSES],
                 spare: ptr::null_mut(),
                 large: ptr::null_mut(),
                 used: 0,
@@ -563,22 +869,28 @@ impl WitnessArena {
     /// Allocates a zeroed block for any layout (small or large).
     #[inline]
     pub(crate) fn alloc_raw(&self, size: usize, align: usize) -> *mut u8 {
-        if size_class::is_small(size, align) {
-            self.alloc_class(size_class::class_for(size, align))
+        if is_small(size, align) {
+            let p = self.alloc_class(class_of(size, align));
+            if !p.is_null() {
+                // SAFETY: a block of the witness class of `size`.
+                unsafe { set_canary(p, size) };
+            }
+            p
         } else {
             self.alloc_large(size, align)
         }
     }
 
-    /// Allocates one zeroed block of a size class: from the calling
-    /// thread's cache when it has one, else under the lock.
+    /// Allocates one zeroed block of a size class, without its canary (the
+    /// caller writes it): from the calling thread's cache when it has one,
+    /// else under the lock.
     #[inline]
-    pub(crate) fn alloc_class(&self, class: usize) -> *mut u8 {
+    fn alloc_class(&self, class: usize) -> *mut u8 {
         let i = heap::owned_index();
         if let Some(c) = self.caches.get(i) {
             // SAFETY: cache `i` belongs to the calling thread, the owner of
             // heap `i` (module docs); its blocks are wiped free blocks of
-            // ours whose link is their only non-zero word.
+            // ours whose encoded link is their only non-zero word.
             unsafe {
                 let cc = c.entry(class);
                 if (*cc).head.is_null() && !(*cc).full.is_null() {
@@ -588,7 +900,7 @@ impl WitnessArena {
                 }
                 let b = (*cc).head;
                 if !b.is_null() {
-                    (*cc).head = (*b).next;
+                    (*cc).head = load_link(link(b));
                     // `len` may overstate the list (never understate it) in
                     // a forked child, where wipe-on-fork zeroed the links:
                     // wrapping keeps that harmless and panic-free.
@@ -617,8 +929,8 @@ impl WitnessArena {
     }
 
     /// Takes a zeroed block of `class` from the shared lists or the current
-    /// chunk's fresh space (committing a new chunk if `grow`). Null when
-    /// there is none.
+    /// chunk's fresh space (committing a new run, in a new chunk if `grow`).
+    /// Null when there is none.
     fn take_locked(&self, g: &mut Inner, class: usize, grow: bool) -> *mut u8 {
         let bs = CLASS_SIZE[class] as usize;
         let b = g.free[class];
@@ -626,7 +938,7 @@ impl WitnessArena {
             // SAFETY: `b` is a wiped free block of ours; clearing its link
             // makes it entirely zero again.
             unsafe {
-                g.free[class] = (*b).next;
+                g.free[class] = load_link(link(b));
                 (*b).next = ptr::null_mut();
             }
             return b.cast();
@@ -637,8 +949,8 @@ impl WitnessArena {
             // handed out (both link words cleared) and the rest of its chain,
             // which ends in null, becomes the one-by-one list (empty here).
             unsafe {
-                g.batches[class] = (*h).next_batch;
-                g.free[class] = (*h).next;
+                g.batches[class] = load_link(batch_link(h)).cast();
+                g.free[class] = load_link(link(h.cast()));
                 (*h).next = ptr::null_mut();
                 (*h).next_batch = ptr::null_mut();
             }
@@ -654,37 +966,74 @@ impl WitnessArena {
             return ptr::null_mut();
         }
         let p = g.run[class];
-        // SAFETY: `p + bs <= run_end`, inside the current chunk.
+        // SAFETY: `p + bs <= run_end`, inside the current run.
         g.run[class] = unsafe { p.add(bs) };
         p
     }
 
-    /// Starts a new run for `class` in the current chunk (committing a new
-    /// chunk if it has no room and `grow`).
+    /// Starts a new run for `class` in the current chunk (in a new chunk if
+    /// it has no room and `grow`): commits and locks it, with the page
+    /// before and after it inaccessible, and places its blocks so that the
+    /// last one ends at the run's end.
     fn new_run(&self, g: &mut Inner, class: usize, grow: bool) -> bool {
         let bs = CLASS_SIZE[class] as usize;
         // Power-of-two classes need their own alignment (as in pages); the
-        // rest need 16.
-        let align = if bs.is_power_of_two() { bs } else { 16 };
-        let len = (bs * RUN_BLOCKS).clamp(RUN_MIN, RUN_MAX).max(bs);
-        let mut start = (g.bump.addr() + align - 1) & !(align - 1);
-        if g.bump.is_null() || start + len > g.end.addr() {
+        // rest need 16, which every run start has.
+        let align = if bs.is_power_of_two() { bs.max(PAGE) } else { PAGE };
+        let len = run_len(bs, g.grown[class]);
+        let start_after = |bump: usize| (bump + PAGE).next_multiple_of(align);
+        let fits = |g: &Inner, start: usize| {
+            // SAFETY: a non-null `small` is a live chunk of ours; the
+            // caller holds the lock.
+            !g.small.is_null() && start + len <= unsafe { (*g.small).base.addr() + (*g.small).len }
+        };
+        let mut start = start_after(g.bump);
+        if !fits(g, start) {
             if !grow || !self.grow_small(g) {
                 return false;
             }
-            start = (g.bump.addr() + align - 1) & !(align - 1);
-            if start + len > g.end.addr() {
+            start = start_after(g.bump);
+            if !fits(g, start) {
                 return false;
             }
         }
-        let p = g.bump.with_addr(start);
-        g.run[class] = p;
+        let h = g.small;
+        // SAFETY: `h` is our live current chunk (it fits the run).
+        let (base, end) = unsafe { ((*h).base, (*h).base.addr() + (*h).len) };
+        // A reused chunk may still have pages committed where the new layout
+        // puts the gaps: make them guards again.
+        let after = (start + len + PAGE).min(end);
+        // SAFETY: both ranges lie in our chunk, outside every run still in
+        // use (runs are laid out in address order from the chunk's start).
+        let freed = unsafe {
+            make_guard(h, g.bump.max(base.addr()), start - g.bump.max(base.addr()))
+                + make_guard(h, start + len, after - (start + len))
+        };
+        self.committed_sub(freed);
+        let mut committed = true;
+        let mut a = start;
+        while a < start + len {
+            committed &= is_committed(a);
+            a += UNIT;
+        }
+        if !committed {
+            let mut locked = false;
+            // SAFETY: inside our chunk, not committed to anything live.
+            if !unsafe { commit_range(h, base.with_addr(start), len, &mut locked) } {
+                return false;
+            }
+            self.note_lock(locked);
+            self.committed.fetch_add(len, Relaxed);
+        }
+        let first = start + len % bs;
+        g.run[class] = base.with_addr(first);
         g.run_end[class] = start + len;
-        // SAFETY: `start + len <= end`, inside the current chunk.
-        g.bump = unsafe { p.add(len) };
-        // SAFETY: the current chunk's header records how far it was used, so
-        // secure_wipe knows what to wipe.
-        unsafe { (*g.small).block_len = g.bump.addr() - g.small.addr() };
+        g.grown[class] = g.grown[class].saturating_add(1);
+        g.bump = start + len;
+        // The chunk records how far it was used, so that `secure_wipe`
+        // knows what to wipe.
+        // SAFETY: `h` is our live current chunk; we hold the lock.
+        unsafe { (*h).block_len = g.bump - base.addr() };
         g.check();
         true
     }
@@ -783,7 +1132,7 @@ impl WitnessArena {
                     if tail.is_null() {
                         head = b;
                     } else {
-                        (*tail).next = b;
+                        store_link(link(tail), b);
                     }
                 }
                 tail = b;
@@ -795,8 +1144,8 @@ impl WitnessArena {
             // ours, its chain ending in null; we hold the lock. The handed-
             // out block gets both link words cleared.
             unsafe {
-                g.batches[class] = (*h).next_batch;
-                let rest = (*h).next;
+                g.batches[class] = load_link(batch_link(h)).cast();
+                let rest = load_link(link(h.cast()));
                 (*h).next = ptr::null_mut();
                 (*h).next_batch = ptr::null_mut();
                 (h.cast::<u8>(), rest, batch(class) - 1)
@@ -834,14 +1183,14 @@ impl WitnessArena {
         // SAFETY: caller contract; the batch's first block gets its second
         // word set (cleared again when it is handed out).
         unsafe {
-            (*first).next_batch = g.batches[class];
+            store_link(batch_link(first), g.batches[class].cast());
             self.sample(&mut g, i, class);
         }
         g.batches[class] = first;
     }
 
     /// Makes a new current chunk for small blocks: a spare one if there is
-    /// one, else a newly committed one.
+    /// one, else a newly claimed one (committed run by run).
     fn grow_small(&self, g: &mut Inner) -> bool {
         let h = if g.spare.is_null() {
             let mut prot = Protection::default();
@@ -849,7 +1198,7 @@ impl WitnessArena {
             if h.is_null() {
                 return false;
             }
-            self.note_chunk(&prot, SLOT - 2 * GUARD);
+            self.note_chunk(&prot);
             h
         } else {
             let h = g.spare;
@@ -857,26 +1206,29 @@ impl WitnessArena {
             g.spare = unsafe { (*h).next };
             h
         };
-        // SAFETY: `h` is a fresh chunk of ours.
+        // SAFETY: `h` is a fresh or spare chunk of ours, unused.
         unsafe {
             (*h).next = g.small;
-            (*h).block_len = HEADER;
+            (*h).block_len = 0;
             g.small = h;
-            g.bump = h.cast::<u8>().add(HEADER);
-            g.end = h.cast::<u8>().add((*h).len);
+            g.bump = (*h).base.addr() - PAGE;
         }
         true
     }
 
-    fn note_chunk(&self, prot: &Protection, len: usize) {
-        self.committed.fetch_add(len, Relaxed);
-        if prot.locked {
+    /// Records a new chunk's protections.
+    fn note_chunk(&self, prot: &Protection) {
+        self.dump_excluded.store(prot.dont_dump, Relaxed);
+        self.fork_wiped.store(prot.wipe_on_fork, Relaxed);
+    }
+
+    /// Records whether newly committed memory was locked.
+    fn note_lock(&self, locked: bool) {
+        if locked {
             self.locked_any.store(true, Relaxed);
         } else {
             self.lock_failed.store(true, Relaxed);
         }
-        self.dump_excluded.store(prot.dont_dump, Relaxed);
-        self.fork_wiped.store(prot.wipe_on_fork, Relaxed);
     }
 
     /// Lowers the committed figure; saturating, because a forked child may
@@ -887,15 +1239,20 @@ impl WitnessArena {
             .fetch_update(Relaxed, Relaxed, |c| Some(c.saturating_sub(n)));
     }
 
+    /// A large block: a chunk of its own, the block placed against the
+    /// trailing guard and only the pages from the block's first on
+    /// committed, so the page before it is a guard too; the bytes between
+    /// that page's start and the block, and the rounding after it, are
+    /// canary bytes.
     fn alloc_large(&self, size: usize, align: usize) -> *mut u8 {
         if align > SLOT {
             return ptr::null_mut();
         }
-        let Some(block_len) = size.max(1).checked_add(OS_PAGE - 1).map(|v| v & !(OS_PAGE - 1)) else {
+        let Some(block_len) = size.max(1).checked_next_multiple_of(PAGE) else {
             return ptr::null_mut();
         };
-        // header page + block + alignment slack + two guards, in slots.
-        let Some(need) = block_len.checked_add(OS_PAGE + align + 2 * GUARD) else {
+        // block + alignment slack + two guards, in slots.
+        let Some(need) = block_len.checked_add(align + 2 * GUARD) else {
             return ptr::null_mut();
         };
         let slots = need.div_ceil(SLOT);
@@ -907,13 +1264,25 @@ impl WitnessArena {
         if h.is_null() {
             return h.cast();
         }
-        self.note_chunk(&prot, slots * SLOT - 2 * GUARD);
-        // SAFETY: `h` is a fresh chunk; the block is placed so that it ends at
-        // most `align - 1` (or a page's rounding) before the trailing guard.
-        let p = unsafe {
-            let end = h.addr() + (*h).len;
+        self.note_chunk(&prot);
+        // SAFETY: `h` is a fresh chunk of ours; the block and its first page
+        // lie inside it (the chunk has room for the block's pages plus the
+        // alignment).
+        unsafe {
+            let base = (*h).base;
+            let end = base.addr() + (*h).len;
             let start = (end - size.max(1)) & !(align.max(16) - 1);
-            let p = h.cast::<u8>().with_addr(start);
+            let from = start & !(PAGE - 1);
+            let mut locked = false;
+            if !commit_range(h, base.with_addr(from), end - from, &mut locked) {
+                drop_chunk(h, false);
+                return ptr::null_mut();
+            }
+            self.note_lock(locked);
+            self.committed.fetch_add(end - from, Relaxed);
+            let p = base.with_addr(start);
+            fill_canary(base.with_addr(from), start - from);
+            fill_canary(p.add(size), end - start - size);
             (*h).block = p;
             (*h).block_len = end - start;
             ChunkHeader::check(h);
@@ -922,27 +1291,30 @@ impl WitnessArena {
             g.large = h;
             self.account_locked(&mut g, (slots * SLOT) as isize);
             p
-        };
-        p
+        }
     }
 
-    /// Wipes and frees a block of `size` bytes and alignment `align`.
+    /// Wipes and frees a block of `size` bytes and alignment `align`,
+    /// first checking its canary.
     ///
     /// # Safety
     /// `p` must be a live block of this arena allocated with that layout.
     #[inline]
     pub(crate) unsafe fn dealloc_raw(&self, p: *mut u8, size: usize, align: usize) {
-        if !size_class::is_small(size, align) {
+        if !is_small(size, align) {
             // SAFETY: forwarded caller contract.
-            return unsafe { self.dealloc_large(p) };
+            return unsafe { self.dealloc_large(p, size) };
         }
-        let class = size_class::class_for(size, align);
-        // Only the requested bytes can hold data: the block was zero when
-        // handed out and the rest of it belongs to no one. (A same-class
-        // shrinking `realloc` wipes what it cuts off.)
-        // SAFETY: caller contract: a live block of its class's size, which
-        // is at least `size` (`class_for`).
-        unsafe { os::secure_zero(p, size.max(1)) };
+        let class = class_of(size, align);
+        // Only the requested bytes and the canary can hold data: the block
+        // was zero when handed out and the rest of it belongs to no one.
+        // (An in-place shrink wipes what it cuts off.)
+        // SAFETY: caller contract: a live block of the witness class of
+        // `size`, which holds `size + CANARY` bytes.
+        unsafe {
+            check_canary(p, size);
+            os::secure_zero(p, size + CANARY);
+        }
         let b = p.cast::<Block>();
         let i = heap::owned_index();
         let Some(c) = self.caches.get(i) else {
@@ -950,7 +1322,7 @@ impl WitnessArena {
             return unsafe { self.free_locked(b, class) };
         };
         // SAFETY: cache `i` belongs to the calling thread (module docs); `b`
-        // is wiped, and its link becomes its only non-zero word.
+        // is wiped, and its encoded link becomes its only non-zero word.
         unsafe {
             let cc = c.entry(class);
             if (*cc).len == (*cc).batch {
@@ -965,12 +1337,38 @@ impl WitnessArena {
                     (*cc).len = 0;
                 }
             }
-            (*b).next = (*cc).head;
+            store_link(link(b), (*cc).head);
             (*cc).head = b;
             (*cc).len += 1;
             let net = &(*cc).net;
             net.store(net.load(Relaxed).wrapping_sub(1), Relaxed);
         }
+    }
+
+    /// Resizes the small block `p` of `old` requested bytes to `new` in
+    /// place if both sizes share a witness class: checks the canary, wipes
+    /// what the block no longer holds and writes the canary at the new end.
+    /// False (nothing done) otherwise.
+    ///
+    /// # Safety
+    /// `p` must be a live block of this arena allocated with `old` bytes and
+    /// alignment `align`.
+    pub(crate) unsafe fn resize_in_place(&self, p: *mut u8, old: usize, new: usize, align: usize) -> bool {
+        if !is_small(old, align) || !is_small(new, align) || class_of(old, align) != class_of(new, align) {
+            return false;
+        }
+        // SAFETY: caller contract: the class holds `max(old, new) + CANARY`
+        // bytes; the bytes from `new` on are no longer the caller's.
+        unsafe {
+            check_canary(p, old);
+            if new < old {
+                os::secure_zero(p.add(new), old - new + CANARY);
+            } else {
+                os::secure_zero(p.add(old), CANARY);
+            }
+            set_canary(p, new);
+        }
+        true
     }
 
     /// Frees a wiped small block under the lock (threads without a cache).
@@ -982,18 +1380,19 @@ impl WitnessArena {
     unsafe fn free_locked(&self, b: *mut Block, class: usize) {
         let mut g = self.inner.lock();
         // SAFETY: caller contract: the link becomes its only non-zero word.
-        unsafe { (*b).next = g.free[class] };
+        unsafe { store_link(link(b), g.free[class]) };
         g.free[class] = b;
         self.account_locked(&mut g, -(CLASS_SIZE[class] as isize));
     }
 
-    /// Frees a large block: its chunk is wiped and returned to the OS.
+    /// Frees a large block of `size` bytes: its canary bytes are checked,
+    /// its chunk wiped and returned to the OS.
     ///
     /// # Safety
     /// `p` must be a live large block of this arena.
     #[cold]
     #[inline(never)]
-    unsafe fn dealloc_large(&self, p: *mut u8) {
+    unsafe fn dealloc_large(&self, p: *mut u8, size: usize) {
         let mut g = self.inner.lock();
         let mut link: *mut *mut ChunkHeader = &mut g.large;
         // SAFETY: we walk our own list of large chunks under the lock.
@@ -1001,13 +1400,17 @@ impl WitnessArena {
             while !(*link).is_null() {
                 let h = *link;
                 if (*h).block == p {
+                    let end = p.addr() + (*h).block_len;
+                    let head = p.addr() % PAGE;
+                    if !canary_intact(p.sub(head), head) || !canary_intact(p.add(size), end - p.addr() - size) {
+                        fail_block("witness block overflowed (canary overwritten)", p.addr(), size);
+                    }
                     *link = (*h).next;
-                    let slots = (*h).slots;
+                    let (slots, committed) = ((*h).slots, (*h).committed);
                     self.account_locked(&mut g, -((slots * SLOT) as isize));
                     drop(g);
-                    let len = (*h).len;
-                    drop_chunk(h, len);
-                    self.committed_sub(slots * SLOT - 2 * GUARD);
+                    drop_chunk(h, true);
+                    self.committed_sub(committed);
                     return;
                 }
                 link = &mut (*h).next;
@@ -1048,47 +1451,51 @@ impl WitnessArena {
         unsafe {
             let mut h = g.small;
             while !h.is_null() {
-                let used = (*h).block_len;
-                let base = h.cast::<u8>();
-                os::secure_zero(base.add(HEADER), used.saturating_sub(HEADER));
-                (*h).block_len = HEADER;
+                let base = (*h).base;
+                for_each_committed(base.addr(), (*h).block_len, |p, n| os::secure_zero(base.with_addr(p), n));
+                (*h).block_len = 0;
                 h = (*h).next;
             }
             g.free = [ptr::null_mut(); NUM_CLASSES];
             g.batches = [ptr::null_mut(); NUM_CLASSES];
             g.run = [ptr::null_mut(); NUM_CLASSES];
             g.run_end = [0; NUM_CLASSES];
-            if !g.small.is_null() {
-                let h = g.small;
-                g.bump = h.cast::<u8>().add(HEADER);
-            }
+            g.grown = [0; NUM_CLASSES];
             let mut h = g.large;
             g.large = ptr::null_mut();
             drop(g);
             while !h.is_null() {
                 let next = (*h).next;
-                let slots = (*h).slots;
-                drop_chunk(h, (*h).len);
-                self.committed_sub(slots * SLOT - 2 * GUARD);
+                let committed = (*h).committed;
+                drop_chunk(h, true);
+                self.committed_sub(committed);
                 h = next;
             }
         }
-        // The newest small chunk is the bump target again; the older ones
-        // (zero now) become spares, reused before any new chunk is
-        // committed: a prover that wipes after every proof does not commit
-        // and lock its chunks again each time.
+        // The oldest small chunk is the bump target again and the newer
+        // ones (zero now) become spares, reused in the order they were first
+        // used before any new chunk is claimed: a prover that wipes after
+        // every proof repeats its layout, finds its runs committed and does
+        // not fault or lock its chunks again.
         let mut g = self.inner.lock();
         // SAFETY: the chunks are ours and hold no live block.
         unsafe {
-            if !g.small.is_null() {
-                let mut h = (*g.small).next;
-                (*g.small).next = ptr::null_mut();
-                while !h.is_null() {
-                    let next = (*h).next;
+            let mut h = g.small;
+            let mut oldest = ptr::null_mut();
+            while !h.is_null() {
+                let next = (*h).next;
+                if next.is_null() {
+                    oldest = h;
+                } else {
                     (*h).next = g.spare;
                     g.spare = h;
-                    h = next;
                 }
+                h = next;
+            }
+            g.small = oldest;
+            if !oldest.is_null() {
+                (*oldest).next = ptr::null_mut();
+                g.bump = (*oldest).base.addr() - PAGE;
             }
         }
         g.used = 0;
@@ -1138,7 +1545,8 @@ impl Drop for WitnessArena {
                 // read before the chunk goes.
                 unsafe {
                     let next = (*h).next;
-                    drop_chunk(h, 0);
+                    self.committed_sub((*h).committed);
+                    drop_chunk(h, false);
                     h = next;
                 }
             }

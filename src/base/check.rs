@@ -12,28 +12,63 @@
 #[cold]
 #[inline(never)]
 pub(crate) fn fail(what: &str, addr: usize) -> ! {
-    let mut buf = [0u8; 200];
-    let mut n = 0;
-    for &b in b"nalloc: ".iter().chain(what.as_bytes()).chain(b" at 0x") {
-        if n < buf.len() {
-            buf[n] = b;
-            n += 1;
-        }
+    report(what, addr, None)
+}
+
+/// Writes `nalloc: WHAT at 0xADDR (SIZE bytes)` to stderr and aborts: a
+/// misuse of a block whose size the report should name.
+#[cold]
+#[inline(never)]
+pub(crate) fn fail_block(what: &str, addr: usize, size: usize) -> ! {
+    report(what, addr, Some(size))
+}
+
+fn report(what: &str, addr: usize, size: Option<usize>) -> ! {
+    let mut line = Line { buf: [0; 200], len: 0 };
+    line.push(b"nalloc: ");
+    line.push(what.as_bytes());
+    line.push(b" at 0x");
+    line.number(addr, 16);
+    if let Some(size) = size {
+        line.push(b" (");
+        line.number(size, 10);
+        line.push(b" bytes)");
     }
-    let digits = (usize::BITS as usize / 4) - (addr.leading_zeros() as usize / 4).min(usize::BITS as usize / 4 - 1);
-    for i in (0..digits).rev() {
-        let d = (addr >> (i * 4)) & 0xF;
-        if n < buf.len() {
-            buf[n] = b"0123456789abcdef"[d];
-            n += 1;
-        }
-    }
-    if n < buf.len() {
-        buf[n] = b'\n';
-        n += 1;
-    }
-    crate::os::write_stderr(&buf[..n]);
+    line.push(b"\n");
+    crate::os::write_stderr(&line.buf[..line.len]);
     std::process::abort()
+}
+
+/// A report line built on the stack (nothing here may allocate).
+struct Line {
+    buf: [u8; 200],
+    len: usize,
+}
+
+impl Line {
+    fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.len < self.buf.len() {
+                self.buf[self.len] = b;
+                self.len += 1;
+            }
+        }
+    }
+
+    fn number(&mut self, mut v: usize, radix: usize) {
+        let mut digits = [0u8; 64];
+        let mut n = 0;
+        loop {
+            digits[n] = b"0123456789abcdef"[v % radix];
+            n += 1;
+            v /= radix;
+            if v == 0 {
+                break;
+            }
+        }
+        digits[..n].reverse();
+        self.push(&digits[..n]);
+    }
 }
 
 /// In debug builds: if `cond` is false, reports `invariant broken: WHAT`

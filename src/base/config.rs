@@ -8,6 +8,8 @@
 //! * `NALLOC_POOL_CAP` = bytes kept warm, with optional `K`/`M`/`G` suffix
 //! * `NALLOC_PURGE_DELAY` = milliseconds a free small-object page slot is
 //!   kept before its memory goes back to the OS (default 5), or `never`
+//! * `NALLOC_WITNESS_LOCK` = `best-effort` (default) | `require`: what
+//!   witness memory does when the OS refuses to lock it in RAM
 
 use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
@@ -65,7 +67,24 @@ fn default_pool_cap() -> usize {
     }
 }
 
+/// What witness memory does when the OS refuses to lock it in RAM (`mlock`
+/// fails: `RLIMIT_MEMLOCK` is 8 MiB on many distributions, 64 KiB in some
+/// containers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WitnessLock {
+    /// Hand the memory out anyway; `stats().witness.locked` turns false and
+    /// one notice goes to stderr (the default).
+    BestEffort,
+    /// Refuse: the witness allocation returns null (so `SecretBox::try_new`
+    /// and `Vec::try_reserve` fail and other paths call
+    /// `handle_alloc_error`) rather than hand out memory that may be
+    /// swapped.
+    Require,
+}
+
 static HUGE: AtomicU8 = AtomicU8::new(0);
+/// 0: best effort, 1: require.
+static WITNESS_LOCK: AtomicU8 = AtomicU8::new(0);
 /// The purge delay in microseconds; `u64::MAX`: never purge.
 static PURGE_DELAY_US: AtomicU64 = AtomicU64::new(crate::policy::PURGE_DELAY_US);
 static POOL_CAP: AtomicUsize = AtomicUsize::new(usize::MAX);
@@ -87,6 +106,14 @@ pub(crate) fn ensure_init() {
             .unwrap_or_else(default_pool_cap);
         if let Some(d) = crate::os::env_var(b"NALLOC_PURGE_DELAY", &mut buf).and_then(|n| parse_delay(&buf[..n])) {
             PURGE_DELAY_US.store(d, Ordering::Relaxed);
+        }
+        if let Some(n) = crate::os::env_var(b"NALLOC_WITNESS_LOCK", &mut buf) {
+            match parse_witness_lock(&buf[..n]) {
+                Some(l) => set_witness_lock(l),
+                None => crate::os::write_stderr(
+                    b"nalloc: NALLOC_WITNESS_LOCK: expected `require` or `best-effort`; using best-effort\n",
+                ),
+            }
         }
         // A setter may have run before the first allocation: keep its value.
         let _ = POOL_CAP.compare_exchange(usize::MAX, cap, Ordering::Relaxed, Ordering::Relaxed);
@@ -120,6 +147,29 @@ pub(crate) fn purge_delay_us() -> u64 {
 
 pub(crate) fn set_purge_delay_us(us: u64) {
     PURGE_DELAY_US.store(us, Ordering::Relaxed);
+}
+
+/// The witness locking policy in force.
+pub(crate) fn witness_lock() -> WitnessLock {
+    ensure_init();
+    if WITNESS_LOCK.load(Ordering::Relaxed) == 1 {
+        WitnessLock::Require
+    } else {
+        WitnessLock::BestEffort
+    }
+}
+
+pub(crate) fn set_witness_lock(l: WitnessLock) {
+    WITNESS_LOCK.store(u8::from(l == WitnessLock::Require), Ordering::Relaxed);
+}
+
+/// `require` / `best-effort` (also `strict`, `1` / `0`).
+pub(crate) fn parse_witness_lock(s: &[u8]) -> Option<WitnessLock> {
+    match s {
+        b"require" | b"strict" | b"1" => Some(WitnessLock::Require),
+        b"best-effort" | b"0" => Some(WitnessLock::BestEffort),
+        _ => None,
+    }
 }
 
 /// Milliseconds (`0`, `5`, `250`) or `never` / `off`, as microseconds.
@@ -188,5 +238,8 @@ mod tests {
         assert_eq!(parse_huge(b"auto"), Some(HugePages::Auto));
         assert_eq!(parse_huge(b"explicit"), Some(HugePages::Explicit));
         assert_eq!(parse_huge(b"maybe"), None);
+        assert_eq!(parse_witness_lock(b"require"), Some(WitnessLock::Require));
+        assert_eq!(parse_witness_lock(b"best-effort"), Some(WitnessLock::BestEffort));
+        assert_eq!(parse_witness_lock(b"yes"), None);
     }
 }

@@ -9,7 +9,7 @@ use super::route::{self, Block, Front};
 use crate::arenas::polynomial::PolynomialArena;
 use crate::arenas::scratch::{self, ScratchArena};
 use crate::arenas::witness::{self, WitnessArena, WitnessStats};
-use crate::base::config::{self, HugePages};
+use crate::base::config::{self, HugePages, WitnessLock};
 use crate::base::stats;
 use crate::mem::span;
 use crate::small::heap;
@@ -145,6 +145,20 @@ impl NAlloc {
     pub fn huge_pages(&self) -> HugePages {
         lifecycle::ensure_init();
         config::huge_pages()
+    }
+
+    /// Sets what witness memory does when the OS refuses to lock it in RAM
+    /// (also `NALLOC_WITNESS_LOCK`): [`WitnessLock::Require`] makes such an
+    /// allocation fail (null) instead of handing out memory that may be
+    /// swapped. Applies to memory committed from now on.
+    pub fn set_witness_lock(&self, policy: WitnessLock) {
+        lifecycle::ensure_init();
+        config::set_witness_lock(policy);
+    }
+
+    /// The witness locking policy in force.
+    pub fn witness_lock(&self) -> WitnessLock {
+        config::witness_lock()
     }
 
     /// Sets the warm pool's cap in bytes (0 disables the pool) and releases

@@ -26,13 +26,13 @@
 
 use core::ffi::c_void;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 use super::lifecycle;
 use super::route::{self, Block, Front};
 use crate::arenas::witness;
 use crate::base::check::fail;
-use crate::os;
+use crate::base::key::Key;
 use crate::small::segment;
 use crate::small::size_class::{class_for, is_small};
 
@@ -51,30 +51,12 @@ const HEADER: usize = core::mem::size_of::<Header>();
 /// Low bits of a seal that hold log2 of the alignment.
 const ALIGN_BITS: usize = 63;
 
-/// The per-process key of [`seal`] (0 until first use).
-static KEY: AtomicUsize = AtomicUsize::new(0);
+/// The per-process key of [`seal`].
+static KEY: Key = Key::new();
 
-/// The key, chosen on first use from the OS's randomness and the address
-/// space layout (either alone suffices to make a forged header unlikely).
 #[inline]
 fn key() -> usize {
-    let k = KEY.load(Ordering::Relaxed);
-    if k != 0 {
-        return k;
-    }
-    new_key()
-}
-
-#[cold]
-fn new_key() -> usize {
-    let mut buf = [0u8; core::mem::size_of::<usize>()];
-    os::random(&mut buf);
-    let k = (usize::from_ne_bytes(buf) ^ (&KEY as *const AtomicUsize).addr().rotate_left(29)) | 1;
-    // The first writer wins; everyone uses its key.
-    match KEY.compare_exchange(0, k, Ordering::Relaxed, Ordering::Relaxed) {
-        Ok(_) => k,
-        Err(won) => won,
-    }
+    KEY.get()
 }
 
 /// The check value of the header block at `p` (caller's pointer) of `size`

@@ -55,11 +55,11 @@ impl Home {
 /// # Safety
 /// `class` must be `class_for(size, align)` of a small request.
 #[inline(always)]
-pub(crate) unsafe fn alloc_small(class: usize, size: usize, zeroed: bool) -> *mut u8 {
+pub(crate) unsafe fn alloc_small(class: usize, size: usize, align: usize, zeroed: bool) -> *mut u8 {
     // SAFETY: forwarded caller contract.
     match unsafe { heap::pop(class, size, zeroed) } {
         Some(b) => b,
-        None => small_slow(class, size, zeroed),
+        None => small_slow(class, size, align, zeroed),
     }
 }
 
@@ -86,10 +86,11 @@ pub(crate) unsafe fn alloc_small_in_heap(class: usize, size: usize, zeroed: bool
 /// always lands here (its heap pointer is a sentinel with empty pages).
 #[cold]
 #[inline(never)]
-fn small_slow(class: usize, size: usize, zeroed: bool) -> *mut u8 {
+fn small_slow(class: usize, size: usize, align: usize, zeroed: bool) -> *mut u8 {
     if heap::in_scope() {
-        // Witness blocks are always zero when handed out.
-        return SCOPE_ARENA.alloc_class(class);
+        // Witness blocks are always zero when handed out; their class has
+        // room for the canary too.
+        return SCOPE_ARENA.alloc_raw(size, align);
     }
     // SAFETY: caller contract of `alloc_small`.
     unsafe { small_refill(class, size, zeroed) }
@@ -111,7 +112,7 @@ unsafe fn small_refill(class: usize, size: usize, zeroed: bool) -> *mut u8 {
 pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
     if !zeroed && size <= SMALL_MAX && align <= MIN_ALIGN {
         // SAFETY: `class_of` of a size ≤ SMALL_MAX is its class.
-        return unsafe { alloc_small(class_of(size), size, false) };
+        return unsafe { alloc_small(class_of(size), size, MIN_ALIGN, false) };
     }
     alloc_any(size, align, zeroed)
 }
@@ -122,7 +123,7 @@ pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
 fn alloc_any(size: usize, align: usize, zeroed: bool) -> *mut u8 {
     if is_small(size, align) {
         // SAFETY: `class_for` gives the class of a small layout.
-        return unsafe { alloc_small(class_for(size, align), size, zeroed) };
+        return unsafe { alloc_small(class_for(size, align), size, align, zeroed) };
     }
     if heap::in_scope() {
         return alloc_witness(size, align);
@@ -228,8 +229,8 @@ pub(crate) trait Front {
 /// every front:
 ///
 /// 1. within its size class, a small block stays where it is (a witness
-///    block's cut-off tail is wiped now, since its free wipes only the
-///    requested bytes);
+///    block's canary is checked and moved to the new end, and its cut-off
+///    tail wiped now, since its free wipes only the requested bytes);
 /// 2. a span grows or shrinks in place where the pool or `mremap` allow;
 /// 3. otherwise the block moves — to witness memory if it was witness
 ///    memory (a secret stays a secret), and the old block is freed, which
@@ -245,19 +246,21 @@ pub(crate) unsafe fn realloc(front: &impl Front, b: Block, new_size: usize) -> *
     let old_size = b.size - b.offset;
     // SAFETY: caller contract: `base + offset` is inside the live block.
     let user = unsafe { b.base.add(b.offset) };
-    if is_small(b.size, b.align)
-        && is_small(new_total, b.align)
-        && class_for(b.size, b.align) == class_for(new_total, b.align)
-    {
-        match home {
-            // SAFETY: `user` has `old_size` live bytes; the tail is ours.
-            Home::Witness if new_size < old_size => unsafe {
-                crate::os::secure_zero(user.add(new_size), old_size - new_size)
-            },
-            #[cfg(feature = "hardened")]
+    let in_place = match home {
+        // SAFETY: caller contract: a live witness block of the route (the
+        // scope arena's) of this layout.
+        Home::Witness => unsafe { SCOPE_ARENA.resize_in_place(b.base, b.size, new_total, b.align) },
+        _ => {
+            is_small(b.size, b.align)
+                && is_small(new_total, b.align)
+                && class_for(b.size, b.align) == class_for(new_total, b.align)
+        }
+    };
+    if in_place {
+        #[cfg(feature = "hardened")]
+        if home == Home::Small {
             // SAFETY: a live small block of a heap.
-            Home::Small => unsafe { small::hardened::on_resize(b.base, b.size, new_total) },
-            _ => {}
+            unsafe { small::hardened::on_resize(b.base, b.size, new_total) };
         }
         // SAFETY: the block is live and now `new_total` bytes.
         unsafe { front.resized(b.base, new_total, b.align) };

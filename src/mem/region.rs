@@ -76,6 +76,11 @@ impl<const WORDS: usize> Region<WORDS> {
         p.addr().wrapping_sub(self.base.load(Relaxed)) < self.len.load(Relaxed)
     }
 
+    /// The region's first byte (0 before it is reserved).
+    pub(crate) fn base_addr(&self) -> usize {
+        self.base.load(Relaxed)
+    }
+
     /// Index of the slot holding `p` (which must be in the region).
     pub(crate) fn slot_of(&self, p: *const u8) -> usize {
         (p.addr() - self.base.load(Relaxed)) / self.slot

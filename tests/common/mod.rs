@@ -101,6 +101,52 @@ pub fn maps_neighbours(addr: usize) -> (String, String, String) {
     (lines[i - 1].to_string(), lines[i].to_string(), lines[i + 1].to_string())
 }
 
+/// The committed stretch of memory around `addr`: the adjacent read-write
+/// mappings merged (the kernel may keep one run of blocks as several
+/// mappings, e.g. after a partial `mlock`), with the mapping lines directly
+/// before and after it.
+#[derive(Debug)]
+pub struct Run {
+    pub start: usize,
+    pub end: usize,
+    pub before: String,
+    pub after: String,
+}
+
+pub fn fenced_run(addr: usize) -> Run {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let lines: Vec<&str> = maps.lines().collect();
+    let mut i = lines
+        .iter()
+        .position(|l| vma_range(l).is_some_and(|(lo, hi)| lo <= addr && addr < hi))
+        .expect("mapping");
+    let mut j = i;
+    let rw_adjacent = |a: &str, b: &str| {
+        a.contains(" rw-p ") && b.contains(" rw-p ") && vma_range(a).unwrap().1 == vma_range(b).unwrap().0
+    };
+    while i > 0 && rw_adjacent(lines[i - 1], lines[i]) {
+        i -= 1;
+    }
+    while j + 1 < lines.len() && rw_adjacent(lines[j], lines[j + 1]) {
+        j += 1;
+    }
+    let adjacent = |line: &str, at: usize, before: bool| {
+        let (lo, hi) = vma_range(line).unwrap();
+        if (before && hi == at) || (!before && lo == at) {
+            line.to_string()
+        } else {
+            String::from("(nothing mapped)")
+        }
+    };
+    let (start, end) = (vma_range(lines[i]).unwrap().0, vma_range(lines[j]).unwrap().1);
+    Run {
+        start,
+        end,
+        before: adjacent(lines[i - 1], start, true),
+        after: adjacent(lines[j + 1], end, false),
+    }
+}
+
 /// Reads `len` bytes at `addr` through /proc/self/mem: how a debugger or an
 /// attacker with ptrace rights sees memory, without Rust-level access to a
 /// freed block. `None` if the kernel refuses (e.g. inaccessible pages).
