@@ -135,7 +135,9 @@ fn mark_committed(p: usize, len: usize, on: bool) {
 /// True if the page holding `p` (inside the region) is committed.
 fn is_committed(p: usize) -> bool {
     let u = unit_of(p);
-    COMMITTED.get(u / 64).is_some_and(|w| w.load(Relaxed) & (1 << (u % 64)) != 0)
+    COMMITTED
+        .get(u / 64)
+        .is_some_and(|w| w.load(Relaxed) & (1 << (u % 64)) != 0)
 }
 
 /// Calls `f(start, len)` for each maximal committed stretch in `[p, p + len)`
@@ -311,7 +313,10 @@ unsafe fn load_link(at: *mut *mut Block) -> *mut Block {
 #[cold]
 #[inline(never)]
 fn bad_link(at: *mut *mut Block) -> ! {
-    fail("witness free list corrupted (a write past a neighbouring block?)", at.addr())
+    fail(
+        "witness free list corrupted (a write past a neighbouring block?)",
+        at.addr(),
+    )
 }
 
 /// The second link word of a batch's first block (the next batch).
@@ -351,7 +356,8 @@ impl ChunkHeader {
             return;
         }
         // SAFETY: caller contract: a live chunk header.
-        let (base, slots, len, block, block_len) = unsafe { ((*h).base, (*h).slots, (*h).len, (*h).block, (*h).block_len) };
+        let (base, slots, len, block, block_len) =
+            unsafe { ((*h).base, (*h).slots, (*h).len, (*h).block, (*h).block_len) };
         let at = base.addr();
         invariant!(
             contains(base) && (at - REGION.base_addr()) % SLOT == GUARD && ptr::eq(header_of(base), h),
@@ -546,7 +552,11 @@ fn lock_notice(errno: i32, require: bool) {
         }
     };
     push(b"nalloc: witness memory could not be locked in RAM (mlock: ");
-    push(if errno == 12 || errno == 1 { b"RLIMIT_MEMLOCK reached" } else { b"refused" });
+    push(if errno == 12 || errno == 1 {
+        b"RLIMIT_MEMLOCK reached"
+    } else {
+        b"refused"
+    });
     push(if require {
         b"); NALLOC_WITNESS_LOCK=require: the allocation fails\n"
     } else {
@@ -586,7 +596,9 @@ unsafe fn make_guard(h: *mut ChunkHeader, p: usize, len: usize) -> usize {
 /// the last block ends at the run's end, against the guard), else to pages.
 fn run_len(bs: usize, grown: u8) -> usize {
     let first = (bs * RUN_BLOCKS).clamp(RUN_MIN, RUN_MAX);
-    let target = (first << grown.min(8)).min(crate::policy::WITNESS_RUN_GROWN_MAX.max(first)).max(bs);
+    let target = (first << grown.min(8))
+        .min(crate::policy::WITNESS_RUN_GROWN_MAX.max(first))
+        .max(bs);
     let lcm = bs / gcd(bs, PAGE) * PAGE;
     let unit = if lcm <= 64 * PAGE { lcm } else { PAGE };
     target.div_ceil(unit) * unit
@@ -1452,7 +1464,9 @@ impl WitnessArena {
             let mut h = g.small;
             while !h.is_null() {
                 let base = (*h).base;
-                for_each_committed(base.addr(), (*h).block_len, |p, n| os::secure_zero(base.with_addr(p), n));
+                for_each_committed(base.addr(), (*h).block_len, |p, n| {
+                    os::secure_zero(base.with_addr(p), n)
+                });
                 (*h).block_len = 0;
                 h = (*h).next;
             }

@@ -188,3 +188,57 @@ pub fn isolated(name: &str) -> bool {
     );
     false
 }
+
+/// A child process's end, for the misuse and crash tests.
+#[cfg(unix)]
+pub struct ChildEnd {
+    /// The signal that ended it, if one did.
+    pub signal: Option<i32>,
+    /// Its exit code, if it exited.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Re-executes this test binary for its test `child` with `var=case` (the
+/// test runs the case named there) and `envs`; with `memlock`, the child
+/// runs under that `RLIMIT_MEMLOCK` and without `CAP_IPC_LOCK` (which lets
+/// root lock past the limit), so `mlock` failures can be provoked.
+#[cfg(unix)]
+pub fn run_case(var: &str, case: &str, envs: &[(&str, &str)], memlock: Option<u64>) -> ChildEnd {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env(var, case)
+        .envs(envs.iter().copied());
+    if let Some(limit) = memlock {
+        // SAFETY: prctl and setrlimit only change this (forked) process's
+        // limits; no allocation or lock between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                #[cfg(target_os = "linux")]
+                {
+                    const CAP_IPC_LOCK: libc::c_ulong = 14;
+                    // Fails without CAP_SETPCAP (not root): then the caller
+                    // has no CAP_IPC_LOCK to drop either.
+                    libc::prctl(libc::PR_CAPBSET_DROP, CAP_IPC_LOCK, 0, 0, 0);
+                }
+                let r = libc::rlimit {
+                    rlim_cur: limit as libc::rlim_t,
+                    rlim_max: limit as libc::rlim_t,
+                };
+                if libc::setrlimit(libc::RLIMIT_MEMLOCK, &r) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        };
+    }
+    let out = cmd.output().unwrap();
+    ChildEnd {
+        signal: out.status.signal(),
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

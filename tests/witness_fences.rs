@@ -1,0 +1,370 @@
+//! Witness memory at libsodium's standard, with evidence: a guard page
+//! directly before and after every run of secret blocks (a stray access
+//! faults, shown in child processes), no allocator metadata beside secrets,
+//! canaries that report an overflow at free, free-list links that an
+//! overflow cannot redirect, and `mlock` failure as a choice — through
+//! every front: `WitnessArena`, `NAlloc::witness()`, `SecretBox` /
+//! `SecretVec`, `witness_scope` and the C front (`raw::witness_alloc`).
+#![cfg(target_os = "linux")]
+
+use zk_nalloc::{NAlloc, SecretBox, SecretVec, WitnessArena, WitnessLock};
+
+mod common;
+use common::{fenced_run, run_case};
+
+#[global_allocator]
+static ALLOC: NAlloc = NAlloc::new();
+
+const CASE: &str = "NALLOC_WITNESS_FENCE_CASE";
+
+/// Allocates blocks of `size` from `w` until one lands in another run than
+/// the first, and returns the first run's blocks (in address order) and the
+/// run.
+fn fill_first_run(w: &WitnessArena, size: usize) -> (Vec<*mut u8>, common::Run) {
+    let first = w.alloc(size, 8);
+    let run = fenced_run(first as usize);
+    let mut blocks = vec![first];
+    loop {
+        let p = w.alloc(size, 8);
+        assert!(!p.is_null());
+        if !(run.start..run.end).contains(&(p as usize)) {
+            break;
+        }
+        blocks.push(p);
+    }
+    blocks.sort();
+    (blocks, run)
+}
+
+/// The cases; each runs only inside a child (the env var names it). A case
+/// that should have crashed prints "not stopped" and exits normally.
+#[test]
+fn child() {
+    let Ok(case) = std::env::var(CASE) else {
+        return;
+    };
+    let w = WitnessArena::new();
+    // SAFETY: each case makes one deliberate stray access or misuse, which
+    // must fault or be reported before anything else happens.
+    unsafe {
+        match case.as_str() {
+            "write-before-first-block" => {
+                // 56 + 8 canary bytes: the 64-byte class, whose first run
+                // starts the chunk: its first block is the first byte after
+                // the chunk's leading guard.
+                let p = w.alloc(56, 8);
+                println!("reached");
+                std::ptr::write_volatile(p.sub(1), 1);
+            }
+            "read-before-first-block" => {
+                let p = w.alloc(56, 8);
+                println!("reached");
+                std::hint::black_box(std::ptr::read_volatile(p.sub(1)));
+            }
+            "write-after-last-block" => {
+                let (blocks, run) = fill_first_run(&w, 56);
+                let last = *blocks.last().unwrap();
+                assert_eq!(
+                    last as usize + 64,
+                    run.end,
+                    "the last block does not end at the run's end"
+                );
+                println!("reached");
+                std::ptr::write_volatile(last.add(64), 1);
+            }
+            "write-before-large-block" | "write-after-large-block" => {
+                let size = 256 << 10;
+                let p = w.alloc(size, 16);
+                assert!(!p.is_null());
+                p.write_bytes(0xA5, size);
+                println!("reached");
+                if case == "write-before-large-block" {
+                    std::ptr::write_volatile(p.sub(1), 1);
+                } else {
+                    std::ptr::write_volatile(p.add(size), 1);
+                }
+            }
+            "overflow-arena" => {
+                let p = w.alloc(40, 8);
+                p.write_bytes(7, 41); // one byte too many
+                println!("reached");
+                w.dealloc(p, 40, 8);
+            }
+            "overflow-large" => {
+                let p = w.alloc(100_001, 16);
+                p.write_bytes(7, 100_002);
+                println!("reached");
+                w.dealloc(p, 100_001, 16);
+            }
+            "overflow-secret-vec" => {
+                let mut v: SecretVec<u64> = SecretVec::with_capacity(&w, 5).unwrap();
+                v.extend_from_slice(&[1, 2, 3, 4, 5]);
+                v.as_ptr().cast_mut().add(5).write_unaligned(9);
+                println!("reached");
+                drop(v);
+            }
+            "overflow-scope" => {
+                let v = ALLOC.witness_scope(|| Vec::<u8>::with_capacity(24));
+                v.as_ptr().cast_mut().add(24).write(1);
+                println!("reached");
+                drop(v);
+            }
+            "overflow-scope-realloc" => {
+                let mut v = ALLOC.witness_scope(|| Vec::<u8>::with_capacity(24));
+                v.as_mut_ptr().add(24).write(1);
+                println!("reached");
+                // Grows in place within the class: the canary is checked.
+                v.reserve_exact(26);
+            }
+            "overflow-c" => {
+                let p = zk_nalloc::raw::witness_alloc(40);
+                p.add(40).write(1);
+                println!("reached");
+                zk_nalloc::raw::witness_free(p);
+            }
+            "overflow-c-realloc" => {
+                let p = zk_nalloc::raw::witness_alloc(40);
+                p.add(40).write(1);
+                println!("reached");
+                zk_nalloc::raw::realloc(p, 42);
+            }
+            "corrupt-link" => {
+                // Two neighbours of the 64-byte class; the second is freed
+                // (its link is its first word), then a 16-byte overflow of
+                // the first — its canary and the free block's link — with a
+                // pointer of the attacker's choice.
+                let a = w.alloc(56, 8);
+                let b = w.alloc(56, 8);
+                assert_eq!(b as usize, a as usize + 64);
+                w.dealloc(b, 56, 8);
+                let target = [0u64; 8];
+                let forged = [0u64, target.as_ptr() as u64];
+                std::ptr::copy_nonoverlapping(forged.as_ptr().cast::<u8>(), a.add(56), 16);
+                println!("reached");
+                let c = w.alloc(56, 8); // b again
+                let d = w.alloc(56, 8); // would be `target`
+                println!("handed out {c:p} {d:p}");
+            }
+            "zeroed-link" => {
+                // A link overwritten with zeros ends the list (blocks leak,
+                // nothing is redirected): what wipe-on-fork does in a child.
+                let a = w.alloc(56, 8);
+                let b = w.alloc(56, 8);
+                let c = w.alloc(56, 8);
+                w.dealloc(c, 56, 8);
+                w.dealloc(b, 56, 8);
+                b.cast::<u64>().write(0);
+                let x = w.alloc(56, 8);
+                let y = w.alloc(56, 8);
+                assert_eq!(x, b);
+                assert!(y != c && !y.is_null());
+                w.dealloc(a, 56, 8);
+                println!("zeroed link ok");
+                return;
+            }
+            "lock" => {
+                // Under RLIMIT_MEMLOCK = 64 KiB: 1 MiB of secrets.
+                let strict = std::env::var("STRICT_BY_SETTER").is_ok();
+                if strict {
+                    ALLOC.set_witness_lock(WitnessLock::Require);
+                }
+                let mut blocks = Vec::new();
+                for i in 0..256usize {
+                    let p = w.alloc(4000, 8);
+                    if p.is_null() {
+                        break;
+                    }
+                    p.write_bytes(i as u8, 4000);
+                    blocks.push(p);
+                }
+                let intact = blocks
+                    .iter()
+                    .enumerate()
+                    .all(|(i, p)| std::slice::from_raw_parts(*p, 4000).iter().all(|&b| b == i as u8));
+                let boxed = SecretBox::<[u64; 512]>::new_with(&w, |_| {}).is_some();
+                println!(
+                    "blocks {} intact {intact} locked {} box {boxed}",
+                    blocks.len(),
+                    w.stats().locked
+                );
+                for p in blocks {
+                    w.dealloc(p, 4000, 8);
+                }
+                return;
+            }
+            _ => return,
+        }
+    }
+    println!("not stopped");
+}
+
+fn assert_faults(case: &str) {
+    let end = run_case(CASE, case, &[], None);
+    assert!(
+        end.stdout.contains("reached"),
+        "{case}: the case did not run: {}",
+        end.stderr
+    );
+    assert_eq!(end.signal, Some(libc::SIGSEGV), "{case}: {}{}", end.stdout, end.stderr);
+}
+
+fn assert_reported(case: &str, message: &str) {
+    let end = run_case(CASE, case, &[], None);
+    assert!(
+        end.stdout.contains("reached"),
+        "{case}: the case did not run: {}",
+        end.stderr
+    );
+    let lines: Vec<&str> = end.stderr.lines().filter(|l| l.starts_with("nalloc:")).collect();
+    assert_eq!(end.signal, Some(libc::SIGABRT), "{case}: {}{}", end.stdout, end.stderr);
+    assert_eq!(lines.len(), 1, "{case}: {}", end.stderr);
+    assert!(lines[0].starts_with(message), "{case}: {}", end.stderr);
+}
+
+#[test]
+fn a_stray_access_before_or_after_a_run_faults() {
+    assert_faults("write-before-first-block");
+    assert_faults("read-before-first-block");
+    assert_faults("write-after-last-block");
+    assert_faults("write-before-large-block");
+    assert_faults("write-after-large-block");
+}
+
+const OVERFLOW: &str = "nalloc: witness block overflowed (canary overwritten) at 0x";
+
+#[test]
+fn an_overflow_into_the_next_block_is_reported_at_free() {
+    let end = run_case(CASE, "overflow-arena", &[], None);
+    let line = end
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("nalloc:"))
+        .unwrap_or_default();
+    assert!(
+        line.starts_with(OVERFLOW) && line.ends_with(" (40 bytes)"),
+        "{}{}",
+        end.stdout,
+        end.stderr
+    );
+    assert_reported("overflow-arena", OVERFLOW);
+    assert_reported("overflow-large", OVERFLOW);
+}
+
+#[test]
+fn every_front_checks_the_canary() {
+    assert_reported("overflow-secret-vec", OVERFLOW);
+    assert_reported("overflow-scope", OVERFLOW);
+    assert_reported("overflow-scope-realloc", OVERFLOW);
+    assert_reported("overflow-c", OVERFLOW);
+    assert_reported("overflow-c-realloc", OVERFLOW);
+}
+
+#[test]
+fn a_redirected_free_list_link_is_reported() {
+    let end = run_case(CASE, "corrupt-link", &[], None);
+    assert!(
+        !end.stdout.contains("handed out"),
+        "a forged link was followed: {}",
+        end.stdout
+    );
+    assert_reported(
+        "corrupt-link",
+        "nalloc: witness free list corrupted (a write past a neighbouring block?) at 0x",
+    );
+    let end = run_case(CASE, "zeroed-link", &[], None);
+    assert!(end.stdout.contains("zeroed link ok"), "{}{}", end.stdout, end.stderr);
+}
+
+/// Every run of witness blocks, through every front, has an inaccessible
+/// mapping directly before and after it, and nothing writable of the
+/// allocator's between: the mapping holding a block is read-write witness
+/// memory and its neighbours are `---p`.
+#[test]
+fn every_run_is_fenced_through_every_front() {
+    let w = WitnessArena::new();
+    let small = w.alloc(100, 8);
+    let large = w.alloc(300 << 10, 16);
+    let handle = ALLOC.witness().alloc(3000, 64);
+    let boxed = SecretBox::<[u64; 4]>::new_with(&w, |v| v[0] = 1).unwrap();
+    let mut vec: SecretVec<u32> = SecretVec::new(&w);
+    assert!(vec.extend_from_slice(&[7; 10_000]));
+    let scoped = ALLOC.witness_scope(|| vec![5u8; 1000]);
+    let c = zk_nalloc::raw::witness_alloc(77);
+    let c_large = zk_nalloc::raw::witness_alloc(1 << 20);
+    let blocks = [
+        ("arena small", small as usize),
+        ("arena large", large as usize),
+        ("NAlloc::witness", handle as usize),
+        ("SecretBox", &*boxed as *const _ as usize),
+        ("SecretVec", vec.as_ptr() as usize),
+        ("witness_scope", scoped.as_ptr() as usize),
+        ("C small", c as usize),
+        ("C large", c_large as usize),
+    ];
+    for (front, p) in blocks {
+        let run = fenced_run(p);
+        assert!(
+            run.before.contains(" ---p ") && run.after.contains(" ---p "),
+            "{front}: run not fenced: {run:?}"
+        );
+        assert!(
+            common::vm_flags(p).iter().any(|f| f == "dd"),
+            "{front}: not excluded from dumps"
+        );
+    }
+    // SAFETY: allocated above with these layouts, not used afterwards.
+    unsafe {
+        w.dealloc(small, 100, 8);
+        w.dealloc(large, 300 << 10, 16);
+        ALLOC.witness().dealloc(handle, 3000, 64);
+        zk_nalloc::raw::witness_free(c);
+        zk_nalloc::raw::witness_free(c_large);
+    }
+}
+
+fn lock_case(envs: &[(&str, &str)]) -> (String, String) {
+    let end = run_case(CASE, "lock", envs, Some(64 << 10));
+    assert_eq!(end.code, Some(0), "{}{}", end.stdout, end.stderr);
+    // The harness prints `test child ... ` on the same line.
+    let line = end
+        .stdout
+        .lines()
+        .find_map(|l| l.find("blocks ").map(|i| &l[i..]))
+        .unwrap_or_default()
+        .to_owned();
+    (line, end.stderr)
+}
+
+#[test]
+fn an_mlock_failure_is_noticed_once_or_refused_on_request() {
+    // Best effort (default): every block is handed out, unlocked, and one
+    // notice says so.
+    let (line, stderr) = lock_case(&[]);
+    assert_eq!(line, "blocks 256 intact true locked false box true", "{stderr}");
+    let notices: Vec<&str> = stderr.lines().filter(|l| l.starts_with("nalloc:")).collect();
+    assert_eq!(
+        notices,
+        ["nalloc: witness memory could not be locked in RAM (mlock: RLIMIT_MEMLOCK reached); secrets may be swapped to disk (NALLOC_WITNESS_LOCK=require refuses instead)"]
+    );
+    // Required, by the environment or by the setter: allocation fails once
+    // the limit is reached; what was handed out is intact (and locked).
+    for envs in [
+        &[("NALLOC_WITNESS_LOCK", "require")][..],
+        &[("STRICT_BY_SETTER", "1")][..],
+    ] {
+        let (line, stderr) = lock_case(envs);
+        let n: usize = line
+            .strip_prefix("blocks ")
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{line}: {stderr}"));
+        assert!(n > 0 && n < 256, "{line}");
+        assert!(line.ends_with("intact true locked true box false"), "{line}: {stderr}");
+        assert!(
+            stderr.contains(
+                "nalloc: witness memory could not be locked in RAM (mlock: RLIMIT_MEMLOCK reached); NALLOC_WITNESS_LOCK=require: the allocation fails"
+            ),
+            "{stderr}"
+        );
+    }
+}
