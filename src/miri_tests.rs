@@ -1059,7 +1059,9 @@ fn witness_thread_caches_batch_spill_reuse_and_cross_thread_frees() {
     // More blocks of one class than a cache holds (two batches of 64 blocks
     // of 48 B): fresh batches, then spilled batches and their reuse.
     const N: usize = 200;
-    const SIZE: usize = 48;
+    // 40 bytes and the 8-byte canary: the 48-byte class.
+    const SIZE: usize = 40;
+    const CLASS: usize = 48;
     let first: Vec<*mut u8> = (0..N).map(|_| w.alloc(SIZE, 8)).collect();
     let mut addrs: Vec<(usize, usize)> = first.iter().map(|p| (p.addr(), SIZE)).collect();
     assert_disjoint(&mut addrs);
@@ -1067,7 +1069,7 @@ fn witness_thread_caches_batch_spill_reuse_and_cross_thread_frees() {
         assert!(!p.is_null() && zero(p, SIZE), "witness block not zero when handed out");
         fill(p, SIZE, i as u64);
     }
-    assert_eq!(w.stats().used, N * SIZE);
+    assert_eq!(w.stats().used, N * CLASS);
     for (i, &p) in first.iter().enumerate() {
         assert!(check(p, SIZE, i as u64), "witness block corrupted");
         // SAFETY: from this arena with (SIZE, 8), freed once.
@@ -1105,7 +1107,7 @@ fn witness_thread_caches_batch_spill_reuse_and_cross_thread_frees() {
     let st = w.stats();
     assert_eq!(st.used, 0);
     // `stats` samples the peak too: the call at the high point above saw it.
-    assert_eq!(st.peak, N * SIZE, "peak missed the sampled high point");
+    assert_eq!(st.peak, N * CLASS, "peak missed the sampled high point");
     drop(heap_block);
 }
 

@@ -19,6 +19,10 @@
  *   NALLOC_HUGE_PAGES   = auto (default) | on | off
  *   NALLOC_POOL_CAP     = bytes of freed large blocks kept warm (K/M/G suffix)
  *   NALLOC_STATS        = 1 prints a summary to stderr at exit
+ *   NALLOC_WITNESS_LOCK = best-effort (default): witness memory the OS
+ *                         refuses to mlock is handed out anyway, with one
+ *                         notice on stderr | require: such an allocation
+ *                         returns NULL instead
  *   NALLOC_FOREIGN_FREE = forward: pointers nalloc did not hand out go to the
  *                         C library's free/realloc/malloc_usable_size instead
  *                         of stopping the process (programs that mix
@@ -41,6 +45,10 @@ extern "C" {
  * the witness arena: locked in RAM (mlock, within RLIMIT_MEMLOCK; see
  * nalloc_stats.witness_locked), excluded from core dumps, read as zero in
  * forked children, and wiped when freed. NULL with errno = ENOMEM on failure.
+ * The page directly before and after every run of witness blocks is a guard
+ * page (a stray access faults); each block carries a canary after its `size`
+ * bytes, checked by free and realloc: an overflow stops the process with
+ * "nalloc: witness block overflowed (canary overwritten) at 0x... (N bytes)".
  *
  * Free it with nalloc_witness_free (or free(), which wipes it too).
  * realloc() keeps it witness memory: the block grows or moves inside the
