@@ -56,6 +56,6 @@ timeout 1800 cargo test -p zk-nalloc --target x86_64-pc-windows-gnu --no-fail-fa
 timeout 600 cargo test -p zk-nalloc --target x86_64-pc-windows-gnu --no-fail-fast --features fault-injection \
   --test fault_injection --test wipe_evidence 2>&1 | tee -a "$log"
 n=$(sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' "$log" | awk '{s += $1} END {print s + 0}')
-echo "Windows (Wine) tests passed: $n (floor $floor)"
 floor=90
+echo "Windows (Wine) tests passed: $n (floor $floor)"
 [ "$n" -ge "$floor" ] || { echo "expected at least $floor tests to pass under Wine, counted $n" >&2; exit 1; }

@@ -239,7 +239,7 @@ fn freed_witness_blocks_are_wiped_or_their_pages_gone() {
     if let Some(bytes) = peek(q as usize, size) {
         // Only another block may have taken the range since; never the
         // secret.
-        assert!(!bytes.iter().any(|&b| b == 0xBB), "large secret readable after free");
+        assert!(!bytes.contains(&0xBB), "large secret readable after free");
     }
 }
 
