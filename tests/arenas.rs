@@ -2,7 +2,7 @@
 
 use std::alloc::Layout;
 use zk_nalloc::allocator_api2::vec::Vec as AVec;
-use zk_nalloc::{HugePages, NAlloc, PolynomialArena, ScratchArena};
+use zk_nalloc::{NAlloc, PolynomialArena, ScratchArena};
 
 #[global_allocator]
 static ALLOC: NAlloc = NAlloc::new();
@@ -53,6 +53,7 @@ fn polynomial_vectors_through_the_allocator_api() {
 #[cfg(target_os = "linux")]
 #[test]
 fn huge_pages_are_reported_as_really_backed() {
+    use zk_nalloc::HugePages;
     let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
     let poly = PolynomialArena::new();
     let nalloc = NAlloc::new();

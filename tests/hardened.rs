@@ -1,10 +1,9 @@
 //! Hardened mode: each misuse, in its own child process, must abort with the
 //! exact one-line message (`cargo test --features hardened --test hardened`).
-#![cfg(all(feature = "hardened", unix))]
+#![cfg(all(feature = "hardened", any(unix, windows)))]
 
 use std::alloc::{GlobalAlloc, Layout};
-use std::os::unix::process::ExitStatusExt;
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 use zk_nalloc::NAlloc;
 
 #[global_allocator]
@@ -20,7 +19,7 @@ fn child() {
     };
     let l = |n| Layout::from_size_align(n, 8).unwrap();
     // SAFETY: each case is a deliberate misuse that hardened mode must stop
-    // before it corrupts anything; the child dies with SIGABRT.
+    // before it corrupts anything; the child aborts (SIGABRT on Unix).
     unsafe {
         match case.as_str() {
             "double-free" => {
@@ -73,18 +72,33 @@ fn child() {
     std::process::exit(3);
 }
 
-fn run_case(case: &str) -> (Option<i32>, String) {
+/// True if the child ended in `abort()`: by SIGABRT on Unix; on Windows
+/// std's `abort` is `__fastfail`, which ends the process with
+/// `STATUS_STACK_BUFFER_OVERRUN`.
+fn aborted(status: ExitStatus) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        status.signal() == Some(libc::SIGABRT)
+    }
+    #[cfg(windows)]
+    {
+        status.code() == Some(0xC000_0409_u32 as i32)
+    }
+}
+
+fn run_case(case: &str) -> (ExitStatus, String) {
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child", "--nocapture", "--test-threads=1"])
         .env(CASE_VAR, case)
         .output()
         .unwrap();
-    (out.status.signal(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 fn expect(case: &str, message: &str) {
-    let (signal, stderr) = run_case(case);
-    assert_eq!(signal, Some(libc::SIGABRT), "{case}: not aborted; stderr:\n{stderr}");
+    let (status, stderr) = run_case(case);
+    assert!(aborted(status), "{case}: not aborted ({status}); stderr:\n{stderr}");
     let line = stderr
         .lines()
         .find(|l| l.starts_with("nalloc: "))

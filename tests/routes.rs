@@ -5,15 +5,15 @@
 //! Wherever the block starts (a witness scope, or `raw::witness_alloc`), it
 //! must stay witness memory at every step, keep its bytes, report a usable
 //! size that covers the request, and leave only zeros behind at every place
-//! it left. Linux only (reads /proc).
-#![cfg(target_os = "linux")]
+//! it left. Linux and Windows (bytes read back as a debugger would: `peek`).
+#![cfg(any(target_os = "linux", windows))]
 
 use std::alloc::{GlobalAlloc, Layout};
 
 use zk_nalloc::{raw, NAlloc};
 
 mod common;
-use common::{peek, vm_flags};
+use common::peek;
 
 #[global_allocator]
 static ALLOC: NAlloc = NAlloc::new();
@@ -23,15 +23,19 @@ static ALLOC: NAlloc = NAlloc::new();
 /// place: the cut-off tail must be wiped at once).
 const STEPS: [usize; 7] = [200, 3000, 40, 100_000, 150_000, 64, 50];
 
-/// Asserts that `p` is witness memory by the kernel's account: locked and
-/// excluded from core dumps, as ordinary heap memory is not.
+/// Asserts that `p` is witness memory: by the allocator's account, and on
+/// Linux by the kernel's too (excluded from core dumps, as ordinary heap
+/// memory is not; Windows has no such per-page flag).
 fn assert_witness(p: *const u8, what: &str) {
     assert!(raw::is_witness(p), "{what}: {p:?} left witness memory");
-    let flags = vm_flags(p as usize);
-    assert!(
-        flags.iter().any(|f| f == "dd"),
-        "{what}: {p:?} not dump-excluded: {flags:?}"
-    );
+    #[cfg(target_os = "linux")]
+    {
+        let flags = common::vm_flags(p as usize);
+        assert!(
+            flags.iter().any(|f| f == "dd"),
+            "{what}: {p:?} not dump-excluded: {flags:?}"
+        );
+    }
 }
 
 /// Asserts that a place a secret left holds no byte of it (each test has its

@@ -4,7 +4,7 @@
 //! the OS layer told to keep decommitted memory as it is (`fault` hooks,
 //! `--features fault-injection`, run by CI), the bytes the wipe left can be
 //! read back. Removing the wipe from `drop_chunk` makes this test fail.
-#![cfg(all(feature = "fault-injection", target_os = "linux"))]
+#![cfg(all(feature = "fault-injection", any(target_os = "linux", windows)))]
 
 use zk_nalloc::{fault, raw, NAlloc, WitnessArena};
 

@@ -358,7 +358,8 @@ mod tests {
 
     #[test]
     fn span_lengths_round_to_classes_and_huge_pages() {
-        assert_eq!(span_len(65 << 10, 16), Some(80 << 10));
+        // A class of 80 KiB, then the OS granule (64 KiB on Windows).
+        assert_eq!(span_len(65 << 10, 16), Some((80_usize << 10).next_multiple_of(OS_PAGE)));
         assert_eq!(span_len(1 << 20, 16), Some(1 << 20));
         assert_eq!(span_len((1 << 20) + 1, 16), Some(1280 << 10));
         assert_eq!(span_len(3 << 20, 16), Some(4 << 20));

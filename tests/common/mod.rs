@@ -1,7 +1,10 @@
-//! Helpers shared by the integration tests (Linux /proc readers, PRNG).
+//! Helpers shared by the integration tests: a PRNG and patterns (every
+//! platform), readers of the kernel's view of memory (Linux `/proc`; a
+//! portable `peek` for Linux and Windows), and child-process isolation.
 #![allow(dead_code)]
 
 /// Resident set size of this process in bytes.
+#[cfg(target_os = "linux")]
 pub fn rss() -> usize {
     let s = std::fs::read_to_string("/proc/self/statm").expect("statm");
     let pages: usize = s.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -9,6 +12,7 @@ pub fn rss() -> usize {
 }
 
 /// Minor page faults of this process so far.
+#[cfg(target_os = "linux")]
 pub fn minor_faults() -> u64 {
     let s = std::fs::read_to_string("/proc/self/stat").expect("stat");
     // Fields after the parenthesised command name; minflt is field 10.
@@ -48,6 +52,7 @@ pub fn check(p: *const u8, len: usize, seed: u64) -> bool {
 
 /// The `/proc/self/smaps` entry (header line and fields) of the mapping
 /// that contains `addr`.
+#[cfg(target_os = "linux")]
 pub fn smaps_entry(addr: usize) -> Option<String> {
     let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
     let mut current: Option<String> = None;
@@ -75,6 +80,7 @@ pub fn smaps_entry(addr: usize) -> Option<String> {
 }
 
 /// `lo-hi perms ...` → (lo, hi).
+#[cfg(target_os = "linux")]
 pub fn vma_range(line: &str) -> Option<(usize, usize)> {
     let range = line.split_whitespace().next()?;
     let (a, b) = range.split_once('-')?;
@@ -82,6 +88,7 @@ pub fn vma_range(line: &str) -> Option<(usize, usize)> {
 }
 
 /// The VmFlags of the mapping containing `addr`.
+#[cfg(target_os = "linux")]
 pub fn vm_flags(addr: usize) -> Vec<String> {
     let e = smaps_entry(addr).expect("no mapping");
     e.lines()
@@ -91,6 +98,7 @@ pub fn vm_flags(addr: usize) -> Vec<String> {
 }
 
 /// (previous, containing, next) lines of /proc/self/maps around `addr`.
+#[cfg(target_os = "linux")]
 pub fn maps_neighbours(addr: usize) -> (String, String, String) {
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
     let lines: Vec<&str> = maps.lines().collect();
@@ -105,6 +113,7 @@ pub fn maps_neighbours(addr: usize) -> (String, String, String) {
 /// mappings merged (the kernel may keep one run of blocks as several
 /// mappings, e.g. after a partial `mlock`), with the mapping lines directly
 /// before and after it.
+#[cfg(target_os = "linux")]
 #[derive(Debug)]
 pub struct Run {
     pub start: usize,
@@ -113,6 +122,7 @@ pub struct Run {
     pub after: String,
 }
 
+#[cfg(target_os = "linux")]
 pub fn fenced_run(addr: usize) -> Run {
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
     let lines: Vec<&str> = maps.lines().collect();
@@ -150,6 +160,7 @@ pub fn fenced_run(addr: usize) -> Run {
 /// Reads `len` bytes at `addr` through /proc/self/mem: how a debugger or an
 /// attacker with ptrace rights sees memory, without Rust-level access to a
 /// freed block. `None` if the kernel refuses (e.g. inaccessible pages).
+#[cfg(target_os = "linux")]
 pub fn peek(addr: usize, len: usize) -> Option<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let f = std::fs::File::open("/proc/self/mem").ok()?;
@@ -158,7 +169,32 @@ pub fn peek(addr: usize, len: usize) -> Option<Vec<u8>> {
     Some(buf)
 }
 
+/// Reads `len` bytes at `addr` with `ReadProcessMemory` on this process: the
+/// debugger's view on Windows, as `/proc/self/mem` is on Linux. `None` if
+/// the system refuses the read (on Windows: pages not committed or
+/// no-access; Wine reads them through `/proc/<pid>/mem`, as zeros).
+#[cfg(windows)]
+pub fn peek(addr: usize, len: usize) -> Option<Vec<u8>> {
+    use windows_sys::Win32::System::Diagnostics::Debug::ReadProcessMemory;
+    use windows_sys::Win32::System::Threading::GetCurrentProcess;
+    let mut buf = vec![0u8; len];
+    let mut read = 0usize;
+    // SAFETY: `buf` is valid for `len` bytes of writes; the source is read
+    // by the kernel, which checks it and fails on inaccessible pages.
+    let ok = unsafe {
+        ReadProcessMemory(
+            GetCurrentProcess(),
+            addr as *const _,
+            buf.as_mut_ptr().cast(),
+            len,
+            &mut read,
+        )
+    };
+    (ok != 0 && read == len).then_some(buf)
+}
+
 /// Number of mappings of this process.
+#[cfg(target_os = "linux")]
 pub fn mapping_count() -> usize {
     std::fs::read_to_string("/proc/self/maps").unwrap().lines().count()
 }

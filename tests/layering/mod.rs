@@ -145,10 +145,17 @@ pub fn assert_layered(src_dir: &Path) {
     );
 }
 
-/// `path` as shown in messages: relative to the folder above `src_dir` if it can be.
+/// `path` as shown in messages: relative to the folder above `src_dir` if it
+/// can be, `/`-separated on every platform (as `rust_files` lists files).
 fn shown(src_dir: &Path, path: &Path) -> String {
     let base = src_dir.parent().unwrap_or(src_dir);
-    path.strip_prefix(base).unwrap_or(path).display().to_string()
+    let parts: Vec<String> = path
+        .strip_prefix(base)
+        .unwrap_or(path)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    parts.join("/")
 }
 
 /// Whether the table path `layer_path` covers the file `rel`.
