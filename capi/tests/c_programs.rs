@@ -122,6 +122,7 @@ fn hardened_double_free_aborts() {
 /// message is asserted).
 #[test]
 fn misuse_is_reported_and_stops_the_process() {
+    const OVERFLOW: &str = "nalloc: witness block overflowed (canary overwritten) at 0x";
     let dir = scratch_dir("misuse");
     let exe = compile_c("misuse", &dir, Link::Nalloc);
     let cases = [
@@ -140,6 +141,9 @@ fn misuse_is_reported_and_stops_the_process() {
             "witness-double-free-small",
             "nalloc: nalloc_witness_free(): double free at 0x",
         ),
+        ("witness-overflow", OVERFLOW),
+        ("witness-overflow-realloc", OVERFLOW),
+        ("witness-overflow-free", OVERFLOW),
         (
             "witness-free-plain",
             "nalloc: nalloc_witness_free(): not a witness block at 0x",

@@ -810,7 +810,8 @@ pub struct WitnessArena {
 /// A snapshot of a witness arena's state, part of [`crate::Stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WitnessStats {
-    /// Bytes in live blocks (rounded to size classes).
+    /// Bytes in live blocks (small ones rounded to size classes, large ones
+    /// to whole pages).
     pub used: usize,
     /// Highest `used` seen. Sampled, so that alloc and free stay lock- and
     /// atomic-free: at every batch trade between a thread's cache and the
@@ -1307,7 +1308,7 @@ impl WitnessArena {
             let mut g = self.inner.lock();
             (*h).next = g.large;
             g.large = h;
-            self.account_locked(&mut g, (slots * SLOT) as isize);
+            self.account_locked(&mut g, (end - from) as isize);
             p
         }
     }
@@ -1431,8 +1432,8 @@ impl WitnessArena {
                         overflowed(p, size);
                     }
                     *link = (*h).next;
-                    let (slots, committed) = ((*h).slots, (*h).committed);
-                    self.account_locked(&mut g, -((slots * SLOT) as isize));
+                    let committed = (*h).committed;
+                    self.account_locked(&mut g, -(committed as isize));
                     drop(g);
                     drop_chunk(h, true);
                     self.committed_sub(committed);

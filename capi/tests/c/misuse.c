@@ -63,6 +63,22 @@ int main(int argc, char **argv) {
         nalloc_witness_free(w);
         nalloc_witness_free(launder(w));
         nalloc_witness_free(keep);
+    } else if (strcmp(c, "witness-overflow") == 0) {
+        /* One byte past a small secret: its canary reports it at free. */
+        char *w = nalloc_witness_alloc(100);
+        memset(launder(w), 7, 101);
+        nalloc_witness_free(w);
+    } else if (strcmp(c, "witness-overflow-realloc") == 0) {
+        char *w = nalloc_witness_alloc(100);
+        memset(launder(w), 7, 101);
+        w = realloc(w, 104);
+        nalloc_witness_free(w);
+    } else if (strcmp(c, "witness-overflow-free") == 0) {
+        /* A large secret whose end is not 16-byte aligned: the bytes up to
+         * the guard page are canary bytes. */
+        char *w = nalloc_witness_alloc(200001);
+        memset(launder(w), 7, 200002);
+        free(w);
     } else if (strcmp(c, "witness-free-plain") == 0) {
         nalloc_witness_free(launder(malloc(10)));
     } else if (strcmp(c, "free-witness-then-malloc") == 0) {

@@ -182,6 +182,11 @@ pub fn run(mut cmd: Command, dir: &Path, limit: Duration) -> Output {
 /// A command with nalloc preloaded (or not) and `NALLOC_STATS` set (or not).
 pub fn command(program: impl AsRef<OsStr>, preload: bool) -> Command {
     let mut cmd = Command::new(program);
+    // Cargo's LD_LIBRARY_PATH lists target/debug before target/debug/deps,
+    // and it beats the programs' RUNPATH: a stale libnalloc.so left in
+    // target/debug by an earlier `cargo build` would be tested instead of
+    // the one this test run built.
+    cmd.env("LD_LIBRARY_PATH", lib_dir());
     cmd.env_remove("LD_PRELOAD").env_remove("NALLOC_STATS");
     if preload {
         cmd.env("LD_PRELOAD", lib_path()).env("NALLOC_STATS", "1");
