@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 FILES=(src/arenas/witness.rs src/arenas/secret.rs src/front/route.rs src/front/raw.rs src/os/linux.rs)
 # The tests that speak for those files (the rest of the suite adds time, not kills).
-TESTS=(--lib --test=witness --test=routes --test=misuse --test=wipe_evidence --test=raw --test=global_alloc)
+TESTS=(--lib --test=witness --test=witness_fences --test=routes --test=misuse --test=wipe_evidence --test=raw --test=global_alloc)
 OUT=target/mutants
 ACCEPTED=docs/mutants-accepted.txt
 
