@@ -194,7 +194,7 @@ fn alignment_of_spans() {
     ] {
         let b = Live::new(&a, layout(size, align), align as u64);
         assert!(!segment::contains(b.p));
-        assert_eq!(b.p.addr() % crate::os::OS_PAGE, 0);
+        assert_eq!(b.p.addr() % crate::os::page(), 0);
     }
     a.trim();
 }

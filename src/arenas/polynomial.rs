@@ -13,7 +13,7 @@ use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use crate::base::sync::SpinLock;
-use crate::os::{self, HUGE_PAGE, OS_PAGE};
+use crate::os;
 use crate::small;
 
 /// Live huge-page-eligible spans remembered for reporting.
@@ -40,10 +40,10 @@ impl Default for PolynomialArena {
 
 /// Alignment given to a polynomial block of `size` bytes.
 pub(crate) fn fft_align(size: usize, align: usize) -> usize {
-    let natural = if size >= HUGE_PAGE {
-        HUGE_PAGE
-    } else if size >= OS_PAGE {
-        OS_PAGE
+    let natural = if size >= os::huge_page() {
+        os::huge_page()
+    } else if size >= os::page() {
+        os::page()
     } else {
         64
     };
@@ -114,7 +114,7 @@ impl PolynomialArena {
         if !p.is_null() {
             let v = self.used.fetch_add(layout.size(), Relaxed) + layout.size();
             self.peak.fetch_max(v, Relaxed);
-            if size >= HUGE_PAGE {
+            if size >= os::huge_page() {
                 let mut t = self.tracked.lock();
                 if t.1 < TRACKED {
                     let i = t.1;
@@ -131,7 +131,7 @@ impl PolynomialArena {
 
     unsafe fn dealloc_aligned(&self, p: *mut u8, size: usize, align: usize) {
         let align = fft_align(size, align);
-        if size >= HUGE_PAGE {
+        if size >= os::huge_page() {
             let mut t = self.tracked.lock();
             let n = t.1;
             if let Some(i) = t.0[..n].iter().position(|e| e.addr == p.addr()) {

@@ -78,7 +78,7 @@ use crate::base::config::{self, WitnessLock};
 use crate::base::key::Key;
 use crate::base::sync::SpinLock;
 use crate::mem::region::Region;
-use crate::os::{self, OS_PAGE};
+use crate::os;
 use crate::small::heap;
 use crate::small::page::Block;
 use crate::small::size_class::{self, CLASS_SIZE, NUM_CLASSES};
@@ -88,10 +88,12 @@ pub(crate) const SLOT: usize = crate::policy::WITNESS_SLOT;
 /// Slots in the region (64 GiB of address space on 64-bit targets; 8 MiB
 /// under Miri, where "reserving" allocates).
 const SLOTS: usize = crate::policy::WITNESS_SLOTS;
-/// The page: the unit of commit, guards and gaps.
-const PAGE: usize = if OS_PAGE > 4096 { OS_PAGE } else { 4096 };
-/// Inaccessible bytes before and after every chunk.
-const GUARD: usize = PAGE;
+/// The page: the unit of commit, guards and gaps (and inaccessible bytes
+/// before and after every chunk).
+#[inline(always)]
+fn page() -> usize {
+    os::page()
+}
 /// Bytes of canary after a small block's requested bytes.
 pub(crate) const CANARY: usize = 8;
 
@@ -366,12 +368,12 @@ impl ChunkHeader {
             unsafe { ((*h).base, (*h).slots, (*h).len, (*h).block, (*h).block_len) };
         let at = base.addr();
         invariant!(
-            contains(base) && (at - REGION.base_addr()) % SLOT == GUARD && ptr::eq(header_of(base), h),
+            contains(base) && (at - REGION.base_addr()) % SLOT == page() && ptr::eq(header_of(base), h),
             "witness chunk: not at a slot of the region",
             at
         );
         invariant!(
-            (1..=SLOTS).contains(&slots) && len == slots * SLOT - 2 * GUARD,
+            (1..=SLOTS).contains(&slots) && len == slots * SLOT - 2 * page(),
             "witness chunk: length differs from its slots",
             at
         );
@@ -410,7 +412,7 @@ impl Inner {
                 ((*self.small).base.addr(), (*self.small).len)
             };
             invariant!(
-                self.bump + PAGE >= base && self.bump <= base + len,
+                self.bump + page() >= base && self.bump <= base + len,
                 "witness arena: bump outside the newest chunk",
                 at
             );
@@ -446,9 +448,9 @@ fn new_chunk(slots: usize, prot: &mut Protection) -> *mut ChunkHeader {
     if slot.is_null() {
         return ptr::null_mut();
     }
-    let len = slots * SLOT - 2 * GUARD;
+    let len = slots * SLOT - 2 * page();
     // SAFETY: inside the claimed slots.
-    let base = unsafe { slot.add(GUARD) };
+    let base = unsafe { slot.add(page()) };
     // The advice applies to the reserved (inaccessible) range as a whole;
     // runs committed in it later keep it.
     // SAFETY: page aligned, inside our reservation, claimed by us alone.
@@ -505,7 +507,7 @@ unsafe fn drop_chunk(h: *mut ChunkHeader, wipe: bool) {
         os::unlock(base, len);
         os::decommit(base, len);
         (*h).base = ptr::null_mut();
-        REGION.release(base.sub(GUARD), slots);
+        REGION.release(base.sub(page()), slots);
     }
 }
 
@@ -598,15 +600,15 @@ unsafe fn make_guard(h: *mut ChunkHeader, p: usize, len: usize) -> usize {
 /// `grown`-th run since the last wipe: [`RUN_BLOCKS`] blocks within
 /// [`RUN_MIN`]..[`RUN_MAX`], doubling per run up to
 /// [`RUN_GROWN_MAX`](crate::policy::WITNESS_RUN_GROWN_MAX); rounded to a
-/// whole number of both pages and blocks where that is at most 64 pages (so
+/// whole number of both pages and blocks where that fits a chunk twice (so
 /// the last block ends at the run's end, against the guard), else to pages.
 fn run_len(bs: usize, grown: u8) -> usize {
     let first = (bs * RUN_BLOCKS).clamp(RUN_MIN, RUN_MAX);
     let target = (first << grown.min(8))
         .min(crate::policy::WITNESS_RUN_GROWN_MAX.max(first))
         .max(bs);
-    let lcm = bs / gcd(bs, PAGE) * PAGE;
-    let unit = if lcm <= 64 * PAGE { lcm } else { PAGE };
+    let lcm = bs / gcd(bs, page()) * page();
+    let unit = if lcm <= (SLOT - 2 * page()) / 2 { lcm } else { page() };
     target.div_ceil(unit) * unit
 }
 
@@ -998,9 +1000,9 @@ impl WitnessArena {
         let bs = CLASS_SIZE[class] as usize;
         // Power-of-two classes need their own alignment (as in pages); the
         // rest need 16, which every run start has.
-        let align = if bs.is_power_of_two() { bs.max(PAGE) } else { PAGE };
+        let align = if bs.is_power_of_two() { bs.max(page()) } else { page() };
         let len = run_len(bs, g.grown[class]);
-        let start_after = |bump: usize| (bump + PAGE).next_multiple_of(align);
+        let start_after = |bump: usize| (bump + page()).next_multiple_of(align);
         let fits = |g: &Inner, start: usize| {
             // SAFETY: a non-null `small` is a live chunk of ours; the
             // caller holds the lock.
@@ -1021,7 +1023,7 @@ impl WitnessArena {
         let (base, end) = unsafe { ((*h).base, (*h).base.addr() + (*h).len) };
         // A reused chunk may still have pages committed where the new layout
         // puts the gaps: make them guards again.
-        let after = (start + len + PAGE).min(end);
+        let after = (start + len + page()).min(end);
         // SAFETY: both ranges lie in our chunk, outside every run still in
         // use (runs are laid out in address order from the chunk's start).
         let freed = unsafe {
@@ -1230,7 +1232,7 @@ impl WitnessArena {
             (*h).next = g.small;
             (*h).block_len = 0;
             g.small = h;
-            g.bump = (*h).base.addr() - PAGE;
+            g.bump = (*h).base.addr() - page();
         }
         true
     }
@@ -1267,11 +1269,11 @@ impl WitnessArena {
         if align > SLOT {
             return ptr::null_mut();
         }
-        let Some(block_len) = size.max(1).checked_next_multiple_of(PAGE) else {
+        let Some(block_len) = size.max(1).checked_next_multiple_of(page()) else {
             return ptr::null_mut();
         };
         // block + alignment slack + two guards, in slots.
-        let Some(need) = block_len.checked_add(align + 2 * GUARD) else {
+        let Some(need) = block_len.checked_add(align + 2 * page()) else {
             return ptr::null_mut();
         };
         let slots = need.div_ceil(SLOT);
@@ -1291,7 +1293,7 @@ impl WitnessArena {
             let base = (*h).base;
             let end = base.addr() + (*h).len;
             let start = (end - size.max(1)) & !(align.max(16) - 1);
-            let from = start & !(PAGE - 1);
+            let from = start & !(page() - 1);
             let mut locked = false;
             if !commit_range(h, base.with_addr(from), end - from, &mut locked) {
                 drop_chunk(h, false);
@@ -1427,7 +1429,7 @@ impl WitnessArena {
                 let h = *link;
                 if (*h).block == p {
                     let end = p.addr() + (*h).block_len;
-                    let head = p.addr() % PAGE;
+                    let head = p.addr() % page();
                     if !canary_intact(p.sub(head), head) || !canary_intact(p.add(size), end - p.addr() - size) {
                         overflowed(p, size);
                     }
@@ -1523,7 +1525,7 @@ impl WitnessArena {
             g.small = oldest;
             if !oldest.is_null() {
                 (*oldest).next = ptr::null_mut();
-                g.bump = (*oldest).base.addr() - PAGE;
+                g.bump = (*oldest).base.addr() - page();
             }
         }
         g.used = 0;

@@ -31,7 +31,7 @@ use crate::base::check::invariant;
 use crate::base::config;
 use crate::base::stats;
 use crate::base::sync::SpinLock;
-use crate::os::{self, OS_PAGE};
+use crate::os;
 
 /// Most free ranges the pool holds (see docs/design/spans-and-warm-pool.md).
 pub(crate) const SLOTS: usize = crate::policy::POOL_SLOTS;
@@ -96,7 +96,7 @@ impl Pool {
         for (i, r) in live.iter().enumerate() {
             let a = r.ptr.addr();
             invariant!(
-                a != 0 && r.len != 0 && a % OS_PAGE == 0 && r.len % OS_PAGE == 0,
+                a != 0 && r.len != 0 && a % os::page() == 0 && r.len % os::page() == 0,
                 "pool: a range is empty or not whole pages",
                 a
             );
@@ -133,7 +133,7 @@ impl Pool {
     /// where a mapping can be cut — its last `want` bytes (rounded to pages).
     fn evict_oldest(&mut self, want: usize) -> Range {
         let r = self.ranges[0];
-        let cut = want.checked_next_multiple_of(OS_PAGE).unwrap_or(usize::MAX);
+        let cut = want.checked_next_multiple_of(os::page()).unwrap_or(usize::MAX);
         if can_cut() && cut < r.len {
             self.ranges[0].len -= cut;
             self.bytes -= cut;
@@ -445,7 +445,7 @@ mod tests {
         }
         let mut pool = empty();
         // A page-aligned range that is not 2 MiB aligned at its start.
-        put(&mut pool, at(BASE + OS_PAGE, 12 * MIB));
+        put(&mut pool, at(BASE + os::page(), 12 * MIB));
         put(&mut pool, at(BASE + 64 * MIB, 40 * MIB));
         let (p, spill) = pool.cut(4 * MIB, 2 * MIB).unwrap();
         assert_eq!(spill, None);
@@ -454,8 +454,8 @@ mod tests {
         assert_eq!(
             ranges(&pool),
             vec![
-                at(BASE + OS_PAGE, 2 * MIB - OS_PAGE),
-                at(BASE + 6 * MIB, 6 * MIB + OS_PAGE),
+                at(BASE + os::page(), 2 * MIB - os::page()),
+                at(BASE + 6 * MIB, 6 * MIB + os::page()),
                 at(BASE + 64 * MIB, 40 * MIB)
             ]
         );
@@ -464,10 +464,10 @@ mod tests {
         put(&mut pool, at(p.addr(), 4 * MIB));
         assert_eq!(
             ranges(&pool),
-            vec![at(BASE + OS_PAGE, 12 * MIB), at(BASE + 64 * MIB, 40 * MIB)]
+            vec![at(BASE + os::page(), 12 * MIB), at(BASE + 64 * MIB, 40 * MIB)]
         );
         // Nothing holds 48 MiB.
-        assert!(pool.cut(48 * MIB, OS_PAGE).is_none());
+        assert!(pool.cut(48 * MIB, os::page()).is_none());
     }
 
     #[test]
@@ -480,7 +480,7 @@ mod tests {
         assert!(!pool.cut_at(ptr::without_provenance_mut(BASE + 8 * MIB), 9 * MIB));
         assert!(pool.cut_at(ptr::without_provenance_mut(BASE + 8 * MIB), 2 * MIB));
         assert_eq!(ranges(&pool), vec![at(BASE + 10 * MIB, 6 * MIB)]);
-        assert!(!pool.cut_at(ptr::without_provenance_mut(BASE + 8 * MIB), OS_PAGE));
+        assert!(!pool.cut_at(ptr::without_provenance_mut(BASE + 8 * MIB), os::page()));
         assert!(pool.cut_at(ptr::without_provenance_mut(BASE + 10 * MIB), 6 * MIB));
         assert_eq!(pool.len, 0);
         assert_eq!(pool.bytes, 0);
@@ -521,12 +521,12 @@ mod tests {
         let mut pool = empty();
         put(&mut pool, at(BASE + 100 * MIB, 3 * MIB));
         put(&mut pool, at(BASE + 200 * MIB, 6 * MIB));
-        put(&mut pool, at(BASE + 300 * MIB + OS_PAGE, 7 * MIB));
+        put(&mut pool, at(BASE + 300 * MIB + os::page(), 7 * MIB));
         assert_eq!(pool.growable(10 * MIB, 2 * MIB), Some(at(BASE + 200 * MIB, 6 * MIB)));
         assert_eq!(pool.growable(10 * MIB, 2 * MIB), None);
         assert_eq!(
-            pool.growable(8 * MIB, OS_PAGE),
-            Some(at(BASE + 300 * MIB + OS_PAGE, 7 * MIB))
+            pool.growable(8 * MIB, os::page()),
+            Some(at(BASE + 300 * MIB + os::page(), 7 * MIB))
         );
     }
 }

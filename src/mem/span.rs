@@ -44,7 +44,7 @@ use crate::base::check::invariant;
 use crate::base::config::{self, HugePages};
 use crate::base::stats;
 use crate::mem::pool;
-use crate::os::{self, HugeAdvice, HUGE_PAGE, OS_PAGE};
+use crate::os::{self, HugeAdvice};
 
 use crate::policy::{AUTO_HUGE_MIN, ZERO_BY_PURGE_MIN, ZERO_SAMPLE_MIN, ZERO_SPARSE_DIVISOR};
 
@@ -54,14 +54,14 @@ use crate::policy::{AUTO_HUGE_MIN, ZERO_BY_PURGE_MIN, ZERO_SAMPLE_MIN, ZERO_SPAR
 pub(crate) fn span_len(size: usize, align: usize) -> Option<usize> {
     let s = size.max(1);
     let mut len = if s <= 64 << 10 {
-        round_up(s, OS_PAGE)?
+        round_up(s, os::page())?
     } else {
         let b = usize::BITS - 1 - (s - 1).leading_zeros();
         let step = 1usize << (b - 2);
-        round_up(round_up(s, step)?, OS_PAGE)?
+        round_up(round_up(s, step)?, os::page())?
     };
-    if len >= HUGE_PAGE {
-        len = round_up(len, HUGE_PAGE)?;
+    if len >= os::huge_page() {
+        len = round_up(len, os::huge_page())?;
     }
     if len > isize::MAX as usize - align {
         return None;
@@ -72,7 +72,7 @@ pub(crate) fn span_len(size: usize, align: usize) -> Option<usize> {
 /// Alignment a span of `len` bytes is placed at.
 #[inline]
 pub(crate) fn span_align(len: usize, align: usize) -> usize {
-    let natural = if len >= HUGE_PAGE { HUGE_PAGE } else { OS_PAGE };
+    let natural = if len >= os::huge_page() { os::huge_page() } else { os::page() };
     natural.max(align)
 }
 
@@ -88,9 +88,9 @@ pub(crate) fn pool_bytes() -> usize {
 
 fn advice_for(len: usize) -> Option<HugeAdvice> {
     match config::huge_pages() {
-        HugePages::On | HugePages::Explicit if len >= HUGE_PAGE => Some(HugeAdvice::Huge),
+        HugePages::On | HugePages::Explicit if len >= os::huge_page() => Some(HugeAdvice::Huge),
         HugePages::Auto if len >= AUTO_HUGE_MIN => Some(HugeAdvice::Huge),
-        HugePages::Off if len >= HUGE_PAGE => Some(HugeAdvice::NoHuge),
+        HugePages::Off if len >= os::huge_page() => Some(HugeAdvice::NoHuge),
         _ => None,
     }
 }
@@ -118,7 +118,7 @@ pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
         p
     } else {
         make_room(len);
-        let explicit = config::huge_pages() == HugePages::Explicit && len >= HUGE_PAGE && align <= HUGE_PAGE;
+        let explicit = config::huge_pages() == HugePages::Explicit && len >= os::huge_page() && align <= os::huge_page();
         // An explicit huge-page mapping is born backed; the fallback gets the
         // transparent huge page advice.
         let p = if explicit {
@@ -266,7 +266,7 @@ pub(crate) unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
     // anything else is not a span of ours, and pooling it would hand out
     // memory we do not own.
     invariant!(
-        len != 0 && p.addr() % OS_PAGE.max(align) == 0,
+        len != 0 && p.addr() % os::page().max(align) == 0,
         "span: freed block is not a span (bad address or layout)",
         p.addr()
     );
@@ -359,7 +359,7 @@ mod tests {
     #[test]
     fn span_lengths_round_to_classes_and_huge_pages() {
         // A class of 80 KiB, then the OS granule (64 KiB on Windows).
-        assert_eq!(span_len(65 << 10, 16), Some((80_usize << 10).next_multiple_of(OS_PAGE)));
+        assert_eq!(span_len(65 << 10, 16), Some((80_usize << 10).next_multiple_of(os::page())));
         assert_eq!(span_len(1 << 20, 16), Some(1 << 20));
         assert_eq!(span_len((1 << 20) + 1, 16), Some(1280 << 10));
         assert_eq!(span_len(3 << 20, 16), Some(4 << 20));
@@ -367,8 +367,8 @@ mod tests {
         assert_eq!(span_len(usize::MAX - 10, 16), None);
         for size in (64 << 10..64 << 20).step_by(77_777) {
             let l = span_len(size, 16).unwrap();
-            assert!(l >= size && l % OS_PAGE == 0);
-            assert!(l as f64 <= size as f64 * 1.25 + HUGE_PAGE as f64);
+            assert!(l >= size && l % os::page() == 0);
+            assert!(l as f64 <= size as f64 * 1.25 + os::huge_page() as f64);
         }
     }
 }

@@ -5,20 +5,24 @@ use core::ffi::c_void;
 use rustix::io::Errno;
 use rustix::mm::{self, Advice, MapFlags, MremapFlags};
 
-pub(super) const OS_PAGE: usize = 4096;
+/// The kernel's page size (from the auxiliary vector: no system call, no
+/// allocation).
+pub(super) fn page_size() -> usize {
+    rustix::param::page_size()
+}
 
 pub(super) fn map(len: usize, align: usize) -> *mut u8 {
-    posix::map_rw(len, align, OS_PAGE, MapFlags::empty())
+    posix::map_rw(len, align, super::page(), MapFlags::empty())
 }
 
 pub(super) fn map_explicit_huge(len: usize) -> *mut u8 {
-    // The kernel aligns MAP_HUGETLB mappings to the huge page size itself.
-    let flags = MapFlags::HUGETLB | MapFlags::HUGE_2MB;
-    posix::map_rw(len, OS_PAGE, OS_PAGE, flags)
+    // The kernel aligns MAP_HUGETLB mappings to the huge page size itself;
+    // with no size flag it uses its default huge page (the PMD size).
+    posix::map_rw(len, super::page(), super::page(), MapFlags::HUGETLB)
 }
 
 pub(super) fn reserve(len: usize, align: usize) -> *mut u8 {
-    posix::reserve(len, align, OS_PAGE)
+    posix::reserve(len, align, super::page())
 }
 
 pub(super) unsafe fn decommit(ptr: *mut u8, len: usize) {
@@ -44,7 +48,7 @@ pub(super) unsafe fn resident_sample(ptr: *mut u8, len: usize) -> Option<(usize,
     // 32 windows of 8 pages, spread evenly: a few µs, no allocation.
     const WINDOWS: usize = 32;
     const PAGES: usize = 8;
-    let pages = len / OS_PAGE;
+    let pages = len / super::page();
     if pages == 0 {
         return None;
     }
@@ -58,7 +62,7 @@ pub(super) unsafe fn resident_sample(ptr: *mut u8, len: usize) -> Option<(usize,
         // so it leaves errno alone.
         // SAFETY: the window is page aligned inside our mapping (caller
         // contract) and `vec` has room for its `n` entries.
-        if unsafe { mincore(ptr.add(first * OS_PAGE).cast(), n * OS_PAGE, vec.as_mut_ptr()) } != 0 {
+        if unsafe { mincore(ptr.add(first * super::page()).cast(), n * super::page(), vec.as_mut_ptr()) } != 0 {
             return None;
         }
         resident += vec[..n].iter().filter(|&&b| b & 1 != 0).count();
@@ -94,7 +98,7 @@ pub(super) unsafe fn remap(ptr: *mut u8, old_len: usize, new_len: usize, align: 
             return p.cast::<u8>();
         }
     }
-    if align <= OS_PAGE {
+    if align <= super::page() {
         // SAFETY: as above; MAYMOVE moves the page tables, not the bytes.
         return match unsafe { mm::mremap(ptr.cast::<c_void>(), old_len, new_len, MremapFlags::MAYMOVE) } {
             Ok(p) => p.cast::<u8>(),
@@ -103,7 +107,7 @@ pub(super) unsafe fn remap(ptr: *mut u8, old_len: usize, new_len: usize, align: 
     }
     // Keep the alignment (2 MiB for huge-page spans): reserve an aligned
     // hole and move the pages into it.
-    let hole = posix::reserve(new_len, align, OS_PAGE);
+    let hole = posix::reserve(new_len, align, super::page());
     if hole.is_null() {
         return core::ptr::null_mut();
     }

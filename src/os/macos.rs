@@ -5,11 +5,13 @@ use super::{posix, HugeAdvice, OsError, SecretFlags};
 use core::ffi::c_void;
 use rustix::mm::{self, Advice, MapFlags};
 
-/// 16 KiB covers Apple silicon; on x86-64 Macs it is four real pages.
-pub(super) const OS_PAGE: usize = 16384;
+/// The kernel's page size: 16 KiB on Apple silicon, 4 KiB on x86-64.
+pub(super) fn page_size() -> usize {
+    rustix::param::page_size()
+}
 
 pub(super) fn map(len: usize, align: usize) -> *mut u8 {
-    posix::map_rw(len, align, OS_PAGE, MapFlags::empty())
+    posix::map_rw(len, align, super::page(), MapFlags::empty())
 }
 
 pub(super) fn map_explicit_huge(_len: usize) -> *mut u8 {
@@ -17,7 +19,7 @@ pub(super) fn map_explicit_huge(_len: usize) -> *mut u8 {
 }
 
 pub(super) fn reserve(len: usize, align: usize) -> *mut u8 {
-    posix::reserve(len, align, OS_PAGE)
+    posix::reserve(len, align, super::page())
 }
 
 pub(super) unsafe fn decommit(ptr: *mut u8, len: usize) {

@@ -5,7 +5,9 @@
 use super::{HugeAdvice, OsError, SecretFlags};
 use std::alloc::{GlobalAlloc, Layout, System};
 
-pub(super) const OS_PAGE: usize = 4096;
+pub(super) fn page_size() -> usize {
+    4096
+}
 
 /// Every "mapping" uses this alignment (or more), so that `unmap`, which is
 /// not told the alignment, can rebuild the layout Miri checks.

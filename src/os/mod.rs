@@ -17,7 +17,7 @@
 //! A test-only switch (`fault-injection` feature) makes the Nth mapping fail
 //! so that the layers above can be checked for clean failure handling.
 
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering, Ordering::Relaxed};
 
 #[cfg(all(unix, not(miri)))]
 mod posix;
@@ -42,14 +42,86 @@ mod miri;
 #[cfg(miri)]
 use miri as platform;
 
-/// The granule of every mapping nalloc asks the OS for. Larger than the 4 KiB
-/// page of x86-64 so that the same code is right on 16 KiB-page systems
-/// (Apple silicon) as well.
-pub(crate) const OS_PAGE: usize = platform::OS_PAGE;
+/// The largest page size supported (64 KiB: Linux on Arm servers with
+/// RHEL's or Oracle's kernels). Structures sized at compile time by the page
+/// use this bound; [`page`] is checked against it at start-up.
+pub(crate) const PAGE_MAX: usize = 64 << 10;
+/// The smallest page size supported (4 KiB).
+pub(crate) const PAGE_MIN: usize = 4096;
 
-/// The size of a transparent/explicit huge page on the platforms that have
-/// them (x86-64 and aarch64 with 4 KiB base pages).
-pub(crate) const HUGE_PAGE: usize = 2 << 20;
+/// The page size in force (0 until first read).
+static PAGE: AtomicUsize = AtomicUsize::new(0);
+
+/// The granule of every mapping, protection and decommit nalloc asks the OS
+/// for: the OS's page size (4 KiB on x86-64, 16 KiB on Apple silicon, 4, 16
+/// or 64 KiB on aarch64 Linux; Windows' 64 KiB allocation granularity),
+/// read once without allocating. Test builds with `--cfg
+/// nalloc_sim_page="16384"` (or `"65536"`) use at least that size over the
+/// real OS, so that arithmetic that assumes 4 KiB fails their tests (see
+/// `.ci/page-sizes.sh`).
+#[inline]
+pub(crate) fn page() -> usize {
+    let p = PAGE.load(Relaxed);
+    if p != 0 {
+        p
+    } else {
+        init_page()
+    }
+}
+
+#[cold]
+fn init_page() -> usize {
+    let p = simulated_page(platform::page_size());
+    if !p.is_power_of_two() || !(PAGE_MIN..=PAGE_MAX).contains(&p) {
+        write_stderr(b"nalloc: unsupported page size (expected a power of two from 4 KiB to 64 KiB)\n");
+        std::process::abort();
+    }
+    PAGE.store(p, Relaxed);
+    p
+}
+
+#[cfg(nalloc_sim_page = "16384")]
+fn simulated_page(real: usize) -> usize {
+    real.max(16 << 10)
+}
+
+#[cfg(nalloc_sim_page = "65536")]
+fn simulated_page(real: usize) -> usize {
+    real.max(64 << 10)
+}
+
+#[cfg(not(any(nalloc_sim_page = "16384", nalloc_sim_page = "65536")))]
+fn simulated_page(real: usize) -> usize {
+    real
+}
+
+/// The size of a transparent/explicit huge page: what one page-table page
+/// of 8-byte entries maps (a PMD entry), 2 MiB with 4 KiB pages, 32 MiB
+/// with 16 KiB, 512 MiB with 64 KiB.
+#[inline]
+pub(crate) fn huge_page() -> usize {
+    let p = page();
+    p * (p / 8)
+}
+
+/// In debug builds, stops the process if `ptr` or `len` is not a multiple
+/// of the page: every call below that the OS would refuse, or round, on a
+/// larger page than the caller assumed.
+#[inline(always)]
+fn assert_paged(what: &str, ptr: *const u8, len: usize) {
+    if cfg!(debug_assertions) && (ptr.addr() % page() != 0 || len % page() != 0) {
+        misaligned(what);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn misaligned(what: &str) -> ! {
+    write_stderr(b"nalloc: invariant broken: os: range not page aligned in ");
+    write_stderr(what.as_bytes());
+    write_stderr(b"\n");
+    std::process::abort()
+}
 
 /// True where part of a mapping can be released ([`unmap`] of a sub-range);
 /// Windows releases only whole reservations.
@@ -146,16 +218,17 @@ fn injected_failure() -> bool {
     }
 }
 
-/// Maps `len` bytes (a multiple of [`OS_PAGE`]) of fresh zeroed read-write
+/// Maps `len` bytes (a multiple of [`page`]) of fresh zeroed read-write
 /// memory aligned to `align` (a power of two). Null on failure.
 pub(crate) fn map(len: usize, align: usize) -> *mut u8 {
     if injected_failure() {
         return core::ptr::null_mut();
     }
-    platform::map(len, align.max(OS_PAGE))
+    assert_paged("map", core::ptr::null(), len);
+    platform::map(len, align.max(page()))
 }
 
-/// Maps `len` bytes (a multiple of [`HUGE_PAGE`]) backed by explicit huge
+/// Maps `len` bytes (a multiple of [`huge_page`]) backed by explicit huge
 /// pages from the kernel's reserved pool, 2 MiB aligned. Null when the
 /// platform has none or the pool is empty (the caller falls back to [`map`]).
 pub(crate) fn map_explicit_huge(len: usize) -> *mut u8 {
@@ -183,7 +256,8 @@ pub(crate) fn reserve(len: usize, align: usize) -> *mut u8 {
     if injected_failure() {
         return core::ptr::null_mut();
     }
-    platform::reserve(len, align.max(OS_PAGE))
+    assert_paged("reserve", core::ptr::null(), len);
+    platform::reserve(len, align.max(page()))
 }
 
 /// Makes part of a reservation readable and writable (zero-filled).
@@ -195,6 +269,7 @@ pub(crate) unsafe fn commit(ptr: *mut u8, len: usize) -> Result<(), OsError> {
     if injected_failure() {
         return Err(OsError(12));
     }
+    assert_paged("commit", ptr, len);
     // SAFETY: forwarded caller contract.
     unsafe { platform::commit(ptr, len) }
 }
@@ -209,6 +284,7 @@ pub(crate) unsafe fn decommit(ptr: *mut u8, len: usize) {
     if fault::keeps_decommitted() {
         return;
     }
+    assert_paged("decommit", ptr, len);
     // SAFETY: forwarded caller contract.
     unsafe { platform::decommit(ptr, len) }
 }
@@ -220,6 +296,7 @@ pub(crate) unsafe fn decommit(ptr: *mut u8, len: usize) {
 /// The range must be page aligned, inside one of our mappings, and hold no
 /// live data.
 pub(crate) unsafe fn purge(ptr: *mut u8, len: usize) -> bool {
+    assert_paged("purge", ptr, len);
     // SAFETY: forwarded caller contract.
     unsafe { platform::purge(ptr, len) }
 }
@@ -258,7 +335,7 @@ pub(crate) unsafe fn remap(ptr: *mut u8, old_len: usize, new_len: usize, align: 
         return core::ptr::null_mut();
     }
     // SAFETY: forwarded caller contract.
-    unsafe { platform::remap(ptr, old_len, new_len, align.max(OS_PAGE)) }
+    unsafe { platform::remap(ptr, old_len, new_len, align.max(page())) }
 }
 
 /// Locks a range into RAM (no swapping).
@@ -266,6 +343,7 @@ pub(crate) unsafe fn remap(ptr: *mut u8, old_len: usize, new_len: usize, align: 
 /// # Safety
 /// The range must be committed memory of ours.
 pub(crate) unsafe fn lock(ptr: *mut u8, len: usize) -> Result<(), OsError> {
+    assert_paged("lock", ptr, len);
     // SAFETY: forwarded caller contract.
     unsafe { platform::lock(ptr, len) }
 }
@@ -285,6 +363,7 @@ pub(crate) unsafe fn unlock(ptr: *mut u8, len: usize) {
 /// # Safety
 /// The range must be page aligned committed memory of ours.
 pub(crate) unsafe fn protect_secret(ptr: *mut u8, len: usize) -> Result<SecretFlags, OsError> {
+    assert_paged("protect_secret", ptr, len);
     // SAFETY: forwarded caller contract.
     unsafe { platform::protect_secret(ptr, len) }
 }

@@ -12,8 +12,19 @@ use windows_sys::Win32::System::Memory::{
     PAGE_NOACCESS, PAGE_READWRITE,
 };
 
-/// Windows hands out address space in 64 KiB granules.
-pub(super) const OS_PAGE: usize = 65536;
+/// Windows hands out address space in granules of 64 KiB (the allocation
+/// granularity, above the 4 KiB page): the unit nalloc works in here.
+pub(super) fn page_size() -> usize {
+    use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
+    // SAFETY: GetSystemInfo fills the structure it is given; all-zero is a
+    // valid SYSTEM_INFO to start from.
+    let info = unsafe {
+        let mut info: SYSTEM_INFO = core::mem::zeroed();
+        GetSystemInfo(&mut info);
+        info
+    };
+    (info.dwAllocationGranularity as usize).max(info.dwPageSize as usize)
+}
 
 fn last_error() -> OsError {
     // SAFETY: GetLastError has no preconditions.

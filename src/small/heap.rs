@@ -1317,7 +1317,7 @@ impl Registry {
         }
         let size = core::mem::size_of::<HeapSlot>();
         if (self.slab_end as usize) - (self.slab as usize) < size {
-            let m = os::map(SLAB, os::OS_PAGE);
+            let m = os::map(SLAB, os::page());
             if m.is_null() {
                 return ptr::null_mut();
             }

@@ -400,11 +400,11 @@ impl Page {
             while top > 0 && bits[(top - 1) / 64] & (1 << ((top - 1) % 64)) != 0 {
                 top -= 1;
             }
-            let cut = (area.addr() + top * bs).next_multiple_of(crate::os::OS_PAGE) - area.addr();
+            let cut = (area.addr() + top * bs).next_multiple_of(crate::os::page()) - area.addr();
             let keep = cut.div_ceil(bs);
             let written_end = ((*this).written as usize)
                 .saturating_sub(area.addr() & (SEGMENT_SIZE - 1))
-                .next_multiple_of(crate::os::OS_PAGE)
+                .next_multiple_of(crate::os::page())
                 .min(len);
             if keep >= handed || written_end < cut + TRIM_MIN {
                 return 0;
