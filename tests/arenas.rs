@@ -10,15 +10,17 @@ static ALLOC: NAlloc = NAlloc::new();
 #[test]
 fn polynomial_blocks_are_simd_page_and_huge_page_aligned() {
     let poly = ALLOC.polynomial();
-    for n in [8usize, 100, 4096, 10_000, 1 << 20, 3 << 20, 40 << 20] {
+    let (page, huge) = (ALLOC.page_size(), ALLOC.huge_page_size());
+    assert!(page.is_power_of_two() && (4096..=65536).contains(&page), "{page}");
+    for n in [8usize, 100, 4096, 10_000, 1 << 20, 3 << 20, 40 << 20, huge] {
         let p = poly.alloc_fft_friendly(n);
         assert!(!p.is_null());
         assert_eq!(p as usize % 64, 0, "{n}");
-        if n >= 4096 {
-            assert_eq!(p as usize % 4096, 0, "{n}");
+        if n >= page {
+            assert_eq!(p as usize % page, 0, "{n}");
         }
-        if n >= 2 << 20 {
-            assert_eq!(p as usize % (2 << 20), 0, "{n}");
+        if n >= huge {
+            assert_eq!(p as usize % huge, 0, "{n}");
         }
         // SAFETY: `n` live bytes.
         unsafe { p.write_bytes(1, n) };
@@ -64,7 +66,11 @@ fn huge_pages_are_reported_as_really_backed() {
     unsafe { p.write_bytes(7, n) };
     let backed = poly.huge_page_bytes().expect("Linux reports AnonHugePages");
     assert!(backed <= n);
-    if !thp.contains("[never]") {
+    if nalloc.huge_page_size() > n {
+        // A simulated 64 KiB page (test builds only) makes the huge page
+        // 512 MiB: this span is too small to be advised at all.
+        println!("skipped: huge page of {} bytes > the span", nalloc.huge_page_size());
+    } else if !thp.contains("[never]") {
         assert!(
             backed >= 2 << 20,
             "no huge page backs a touched 64 MiB span (THP: {thp})"

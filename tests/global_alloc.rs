@@ -129,10 +129,14 @@ fn simd_and_page_alignment_by_size() {
         assert!(!p.is_null(), "{size} bytes: allocation failed");
         assert_eq!(p as usize % 64, 0, "{size} bytes not 64-byte aligned");
         if size >= 1 << 20 {
-            assert_eq!(p as usize % 4096, 0, "{size} bytes not page aligned");
+            assert_eq!(p as usize % ALLOC.page_size(), 0, "{size} bytes not page aligned");
         }
-        if size >= 2 << 20 {
-            assert_eq!(p as usize % (2 << 20), 0, "{size} bytes not on a huge-page boundary");
+        if size >= ALLOC.huge_page_size() {
+            assert_eq!(
+                p as usize % ALLOC.huge_page_size(),
+                0,
+                "{size} bytes not on a huge-page boundary"
+            );
         }
         // SAFETY: live block.
         unsafe { ALLOC.dealloc(p, l) };

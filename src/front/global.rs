@@ -136,6 +136,20 @@ impl NAlloc {
         f()
     }
 
+    /// The page size nalloc works in: the OS's page (4 KiB on x86-64, 16 KiB
+    /// on Apple silicon, up to 64 KiB on aarch64 Linux; Windows' 64 KiB
+    /// allocation granularity). Guards, decommit and span rounding use it.
+    pub fn page_size(&self) -> usize {
+        crate::os::page()
+    }
+
+    /// The huge page size that large spans and polynomial vectors are
+    /// aligned to (the PMD size: 2 MiB with 4 KiB pages, 32 MiB with 16 KiB,
+    /// 512 MiB with 64 KiB).
+    pub fn huge_page_size(&self) -> usize {
+        crate::os::huge_page()
+    }
+
     /// Sets the huge-page policy for spans mapped from now on.
     pub fn set_huge_pages(&self, policy: HugePages) {
         config::set_huge_pages(policy);

@@ -72,7 +72,11 @@ pub(crate) fn span_len(size: usize, align: usize) -> Option<usize> {
 /// Alignment a span of `len` bytes is placed at.
 #[inline]
 pub(crate) fn span_align(len: usize, align: usize) -> usize {
-    let natural = if len >= os::huge_page() { os::huge_page() } else { os::page() };
+    let natural = if len >= os::huge_page() {
+        os::huge_page()
+    } else {
+        os::page()
+    };
     natural.max(align)
 }
 
@@ -118,7 +122,8 @@ pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
         p
     } else {
         make_room(len);
-        let explicit = config::huge_pages() == HugePages::Explicit && len >= os::huge_page() && align <= os::huge_page();
+        let explicit =
+            config::huge_pages() == HugePages::Explicit && len >= os::huge_page() && align <= os::huge_page();
         // An explicit huge-page mapping is born backed; the fallback gets the
         // transparent huge page advice.
         let p = if explicit {
@@ -359,11 +364,26 @@ mod tests {
     #[test]
     fn span_lengths_round_to_classes_and_huge_pages() {
         // A class of 80 KiB, then the OS granule (64 KiB on Windows).
-        assert_eq!(span_len(65 << 10, 16), Some((80_usize << 10).next_multiple_of(os::page())));
+        assert_eq!(
+            span_len(65 << 10, 16),
+            Some((80_usize << 10).next_multiple_of(os::page()))
+        );
         assert_eq!(span_len(1 << 20, 16), Some(1 << 20));
         assert_eq!(span_len((1 << 20) + 1, 16), Some(1280 << 10));
-        assert_eq!(span_len(3 << 20, 16), Some(4 << 20));
-        assert_eq!(span_len(33 << 20, 16), Some(40 << 20));
+        // Then whole huge pages, from one huge page on (2 MiB with 4 KiB
+        // pages, 32 MiB with 16 KiB, 512 MiB with 64 KiB).
+        let huge = |len: usize| {
+            if len >= os::huge_page() {
+                len.next_multiple_of(os::huge_page())
+            } else {
+                len
+            }
+        };
+        assert_eq!(span_len(3 << 20, 16), Some(huge(3 << 20)));
+        assert_eq!(span_len(33 << 20, 16), Some(huge(40 << 20)));
+        if os::page() == 4096 {
+            assert_eq!(span_len(3 << 20, 16), Some(4 << 20));
+        }
         assert_eq!(span_len(usize::MAX - 10, 16), None);
         for size in (64 << 10..64 << 20).step_by(77_777) {
             let l = span_len(size, 16).unwrap();

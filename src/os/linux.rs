@@ -12,17 +12,17 @@ pub(super) fn page_size() -> usize {
 }
 
 pub(super) fn map(len: usize, align: usize) -> *mut u8 {
-    posix::map_rw(len, align, super::page(), MapFlags::empty())
+    posix::map_rw(len, align, page_size(), MapFlags::empty())
 }
 
 pub(super) fn map_explicit_huge(len: usize) -> *mut u8 {
     // The kernel aligns MAP_HUGETLB mappings to the huge page size itself;
     // with no size flag it uses its default huge page (the PMD size).
-    posix::map_rw(len, super::page(), super::page(), MapFlags::HUGETLB)
+    posix::map_rw(len, page_size(), page_size(), MapFlags::HUGETLB)
 }
 
 pub(super) fn reserve(len: usize, align: usize) -> *mut u8 {
-    posix::reserve(len, align, super::page())
+    posix::reserve(len, align, page_size())
 }
 
 pub(super) unsafe fn decommit(ptr: *mut u8, len: usize) {
@@ -45,10 +45,11 @@ extern "C" {
 }
 
 pub(super) unsafe fn resident_sample(ptr: *mut u8, len: usize) -> Option<(usize, usize)> {
-    // 32 windows of 8 pages, spread evenly: a few µs, no allocation.
+    // 32 windows of 8 pages, spread evenly: a few µs, no allocation. The
+    // kernel's own pages: mincore writes one byte per real page.
     const WINDOWS: usize = 32;
     const PAGES: usize = 8;
-    let pages = len / super::page();
+    let pages = len / page_size();
     if pages == 0 {
         return None;
     }
@@ -62,7 +63,7 @@ pub(super) unsafe fn resident_sample(ptr: *mut u8, len: usize) -> Option<(usize,
         // so it leaves errno alone.
         // SAFETY: the window is page aligned inside our mapping (caller
         // contract) and `vec` has room for its `n` entries.
-        if unsafe { mincore(ptr.add(first * super::page()).cast(), n * super::page(), vec.as_mut_ptr()) } != 0 {
+        if unsafe { mincore(ptr.add(first * page_size()).cast(), n * page_size(), vec.as_mut_ptr()) } != 0 {
             return None;
         }
         resident += vec[..n].iter().filter(|&&b| b & 1 != 0).count();
@@ -98,7 +99,7 @@ pub(super) unsafe fn remap(ptr: *mut u8, old_len: usize, new_len: usize, align: 
             return p.cast::<u8>();
         }
     }
-    if align <= super::page() {
+    if align <= page_size() {
         // SAFETY: as above; MAYMOVE moves the page tables, not the bytes.
         return match unsafe { mm::mremap(ptr.cast::<c_void>(), old_len, new_len, MremapFlags::MAYMOVE) } {
             Ok(p) => p.cast::<u8>(),
@@ -107,7 +108,7 @@ pub(super) unsafe fn remap(ptr: *mut u8, old_len: usize, new_len: usize, align: 
     }
     // Keep the alignment (2 MiB for huge-page spans): reserve an aligned
     // hole and move the pages into it.
-    let hole = posix::reserve(new_len, align, super::page());
+    let hole = posix::reserve(new_len, align, page_size());
     if hole.is_null() {
         return core::ptr::null_mut();
     }

@@ -11,7 +11,7 @@ pub(super) fn page_size() -> usize {
 }
 
 pub(super) fn map(len: usize, align: usize) -> *mut u8 {
-    posix::map_rw(len, align, super::page(), MapFlags::empty())
+    posix::map_rw(len, align, page_size(), MapFlags::empty())
 }
 
 pub(super) fn map_explicit_huge(_len: usize) -> *mut u8 {
@@ -19,7 +19,7 @@ pub(super) fn map_explicit_huge(_len: usize) -> *mut u8 {
 }
 
 pub(super) fn reserve(len: usize, align: usize) -> *mut u8 {
-    posix::reserve(len, align, super::page())
+    posix::reserve(len, align, page_size())
 }
 
 pub(super) unsafe fn decommit(ptr: *mut u8, len: usize) {

@@ -9,7 +9,9 @@ fn err(e: rustix::io::Errno) -> OsError {
 }
 
 /// Maps `len + align - page` bytes and trims both ends so that what is left
-/// is `len` bytes starting on an `align` boundary.
+/// is `len` bytes starting on an `align` boundary. `page` is the kernel's
+/// own page size (the alignment every mapping has anyway), which a test
+/// build simulating larger pages must not pass for its simulated one.
 pub(super) fn map_with(len: usize, align: usize, page: usize, prot: ProtFlags, flags: MapFlags) -> *mut u8 {
     let Some(total) = len.checked_add(align - page) else {
         return core::ptr::null_mut();
