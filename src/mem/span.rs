@@ -36,6 +36,9 @@
 //! fresh pages, and it keeps the pool from holding stale spans; see
 //! `realloc_in_place`), or on Linux moves page tables with `mremap` instead
 //! of bytes. Elsewhere (or when `mremap` fails) the caller copies.
+//!
+//! **Budget.** Every fresh mapping or growth asks `budget` first (see
+//! docs/design/phases-and-budget.md); a pooled span costs no new memory.
 
 use core::ptr;
 use core::sync::atomic::Ordering::Relaxed;
@@ -43,7 +46,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use crate::base::check::invariant;
 use crate::base::config::{self, HugePages};
 use crate::base::stats;
-use crate::mem::pool;
+use crate::mem::{budget, pool};
 use crate::os::{self, HugeAdvice, HUGE_PAGE, OS_PAGE};
 
 use crate::policy::{AUTO_HUGE_MIN, ZERO_BY_PURGE_MIN, ZERO_SAMPLE_MIN, ZERO_SPARSE_DIVISOR};
@@ -117,6 +120,9 @@ pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
         }
         p
     } else {
+        if !budget::admit(size, len) {
+            return ptr::null_mut();
+        }
         make_room(len);
         let explicit = config::huge_pages() == HugePages::Explicit && len >= HUGE_PAGE && align <= HUGE_PAGE;
         // An explicit huge-page mapping is born backed; the fallback gets the
@@ -142,6 +148,7 @@ pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
     };
     live_add(len);
     stats::SPAN_ALLOCS.fetch_add(1, Relaxed);
+    stats::SPAN_BYTES.fetch_add(size, Relaxed);
     p
 }
 
@@ -201,6 +208,12 @@ fn take_pooled(len: usize, align: usize) -> (*mut u8, usize) {
     let Some(r) = pool::take_growable(len, align) else {
         return (ptr::null_mut(), 0);
     };
+    if !budget::fits(len - r.len) {
+        // The caller maps afresh, where the budget reclaims and reports.
+        // SAFETY: unused memory of ours, just taken from the pool.
+        unsafe { pool::put(r.ptr, r.len) };
+        return (ptr::null_mut(), 0);
+    }
     make_room(len - r.len);
     // SAFETY: `r` is unused memory we own; a merged range may span several
     // mappings, and then the kernel refuses (null) and nothing moved.
@@ -313,6 +326,7 @@ pub(crate) unsafe fn realloc_in_place(p: *mut u8, old_size: usize, align: usize,
             stats::POOL_HITS.fetch_add(1, Relaxed);
             live_add(new_len);
             stats::SPAN_ALLOCS.fetch_add(1, Relaxed);
+            stats::SPAN_BYTES.fetch_add(new_size, Relaxed);
             // SAFETY: `q` is a whole unused span of `new_len >= old_size`
             // bytes; `p` is live with `old_size` bytes; they are distinct.
             unsafe {
@@ -323,6 +337,11 @@ pub(crate) unsafe fn realloc_in_place(p: *mut u8, old_size: usize, align: usize,
         }
     }
     if new_len > old_len {
+        if !budget::fits(new_len - old_len) {
+            // Over budget: the caller moves the block through `alloc`,
+            // which reclaims, checks and reports (one line per refusal).
+            return ptr::null_mut();
+        }
         make_room(new_len - old_len);
     }
     // SAFETY: caller contract: `p`/`old_len` is a whole live span.
