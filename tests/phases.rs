@@ -108,7 +108,10 @@ fn nested_phases_on_threads_add_up() {
     let truth = (THREADS * (LARGE + SMALL_N * SMALL)) as u64;
     let seen = inner.peak_live - base;
     let slack = PAGE * (THREADS as u64 + 1);
-    assert!(seen.abs_diff(truth) <= slack, "peak {seen} vs {truth} (base {base})\n{r}");
+    assert!(
+        seen.abs_diff(truth) <= slack,
+        "peak {seen} vs {truth} (base {base})\n{r}"
+    );
     // Inclusive: the outer phase saw the inner one's peak.
     assert!(outer.peak_live >= inner.peak_live);
     assert!(inner.wall_us > 0 || outer.wall_us > 0);

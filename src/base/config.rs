@@ -178,7 +178,10 @@ fn report_bad(name: &str, value: &[u8], expected: &str, instead: &str) {
     use core::fmt::Write;
     let mut line = crate::base::check::Fixed::<320>::new();
     let v = core::str::from_utf8(value).unwrap_or("(not UTF-8)");
-    let _ = writeln!(line, "nalloc: {name}={v:?} not understood: expected {expected}; {instead}");
+    let _ = writeln!(
+        line,
+        "nalloc: {name}={v:?} not understood: expected {expected}; {instead}"
+    );
     crate::os::write_stderr(line.as_bytes());
 }
 
@@ -365,7 +368,16 @@ mod tests {
         assert_eq!(parse_budget(b"auto"), Some(Auto));
         assert_eq!(parse_budget(b"off"), Some(Off));
         assert_eq!(parse_budget(b"0"), Some(Off));
-        for bad in [&b"12Q"[..], b"", b"G", b"12 G", b"-5M", b"12GiBs", b"1.5G", b"99999999999999999999T"] {
+        for bad in [
+            &b"12Q"[..],
+            b"",
+            b"G",
+            b"12 G",
+            b"-5M",
+            b"12GiBs",
+            b"1.5G",
+            b"99999999999999999999T",
+        ] {
             assert_eq!(parse_budget(bad), None, "{bad:?}");
         }
         assert_eq!(default_pool_cap(Some(1 << 30)), 128 << 20);

@@ -238,7 +238,12 @@ impl Table {
     /// The row of `name`, made if new; the shared row when the table is full.
     fn row_for(&mut self, name: &str) -> usize {
         let n = self.report.len;
-        if let Some(i) = self.report.rows.get(..n).and_then(|rows| rows.iter().position(|r| r.name() == name)) {
+        if let Some(i) = self
+            .report
+            .rows
+            .get(..n)
+            .and_then(|rows| rows.iter().position(|r| r.name() == name))
+        {
             return i;
         }
         let other = PHASE_NAMES;

@@ -7,11 +7,11 @@ use core::alloc::{GlobalAlloc, Layout};
 use super::lifecycle;
 use super::phase::{self, PhaseGuard};
 use super::route::{self, Block, Front};
-use crate::base::phase::PhaseReport;
 use crate::arenas::polynomial::PolynomialArena;
 use crate::arenas::scratch::{self, ScratchArena};
 use crate::arenas::witness::{self, WitnessArena, WitnessStats};
 use crate::base::config::{self, HugePages};
+use crate::base::phase::PhaseReport;
 use crate::base::stats;
 use crate::mem::span;
 use crate::small::heap;
@@ -255,7 +255,10 @@ impl NAlloc {
     pub fn reset_peaks(&self) {
         phase::reset_peaks();
         self.polynomial.reset_peak();
-        scratch::PEAK.store(scratch::USED.load(core::sync::atomic::Ordering::Relaxed), core::sync::atomic::Ordering::Relaxed);
+        scratch::PEAK.store(
+            scratch::USED.load(core::sync::atomic::Ordering::Relaxed),
+            core::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Sets the memory budget: a request that would take nalloc's committed

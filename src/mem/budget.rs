@@ -18,7 +18,8 @@
 //! nalloc: memory budget exceeded: request=104857600 budget=67108864 committed=8388608 live=4194304 phase=commit
 //! ```
 //!
-//! `request` is the bytes asked for, `committed` what nalloc had mapped,
+//! `request` is the bytes asked of the engine (for the C library's large
+//! blocks, the caller's size plus its 16-byte header), `committed` what nalloc had mapped,
 //! `live` the program's live bytes (live spans and written small-object
 //! memory), `phase` the innermost open phase (`-`: none). The check is not a
 //! reservation: threads that commit at the same instant may each pass it,

@@ -81,6 +81,6 @@ pub(super) fn minor_faults() -> u64 {
 
 // What macOS shares with every POSIX system, used as is.
 pub(super) use super::posix::{
-    at_exit, commit, env_var, init_thread_exit, lock, now_us, random, register_fork_handlers, unlock, unmap, watch_thread_exit,
-    write_stderr,
+    at_exit, commit, env_var, init_thread_exit, lock, now_us, random, register_fork_handlers, unlock, unmap,
+    watch_thread_exit, write_stderr,
 };
