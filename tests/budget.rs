@@ -133,7 +133,7 @@ fn a_request_past_the_budget_is_refused_cleanly() {
     assert_eq!(phase, "commit", "{line}");
     let committed: usize = committed.parse().unwrap();
     let live: usize = live.parse().unwrap();
-    assert!(committed <= 64 * MIB && committed >= 8 * MIB, "{line}");
+    assert!((8 * MIB..=64 * MIB).contains(&committed), "{line}");
     assert!(live >= 8 * MIB && live <= committed, "{line}");
 }
 
