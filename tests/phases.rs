@@ -54,20 +54,28 @@ fn nested_phases_on_threads_add_up() {
     // phases open.
     let ready = Arc::new(Barrier::new(THREADS + 1));
     let start = Arc::new(Barrier::new(THREADS + 1));
+    let held = Arc::new(Barrier::new(THREADS + 1));
     let done = Arc::new(Barrier::new(THREADS + 1));
     let free = Arc::new(Barrier::new(THREADS + 1));
     let workers: Vec<_> = (0..THREADS)
         .map(|_| {
-            let (ready, start, done, free) = (ready.clone(), start.clone(), done.clone(), free.clone());
+            let (ready, start, held, done, free) =
+                (ready.clone(), start.clone(), held.clone(), done.clone(), free.clone());
             std::thread::spawn(move || {
                 // Capacity reserved now: pushes inside the phase do not
                 // allocate. A warm-up block of another class makes the heap.
-                let mut b = Blocks(Vec::with_capacity(SMALL_N + 1));
+                let mut b = Blocks(Vec::with_capacity(SMALL_N));
+                let mut large = Blocks(Vec::with_capacity(1));
                 drop(Box::new([0u8; 24]));
                 ready.wait();
                 start.wait();
                 take(SMALL, SMALL_N, &mut b);
-                take(LARGE, 1, &mut b);
+                take(LARGE, 1, &mut large);
+                held.wait();
+                // The spans go before the phase ends: its peak must come
+                // from the sampled mark, not from the live bytes at its end.
+                held.wait();
+                give_back(&mut large);
                 done.wait();
                 free.wait();
                 give_back(&mut b);
@@ -85,6 +93,8 @@ fn nested_phases_on_threads_add_up() {
         {
             let _inner = ALLOC.phase("inner");
             start.wait();
+            held.wait();
+            held.wait();
             done.wait();
         }
         give_back(&mut mine);
