@@ -21,7 +21,8 @@
 //! `request` is the bytes asked of the engine (for the C library's large
 //! blocks, the caller's size plus its 16-byte header), `committed` what nalloc had mapped,
 //! `live` the program's live bytes (live spans and written small-object
-//! memory), `phase` the innermost open phase (`-`: none). The check is not a
+//! memory), `phase` the innermost open phase (`-`: none, or the phase table
+//! was busy at a boundary that instant: the report never waits). The check is not a
 //! reservation: threads that commit at the same instant may each pass it,
 //! overshooting by at most one request each.
 
