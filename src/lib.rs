@@ -102,7 +102,9 @@ pub use arenas::scratch::ScratchArena;
 pub use arenas::secret::{SecretBox, SecretVec, Zeroable};
 pub use arenas::witness::{WitnessArena, WitnessStats};
 pub use base::config::{HugePages, WitnessLock};
+pub use base::phase::{PhaseReport, PhaseRow};
 pub use front::global::{NAlloc, Stats};
+pub use front::phase::PhaseGuard;
 pub use front::raw;
 #[cfg(feature = "fault-injection")]
 pub use os::fault;

@@ -34,10 +34,14 @@
 //! | [`WITNESS_RUN_BLOCKS`], [`WITNESS_RUN_MIN`], [`WITNESS_RUN_MAX`], [`WITNESS_RUN_GROWN_MAX`] | blocks, bytes | locality and mappings vs committed witness memory | witness-arena |
 //! | [`SCRATCH_FIRST_CHUNK`], [`SCRATCH_MAX_CHUNK`] | bytes | mappings per arena vs memory of a small arena | scratch-arena |
 //! | [`POLYNOMIAL_TRACKED`] | spans | huge-page report coverage vs arena size | spans-and-warm-pool |
+//! | [`POOL_CAP_CGROUP_DIVISOR`] | fraction | warm reuse vs a container's memory | phases-and-budget |
+//! | [`BUDGET_AUTO_PERCENT`] | percent | memory nalloc may commit vs room for the rest of a container | phases-and-budget |
+//! | [`PHASE_NAMES`], [`PHASE_NAME_LEN`], [`PHASE_DEPTH`] | names, bytes, phases | report detail vs a fixed table | phases-and-budget |
 //!
 //! The notes: `docs/design/small-object-layout.md`, `docs/design/heap-tidy.md`,
 //! `docs/design/remote-frees.md`, `docs/design/spans-and-warm-pool.md`,
-//! `docs/design/witness-arena.md`, `docs/design/scratch-arena.md`.
+//! `docs/design/witness-arena.md`, `docs/design/scratch-arena.md`,
+//! `docs/design/phases-and-budget.md`.
 
 // ---- small objects: layout (docs/design/small-object-layout.md) ----
 
@@ -127,6 +131,12 @@ pub(crate) const POOL_CAP_MIN: usize = 256 << 20;
 pub(crate) const POOL_CAP_MAX: usize = 4 << 30;
 /// ... or this where physical memory is unknown (bytes).
 pub(crate) const POOL_CAP_UNKNOWN: usize = 1 << 30;
+/// Inside a container with a memory limit (cgroup `memory.max`), the pool
+/// cap is the limit / this, without the [`POOL_CAP_MIN`] floor: the same
+/// eighth as on a host, but a 256 MiB floor would be a quarter of a 1 GiB
+/// container, kept warm while the prover may need it (see
+/// docs/design/phases-and-budget.md).
+pub(crate) const POOL_CAP_CGROUP_DIVISOR: usize = 8;
 /// Live polynomial spans of 2 MiB and more remembered for the huge-page
 /// report.
 pub(crate) const POLYNOMIAL_TRACKED: usize = 256;
@@ -168,3 +178,20 @@ pub(crate) const WITNESS_RUN_GROWN_MAX: usize = 256 << 10;
 pub(crate) const SCRATCH_FIRST_CHUNK: usize = 64 << 10;
 /// ... up to this (bytes).
 pub(crate) const SCRATCH_MAX_CHUNK: usize = 64 << 20;
+
+// ---- phases and the memory budget (docs/design/phases-and-budget.md) ----
+
+/// `NALLOC_BUDGET=auto`: this percentage of the container's memory limit
+/// (or, outside one, of physical memory). The rest is left for what the
+/// kernel charges to the container besides nalloc's mappings: thread
+/// stacks, the binary, libc's own memory, page cache and socket buffers;
+/// 90 % leaves 1.2 GiB of a 12 GiB container for them.
+pub(crate) const BUDGET_AUTO_PERCENT: usize = 90;
+/// Distinct phase names with a row of their own; later names share an
+/// "(other)" row (a fixed table: phases never allocate).
+pub(crate) const PHASE_NAMES: usize = 32;
+/// Bytes of a phase name kept (longer names are cut).
+pub(crate) const PHASE_NAME_LEN: usize = 31;
+/// Open phases tracked at once; deeper ones count towards the innermost
+/// tracked phase.
+pub(crate) const PHASE_DEPTH: usize = 16;

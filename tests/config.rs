@@ -80,7 +80,12 @@ fn child() {
         }
         "defaults" => {
             assert_eq!(ALLOC.huge_pages(), HugePages::Auto);
-            assert!(ALLOC.pool_cap() >= 256 << 20, "{}", ALLOC.pool_cap());
+            // Inside a container with a memory limit the cap is an eighth
+            // of the limit, without the 256 MiB floor of a host.
+            match ALLOC.memory_limit() {
+                None => assert!(ALLOC.pool_cap() >= 256 << 20, "{}", ALLOC.pool_cap()),
+                Some(l) => assert_eq!(ALLOC.pool_cap(), (l / 8).min(4 << 30)),
+            }
             assert_eq!(ALLOC.purge_delay(), Some(Duration::from_millis(5)));
         }
         "pool-cap" => {

@@ -42,6 +42,9 @@ pub struct Options {
     pub timeout: Duration,
     /// Duration of time-bound workloads (`soak`), passed to the workers.
     pub seconds: Option<u64>,
+    /// Run the workloads (default: halo2 and fft) once under nalloc with
+    /// their phases labelled and print nalloc's per-phase tables.
+    pub phases: bool,
 }
 
 /// What the command line asked for.
@@ -56,6 +59,7 @@ pub fn usage() -> String {
          \n\
          options:\n  \
            --full                 run the long suite (default: quick, ~5 min on 2 cores)\n  \
+           --phases               run halo2 and fft (or --workload) once under nalloc, phases labelled, and print its per-phase tables\n  \
            --workload NAME[,..]   workloads to run (repeatable; default: all)\n  \
            --allocator NAME[,..]  allocators to compare (repeatable; default: all but the opt-in ones)\n  \
            --runs N               fresh-process runs per pair (default {QUICK_RUNS} quick, {FULL_RUNS} full)\n  \
@@ -104,6 +108,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
     let mut timeout = None;
     let mut seconds = None;
     let mut list = false;
+    let mut phases = false;
 
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -128,6 +133,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
         match flag.as_str() {
             "--full" => full = true,
             "--list" => list = true,
+            "--phases" => phases = true,
             "-h" | "--help" => return Ok(Cli::Help),
             "--no-svg" => no_svg = true,
             "--rebuild" => rebuild = true,
@@ -182,6 +188,12 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
         .filter(|o| wanted_workloads.iter().any(|w| w == o.name))
         .collect();
     wanted_workloads.retain(|w| !ON_DEMAND.iter().any(|o| o.name == w));
+    if phases && wanted_workloads.is_empty() {
+        wanted_workloads = vec!["halo2".into(), "fft".into()];
+    }
+    if phases {
+        wanted_allocators = vec!["nalloc".into()];
+    }
     let mut workloads = if wanted_workloads.is_empty() && !on_demand.is_empty() {
         Vec::new()
     } else {
@@ -207,6 +219,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
             (if full { 1800 } else { 600 }).max(seconds.map_or(0, |s| s + 120)),
         )),
         seconds,
+        phases,
     }))
 }
 
@@ -251,8 +264,39 @@ pub fn main() -> i32 {
     }
 }
 
+/// `--phases`: each workload once under nalloc, phases labelled; prints
+/// nalloc's per-phase table (calls, bytes, peak live, returned, minor
+/// faults, wall time) per workload. Returns whether every run succeeded.
+pub fn run_phases(opts: &Options) -> Result<bool, String> {
+    let exe_dir = ensure_workers(opts)?;
+    let nalloc = opts.allocators.first().ok_or("no allocator")?;
+    let mut all_ok = true;
+    for w in &opts.workloads {
+        let mut cmd = Command::new(worker_path(&exe_dir, nalloc));
+        cmd.arg("--workload").arg(w.name).arg("--phases");
+        if opts.full {
+            cmd.arg("--full");
+        }
+        let out = cmd.output().map_err(|e| format!("cannot run the nalloc worker: {e}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        println!("== {} under nalloc, per phase ==", w.name);
+        for line in stdout.lines().filter(|l| !l.starts_with(crate::result::RESULT_PREFIX)) {
+            println!("{line}");
+        }
+        println!();
+        if !out.status.success() {
+            eprintln!("{}: {}\n{}", w.name, out.status, String::from_utf8_lossy(&out.stderr));
+            all_ok = false;
+        }
+    }
+    Ok(all_ok)
+}
+
 /// Runs the suite described by `opts`; returns whether every run succeeded.
 pub fn run(opts: &Options) -> Result<bool, String> {
+    if opts.phases {
+        return run_phases(opts);
+    }
     let machine = MachineInfo::collect();
     print!("{}", machine.render());
     let config = report_config(opts);

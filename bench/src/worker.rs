@@ -23,7 +23,7 @@ fn usage(allocator: &str) -> String {
         .and_then(|a| Some(std::path::Path::new(&a).file_name()?.to_string_lossy().into_owned()))
         .unwrap_or_else(|| format!("nalloc-bench-worker-{allocator}"));
     format!(
-        "usage: {program} --workload NAME [--full]\n\
+        "usage: {program} --workload NAME [--full] [--phases]\n\
          (the {allocator} worker, normally launched by `nalloc-bench`)\nworkloads: {}",
         names.join(", ")
     )
@@ -32,17 +32,21 @@ fn usage(allocator: &str) -> String {
 /// Entry point of every worker binary. `allocator` is the name of the
 /// `#[global_allocator]` the calling binary installed.
 ///
-/// Arguments: `--workload NAME [--full]`. Prints one line starting with
+/// Arguments: `--workload NAME [--full] [--phases]`; with `--phases` (only
+/// where the binary registered [`workloads::PhaseHooks`]) the workload's
+/// phases are labelled and the allocator's per-phase table is printed first. Prints one line starting with
 /// [`RESULT_PREFIX`] followed by a JSON [`WorkerResult`] and exits 0; on a
 /// failed check prints the error to stderr and exits 1; on bad arguments exits 2.
 pub fn worker_main(allocator: &'static str) -> ! {
     let mut args = std::env::args().skip(1);
     let mut workload = None;
     let mut full = false;
+    let mut phases = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--workload" => workload = args.next(),
             "--full" => full = true,
+            "--phases" => phases = true,
             "-h" | "--help" => {
                 println!("{}", usage(allocator));
                 std::process::exit(0);
@@ -69,6 +73,18 @@ pub fn worker_main(allocator: &'static str) -> ! {
         std::process::abort();
     }
 
+    let hooks = if phases {
+        match workloads::enable_phases() {
+            Some(h) => Some(h),
+            None => {
+                eprintln!("error: the {allocator} worker cannot label phases");
+                std::process::exit(2);
+            }
+        }
+    } else {
+        None
+    };
+
     let ctx = Ctx::new(full, allocator);
     let start = Instant::now();
     let output = match (info.run)(&ctx) {
@@ -79,6 +95,9 @@ pub fn worker_main(allocator: &'static str) -> ! {
         }
     };
     let wall_ms = workloads::ms(start.elapsed());
+    if let Some(h) = hooks {
+        print!("{}", (h.report)());
+    }
     let (maxrss_kib, minflt) = rusage(libc::RUSAGE_SELF);
     let result = WorkerResult {
         workload: name,

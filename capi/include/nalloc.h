@@ -101,6 +101,31 @@ int nalloc_stats(struct nalloc_stats *out);
  */
 size_t nalloc_trim(void);
 
+/*
+ * Proof phases. nalloc_phase_begin("commit") opens a phase (process-wide,
+ * nestable; the name is copied, cut to 31 bytes) and nalloc_phase_end()
+ * closes the innermost open one. Per phase name nalloc keeps calls, bytes
+ * allocated, peak live bytes, bytes returned to the OS, minor page faults
+ * and wall time; NALLOC_STATS=1 prints them as a table at exit. Neither
+ * call allocates or changes errno.
+ */
+void nalloc_phase_begin(const char *name);
+void nalloc_phase_end(void);
+
+/* Restarts peak_mapped and large_peak (and the phases' peak) at the
+ * current values: measure each job's peak in a long-running process. */
+void nalloc_reset_peaks(void);
+
+/*
+ * Sets the memory budget in bytes (0: none), overriding NALLOC_BUDGET (e.g.
+ * NALLOC_BUDGET=12G, 800M, auto, off). A request that would take nalloc's
+ * committed memory past it returns NULL with errno = ENOMEM, after nalloc
+ * gave back what it keeps for reuse, and one line goes to stderr:
+ *   nalloc: memory budget exceeded: request=R budget=B committed=C live=L phase=P
+ * Blocks already handed out are untouched; later requests that fit succeed.
+ */
+void nalloc_set_budget(size_t bytes);
+
 #ifdef __cplusplus
 }
 #endif

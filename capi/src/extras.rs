@@ -193,3 +193,47 @@ pub extern "C" fn nalloc_trim() -> usize {
 pub extern "C" fn malloc_trim(_pad: usize) -> libc::c_int {
     libc::c_int::from(nalloc_trim() > 0)
 }
+
+/// Opens a proof phase named `name` (a NUL-terminated string, cut to 31
+/// bytes; NULL: `"(null)"`): what the process allocates until the matching
+/// [`nalloc_phase_end`] counts to it (see `zk_nalloc::NAlloc::phase`).
+/// Phases are process-wide and nest. `errno` is preserved.
+///
+/// # Safety
+/// `name` must be NULL or a valid NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn nalloc_phase_begin(name: *const libc::c_char) {
+    let _keep = KeepErrno::new();
+    let name: &[u8] = if name.is_null() {
+        b"(null)"
+    } else {
+        // SAFETY: caller contract: a NUL-terminated string.
+        unsafe { core::ffi::CStr::from_ptr(name) }.to_bytes()
+    };
+    zk_nalloc::raw::phase_begin(name);
+}
+
+/// Closes the innermost open phase (nothing if none is open). `errno` is
+/// preserved.
+#[no_mangle]
+pub extern "C" fn nalloc_phase_end() {
+    let _keep = KeepErrno::new();
+    zk_nalloc::raw::phase_end();
+}
+
+/// Restarts every peak of `nalloc_stats` (`peak_mapped`, `large_peak`) at
+/// its current value, so that each job's peak can be measured.
+#[no_mangle]
+pub extern "C" fn nalloc_reset_peaks() {
+    let _keep = KeepErrno::new();
+    ALLOC.reset_peaks();
+}
+
+/// Sets the memory budget in bytes (0: none), overriding `NALLOC_BUDGET`:
+/// a `malloc` that would take nalloc's committed memory past it returns
+/// NULL with `errno = ENOMEM`.
+#[no_mangle]
+pub extern "C" fn nalloc_set_budget(bytes: usize) {
+    let _keep = KeepErrno::new();
+    ALLOC.set_budget(if bytes == 0 { None } else { Some(bytes) });
+}

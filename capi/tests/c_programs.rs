@@ -227,3 +227,34 @@ fn exited_threads_memory_is_trimmed() {
         "resident after trim: nalloc {nalloc} KiB, glibc {glibc} KiB"
     );
 }
+
+/// The memory budget under LD_PRELOAD: `malloc` past `NALLOC_BUDGET=64M`
+/// returns NULL with `ENOMEM`, one documented line on stderr names the
+/// phase, earlier data is intact and later requests that fit succeed; the
+/// phase table is printed at exit (`NALLOC_STATS=1`).
+#[test]
+fn budget_refuses_with_enomem() {
+    let dir = scratch_dir("budget");
+    let exe = compile_c("budget", &dir, Link::Plain);
+    let mut cmd = command(&exe, true);
+    cmd.env("NALLOC_BUDGET", "64M").env("NALLOC_STATS", "1");
+    let out = run(cmd, &dir, LIMIT).ok("budget under nalloc");
+    assert!(out.stdout_str().contains("budget: ok"), "{}", out.stdout_str());
+    let lines: Vec<&str> = out.stderr.lines().filter(|l| l.contains("budget exceeded")).collect();
+    assert_eq!(lines.len(), 1, "{}", out.stderr);
+    assert!(
+        // The C front's large blocks carry a 16-byte header (see
+        // src/front/raw.rs): the engine's request is 100 MiB + 16.
+        lines[0].starts_with("nalloc: memory budget exceeded: request=104857616 budget=67108864 committed=")
+            && lines[0].ends_with(" phase=alloc"),
+        "{}",
+        lines[0]
+    );
+    let table = out
+        .stderr
+        .split("nalloc: phases\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{}", out.stderr));
+    assert!(table.starts_with("phase "), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("alloc ")), "{table}");
+}

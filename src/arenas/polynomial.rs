@@ -155,6 +155,11 @@ impl PolynomialArena {
         self.peak.load(Relaxed)
     }
 
+    /// Restarts the peak at the current usage (`NAlloc::reset_peaks`).
+    pub(crate) fn reset_peak(&self) {
+        self.peak.store(self.used(), Relaxed);
+    }
+
     /// Bytes of this arena's live 2 MiB-and-larger blocks that the kernel
     /// actually backs with transparent huge pages (from `/proc/self/smaps`
     /// `AnonHugePages`); `None` where the platform cannot tell.

@@ -8,6 +8,37 @@
 //! it, in the spirit of mimalloc's `mi_page_is_valid`, called where the
 //! structure can break.
 
+/// A fixed-capacity text buffer on the stack, for reports written without
+/// allocating; what does not fit is dropped.
+pub(crate) struct Fixed<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Fixed<N> {
+    pub(crate) const fn new() -> Self {
+        Self { buf: [0; N], len: 0 }
+    }
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&[])
+    }
+    pub(crate) fn as_str(&self) -> &str {
+        core::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+}
+
+impl<const N: usize> core::fmt::Write for Fixed<N> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for &b in s.as_bytes() {
+            if self.len < N {
+                self.buf[self.len] = b;
+                self.len += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Writes `nalloc: WHAT at 0xADDR` to stderr and aborts.
 #[cold]
 #[inline(never)]

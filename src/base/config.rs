@@ -10,8 +10,19 @@
 //!   kept before its memory goes back to the OS (default 5), or `never`
 //! * `NALLOC_WITNESS_LOCK` = `best-effort` (default) | `require`: what
 //!   witness memory does when the OS refuses to lock it in RAM
+//! * `NALLOC_BUDGET` = the most bytes nalloc may commit (`12G`, `12GiB`,
+//!   `800M`, plain bytes), `auto` (a fraction of the container's limit) or
+//!   `off` (the default); a value it cannot read is reported on stderr in
+//!   one line and ignored
+//! * `NALLOC_STATS` = anything but empty or `0`: print the phase table at
+//!   exit
+//!
+//! At the same moment the container's memory limit is read (cgroup v2
+//! `memory.max`, v1 `memory.limit_in_bytes`, see `os::memory_limit`); where
+//! one is set, the pool cap derives from it instead of physical memory (see
+//! docs/design/phases-and-budget.md).
 
-use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use crate::base::once::Once;
 
@@ -57,8 +68,13 @@ impl HugePages {
 /// physical memory within bounds, enough to keep a prover's largest
 /// per-proof vectors warm on a 16 GiB machine (see
 /// docs/design/spans-and-warm-pool.md).
-fn default_pool_cap() -> usize {
-    use crate::policy::{POOL_CAP_DIVISOR, POOL_CAP_MAX, POOL_CAP_MIN, POOL_CAP_UNKNOWN};
+/// Inside a container with a memory limit the cap is a share of that limit
+/// ([`crate::policy::POOL_CAP_CGROUP_DIVISOR`]), not of the host's memory.
+fn default_pool_cap(limit: Option<usize>) -> usize {
+    use crate::policy::{POOL_CAP_CGROUP_DIVISOR, POOL_CAP_DIVISOR, POOL_CAP_MAX, POOL_CAP_MIN, POOL_CAP_UNKNOWN};
+    if let Some(l) = limit {
+        return (l / POOL_CAP_CGROUP_DIVISOR).min(POOL_CAP_MAX);
+    }
     let phys = crate::os::physical_memory();
     if phys == 0 {
         POOL_CAP_UNKNOWN
@@ -88,7 +104,105 @@ static WITNESS_LOCK: AtomicU8 = AtomicU8::new(0);
 /// The purge delay in microseconds; `u64::MAX`: never purge.
 static PURGE_DELAY_US: AtomicU64 = AtomicU64::new(crate::policy::PURGE_DELAY_US);
 static POOL_CAP: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// The budget in bytes; `usize::MAX`: none.
+static BUDGET: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// Set by [`set_budget`], so that start-up keeps a value set before it.
+static BUDGET_SET: AtomicBool = AtomicBool::new(false);
+/// The container's memory limit; 0: none.
+static LIMIT: AtomicUsize = AtomicUsize::new(0);
+/// `NALLOC_STATS` asked for the phase table at exit.
+static STATS_AT_EXIT: AtomicBool = AtomicBool::new(false);
 static INIT: Once = Once::new();
+
+/// What `NALLOC_BUDGET` may say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BudgetSetting {
+    /// No budget.
+    Off,
+    /// [`crate::policy::BUDGET_AUTO_PERCENT`] of the container limit (or of
+    /// physical memory outside a container).
+    Auto,
+    /// A budget in bytes.
+    Bytes(usize),
+}
+
+/// `auto`, `off` / `none` / `0`, or bytes with an optional binary suffix:
+/// `K`, `M`, `G`, `T`, each also as `KB`/`KiB` (case-insensitive);
+/// `12G` = `12GiB` = 12 × 2^30.
+pub(crate) fn parse_budget(s: &[u8]) -> Option<BudgetSetting> {
+    match s {
+        b"auto" | b"AUTO" => return Some(BudgetSetting::Auto),
+        b"off" | b"none" | b"0" | b"OFF" | b"NONE" => return Some(BudgetSetting::Off),
+        _ => {}
+    }
+    let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
+    let (num, unit) = s.split_at(digits);
+    let shift = match unit.to_ascii_lowercase_fixed().as_slice() {
+        b"" | b"b" => 0,
+        b"k" | b"kb" | b"kib" => 10,
+        b"m" | b"mb" | b"mib" => 20,
+        b"g" | b"gb" | b"gib" => 30,
+        b"t" | b"tb" | b"tib" => 40,
+        _ => return None,
+    };
+    let v = parse_bytes(num)?;
+    v.checked_mul(1usize.checked_shl(shift)?).map(BudgetSetting::Bytes)
+}
+
+/// Lower-cases a suffix of at most 3 bytes on the stack (longer: empty
+/// marker that matches nothing).
+trait LowerFixed {
+    fn to_ascii_lowercase_fixed(&self) -> Suffix;
+}
+
+/// A lower-cased unit suffix.
+struct Suffix {
+    b: [u8; 3],
+    n: usize,
+}
+
+impl Suffix {
+    fn as_slice(&self) -> &[u8] {
+        self.b.get(..self.n).unwrap_or(b"?")
+    }
+}
+
+impl LowerFixed for [u8] {
+    fn to_ascii_lowercase_fixed(&self) -> Suffix {
+        let mut out = Suffix { b: [0; 3], n: 0 };
+        if self.len() > 3 {
+            out.n = usize::MAX;
+            return out;
+        }
+        for (d, c) in out.b.iter_mut().zip(self) {
+            *d = c.to_ascii_lowercase();
+        }
+        out.n = self.len();
+        out
+    }
+}
+
+/// The budget `auto` stands for, given the container limit.
+fn auto_budget(limit: Option<usize>) -> usize {
+    let base = limit.unwrap_or_else(crate::os::physical_memory);
+    if base == 0 {
+        return usize::MAX;
+    }
+    base / 100 * crate::policy::BUDGET_AUTO_PERCENT
+}
+
+/// Reports a value of `name` that cannot be read, in one line on stderr
+/// (formatted on the stack), and what happens instead.
+fn report_bad(name: &str, value: &[u8], expected: &str, instead: &str) {
+    use core::fmt::Write;
+    let mut line = crate::base::check::Fixed::<320>::new();
+    let v = core::str::from_utf8(value).unwrap_or("(not UTF-8)");
+    let _ = writeln!(
+        line,
+        "nalloc: {name}={v:?} not understood: expected {expected}; {instead}"
+    );
+    crate::os::write_stderr(line.as_bytes());
+}
 
 /// Reads the environment once. Lock-free: a thread that loses the race waits
 /// for the winner, which never allocates and so cannot wait on anyone.
@@ -96,6 +210,8 @@ static INIT: Once = Once::new();
 pub(crate) fn ensure_init() {
     INIT.call(|| {
         let mut buf = [0u8; 32];
+        let limit = crate::os::memory_limit();
+        LIMIT.store(limit.unwrap_or(0), Ordering::Relaxed);
         if let Some(n) = crate::os::env_var(b"NALLOC_HUGE_PAGES", &mut buf) {
             if let Some(p) = parse_huge(&buf[..n]) {
                 HUGE.store(p.to_u8(), Ordering::Relaxed);
@@ -103,7 +219,7 @@ pub(crate) fn ensure_init() {
         }
         let cap = crate::os::env_var(b"NALLOC_POOL_CAP", &mut buf)
             .and_then(|n| parse_bytes(&buf[..n]))
-            .unwrap_or_else(default_pool_cap);
+            .unwrap_or_else(|| default_pool_cap(limit));
         if let Some(d) = crate::os::env_var(b"NALLOC_PURGE_DELAY", &mut buf).and_then(|n| parse_delay(&buf[..n])) {
             PURGE_DELAY_US.store(d, Ordering::Relaxed);
         }
@@ -117,7 +233,56 @@ pub(crate) fn ensure_init() {
         }
         // A setter may have run before the first allocation: keep its value.
         let _ = POOL_CAP.compare_exchange(usize::MAX, cap, Ordering::Relaxed, Ordering::Relaxed);
+        if let Some(n) = crate::os::env_var(b"NALLOC_BUDGET", &mut buf) {
+            let budget = match parse_budget(&buf[..n]) {
+                Some(BudgetSetting::Off) => usize::MAX,
+                Some(BudgetSetting::Auto) => auto_budget(limit),
+                Some(BudgetSetting::Bytes(b)) => b,
+                None => {
+                    report_bad(
+                        "NALLOC_BUDGET",
+                        &buf[..n],
+                        "bytes with an optional K, M, G or T suffix (12G, 12GiB, 800M, 1048576), auto or off",
+                        "running without a budget",
+                    );
+                    usize::MAX
+                }
+            };
+            if !BUDGET_SET.load(Ordering::Relaxed) {
+                BUDGET.store(budget, Ordering::Relaxed);
+            }
+        }
+        if let Some(n) = crate::os::env_var(b"NALLOC_STATS", &mut buf) {
+            STATS_AT_EXIT.store(!matches!(&buf[..n], b"" | b"0"), Ordering::Relaxed);
+        }
     });
+}
+
+/// The memory budget in bytes (`usize::MAX`: none). One relaxed load: read
+/// on the slow paths that commit memory.
+#[inline]
+pub(crate) fn budget() -> usize {
+    BUDGET.load(Ordering::Relaxed)
+}
+
+/// Sets the budget (`usize::MAX`: none).
+pub(crate) fn set_budget(bytes: usize) {
+    BUDGET_SET.store(true, Ordering::Relaxed);
+    BUDGET.store(bytes, Ordering::Relaxed);
+}
+
+/// The container's memory limit read at start-up, if any.
+pub(crate) fn memory_limit() -> Option<usize> {
+    ensure_init();
+    match LIMIT.load(Ordering::Relaxed) {
+        0 => None,
+        l => Some(l),
+    }
+}
+
+/// True if `NALLOC_STATS` asked for the phase table at exit.
+pub(crate) fn stats_at_exit() -> bool {
+    STATS_AT_EXIT.load(Ordering::Relaxed)
 }
 
 /// The huge-page policy in force.
@@ -241,5 +406,35 @@ mod tests {
         assert_eq!(parse_witness_lock(b"require"), Some(WitnessLock::Require));
         assert_eq!(parse_witness_lock(b"best-effort"), Some(WitnessLock::BestEffort));
         assert_eq!(parse_witness_lock(b"yes"), None);
+    }
+
+    #[test]
+    fn parses_budgets() {
+        use BudgetSetting::*;
+        assert_eq!(parse_budget(b"12G"), Some(Bytes(12 << 30)));
+        assert_eq!(parse_budget(b"12GiB"), Some(Bytes(12 << 30)));
+        assert_eq!(parse_budget(b"12gb"), Some(Bytes(12 << 30)));
+        assert_eq!(parse_budget(b"800M"), Some(Bytes(800 << 20)));
+        assert_eq!(parse_budget(b"64k"), Some(Bytes(64 << 10)));
+        assert_eq!(parse_budget(b"1T"), Some(Bytes(1 << 40)));
+        assert_eq!(parse_budget(b"1048576"), Some(Bytes(1 << 20)));
+        assert_eq!(parse_budget(b"auto"), Some(Auto));
+        assert_eq!(parse_budget(b"off"), Some(Off));
+        assert_eq!(parse_budget(b"0"), Some(Off));
+        for bad in [
+            &b"12Q"[..],
+            b"",
+            b"G",
+            b"12 G",
+            b"-5M",
+            b"12GiBs",
+            b"1.5G",
+            b"99999999999999999999T",
+        ] {
+            assert_eq!(parse_budget(bad), None, "{bad:?}");
+        }
+        assert_eq!(default_pool_cap(Some(1 << 30)), 128 << 20);
+        assert_eq!(default_pool_cap(Some(1 << 50)), crate::policy::POOL_CAP_MAX);
+        assert_eq!(auto_budget(Some(1000 << 20)), 900 << 20);
     }
 }

@@ -6,10 +6,14 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-/// A byte counter with a high-water mark.
+/// A byte counter with a high-water mark, and a second mark for the current
+/// phase window (see `base/phase.rs`), which phase boundaries take and
+/// restart. Both marks are kept where the counter moves — slow paths only —
+/// so a phase's peak is as exact as the counter itself.
 pub(crate) struct Gauge {
     now: AtomicUsize,
     peak: AtomicUsize,
+    window: AtomicUsize,
 }
 
 impl Gauge {
@@ -17,11 +21,28 @@ impl Gauge {
         Self {
             now: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
+            window: AtomicUsize::new(0),
         }
     }
     pub(crate) fn add(&self, n: usize) {
         let v = self.now.fetch_add(n, Relaxed) + n;
-        self.peak.fetch_max(v, Relaxed);
+        // A plain load first: a read-modify-write only when a mark moves.
+        if v > self.peak.load(Relaxed) {
+            self.peak.fetch_max(v, Relaxed);
+        }
+        if v > self.window.load(Relaxed) {
+            self.window.fetch_max(v, Relaxed);
+        }
+    }
+    /// Restarts the high-water mark at the current value (`reset_peaks`).
+    pub(crate) fn reset_peak(&self) {
+        self.peak.store(self.now.load(Relaxed), Relaxed);
+    }
+    /// The highest value since the last call (or start), restarting the
+    /// window at the current value: what one phase interval reached.
+    pub(crate) fn take_window(&self) -> usize {
+        let now = self.now.load(Relaxed);
+        self.window.swap(now, Relaxed).max(now)
     }
     pub(crate) fn sub(&self, n: usize) {
         self.now.fetch_sub(n, Relaxed);
@@ -50,6 +71,8 @@ pub(crate) static NEED: Gauge = Gauge::new();
 /// Span allocations and frees.
 pub(crate) static SPAN_ALLOCS: AtomicUsize = AtomicUsize::new(0);
 pub(crate) static SPAN_FREES: AtomicUsize = AtomicUsize::new(0);
+/// Bytes requested by span allocations (cumulative; for phase figures).
+pub(crate) static SPAN_BYTES: AtomicUsize = AtomicUsize::new(0);
 /// Span allocations served warm from the pool.
 pub(crate) static POOL_HITS: AtomicUsize = AtomicUsize::new(0);
 /// Bytes ever mapped with explicit (`MAP_HUGETLB`) huge pages.

@@ -5,11 +5,13 @@
 use core::alloc::{GlobalAlloc, Layout};
 
 use super::lifecycle;
+use super::phase::{self, PhaseGuard};
 use super::route::{self, Block, Front};
 use crate::arenas::polynomial::PolynomialArena;
 use crate::arenas::scratch::{self, ScratchArena};
 use crate::arenas::witness::{self, WitnessArena, WitnessStats};
 use crate::base::config::{self, HugePages, WitnessLock};
+use crate::base::phase::PhaseReport;
 use crate::base::stats;
 use crate::mem::span;
 use crate::small::heap;
@@ -224,12 +226,104 @@ impl NAlloc {
         stats::RETURNED.load(core::sync::atomic::Ordering::Relaxed) - before
     }
 
+    /// Opens a proof phase named `name` until the guard drops: calls, bytes
+    /// allocated, peak live bytes, bytes returned to the OS, minor page
+    /// faults and wall time are kept per phase name (see
+    /// [`NAlloc::phase_report`]). Phases are process-wide — allocations by
+    /// every thread count, as rayon workers allocate for the phase the main
+    /// thread is in — and nest: figures go to the innermost open phase,
+    /// except the peak, which every open phase sees. A guard ends the
+    /// innermost open phase, so drop guards in reverse order of creation.
+    ///
+    /// Costs a walk over the thread heaps and one `getrusage` at each
+    /// boundary; nothing per allocation beyond the per-thread counters that
+    /// `stats()` sums anyway (docs/design/phases-and-budget.md). Names are
+    /// cut to 31 bytes; beyond 32 distinct names, the rest share one
+    /// `(other)` row.
+    ///
+    /// ```
+    /// use zk_nalloc::NAlloc;
+    /// static ALLOC: NAlloc = NAlloc::new();
+    /// {
+    ///     let _p = ALLOC.phase("commit");
+    ///     // ... allocate ...
+    /// }
+    /// let r = ALLOC.phase_report();
+    /// assert_eq!(r.get("commit").map(|p| p.entries), Some(1));
+    /// ```
+    pub fn phase(&self, name: &str) -> PhaseGuard {
+        PhaseGuard::open(name, false)
+    }
+
+    /// Like [`NAlloc::phase`], but the phase's end gives memory back to the
+    /// OS first ([`NAlloc::trim`]), so that the next phase starts lean; what
+    /// goes back counts to this phase's `returned_to_os`.
+    pub fn phase_with_trim(&self, name: &str) -> PhaseGuard {
+        PhaseGuard::open(name, true)
+    }
+
+    /// The per-phase figures so far (open phases up to now). `Display`
+    /// prints them as an aligned table; `NALLOC_STATS=1` prints it at exit.
+    pub fn phase_report(&self) -> PhaseReport {
+        phase::report()
+    }
+
+    /// Forgets every phase's figures (open phases stop being tracked).
+    pub fn reset_phases(&self) {
+        phase::clear();
+    }
+
+    /// Restarts every peak at the current value — `peak_mapped`,
+    /// `polynomial_peak`, this instance's `polynomial_arena_peak`,
+    /// `scratch_peak` and the live-bytes peak behind phases — so that a
+    /// long-running prover can measure each proof's peak rather than the
+    /// process's. (Witness peaks are per arena and not reset.) The warm
+    /// pool is bounded by the live-bytes peak, so after a reset it keeps
+    /// only what the next proof's own peak justifies.
+    pub fn reset_peaks(&self) {
+        phase::reset_peaks();
+        self.polynomial.reset_peak();
+        scratch::PEAK.store(
+            scratch::USED.load(core::sync::atomic::Ordering::Relaxed),
+            core::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Sets the memory budget: a request that would take nalloc's committed
+    /// memory past `bytes` gets null (after nalloc gave back what it holds
+    /// for reuse), with one line on stderr; `None` removes it. Overrides
+    /// `NALLOC_BUDGET`. Blocks already handed out are never touched. See
+    /// the README's "Memory budget" and docs/design/phases-and-budget.md.
+    pub fn set_budget(&self, bytes: Option<usize>) {
+        lifecycle::ensure_init();
+        config::set_budget(bytes.unwrap_or(usize::MAX));
+    }
+
+    /// The memory budget in force (`None`: none).
+    pub fn budget(&self) -> Option<usize> {
+        lifecycle::ensure_init();
+        match config::budget() {
+            usize::MAX => None,
+            b => Some(b),
+        }
+    }
+
+    /// The memory limit of the process's container as read at start-up
+    /// (cgroup v2 `memory.max`, else v1 `memory.limit_in_bytes`), if one is
+    /// set. Where it is, the default pool cap and `NALLOC_BUDGET=auto`
+    /// derive from it.
+    pub fn memory_limit(&self) -> Option<usize> {
+        lifecycle::ensure_init();
+        config::memory_limit()
+    }
+
     /// Current figures. See [`Stats`].
     pub fn stats(&self) -> Stats {
         use core::sync::atomic::Ordering::Relaxed;
         let w = self.witness.stats();
         let ws = witness::SCOPE_ARENA.stats();
-        let (small_allocs, small_frees, heaps) = heap::totals();
+        let t = heap::totals();
+        let (small_allocs, small_frees, heaps) = (t.allocs, t.frees, t.heaps);
         let pool = span::pool_bytes();
         Stats {
             witness_used: w.used + ws.used,

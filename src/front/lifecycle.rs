@@ -16,6 +16,7 @@
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arenas::witness;
+use crate::base::phase;
 use crate::mem::pool;
 use crate::os;
 use crate::small::{self, heap, segment};
@@ -51,6 +52,8 @@ fn init_slow() {
     // engine ready. The OS layer registers once per process.
     os::register_fork_handlers(fork_prepare, fork_parent, fork_child);
     READY.store(true, Ordering::Release);
+    // After READY: `atexit` may allocate through us.
+    super::phase::register_exit_report();
 }
 
 /// `pthread_atfork` *prepare* handler: takes every process-wide allocator
@@ -64,6 +67,7 @@ unsafe extern "C" fn fork_prepare() {
     segment::fork_lock();
     pool::fork_lock();
     witness::fork_lock();
+    phase::fork_lock();
 }
 
 /// `pthread_atfork` *parent* handler: releases what [`fork_prepare`] took.
@@ -91,6 +95,7 @@ unsafe extern "C" fn fork_child() {
 unsafe fn release_all() {
     // SAFETY: caller contract, in the reverse order of taking.
     unsafe {
+        phase::fork_unlock();
         witness::fork_unlock();
         pool::fork_unlock();
         segment::fork_unlock();

@@ -435,3 +435,17 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize) -> *mut u8 {
     // SAFETY: caller contract: `b` describes a live block of the route.
     unsafe { route::realloc(&CFront, b, new_size) }
 }
+
+/// Opens a proof phase named `name` (UTF-8, cut to 31 bytes; other bytes
+/// show as `?`) until [`phase_end`]: the C front's counterpart of
+/// [`crate::NAlloc::phase`] (`nalloc_phase_begin`), without a guard.
+pub fn phase_begin(name: &[u8]) {
+    super::phase::begin(name);
+}
+
+/// Closes the innermost open phase: the C front's counterpart of dropping a
+/// [`crate::PhaseGuard`] (`nalloc_phase_end`), for callers that cannot keep
+/// a guard.
+pub fn phase_end() {
+    super::phase::end(false);
+}

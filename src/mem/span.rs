@@ -36,6 +36,9 @@
 //! fresh pages, and it keeps the pool from holding stale spans; see
 //! `realloc_in_place`), or on Linux moves page tables with `mremap` instead
 //! of bytes. Elsewhere (or when `mremap` fails) the caller copies.
+//!
+//! **Budget.** Every fresh mapping or growth asks `budget` first (see
+//! docs/design/phases-and-budget.md); a pooled span costs no new memory.
 
 use core::ptr;
 use core::sync::atomic::Ordering::Relaxed;
@@ -43,7 +46,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use crate::base::check::invariant;
 use crate::base::config::{self, HugePages};
 use crate::base::stats;
-use crate::mem::pool;
+use crate::mem::{budget, pool};
 use crate::os::{self, HugeAdvice};
 
 use crate::policy::{AUTO_HUGE_MIN, ZERO_BY_PURGE_MIN, ZERO_SAMPLE_MIN, ZERO_SPARSE_DIVISOR};
@@ -121,6 +124,9 @@ pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
         }
         p
     } else {
+        if !budget::admit(size, len) {
+            return ptr::null_mut();
+        }
         make_room(len);
         let explicit =
             config::huge_pages() == HugePages::Explicit && len >= os::huge_page() && align <= os::huge_page();
@@ -147,6 +153,7 @@ pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
     };
     live_add(len);
     stats::SPAN_ALLOCS.fetch_add(1, Relaxed);
+    stats::SPAN_BYTES.fetch_add(size, Relaxed);
     p
 }
 
@@ -206,6 +213,12 @@ fn take_pooled(len: usize, align: usize) -> (*mut u8, usize) {
     let Some(r) = pool::take_growable(len, align) else {
         return (ptr::null_mut(), 0);
     };
+    if !budget::fits(len - r.len) {
+        // The caller maps afresh, where the budget reclaims and reports.
+        // SAFETY: unused memory of ours, just taken from the pool.
+        unsafe { pool::put(r.ptr, r.len) };
+        return (ptr::null_mut(), 0);
+    }
     make_room(len - r.len);
     // SAFETY: `r` is unused memory we own; a merged range may span several
     // mappings, and then the kernel refuses (null) and nothing moved.
@@ -318,6 +331,7 @@ pub(crate) unsafe fn realloc_in_place(p: *mut u8, old_size: usize, align: usize,
             stats::POOL_HITS.fetch_add(1, Relaxed);
             live_add(new_len);
             stats::SPAN_ALLOCS.fetch_add(1, Relaxed);
+            stats::SPAN_BYTES.fetch_add(new_size, Relaxed);
             // SAFETY: `q` is a whole unused span of `new_len >= old_size`
             // bytes; `p` is live with `old_size` bytes; they are distinct.
             unsafe {
@@ -328,6 +342,11 @@ pub(crate) unsafe fn realloc_in_place(p: *mut u8, old_size: usize, align: usize,
         }
     }
     if new_len > old_len {
+        if !budget::fits(new_len - old_len) {
+            // Over budget: the caller moves the block through `alloc`,
+            // which reclaims, checks and reports (one line per refusal).
+            return ptr::null_mut();
+        }
         make_room(new_len - old_len);
     }
     // SAFETY: caller contract: `p`/`old_len` is a whole live span.

@@ -1,6 +1,6 @@
 //! Linux: `mmap`, `madvise`, `mremap`, `mlock`, `prctl` through `rustix`.
 
-use super::{posix, HugeAdvice, OsError, SecretFlags};
+use super::{cgroup, posix, HugeAdvice, OsError, SecretFlags};
 use core::ffi::c_void;
 use rustix::io::Errno;
 use rustix::mm::{self, Advice, MapFlags, MremapFlags};
@@ -285,8 +285,85 @@ fn parse_kib(s: &[u8]) -> usize {
     v
 }
 
+/// Reads the file at `path` (NUL-terminated) into `buf`; the bytes read, or
+/// `None` when it cannot be opened or read. One `openat`, a few `read`s,
+/// no allocation.
+fn read_file(path: &[u8], buf: &mut [u8]) -> Option<usize> {
+    use rustix::fs::{openat, Mode, OFlags, CWD};
+    let path = core::ffi::CStr::from_bytes_with_nul(path).ok()?;
+    let fd = openat(CWD, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let mut n = 0;
+    while n < buf.len() {
+        match rustix::io::read(&fd, &mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(Errno::INTR) => continue,
+            Err(_) => return None,
+        }
+    }
+    Some(n)
+}
+
+/// Reads the limit file `dir` + `tail` (a path built in `path`, NUL-added)
+/// and parses it.
+fn read_limit(dir: &[&[u8]], tail: &[u8]) -> cgroup::Limit {
+    let mut path = [0u8; 512];
+    let mut n = 0;
+    for part in dir.iter().copied().chain([tail, &b"\0"[..]]) {
+        let Some(dst) = path.get_mut(n..n + part.len()) else {
+            return cgroup::Limit::Invalid;
+        };
+        dst.copy_from_slice(part);
+        n += part.len();
+    }
+    let mut buf = [0u8; 64];
+    match read_file(&path[..n], &mut buf) {
+        Some(k) => cgroup::parse_limit(&buf[..k]),
+        None => cgroup::Limit::Invalid,
+    }
+}
+
+pub(super) fn memory_limit() -> Option<usize> {
+    let mut buf = [0u8; 4096];
+    let n = read_file(b"/proc/self/cgroup\0", &mut buf).unwrap_or(0);
+    let own = buf.get(..n).unwrap_or(&[]);
+    // v2: the process's cgroup and every ancestor may limit it; the lowest
+    // limit counts. Inside a cgroup namespace the path is `/` and the
+    // container's own cgroup is mounted at /sys/fs/cgroup, so the mount's
+    // top is always read too (it has no memory.max on a host's real root).
+    let mut limit = None;
+    let path = cgroup::own_path(own, cgroup::Version::V2).unwrap_or(b"/");
+    let mut end = path.len();
+    for _ in 0..32 {
+        let dir = path.get(..end).unwrap_or(b"");
+        let dir = dir.strip_suffix(b"/").unwrap_or(dir);
+        limit = cgroup::lower(limit, read_limit(&[b"/sys/fs/cgroup", dir], b"/memory.max"));
+        match dir.iter().rposition(|&c| c == b'/') {
+            Some(i) => end = i,
+            None => break,
+        }
+        if dir.is_empty() {
+            break;
+        }
+    }
+    if limit.is_some() {
+        return limit;
+    }
+    // v1: the memory controller's own hierarchy.
+    let root: &[u8] = b"/sys/fs/cgroup/memory";
+    if let Some(p) = cgroup::own_path(own, cgroup::Version::V1) {
+        let p = p.strip_suffix(b"/").unwrap_or(p);
+        limit = cgroup::lower(limit, read_limit(&[root, p], b"/memory.limit_in_bytes"));
+    }
+    cgroup::lower(limit, read_limit(&[root], b"/memory.limit_in_bytes"))
+}
+
+pub(super) fn minor_faults() -> u64 {
+    posix::minor_faults()
+}
+
 // What Linux shares with every POSIX system, used as is.
 pub(super) use super::posix::{
-    commit, env_var, init_thread_exit, lock, now_us, random, register_fork_handlers, unlock, unmap, watch_thread_exit,
-    write_stderr,
+    at_exit, commit, env_var, init_thread_exit, lock, now_us, random, register_fork_handlers, unlock, unmap,
+    watch_thread_exit, write_stderr,
 };

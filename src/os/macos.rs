@@ -73,8 +73,16 @@ pub(super) fn huge_backed_bytes(_ptr: usize, _len: usize) -> Option<usize> {
     None
 }
 
+pub(super) fn memory_limit() -> Option<usize> {
+    None
+}
+
+pub(super) fn minor_faults() -> u64 {
+    posix::minor_faults()
+}
+
 // What macOS shares with every POSIX system, used as is.
 pub(super) use super::posix::{
-    commit, env_var, init_thread_exit, lock, now_us, random, register_fork_handlers, unlock, unmap, watch_thread_exit,
-    write_stderr,
+    at_exit, commit, env_var, init_thread_exit, lock, now_us, random, register_fork_handlers, unlock, unmap,
+    watch_thread_exit, write_stderr,
 };

@@ -19,6 +19,7 @@
 
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering, Ordering::Relaxed};
 
+pub(crate) mod cgroup;
 #[cfg(all(unix, not(miri)))]
 mod posix;
 
@@ -424,6 +425,26 @@ pub(crate) fn env_var(name: &[u8], buf: &mut [u8]) -> Option<usize> {
 /// `None` where the platform cannot tell.
 pub(crate) fn huge_backed_bytes(ptr: usize, len: usize) -> Option<usize> {
     platform::huge_backed_bytes(ptr, len)
+}
+
+/// The memory limit of the process's container: the lowest cgroup v2
+/// `memory.max` of its cgroup and ancestors, else the v1
+/// `memory.limit_in_bytes`; `None` where none is set, readable or valid
+/// (and off Linux). Reads a few small files into stack buffers; never
+/// allocates.
+pub(crate) fn memory_limit() -> Option<usize> {
+    platform::memory_limit()
+}
+
+/// Minor page faults of the process so far (`getrusage`; 0 where unknown).
+/// One system call: for phase boundaries only.
+pub(crate) fn minor_faults() -> u64 {
+    platform::minor_faults()
+}
+
+/// Runs `f` at normal process exit (`atexit`; nothing on Windows and Miri).
+pub(crate) fn at_exit(f: extern "C" fn()) {
+    platform::at_exit(f)
 }
 
 /// A `pthread_atfork` handler. `unsafe`: the allocator's handlers take and

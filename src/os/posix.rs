@@ -112,10 +112,41 @@ extern "C" {
         child: Option<unsafe extern "C" fn()>,
     ) -> i32;
     fn getenv(name: *const core::ffi::c_char) -> *const core::ffi::c_char;
+    fn getrusage(who: core::ffi::c_int, usage: *mut Rusage) -> core::ffi::c_int;
+    fn atexit(f: extern "C" fn()) -> core::ffi::c_int;
 }
 
-/// Reads an environment variable through libc's `getenv`, which returns a
-/// pointer into the environment block and does not allocate.
+/// `struct rusage` of Linux and macOS: two `timeval`s (16 bytes each on
+/// 64-bit targets, two `long`s on 32-bit Linux), then 14 `long`s, the
+/// fifth of which is `ru_minflt`.
+#[repr(C)]
+struct Rusage {
+    utime: [core::ffi::c_long; 2],
+    stime: [core::ffi::c_long; 2],
+    longs: [core::ffi::c_long; 14],
+}
+
+/// Minor page faults of the process so far (`getrusage`; 0 on failure).
+pub(super) fn minor_faults() -> u64 {
+    let mut u = Rusage {
+        utime: [0; 2],
+        stime: [0; 2],
+        longs: [0; 14],
+    };
+    // SAFETY: `u` is a writable `struct rusage`; RUSAGE_SELF is 0.
+    if unsafe { getrusage(0, &mut u) } != 0 {
+        return 0;
+    }
+    u.longs[4] as u64
+}
+
+/// Registers `f` to run at normal process exit (`atexit`).
+pub(super) fn at_exit(f: extern "C" fn()) {
+    // SAFETY: a plain function without captured state; atexit may allocate
+    // (through us when we are malloc), which is fine outside our locks.
+    unsafe { atexit(f) };
+}
+
 /// Monotonic microseconds (`CLOCK_MONOTONIC`; a vDSO call on Linux, no
 /// system call).
 pub(super) fn now_us() -> u64 {
@@ -125,6 +156,8 @@ pub(super) fn now_us() -> u64 {
         .wrapping_add(t.tv_nsec as u64 / 1000)
 }
 
+/// Reads an environment variable through libc's `getenv`, which returns a
+/// pointer into the environment block and does not allocate.
 pub(super) fn env_var(name: &[u8], buf: &mut [u8]) -> Option<usize> {
     let mut cname = [0u8; 64];
     if name.len() >= cname.len() {

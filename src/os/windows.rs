@@ -177,6 +177,20 @@ pub(super) fn huge_backed_bytes(_ptr: usize, _len: usize) -> Option<usize> {
     None
 }
 
+/// No cgroups here.
+pub(super) fn memory_limit() -> Option<usize> {
+    None
+}
+
+/// Not counted here.
+pub(super) fn minor_faults() -> u64 {
+    0
+}
+
+/// Nothing runs at exit here: the `NALLOC_STATS` phase table is a Unix
+/// feature.
+pub(super) fn at_exit(_f: extern "C" fn()) {}
+
 /// No `fork` here.
 pub(super) fn register_fork_handlers(_: super::ForkHandler, _: super::ForkHandler, _: super::ForkHandler) {}
 

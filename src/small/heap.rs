@@ -103,6 +103,9 @@ use crate::small::size_class::{CLASS_SIZE, NUM_CLASSES};
 pub(crate) struct Counters {
     pub(crate) allocs: AtomicU64,
     pub(crate) frees: AtomicU64,
+    /// Bytes requested by this heap's allocations: summed at phase
+    /// boundaries for the phases' byte figures (docs/design/phases-and-budget.md).
+    pub(crate) bytes: AtomicU64,
 }
 
 /// A heap with its counters. Slots are packed in slabs, so each is aligned
@@ -122,7 +125,14 @@ struct HeapSlot {
 
 #[inline(always)]
 fn bump(c: &AtomicU64) {
-    c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
+    add(c, 1);
+}
+
+/// The owner's counter update: a plain load and store, no read-modify-write
+/// (only the owner writes; readers sum with relaxed loads).
+#[inline(always)]
+fn add(c: &AtomicU64, n: u64) {
+    c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
 /// A thread's small-object allocator. Line-aligned, so that the fast path's
@@ -386,7 +396,9 @@ unsafe fn pop_current(heap: *mut Heap, class: usize, size: usize, zeroed: bool) 
         let b = Page::pop(page);
         #[cfg(feature = "hardened")]
         crate::small::hardened::on_alloc(page, b, size);
-        bump(&(*counters(heap)).allocs);
+        let c = counters(heap);
+        bump(&(*c).allocs);
+        add(&(*c).bytes, size as u64);
         if zeroed {
             // A recycled block: only the requested bytes need clearing
             // (hardened mode keeps its canary in the rest). Fresh memory is
@@ -888,14 +900,17 @@ impl Heap {
         b
     }
 
-    fn counted(&mut self, _page: *mut Page, b: *mut u8, _size: usize) -> *mut u8 {
+    fn counted(&mut self, _page: *mut Page, b: *mut u8, size: usize) -> *mut u8 {
         #[cfg(feature = "hardened")]
         // SAFETY: `b` was just taken from `_page`.
         unsafe {
-            crate::small::hardened::on_alloc(_page, b, _size)
+            crate::small::hardened::on_alloc(_page, b, size)
         };
         // SAFETY: `self` is a real heap inside a slot.
-        bump(unsafe { &(*self.counters).allocs });
+        unsafe {
+            bump(&(*self.counters).allocs);
+            add(&(*self.counters).bytes, size as u64);
+        }
         b
     }
 
@@ -1338,6 +1353,7 @@ impl Registry {
                     counters: Counters {
                         allocs: AtomicU64::new(0),
                         frees: AtomicU64::new(0),
+                        bytes: AtomicU64::new(0),
                     },
                     heap: Heap::with_pages(empty_page()),
                     foreign: [const { Page::empty() }; NUM_CLASSES],
@@ -1360,21 +1376,34 @@ impl Registry {
     }
 }
 
-/// Small-object counters summed over every heap: (allocations, frees, heaps).
-pub(crate) fn totals() -> (u64, u64, usize) {
+/// Small-object counters summed over every heap.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Totals {
+    pub(crate) allocs: u64,
+    pub(crate) frees: u64,
+    /// Bytes requested by small allocations.
+    pub(crate) bytes: u64,
+    pub(crate) heaps: usize,
+}
+
+/// Small-object counters summed over every heap (a walk under the registry
+/// lock: for `stats()` and phase boundaries, never per allocation).
+pub(crate) fn totals() -> Totals {
     let reg = REGISTRY.lock();
-    let (mut a, mut f, mut n) = (0u64, 0u64, 0usize);
+    let mut t = Totals::default();
     let mut s = reg.all;
     while !s.is_null() {
         // SAFETY: slots are never freed; counters are atomics.
         unsafe {
-            a += (*s).counters.allocs.load(Relaxed);
-            f += (*s).counters.frees.load(Relaxed);
+            t.allocs += (*s).counters.allocs.load(Relaxed);
+            t.frees += (*s).counters.frees.load(Relaxed);
+            t.bytes += (*s).counters.bytes.load(Relaxed);
             s = (*s).all_next;
         }
-        n += 1;
+        t.heaps += 1;
     }
-    (a, f + stats::ORPHAN_FREES.load(Relaxed) as u64, n)
+    t.frees += stats::ORPHAN_FREES.load(Relaxed) as u64;
+    t
 }
 
 /// Drops this thread's empty pages and cached segments (for `trim`).

@@ -38,7 +38,17 @@ pub(crate) fn ensure_init() {
         // Before the flag is set, so that no thread can arm the hook before
         // it exists.
         os::init_thread_exit(heap::thread_exit);
+        // Handed down: the budget (in `mem`) frees these before refusing.
+        crate::mem::budget::set_reclaim(reclaim);
     });
+}
+
+/// What this layer holds for reuse and can give back without waiting on a
+/// lock: cached empty segments and the emptied pages of exited threads'
+/// heaps (skipped if the registry is busy).
+fn reclaim() {
+    segment::Segment::trim_cache();
+    heap::trim_retired(false);
 }
 
 /// A block of the plain engine: small from the calling thread's heap, large

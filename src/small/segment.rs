@@ -239,6 +239,11 @@ impl Segment {
         // is still resident and counted in `stats::NEED`).
         let mut marks = [0u32; PAGES_PER_SEGMENT];
         let (seg, dirty) = if cached.is_null() {
+            // A new segment commits memory: the budget's check (see
+            // docs/design/phases-and-budget.md).
+            if !crate::mem::budget::admit(SEGMENT_SIZE, SEGMENT_SIZE) {
+                return ptr::null_mut();
+            }
             let p = REGION.claim(1);
             if p.is_null() {
                 return p.cast();

@@ -8,6 +8,12 @@
 static GLOBAL: zk_nalloc::NAlloc = zk_nalloc::NAlloc::new();
 
 fn main() {
+    // `--phases`: the workloads' phase labels become nalloc phases.
+    nalloc_bench::workloads::set_phase_hooks(nalloc_bench::workloads::PhaseHooks {
+        begin: |name| zk_nalloc::raw::phase_begin(name.as_bytes()),
+        end: zk_nalloc::raw::phase_end,
+        report: || GLOBAL.phase_report().to_string(),
+    });
     nalloc_bench::worker_main(if cfg!(feature = "hardened") {
         "nalloc-hardened"
     } else {

@@ -11,7 +11,7 @@ use ark_ff::UniformRand;
 use ark_poly::univariate::DensePolynomial;
 use ark_poly::{DenseUVPolynomial, EvaluationDomain, Polynomial, Radix2EvaluationDomain};
 
-use super::{cold_warm, ms, Ctx};
+use super::{cold_warm, label, ms, Ctx};
 use crate::result::WorkloadOutput;
 use crate::rng::XorShift;
 
@@ -23,13 +23,18 @@ pub fn fft_round(
     q: &DensePolynomial<Fr>,
     point: Fr,
 ) -> Result<(), String> {
+    let fft = label("fft");
     let evals = domain.fft(coeffs);
+    drop(fft);
+    let ifft = label("ifft");
     let back = domain.ifft(&evals);
+    drop(ifft);
     drop(evals);
     if back != coeffs {
         return Err("fft: IFFT(FFT(x)) != x".into());
     }
     drop(back);
+    let _mul = label("mul");
     let pq = p * q;
     if pq.degree() != p.degree() + q.degree() {
         return Err("fft: product has the wrong degree".into());
@@ -49,6 +54,7 @@ pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
     let mut out = WorkloadOutput::default();
 
     let t = Instant::now();
+    let setup = label("setup");
     let mut rng = XorShift::new(0xff7);
     let domain = Radix2EvaluationDomain::<Fr>::new(n).ok_or("fft: no domain of that size")?;
     let coeffs: Vec<Fr> = (0..n).map(|_| Fr::rand(&mut rng)).collect();
@@ -56,6 +62,7 @@ pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
     let p = DensePolynomial::from_coefficients_vec(coeffs[..half].to_vec());
     let q = DensePolynomial::from_coefficients_vec(coeffs[half..].to_vec());
     let point = Fr::rand(&mut rng);
+    drop(setup);
     out.phase("setup", ms(t.elapsed()));
 
     let mut times = Vec::with_capacity(reps);

@@ -19,7 +19,7 @@ use halo2_proofs::poly::commitment::Params;
 use halo2_proofs::poly::Rotation;
 use halo2_proofs::transcript::{Blake2bRead, Blake2bWrite, Challenge255};
 
-use super::{cold_warm, ms, Ctx};
+use super::{cold_warm, label, ms, Ctx};
 use crate::result::WorkloadOutput;
 use crate::rng::XorShift;
 
@@ -178,22 +178,32 @@ pub fn verify(params: &Params<EqAffine>, pk: &ProvingKey<EqAffine>, proof: &[u8]
 pub fn prove_and_verify(k: u32, proofs: usize) -> Result<(f64, f64, Vec<f64>), String> {
     let rows = ChainCircuit::rows_for(k);
     let t = Instant::now();
+    let setup = label("setup");
     let params: Params<EqAffine> = Params::new(k);
+    drop(setup);
     let setup_ms = ms(t.elapsed());
 
     let t = Instant::now();
+    let keygen = label("keygen");
     let (shape, _) = ChainCircuit::random(rows, 0);
     let empty = shape.without_witnesses();
     let vk = keygen_vk(&params, &empty).map_err(|e| format!("halo2 keygen_vk failed: {e:?}"))?;
     let pk = keygen_pk(&params, vk, &empty).map_err(|e| format!("halo2 keygen_pk failed: {e:?}"))?;
+    drop(keygen);
     let keygen_ms = ms(t.elapsed());
 
     let mut times = Vec::with_capacity(proofs);
     for i in 0..proofs {
         let t = Instant::now();
+        let witness = label("witness");
         let (circuit, out) = ChainCircuit::random(rows, 1 + i as u64);
+        drop(witness);
+        let proving = label("prove");
         let proof = prove(&params, &pk, circuit, out, 100 + i as u64)?;
+        drop(proving);
+        let verifying = label("verify");
         verify(&params, &pk, &proof, out).map_err(|e| format!("halo2 proof {i} did not verify: {e:?}"))?;
+        drop(verifying);
         times.push(ms(t.elapsed()));
         if i == 0 && verify(&params, &pk, &proof, out + Fp::from(1)).is_ok() {
             return Err("halo2 proof verified against a wrong public input".into());

@@ -20,6 +20,59 @@ pub mod soak;
 pub mod xmalloc;
 pub mod zeroed;
 
+/// How a worker's allocator labels proof phases (`nalloc-bench --phases`):
+/// registered by a worker binary whose allocator has phases (nalloc's).
+#[derive(Clone, Copy, Debug)]
+pub struct PhaseHooks {
+    /// Opens a phase.
+    pub begin: fn(&str),
+    /// Closes the innermost phase.
+    pub end: fn(),
+    /// The per-phase table, as text.
+    pub report: fn() -> String,
+}
+
+static PHASE_HOOKS: std::sync::OnceLock<PhaseHooks> = std::sync::OnceLock::new();
+static PHASES_ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Registers the allocator's phase hooks (once; later calls are ignored).
+pub fn set_phase_hooks(h: PhaseHooks) {
+    let _ = PHASE_HOOKS.set(h);
+}
+
+/// Turns phase labels on; `None` if no hooks were registered.
+pub fn enable_phases() -> Option<PhaseHooks> {
+    let h = *PHASE_HOOKS.get()?;
+    PHASES_ON.store(true, std::sync::atomic::Ordering::Relaxed);
+    Some(h)
+}
+
+/// A labelled phase, closed on drop (nothing unless phases are on).
+#[must_use = "the phase ends when the label is dropped"]
+pub struct PhaseLabel(Option<fn()>);
+
+/// Opens phase `name` when phases are on (`--phases`).
+pub fn label(name: &str) -> PhaseLabel {
+    if !PHASES_ON.load(std::sync::atomic::Ordering::Relaxed) {
+        return PhaseLabel(None);
+    }
+    match PHASE_HOOKS.get() {
+        Some(h) => {
+            (h.begin)(name);
+            PhaseLabel(Some(h.end))
+        }
+        None => PhaseLabel(None),
+    }
+}
+
+impl Drop for PhaseLabel {
+    fn drop(&mut self) {
+        if let Some(end) = self.0 {
+            end();
+        }
+    }
+}
+
 /// Context a workload runs in.
 #[derive(Clone, Debug)]
 pub struct Ctx {
