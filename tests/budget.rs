@@ -13,6 +13,8 @@ use std::process::{Command, Output};
 
 use zk_nalloc::NAlloc;
 
+mod common;
+
 #[global_allocator]
 static ALLOC: NAlloc = NAlloc::new();
 
@@ -20,7 +22,7 @@ const CASE_VAR: &str = "NALLOC_BUDGET_CASE";
 const MIB: usize = 1 << 20;
 
 fn child_cmd(case: &str, env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    let mut cmd = common::this_test_binary();
     cmd.args(["--exact", "child", "--nocapture", "--test-threads=1"])
         .env(CASE_VAR, case)
         .env_remove("NALLOC_BUDGET")
@@ -204,8 +206,9 @@ fn limits_follow_a_real_cgroup() {
         std::fs::write(format!("{dir}/{file}"), LIMIT.to_string()).map_err(|e| format!("cannot set {file}: {e}"))?;
         // The child joins the cgroup before it execs the test binary, so
         // nalloc starts inside it.
-        let exe = std::env::current_exe().unwrap();
         let cmd = child_cmd("cgroup", &[("NALLOC_BUDGET", "auto")]);
+        // This test binary, or the emulator that runs it (NALLOC_TEST_RUNNER).
+        let exe = cmd.get_program().to_owned();
         let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         let script = format!("echo $$ > {dir}/cgroup.procs && exec \"$0\" \"$@\"");
         let mut sh = Command::new("sh");

@@ -5,10 +5,11 @@
 //! from sysfs. Linux (reads /proc and /sys).
 #![cfg(target_os = "linux")]
 
-use std::process::Command;
 use std::time::Duration;
 
 use zk_nalloc::{HugePages, NAlloc};
+
+mod common;
 
 #[global_allocator]
 static ALLOC: NAlloc = NAlloc::new();
@@ -17,7 +18,7 @@ const CASE_VAR: &str = "NALLOC_CONFIG_CASE";
 
 /// Runs `case` of [`child`] in a child process with `env` set.
 fn in_child(case: &str, env: &[(&str, &str)]) {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    let mut cmd = common::this_test_binary();
     cmd.args(["--exact", "child", "--nocapture", "--test-threads=1"])
         .env(CASE_VAR, case)
         .env_remove("NALLOC_HUGE_PAGES")

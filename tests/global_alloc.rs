@@ -411,7 +411,7 @@ fn limited_child() {
 #[test]
 fn works_with_limited_address_space() {
     use std::os::unix::process::CommandExt;
-    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    let mut cmd = common::this_test_binary();
     cmd.args(["--exact", "limited_child", "--nocapture", "--test-threads=1"])
         .env("NALLOC_LIMITED_CHILD", "1");
     // SAFETY: setrlimit is async-signal-safe and touches no shared state.

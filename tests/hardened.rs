@@ -6,6 +6,8 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::process::{Command, ExitStatus};
 use zk_nalloc::NAlloc;
 
+mod common;
+
 #[global_allocator]
 static ALLOC: NAlloc = NAlloc::new();
 
@@ -88,7 +90,7 @@ fn aborted(status: ExitStatus) -> bool {
 }
 
 fn run_case(case: &str) -> (ExitStatus, String) {
-    let out = Command::new(std::env::current_exe().unwrap())
+    let out = common::this_test_binary()
         .args(["--exact", "child", "--nocapture", "--test-threads=1"])
         .env(CASE_VAR, case)
         .output()

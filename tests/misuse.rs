@@ -6,8 +6,10 @@
 #![cfg(any(unix, windows))]
 
 use std::alloc::{GlobalAlloc, Layout};
-use std::process::{Command, ExitStatus};
+use std::process::ExitStatus;
 use zk_nalloc::NAlloc;
+
+mod common;
 
 #[global_allocator]
 static ALLOC: NAlloc = NAlloc::new();
@@ -103,8 +105,7 @@ fn aborted(status: ExitStatus) -> bool {
 
 /// Runs `case` in a child and returns (exit status, stderr).
 fn run_case(case: &str) -> (ExitStatus, String) {
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new(exe)
+    let out = common::this_test_binary()
         .args(["--exact", "child", "--nocapture", "--test-threads=1"])
         .env(CASE_VAR, case)
         .output()
@@ -145,8 +146,7 @@ fn a_span_freed_twice_stops_a_debug_build() {
 
 #[test]
 fn foreign_pointers_can_be_forwarded() {
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new(exe)
+    let out = common::this_test_binary()
         .args(["--exact", "child", "--nocapture", "--test-threads=1"])
         .env(CASE_VAR, "forwarded")
         .output()
@@ -169,7 +169,7 @@ fn foreign_pointers_can_be_forwarded() {
 fn header_seals_are_keyed_per_process() {
     use std::os::unix::process::CommandExt;
     let seal = || {
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        let mut cmd = common::this_test_binary();
         cmd.args(["--exact", "child", "--nocapture", "--test-threads=1"])
             .env(CASE_VAR, "seal");
         // SAFETY: personality(2) only changes how the exec'd image is laid

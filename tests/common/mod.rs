@@ -199,6 +199,24 @@ pub fn mapping_count() -> usize {
     std::fs::read_to_string("/proc/self/maps").unwrap().lines().count()
 }
 
+/// A command that runs this test binary again: directly, or through the
+/// runner in `NALLOC_TEST_RUNNER` (words split on spaces), which the
+/// emulated test runs set (`.ci/aarch64.sh`: `qemu-aarch64 -L
+/// /usr/aarch64-linux-gnu`), since there the binary cannot be executed
+/// directly.
+pub fn this_test_binary() -> std::process::Command {
+    let exe = std::env::current_exe().unwrap();
+    match std::env::var("NALLOC_TEST_RUNNER") {
+        Ok(runner) if !runner.trim().is_empty() => {
+            let mut words = runner.split_whitespace();
+            let mut cmd = std::process::Command::new(words.next().unwrap());
+            cmd.args(words).arg(exe);
+            cmd
+        }
+        _ => std::process::Command::new(exe),
+    }
+}
+
 /// Runs the calling test's body in a process of its own: re-executes this
 /// test binary for the one test `name` and asserts that it passed there.
 /// For checks of process-wide state — the number of mappings, a released
@@ -210,7 +228,7 @@ pub fn isolated(name: &str) -> bool {
     if std::env::var_os(VAR).is_some_and(|v| v == name) {
         return true;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
+    let out = this_test_binary()
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
         .env(VAR, name)
         .output()
@@ -243,7 +261,7 @@ pub struct ChildEnd {
 #[cfg(unix)]
 pub fn run_case(var: &str, case: &str, envs: &[(&str, &str)], memlock: Option<u64>) -> ChildEnd {
     use std::os::unix::process::{CommandExt, ExitStatusExt};
-    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    let mut cmd = this_test_binary();
     cmd.args(["--exact", "child", "--nocapture", "--test-threads=1"])
         .env(var, case)
         .envs(envs.iter().copied());
