@@ -82,6 +82,7 @@
 //! rather than trusted.
 
 #![doc = include_str!("README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
