@@ -98,7 +98,9 @@ mod small;
 mod miri_tests;
 
 pub use allocator_api2;
-pub use arenas::polynomial::PolynomialArena;
+#[cfg(feature = "bytemuck")]
+pub use arenas::fields::Bytemuck;
+pub use arenas::polynomial::{PolynomialArena, StdVecError};
 pub use arenas::scratch::ScratchArena;
 pub use arenas::secret::{SecretBox, SecretVec, Zeroable};
 pub use arenas::witness::{WitnessArena, WitnessStats};
