@@ -287,9 +287,16 @@ impl Report {
             out.push('\n');
         };
         let header: Vec<String> = header.iter().map(|s| s.to_string()).collect();
+        // `nalloc-bench --cmd` times the whole process; the suite's workers
+        // time their workload.
+        let timed = if self.config.suite.starts_with("cmd:") {
+            "the process's wall time, start to exit"
+        } else {
+            "the workload's wall time in the worker"
+        };
         let _ = writeln!(
             out,
-            "\nresults ({} suite, {} run(s) per pair; times are the workload's wall time in the worker, \
+            "\nresults ({} suite, {} run(s) per pair; times are {timed}, \
              peak RSS (the highest run, and the median of the runs) and minflt from wait4):",
             self.config.suite, self.config.runs
         );
