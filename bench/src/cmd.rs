@@ -105,7 +105,7 @@ pub fn parse_args(args: &[String]) -> Result<CmdOptions, String> {
 pub fn program_of(command: &str) -> Option<String> {
     command
         .split_whitespace()
-        .find(|w| !(w.contains('=') && !w.starts_with(['"', '\'', '='])))
+        .find(|w| !w.contains('=') || w.starts_with(['"', '\'', '=']))
         .map(|w| w.trim_matches(['"', '\'']).to_owned())
 }
 
