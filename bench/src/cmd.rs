@@ -32,7 +32,8 @@ pub struct CmdOptions {
     pub command: String,
     /// Runs per allocator.
     pub runs: usize,
-    /// Allocators to try (empty: every one available).
+    /// Allocators to try (empty: every one available); glibc, the
+    /// baseline, always runs.
     pub allocators: Vec<String>,
     /// Where to write the JSON report.
     pub json: Option<PathBuf>,
@@ -50,7 +51,7 @@ pub fn usage() -> &'static str {
      Runs <command> (with sh -c) under glibc malloc and, by LD_PRELOAD, nalloc, mimalloc, jemalloc and tcmalloc\n  \
      (those installed), interleaved, N runs each (default 5); prints median wall time, ratio to glibc, peak RSS\n  \
      and page faults (from wait4), and an SVG. A run that exits non-zero or prints a different stdout from\n  \
-     glibc's is FAILED. Exit: 0 all runs ok, 1 a run failed, 2 bad usage or a command that does not exist."
+     glibc's is FAILED (glibc, the baseline, always runs). Exit: 0 all runs ok, 1 a run failed, 2 bad usage or a command that does not exist."
 }
 
 /// Parses the arguments of a `--cmd` invocation (all of them, `--cmd` included).
