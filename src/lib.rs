@@ -82,6 +82,7 @@
 //! rather than trusted.
 
 #![doc = include_str!("README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -97,7 +98,9 @@ mod small;
 mod miri_tests;
 
 pub use allocator_api2;
-pub use arenas::polynomial::PolynomialArena;
+#[cfg(feature = "bytemuck")]
+pub use arenas::fields::Bytemuck;
+pub use arenas::polynomial::{PolynomialArena, StdVecError};
 pub use arenas::scratch::ScratchArena;
 pub use arenas::secret::{SecretBox, SecretVec, Zeroable};
 pub use arenas::witness::{WitnessArena, WitnessStats};

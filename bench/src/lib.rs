@@ -21,6 +21,7 @@
 pub mod allocators;
 pub mod block;
 pub mod cli;
+pub mod cmd;
 pub mod preload;
 pub mod report;
 pub mod result;

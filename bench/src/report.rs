@@ -287,9 +287,16 @@ impl Report {
             out.push('\n');
         };
         let header: Vec<String> = header.iter().map(|s| s.to_string()).collect();
+        // `nalloc-bench --cmd` times the whole process; the suite's workers
+        // time their workload.
+        let timed = if self.config.suite.starts_with("cmd:") {
+            "the process's wall time, start to exit"
+        } else {
+            "the workload's wall time in the worker"
+        };
         let _ = writeln!(
             out,
-            "\nresults ({} suite, {} run(s) per pair; times are the workload's wall time in the worker, \
+            "\nresults ({} suite, {} run(s) per pair; times are {timed}, \
              peak RSS (the highest run, and the median of the runs) and minflt from wait4):",
             self.config.suite, self.config.runs
         );
@@ -430,9 +437,9 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Renders a two-panel SVG: wall-time ratio to glibc (linear, lower is
-/// better) and peak RSS (log scale), grouped by workload, one bar per
-/// allocator. Failed pairs are marked `FAILED` instead of a bar.
+/// Renders a three-panel SVG: wall-time ratio to glibc (linear, lower is
+/// better), peak RSS and minor page faults (log scales), grouped by
+/// workload, one bar per allocator. Failed pairs are marked `FAILED` instead of a bar.
 pub fn render_svg(report: &Report) -> String {
     let workloads = &report.config.workloads;
     let allocs = &report.config.allocators;
@@ -446,7 +453,8 @@ pub fn render_svg(report: &Report) -> String {
     let panel_h = 260.0;
     let top1 = 100.0;
     let top2 = top1 + panel_h + 70.0;
-    let height = top2 + panel_h + 40.0;
+    let top3 = top2 + panel_h + 70.0;
+    let height = top3 + panel_h + 40.0;
 
     let get = |w: &str, a: &str| report.summaries.iter().find(|s| s.workload == w && s.allocator == a);
 
@@ -514,44 +522,40 @@ pub fn render_svg(report: &Report) -> String {
         left + plot_w
     );
 
-    // Panel 2: peak RSS, log10 scale in MiB.
-    let rss: Vec<f64> = report
-        .summaries
-        .iter()
-        .filter_map(|s| s.peak_rss_kib.map(|k| k as f64 / 1024.0))
-        .collect();
-    let (lo_exp, hi_exp) = if rss.is_empty() {
-        (0.0, 1.0)
-    } else {
-        let lo = rss.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = rss.iter().copied().fold(0.0, f64::max);
-        let lo_exp = lo.max(0.1).log10().floor();
-        (lo_exp, hi.max(0.1).log10().ceil().max(lo_exp + 1.0))
-    };
-    // 0.3 decades of headroom above the top gridline for the value labels.
-    let y2 = |mib: f64| {
-        let f = (mib.max(10f64.powf(lo_exp)).log10() - lo_exp) / (hi_exp + 0.3 - lo_exp);
-        top2 + panel_h - f * panel_h
-    };
+    // Panel 2: peak RSS (the highest run), log10 scale in MiB.
+    let rss = LogScale::new(
+        report
+            .summaries
+            .iter()
+            .filter_map(|s| s.peak_rss_kib.map(|k| k as f64 / 1024.0)),
+        top2,
+        panel_h,
+    );
     panel_frame(&mut svg, left, top2, plot_w, panel_h, "peak RSS, MiB (log scale)");
-    let mut e = lo_exp;
-    while e <= hi_exp {
-        let v = 10f64.powf(e);
-        let y = y2(v);
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
-            left + plot_w,
-            left - 5.0,
-            y + 4.0,
-            if v >= 1.0 { format!("{v:.0}") } else { format!("{v}") }
-        );
-        e += 1.0;
-    }
+    rss.gridlines(&mut svg, left, plot_w);
+    // Panel 3: minor page faults (median run), log10 scale: the cost that
+    // warm reuse saves, which time alone hides on a fast machine.
+    let faults = LogScale::new(
+        report
+            .summaries
+            .iter()
+            .filter_map(|s| s.median_minflt.map(|f| f as f64)),
+        top3,
+        panel_h,
+    );
+    panel_frame(
+        &mut svg,
+        left,
+        top3,
+        plot_w,
+        panel_h,
+        "minor page faults, median run (log scale, lower is better)",
+    );
+    faults.gridlines(&mut svg, left, plot_w);
 
     for (wi, w) in workloads.iter().enumerate() {
         let gx = left + group_gap / 2.0 + wi as f64 * group_w;
-        for (top, _) in [(top1, ()), (top2, ())] {
+        for top in [top1, top2, top3] {
             let _ = writeln!(
                 svg,
                 r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
@@ -565,7 +569,7 @@ pub fn render_svg(report: &Report) -> String {
             let c = color(a);
             let Some(s) = get(w, a) else { continue };
             if !s.ok() {
-                for top in [top1, top2] {
+                for top in [top1, top2, top3] {
                     let (tx, ty) = (x + bar_w / 2.0 + 4.0, top + panel_h - 4.0);
                     let _ = writeln!(
                         svg,
@@ -589,21 +593,96 @@ pub fn render_svg(report: &Report) -> String {
             }
             if let Some(k) = s.peak_rss_kib {
                 let mib = k as f64 / 1024.0;
+                let y = rss.y(mib);
                 bar(
                     &mut svg,
                     x,
                     bar_w,
-                    y2(mib),
+                    y,
                     top2 + panel_h,
                     c,
                     &format!("{w} / {a}: {mib:.1} MiB"),
                 );
-                label(&mut svg, x + bar_w / 2.0, y2(mib) - 3.0, &format!("{mib:.0}"));
+                label(&mut svg, x + bar_w / 2.0, y - 3.0, &format!("{mib:.0}"));
+            }
+            if let Some(f) = s.median_minflt {
+                let y = faults.y(f as f64);
+                bar(
+                    &mut svg,
+                    x,
+                    bar_w,
+                    y,
+                    top3 + panel_h,
+                    c,
+                    &format!("{w} / {a}: {f} minor faults"),
+                );
+                label(&mut svg, x + bar_w / 2.0, y - 3.0, &short_count(f));
             }
         }
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// A log10 axis over the values of one panel, in whole decades, with 0.3
+/// decades of headroom above the top gridline for the value labels.
+struct LogScale {
+    lo_exp: f64,
+    hi_exp: f64,
+    top: f64,
+    h: f64,
+}
+
+impl LogScale {
+    fn new(values: impl Iterator<Item = f64>, top: f64, h: f64) -> Self {
+        let (mut lo, mut hi) = (f64::INFINITY, 0.0f64);
+        for v in values {
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+        let (lo_exp, hi_exp) = if hi == 0.0 {
+            (0.0, 1.0)
+        } else {
+            let lo_exp = lo.max(0.1).log10().floor();
+            (lo_exp, hi.max(0.1).log10().ceil().max(lo_exp + 1.0))
+        };
+        Self { lo_exp, hi_exp, top, h }
+    }
+
+    fn y(&self, v: f64) -> f64 {
+        let f = (v.max(10f64.powf(self.lo_exp)).log10() - self.lo_exp) / (self.hi_exp + 0.3 - self.lo_exp);
+        self.top + self.h - f * self.h
+    }
+
+    fn gridlines(&self, svg: &mut String, left: f64, plot_w: f64) {
+        let mut e = self.lo_exp;
+        while e <= self.hi_exp {
+            let v = 10f64.powf(e);
+            let y = self.y(v);
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+                left + plot_w,
+                left - 5.0,
+                y + 4.0,
+                if v >= 1.0 {
+                    short_count(v as u64)
+                } else {
+                    format!("{v}")
+                }
+            );
+            e += 1.0;
+        }
+    }
+}
+
+/// 1234567 -> "1.2M": a count short enough for a bar label or an axis.
+fn short_count(n: u64) -> String {
+    match n {
+        0..=9_999 => n.to_string(),
+        10_000..=999_999 => format!("{:.0}k", n as f64 / 1e3),
+        _ => format!("{:.1}M", n as f64 / 1e6),
+    }
 }
 
 fn panel_frame(svg: &mut String, x: f64, y: f64, w: f64, h: f64, title: &str) {
@@ -701,6 +780,37 @@ mod tests {
         let s = summarize("small", "nalloc", &recs.iter().collect::<Vec<_>>());
         assert!(!s.ok());
         assert_eq!((s.peak_rss_kib, s.median_rss_kib, s.median_ms), (None, None, None));
+    }
+
+    #[test]
+    fn svg_has_time_rss_and_fault_panels() {
+        let mut glibc = record(0, 20.0, 4096, true);
+        glibc.allocator = "glibc".into();
+        glibc.minflt = 250_000;
+        let nalloc = record(0, 10.0, 2048, true);
+        let config = ReportConfig {
+            suite: "quick".into(),
+            runs: 1,
+            workloads: vec!["small".into()],
+            allocators: vec!["glibc".into(), "nalloc".into()],
+        };
+        let machine = MachineInfo {
+            cpu: "cpu".into(),
+            nproc: 2,
+            kernel: "k".into(),
+            thp: "madvise".into(),
+            date: "d".into(),
+        };
+        let svg = render_svg(&Report::new(machine, config, vec![glibc, nalloc]));
+        for title in ["wall time / glibc", "peak RSS, MiB", "minor page faults"] {
+            assert!(svg.contains(title), "no panel `{title}`");
+        }
+        // One bar per allocator in each of the three panels, with its value.
+        assert!(svg.contains("small / nalloc: 0.500x glibc"));
+        assert!(svg.contains("small / glibc: 4.0 MiB"));
+        assert!(svg.contains("small / glibc: 250000 minor faults"));
+        assert!(svg.contains("small / nalloc: 10 minor faults"));
+        assert!(svg.contains(">250k<"), "short label for large counts");
     }
 
     #[test]

@@ -71,6 +71,7 @@ pub fn usage() -> String {
            --rebuild              rebuild the worker binaries even if they look fresh\n  \
            --no-build             use the workers as they are (fail if missing)\n  \
            --list                 list workloads and allocators\n  \
+           --cmd \"COMMAND\"        instead of the suite: your own program under each allocator (see --cmd x --help)\n  \
            -h, --help             this help\n\
          \n{}",
         choices()

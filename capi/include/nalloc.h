@@ -16,8 +16,11 @@
  * free"), nalloc_witness_free() of a non-witness or freed block.
  *
  * Environment (read once, without allocating, when the library loads):
- *   NALLOC_HUGE_PAGES   = auto (default) | on | off
+ *   NALLOC_HUGE_PAGES   = auto (default) | on | off | explicit (MAP_HUGETLB
+ *                         pages from vm.nr_hugepages, else as `on`)
  *   NALLOC_POOL_CAP     = bytes of freed large blocks kept warm (K/M/G suffix)
+ *   NALLOC_PURGE_DELAY  = milliseconds a free small-object page stays resident
+ *                         before it goes back to the OS (default 5) | never
  *   NALLOC_STATS        = 1 prints a summary to stderr at exit
  *   NALLOC_WITNESS_LOCK = best-effort (default): witness memory the OS
  *                         refuses to mlock is handed out anyway, with one

@@ -38,6 +38,57 @@ impl Default for PolynomialArena {
     }
 }
 
+/// Why [`PolynomialArena::std_vec_with_capacity`] gave no vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdVecError {
+    /// The global allocator is not `NAlloc`: a `std::vec::Vec` from it would
+    /// not be polynomial memory. Declare `#[global_allocator] static ALLOC:
+    /// NAlloc = NAlloc::new();` in the binary, or use
+    /// [`PolynomialArena::vec_with_capacity`] (an `allocator_api2` vector).
+    NotGlobalAllocator,
+    /// The memory could not be had (or the size overflows).
+    OutOfMemory,
+}
+
+impl core::fmt::Display for StdVecError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::NotGlobalAllocator => {
+                "polynomial std::vec::Vec refused: NAlloc is not the global allocator \
+                 (declare #[global_allocator] static ALLOC: NAlloc = NAlloc::new();)"
+            }
+            Self::OutOfMemory => "polynomial std::vec::Vec: out of memory",
+        })
+    }
+}
+
+impl std::error::Error for StdVecError {}
+
+/// True if the global allocator is nalloc's: a probe block from
+/// `std::alloc::alloc` lands in nalloc's small-object segments (or in
+/// witness memory, inside a witness scope). The answer cannot change during
+/// the process, so it is kept after the first probe.
+fn global_is_nalloc() -> bool {
+    use core::sync::atomic::{AtomicU8, Ordering};
+    static KNOWN: AtomicU8 = AtomicU8::new(0); // 0: not probed, 1: yes, 2: no
+    match KNOWN.load(Ordering::Relaxed) {
+        1 => return true,
+        2 => return false,
+        _ => {}
+    }
+    let layout = Layout::new::<u64>();
+    // SAFETY: the layout has a non-zero size.
+    let p = unsafe { std::alloc::alloc(layout) };
+    if p.is_null() {
+        return false; // out of memory: unknown, probe again next time
+    }
+    let ours = crate::small::segment::contains(p) || crate::arenas::witness::contains(p);
+    // SAFETY: `p` was just allocated by the global allocator with `layout`.
+    unsafe { std::alloc::dealloc(p, layout) };
+    KNOWN.store(if ours { 1 } else { 2 }, Ordering::Relaxed);
+    ours
+}
+
 /// Alignment given to a polynomial block of `size` bytes.
 pub(crate) fn fft_align(size: usize, align: usize) -> usize {
     let natural = if size >= os::huge_page() {
@@ -103,6 +154,42 @@ impl PolynomialArena {
     /// An empty vector with room for `n` `T`s in polynomial memory.
     pub fn vec_with_capacity<T>(&self, n: usize) -> allocator_api2::vec::Vec<T, &Self> {
         allocator_api2::vec::Vec::with_capacity_in(n, self)
+    }
+
+    /// An empty `std::vec::Vec` with room for at least `n` `T`s in
+    /// polynomial memory — the type arkworks (`DensePolynomial::
+    /// from_coefficients_vec`) and Plonky3 (`RowMajorMatrix::new`) take.
+    ///
+    /// Valid only where [`NAlloc`](crate::NAlloc) is the global allocator:
+    /// a `std::vec::Vec` is freed and grown through the global allocator,
+    /// so its memory must come from there. That is checked (a probe
+    /// allocation must land in nalloc's memory), and otherwise the call
+    /// refuses with [`StdVecError::NotGlobalAllocator`] instead of handing
+    /// out memory without the placement asked for.
+    ///
+    /// The vector is a span: the capacity is raised, where needed, to just
+    /// over 64 KiB of bytes, so it is page aligned (so 64-byte aligned),
+    /// starts on a 2 MiB boundary from 2 MiB (huge pages per
+    /// [`HugePages`](crate::HugePages)), is cut from the warm pool when a
+    /// freed vector of its size class is there (no page faults), and grows
+    /// with `mremap`. The raised capacity costs address space, not memory:
+    /// untouched pages are never faulted in. Its bytes count in
+    /// `stats().polynomial_used`, not in [`used`](Self::used) (it is freed
+    /// by `Vec`'s drop, which does not pass through this arena). Inside
+    /// [`witness_scope`](crate::NAlloc::witness_scope) the vector is witness
+    /// memory instead, as every allocation there is.
+    pub fn std_vec_with_capacity<T>(&self, n: usize) -> Result<std::vec::Vec<T>, StdVecError> {
+        if !global_is_nalloc() {
+            return Err(StdVecError::NotGlobalAllocator);
+        }
+        let size = core::mem::size_of::<T>();
+        if size == 0 {
+            return Ok(std::vec::Vec::new());
+        }
+        let mut v = std::vec::Vec::new();
+        v.try_reserve_exact(n.max(crate::policy::SMALL_MAX / size + 1))
+            .map_err(|_| StdVecError::OutOfMemory)?;
+        Ok(v)
     }
 
     fn alloc_aligned(&self, size: usize, align: usize, zeroed: bool) -> *mut u8 {
@@ -191,5 +278,21 @@ unsafe impl allocator_api2::alloc::Allocator for PolynomialArena {
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: Allocator contract: `ptr` came from `allocate(layout)`.
         unsafe { self.dealloc_aligned(ptr.as_ptr(), layout.size(), layout.align()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The library's unit tests run on the system allocator, so a
+    /// `std::vec::Vec` cannot be polynomial memory: refused, with the fix in
+    /// the message. (tests/polynomial_vec.rs covers the accepted case.)
+    #[test]
+    fn std_vec_refused_when_nalloc_is_not_the_global_allocator() {
+        let arena = PolynomialArena::new();
+        let e = arena.std_vec_with_capacity::<u64>(1 << 16).unwrap_err();
+        assert_eq!(e, StdVecError::NotGlobalAllocator);
+        assert!(e.to_string().contains("#[global_allocator]"));
     }
 }
