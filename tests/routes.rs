@@ -58,7 +58,10 @@ fn assert_left_clean(p: *const u8, len: usize, secret: u8, words: usize, what: &
             );
         }
         if let Some(i) = bytes[skip..].iter().position(|&b| b == secret) {
-            panic!("{what}: byte {} of the old block at {p:?} still holds the secret", skip + i);
+            panic!(
+                "{what}: byte {} of the old block at {p:?} still holds the secret",
+                skip + i
+            );
         }
     } else {
         assert!(len > 64 << 10, "{what}: a small block's chunk cannot be gone");
