@@ -94,6 +94,22 @@ fn child() {
             drop(vec![1u8; 32 << 20]);
             assert!(ALLOC.stats().pool_retained <= 16 << 20, "{:?}", ALLOC.stats());
         }
+        "policy-switch" => {
+            // Spans freed under `Explicit` are pooled unjoined (hugetlb
+            // mappings cannot be cut); after a switch back to `Auto` the
+            // pool must not treat them as joinable (in a debug build its
+            // check stopped the process: "two ranges overlap or touch").
+            // Neighbouring spans: cut from one warm range.
+            drop(vec![0u8; 16 << 20]);
+            let spans: Vec<Vec<u8>> = (0..4).map(|i| vec![i as u8; 4 << 20]).collect();
+            ALLOC.set_huge_pages(HugePages::Explicit);
+            drop(spans);
+            ALLOC.set_huge_pages(HugePages::Auto);
+            for round in 0..4u8 {
+                let v = vec![round; 6 << 20];
+                assert!(v.iter().all(|&b| b == round));
+            }
+        }
         "huge-off" => {
             assert_eq!(
                 huge_bytes_of_a_written_vector(),
@@ -147,6 +163,11 @@ fn every_variable_reaches_the_allocator() {
     );
     in_child("defaults", &[]);
     in_child("pool-cap", &[("NALLOC_POOL_CAP", "16M")]);
+}
+
+#[test]
+fn the_pool_survives_a_huge_page_policy_switch() {
+    in_child("policy-switch", &[]);
 }
 
 #[test]

@@ -54,6 +54,13 @@ struct Pool {
     ranges: [Range; SLOTS],
     len: usize,
     bytes: usize,
+    /// Whether the pooled ranges may be cut and joined ([`can_cut`] when
+    /// they were pooled). The huge-page policy can change at any time
+    /// (`NAlloc::set_huge_pages`); ranges pooled under one mode are
+    /// released when the mode changes, never cut or joined under the other
+    /// (a `MAP_HUGETLB` mapping cut off a 2 MiB boundary cannot be unmapped,
+    /// and ranges pooled unjoined would break the no-touching invariant).
+    cuttable: bool,
 }
 // SAFETY: pooled ranges are unowned memory; the lock serialises access.
 unsafe impl Send for Pool {}
@@ -65,6 +72,7 @@ static POOL: SpinLock<Pool> = SpinLock::new(Pool {
     }; SLOTS],
     len: 0,
     bytes: 0,
+    cuttable: true,
 });
 
 /// The pool's `bytes`, readable without the lock (stored under it).
@@ -74,6 +82,7 @@ static BYTES: AtomicUsize = AtomicUsize::new(0);
 /// count after.
 fn locked<R>(f: impl FnOnce(&mut Pool) -> R) -> R {
     let mut pool = POOL.lock();
+    pool.follow_policy();
     let r = f(&mut pool);
     pool.check();
     BYTES.store(pool.bytes, Relaxed);
@@ -81,6 +90,19 @@ fn locked<R>(f: impl FnOnce(&mut Pool) -> R) -> R {
 }
 
 impl Pool {
+    /// Releases every range if the cut mode has changed since they were
+    /// pooled (a huge-page policy switch to or from `Explicit`: rare, so the
+    /// unmaps run under the lock).
+    fn follow_policy(&mut self) {
+        let now = can_cut();
+        if now != self.cuttable {
+            while self.len > 0 {
+                release(self.remove(0));
+            }
+            self.cuttable = now;
+        }
+    }
+
     /// Checks the pool's invariants in debug builds (see `base/check.rs`):
     /// at most `SLOTS` ranges, each non-empty, page-aligned and whole
     /// pages; `bytes` is their sum; no two overlap, and where mappings can
@@ -102,7 +124,7 @@ impl Pool {
             );
             sum = sum.wrapping_add(r.len);
             for q in &live[i + 1..] {
-                let apart = if can_cut() {
+                let apart = if self.cuttable {
                     q.end() < a || r.end() < q.ptr.addr()
                 } else {
                     q.end() <= a || r.end() <= q.ptr.addr()
@@ -134,7 +156,7 @@ impl Pool {
     fn evict_oldest(&mut self, want: usize) -> Range {
         let r = self.ranges[0];
         let cut = want.checked_next_multiple_of(os::page()).unwrap_or(usize::MAX);
-        if can_cut() && cut < r.len {
+        if self.cuttable && cut < r.len {
             self.ranges[0].len -= cut;
             self.bytes -= cut;
             Range {
@@ -150,7 +172,7 @@ impl Pool {
     /// adjacent to each other, so at most one on each side) and returns `r`
     /// grown over them. Only where mappings can be cut and joined.
     fn merge(&mut self, mut r: Range) -> Range {
-        if !can_cut() {
+        if !self.cuttable {
             return r;
         }
         let mut i = 0;
@@ -203,7 +225,7 @@ impl Pool {
         for i in (0..self.len).rev() {
             let r = self.ranges[i];
             let start = r.ptr.addr().next_multiple_of(align);
-            let fits = if can_cut() {
+            let fits = if self.cuttable {
                 start.checked_add(len).is_some_and(|e| e <= r.end())
             } else {
                 r.len == len && start == r.ptr.addr()
@@ -350,7 +372,7 @@ pub(crate) fn take(len: usize, align: usize) -> *mut u8 {
 /// (so a live span ending at `at` can grow in place). False if there is
 /// none or it is too short; always false where ranges cannot be cut.
 pub(crate) fn take_at(at: *mut u8, len: usize) -> bool {
-    can_cut() && locked(|pool| pool.cut_at(at, len))
+    locked(|pool| pool.cuttable && pool.cut_at(at, len))
 }
 
 /// Removes and returns the longest `align`-aligned range shorter than `len`
@@ -401,6 +423,7 @@ mod tests {
             }; SLOTS],
             len: 0,
             bytes: 0,
+            cuttable: can_cut(),
         }
     }
 
