@@ -22,6 +22,10 @@
  *   NALLOC_PURGE_DELAY  = milliseconds a free small-object page stays resident
  *                         before it goes back to the OS (default 5) | never
  *   NALLOC_STATS        = 1 prints a summary to stderr at exit
+ *   NALLOC_BUDGET       = most bytes nalloc may commit (12G, 12GiB, 800M,
+ *                         plain bytes), auto (a fraction of the container's
+ *                         memory limit) or off (default); past it malloc
+ *                         returns NULL with ENOMEM and one line on stderr
  *   NALLOC_WITNESS_LOCK = best-effort (default): witness memory the OS
  *                         refuses to mlock is handed out anyway, with one
  *                         notice on stderr | require: such an allocation
