@@ -729,6 +729,76 @@ fn nice_ticks(max: f64) -> Vec<f64> {
         .collect()
 }
 
+/// The per-proof peaks (KiB) of a timeline run's output, in proof order.
+pub fn parse_timeline(stdout: &str) -> Vec<u64> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix(crate::workloads::TIMELINE_PREFIX))
+        .filter_map(|rest| rest.split_whitespace().nth(3)?.parse().ok())
+        .collect()
+}
+
+/// How much the per-proof peak creeps: the median of the last third of the
+/// proofs over the median of the first third, less one; the first proof
+/// (which fills the warm pool) is left out. 0 with fewer than 4 proofs.
+pub fn timeline_creep(peaks: &[u64]) -> f64 {
+    let rest: Vec<f64> = peaks.iter().skip(1).map(|&k| k as f64).collect();
+    if rest.len() < 3 {
+        return 0.0;
+    }
+    let third = rest.len() / 3;
+    let first = median(&rest[..third]);
+    let last = median(&rest[rest.len() - third..]);
+    if first > 0.0 {
+        last / first - 1.0
+    } else {
+        0.0
+    }
+}
+
+/// A line chart of per-proof peaks (KiB), drawn as MiB from zero.
+pub fn render_timeline_svg(title: &str, peaks: &[u64]) -> String {
+    let (width, height, left, top, plot_h) = (640.0, 260.0, 60.0, 30.0, 190.0);
+    let plot_w = width - left - 20.0;
+    let max = peaks.iter().copied().max().unwrap_or(1).max(1) as f64 / 1024.0;
+    let x = |i: usize| left + plot_w * i as f64 / (peaks.len().max(2) - 1) as f64;
+    let y = |kib: u64| top + plot_h * (1.0 - (kib as f64 / 1024.0) / max);
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = write!(svg, r#"<text x="{left}" y="18" font-size="13">{}</text>"#, esc(title));
+    let _ = write!(
+        svg,
+        r##"<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="#888"/><line x1="{left}" y1="{top}" x2="{left}" y2="{}" stroke="#888"/>"##,
+        top + plot_h,
+        left + plot_w,
+        top + plot_h,
+        top + plot_h
+    );
+    let _ = write!(svg, r#"<text x="4" y="{}">{max:.0} MiB</text>"#, top + 4.0);
+    let _ = write!(svg, r#"<text x="4" y="{}">0</text>"#, top + plot_h);
+    let _ = write!(
+        svg,
+        r#"<text x="{}" y="{}">proof</text>"#,
+        left + plot_w / 2.0,
+        top + plot_h + 20.0
+    );
+    let points: Vec<String> = peaks
+        .iter()
+        .enumerate()
+        .map(|(i, &k)| format!("{:.1},{:.1}", x(i), y(k)))
+        .collect();
+    let _ = write!(
+        svg,
+        r##"<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{}"/>"##,
+        points.join(" ")
+    );
+    svg.push_str("</svg>\n");
+    svg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -816,5 +886,24 @@ mod tests {
     #[test]
     fn ticks() {
         assert_eq!(nice_ticks(1.65), vec![0.0, 0.5, 1.0, 1.5]);
+    }
+
+    #[test]
+    fn timeline_is_parsed_judged_and_drawn() {
+        let out = "noise\nNALLOC_BENCH_TIMELINE proof 0 peak_kib 900\nNALLOC_BENCH_TIMELINE proof 1 peak_kib 100\n\
+                   NALLOC_BENCH_TIMELINE proof 2 peak_kib 102\nNALLOC_BENCH_TIMELINE proof 3 peak_kib 101\n\
+                   NALLOC_BENCH_TIMELINE proof 4 peak_kib 130\nNALLOC_BENCH_TIMELINE proof 5 peak_kib 131\n\
+                   NALLOC_BENCH_TIMELINE proof 6 peak_kib 132\n";
+        let peaks = parse_timeline(out);
+        assert_eq!(peaks, vec![900, 100, 102, 101, 130, 131, 132]);
+        // First proof left out; thirds of [100, 102, 101, 130, 131, 132]:
+        // medians 101 and 131.5.
+        let creep = timeline_creep(&peaks);
+        assert!((creep - (131.5 / 101.0 - 1.0)).abs() < 1e-9, "{creep}");
+        assert_eq!(timeline_creep(&[500, 100, 100, 100, 100]), 0.0);
+        let svg = render_timeline_svg("t <1>", &peaks);
+        assert!(svg.starts_with("<svg") && svg.contains("t &lt;1&gt;"));
+        let points = svg.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
+        assert_eq!(points.split(' ').count(), peaks.len());
     }
 }

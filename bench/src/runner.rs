@@ -290,7 +290,68 @@ pub fn run_phases(opts: &Options) -> Result<bool, String> {
             all_ok = false;
         }
     }
+    if opts.workloads.iter().any(|w| w.name == "halo2") {
+        all_ok &= peak_timeline(opts, &exe_dir, nalloc)?;
+    }
     Ok(all_ok)
+}
+
+/// Proofs in `--phases`' peak-RSS timeline (quick / full).
+const TIMELINE_PROOFS: (usize, usize) = (16, 40);
+/// Creep of the per-proof peak RSS that fails the timeline: the median of
+/// the last third of the proofs over that of the first third (the first
+/// proof, which builds the pool, excluded).
+const TIMELINE_CREEP_MAX: f64 = 0.10;
+
+/// `--phases`' timeline: the halo2 workload proving many times in one
+/// process under nalloc, the peak RSS of each proof (its own window:
+/// `VmHWM` reset before it); printed, drawn as an SVG, and judged for creep.
+fn peak_timeline(opts: &Options, exe_dir: &Path, nalloc: &AllocatorInfo) -> Result<bool, String> {
+    let proofs = if opts.full {
+        TIMELINE_PROOFS.1
+    } else {
+        TIMELINE_PROOFS.0
+    };
+    let out = Command::new(worker_path(exe_dir, nalloc))
+        .args(["--workload", "halo2"])
+        .args(opts.full.then_some("--full"))
+        .env(workloads::TIMELINE_ENV, proofs.to_string())
+        .output()
+        .map_err(|e| format!("cannot run the nalloc worker: {e}"))?;
+    if !out.status.success() {
+        eprintln!(
+            "halo2 timeline: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return Ok(false);
+    }
+    let peaks = report::parse_timeline(&String::from_utf8_lossy(&out.stdout));
+    if peaks.len() != proofs {
+        eprintln!("halo2 timeline: {} of {proofs} proofs reported their peak", peaks.len());
+        return Ok(false);
+    }
+    println!("== halo2 under nalloc: peak RSS of each of {proofs} consecutive proofs (MiB) ==");
+    let mib: Vec<String> = peaks.iter().map(|k| format!("{:.1}", *k as f64 / 1024.0)).collect();
+    println!("{}", mib.join(" "));
+    let creep = report::timeline_creep(&peaks);
+    let ok = creep <= TIMELINE_CREEP_MAX;
+    println!(
+        "creep (median of the last third over the first, first proof excluded): {:+.1} % ({})",
+        creep * 100.0,
+        if ok { "ok" } else { "CREEPS" }
+    );
+    let path = exe_dir
+        .parent()
+        .unwrap_or(exe_dir)
+        .join("nalloc-bench")
+        .join("nalloc-bench-timeline.svg");
+    write_file(
+        &path,
+        &report::render_timeline_svg("halo2: peak RSS per proof, nalloc", &peaks),
+    )?;
+    println!("SVG written to {}", path.display());
+    Ok(ok)
 }
 
 /// Runs the suite described by `opts`; returns whether every run succeeded.

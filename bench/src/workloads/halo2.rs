@@ -193,7 +193,11 @@ pub fn prove_and_verify(k: u32, proofs: usize) -> Result<(f64, f64, Vec<f64>), S
     let keygen_ms = ms(t.elapsed());
 
     let mut times = Vec::with_capacity(proofs);
+    let timeline = super::timeline_proofs().is_some();
     for i in 0..proofs {
+        if timeline {
+            super::reset_peak_rss();
+        }
         let t = Instant::now();
         let witness = label("witness");
         let (circuit, out) = ChainCircuit::random(rows, 1 + i as u64);
@@ -205,6 +209,10 @@ pub fn prove_and_verify(k: u32, proofs: usize) -> Result<(f64, f64, Vec<f64>), S
         verify(&params, &pk, &proof, out).map_err(|e| format!("halo2 proof {i} did not verify: {e:?}"))?;
         drop(verifying);
         times.push(ms(t.elapsed()));
+        if timeline {
+            let peak = super::peak_rss_kib().unwrap_or(0);
+            println!("{}proof {i} peak_kib {peak}", super::TIMELINE_PREFIX);
+        }
         if i == 0 && verify(&params, &pk, &proof, out + Fp::from(1)).is_ok() {
             return Err("halo2 proof verified against a wrong public input".into());
         }
@@ -216,7 +224,7 @@ pub fn prove_and_verify(k: u32, proofs: usize) -> Result<(f64, f64, Vec<f64>), S
 /// (first prove+verify), `warm` (median prove+verify of the rest).
 pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
     let k = ctx.pick(11, 14);
-    let proofs = ctx.pick(4, 6);
+    let proofs = super::timeline_proofs().unwrap_or(ctx.pick(4, 6));
     let (setup, keygen, times) = prove_and_verify(k, proofs)?;
     let mut out = WorkloadOutput::default();
     out.phase("setup", setup);

@@ -73,6 +73,32 @@ impl Drop for PhaseLabel {
     }
 }
 
+/// Environment variable of `--phases`'s peak-RSS timeline: the number of
+/// consecutive proofs the halo2 workload makes, printing one
+/// [`TIMELINE_PREFIX`] line per proof.
+pub const TIMELINE_ENV: &str = "NALLOC_BENCH_TIMELINE";
+/// Prefix of a timeline line: `proof <i> peak_kib <n>`.
+pub const TIMELINE_PREFIX: &str = "NALLOC_BENCH_TIMELINE ";
+
+/// Proofs the timeline asks for, if any.
+pub fn timeline_proofs() -> Option<usize> {
+    std::env::var(TIMELINE_ENV).ok()?.parse().ok().filter(|&n| n > 0)
+}
+
+/// Starts a new peak-RSS window: the kernel's high-water mark (`VmHWM`) is
+/// reset to the current RSS (`/proc/self/clear_refs`, value 5). False where
+/// that is not possible (not Linux, or refused).
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// The peak RSS since the last [`reset_peak_rss`] (or start), in KiB.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Context a workload runs in.
 #[derive(Clone, Debug)]
 pub struct Ctx {
