@@ -1,6 +1,8 @@
 //! Examples of zk-nalloc in real provers (see `examples/*.rs` and
 //! `examples/c/`); this library only holds what they share.
 
+pub mod stark;
+
 /// A small deterministic random number generator (SplitMix64), so that the
 /// examples need no OS entropy and give the same proof inputs every run.
 pub struct SplitMix(pub u64);

@@ -39,6 +39,13 @@ fn arkworks_fft_on_polynomial_memory() {
 }
 
 #[test]
+fn stark_with_the_trace_in_witness_memory() {
+    let out = run_example("stark_fibonacci", &["10", "2"]);
+    assert!(out.contains("proof 1: 2^10 steps") && out.contains("verified"), "{out}");
+    assert!(out.contains("locked true") || out.contains("locked false"), "{out}");
+}
+
+#[test]
 fn c_program_on_nalloc_h() {
     let have_cc = Command::new("sh")
         .args(["-c", "command -v cc && command -v make"])

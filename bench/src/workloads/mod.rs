@@ -17,6 +17,7 @@ pub mod micro;
 pub mod realloc;
 pub mod reclaim;
 pub mod soak;
+pub mod stark;
 pub mod xmalloc;
 pub mod zeroed;
 
@@ -167,6 +168,12 @@ pub const WORKLOADS: &[WorkloadInfo] = &[
         description: "Halo2 (zcash halo2_proofs 0.3, Pasta/IPA) mul/add chain circuit: setup, keygen, \
                       then several create_proof+verify_proof (quick k=11 x4, full k=14 x6)",
         run: halo2::run,
+    },
+    WorkloadInfo {
+        name: "stark",
+        description: "Winterfell 0.13 STARK (f128, Blake3, FRI): trace of a Fibonacci-like map, \
+                      prove + verify, several proofs (quick 2^16 steps x4, full 2^18 x5)",
+        run: stark::run,
     },
     WorkloadInfo {
         name: "fft",
