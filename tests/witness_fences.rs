@@ -162,6 +162,28 @@ fn child() {
                 println!("zeroed link ok");
                 return;
             }
+            "keys" => {
+                // What a reader of the arena's memory sees of its keys: a
+                // small block's canary, a large block's canary bytes (its
+                // rounding to 16 bytes after the requested bytes), and a
+                // free block's stored link next to the address it encodes.
+                let p = w.alloc(40, 8);
+                let canary = p.add(40).cast::<u64>().read_unaligned();
+                let large = w.alloc(100_001, 16);
+                let tail: Vec<u8> = (0..15).map(|i| large.add(100_001 + i).read()).collect();
+                let a = w.alloc(40, 8);
+                let b = w.alloc(40, 8);
+                w.dealloc(a, 40, 8);
+                w.dealloc(b, 40, 8);
+                let stored = b.cast::<usize>().read();
+                println!(
+                    "\nkeys {:x} {canary:x} {} {:x} {stored:x}",
+                    p as usize,
+                    tail.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                    a as usize
+                );
+                return;
+            }
             "lock" => {
                 // Under RLIMIT_MEMLOCK = 64 KiB: 1 MiB of secrets.
                 let strict = std::env::var("STRICT_BY_SETTER").is_ok();
@@ -320,6 +342,52 @@ fn every_run_is_fenced_through_every_front() {
         zk_nalloc::raw::witness_free(c);
         zk_nalloc::raw::witness_free(c_large);
     }
+}
+
+/// The canaries and the free-list links are keyed per process: two runs
+/// that place the same blocks at the same addresses (address randomisation
+/// off) see different canaries and stored links, none of them trivial (zero,
+/// or the plain address of the next free block).
+#[test]
+fn canaries_and_links_are_keyed_per_process() {
+    use std::os::unix::process::CommandExt;
+    let run = || {
+        let mut cmd = common::this_test_binary();
+        cmd.args(["--exact", "child", "--nocapture", "--test-threads=1"])
+            .env(CASE, "keys");
+        // SAFETY: personality(2) only changes how the exec'd image is laid
+        // out; no allocation or lock between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::personality(libc::ADDR_NO_RANDOMIZE as libc::c_ulong);
+                Ok(())
+            })
+        };
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("keys "))
+            .unwrap_or_else(|| panic!("no keys printed: {stdout}"))
+            .to_owned();
+        let f: Vec<String> = line.split(' ').map(str::to_owned).collect();
+        assert_eq!(f.len(), 5, "{line}");
+        f
+    };
+    let (x, y) = (run(), run());
+    assert_eq!(
+        x[0], y[0],
+        "address randomisation was not turned off: nothing to compare"
+    );
+    assert_eq!(x[3], y[3]);
+    for f in [&x, &y] {
+        assert_ne!(f[1], "0", "a zero canary");
+        assert_ne!(f[2], "00".repeat(15), "zero canary bytes");
+        assert_ne!(f[4], f[3], "a free block stores the plain address of the next");
+    }
+    assert_ne!(x[1], y[1], "two processes have the same canary");
+    assert_ne!(x[2], y[2], "two processes have the same canary bytes");
+    assert_ne!(x[4], y[4], "two processes store the same encoded link");
 }
 
 fn lock_case(envs: &[(&str, &str)]) -> (String, String) {
