@@ -78,6 +78,27 @@ fn child() {
                 println!("\nseal {:x} {:x}", p as usize, p.sub(8).cast::<usize>().read());
                 return;
             }
+            "witness-double-free-large" => {
+                // The chunk is gone after the first free: the second must be
+                // recognised without touching it (a read there would fault).
+                let p = zk_nalloc::raw::witness_alloc(100_000);
+                zk_nalloc::raw::witness_free(p);
+                zk_nalloc::raw::witness_free(std::hint::black_box(p));
+            }
+            "witness-double-free-small" => {
+                let p = zk_nalloc::raw::witness_alloc(100);
+                let keep = zk_nalloc::raw::witness_alloc(100);
+                zk_nalloc::raw::witness_free(p);
+                zk_nalloc::raw::witness_free(std::hint::black_box(p));
+                zk_nalloc::raw::witness_free(keep);
+            }
+            "witness-free-gap" => {
+                // A pointer into the gap page after a run: never committed.
+                let p = zk_nalloc::raw::witness_alloc(100);
+                let run_end = (p as usize + 4096) & !4095;
+                zk_nalloc::raw::witness_free(std::hint::black_box((run_end + 64) as *mut u8));
+                zk_nalloc::raw::witness_free(p);
+            }
             "foreign" => {
                 let mut local = [0u64; 8];
                 ALLOC.dealloc(std::hint::black_box(local.as_mut_ptr().cast()), l(64));
@@ -119,6 +140,26 @@ fn assert_stops(case: &str, message: &str) {
     assert!(aborted(status), "{case}: not aborted ({status}): {stderr}");
     assert_eq!(lines.len(), 1, "{case}: {stderr}");
     assert!(lines[0].starts_with(message), "{case}: {stderr}");
+}
+
+#[test]
+fn witness_double_frees_stop_the_process() {
+    assert_stops(
+        "witness-double-free-large",
+        "nalloc: nalloc_witness_free(): double free at 0x",
+    );
+    assert_stops(
+        "witness-double-free-small",
+        "nalloc: nalloc_witness_free(): double free at 0x",
+    );
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_witness_pointer_off_every_block_is_reported_not_read() {
+    // Reported as the free of a freed block (an unreadable witness address
+    // is what a released chunk leaves): the point is that it is not read.
+    assert_stops("witness-free-gap", "nalloc: nalloc_witness_free(): double free at 0x");
 }
 
 #[test]
