@@ -3,7 +3,7 @@
 #![cfg(all(feature = "hardened", any(unix, windows)))]
 
 use std::alloc::{GlobalAlloc, Layout};
-use std::process::{Command, ExitStatus};
+use std::process::ExitStatus;
 use zk_nalloc::NAlloc;
 
 mod common;
