@@ -124,7 +124,10 @@ fn nested_phases_on_threads_add_up() {
     );
     // Inclusive: the outer phase saw the inner one's peak.
     assert!(outer.peak_live >= inner.peak_live);
-    assert!(inner.wall_us > 0 || outer.wall_us > 0);
+    // Windows' clock here (GetTickCount64) moves in 10-16 ms steps.
+    if cfg!(unix) {
+        assert!(inner.wall_us > 0 || outer.wall_us > 0);
+    }
 
     // A trimming phase gives the warm pool back and counts it.
     {
@@ -135,7 +138,11 @@ fn nested_phases_on_threads_add_up() {
     let t = r.get("trim").unwrap();
     assert_eq!((t.calls, t.bytes), (1, 8 << 20), "{r}");
     assert!(t.returned_to_os >= 8 << 20, "{r}");
-    assert!(t.minor_faults > 0, "{r}");
+    // Minor faults come from getrusage, which Linux fills; Wine reports
+    // none (the Windows run of this test).
+    if cfg!(target_os = "linux") {
+        assert!(t.minor_faults > 0, "{r}");
+    }
 
     // Resetting peaks: the next phase's peak is the live bytes now, not the
     // 4 MiB of the workers.

@@ -312,7 +312,7 @@ unsafe fn load_link(at: *mut *mut Block) -> *mut Block {
         return ptr::null_mut();
     }
     let next = v ^ link_mask(at);
-    if !contains(next as *const u8) || next % 16 != 0 {
+    if !contains(ptr::without_provenance(next)) || next % 16 != 0 {
         bad_link(at);
     }
     at.cast::<Block>().with_addr(next)

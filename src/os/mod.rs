@@ -96,13 +96,19 @@ fn simulated_page(real: usize) -> usize {
     real
 }
 
-/// The size of a transparent/explicit huge page: what one page-table page
-/// of 8-byte entries maps (a PMD entry), 2 MiB with 4 KiB pages, 32 MiB
-/// with 16 KiB, 512 MiB with 64 KiB.
+/// The size of a transparent/explicit huge page. On Linux what one
+/// page-table page of 8-byte entries maps (a PMD entry): 2 MiB with 4 KiB
+/// pages, 32 MiB with 16 KiB, 512 MiB with 64 KiB. Elsewhere 2 MiB (Windows'
+/// large pages; macOS has none, the placement still suits a later THP-like
+/// policy), whatever the allocation granule.
 #[inline]
 pub(crate) fn huge_page() -> usize {
-    let p = page();
-    p * (p / 8)
+    if cfg!(all(target_os = "linux", not(miri))) {
+        let p = page();
+        p * (p / 8)
+    } else {
+        2 << 20
+    }
 }
 
 /// In debug builds, stops the process if `ptr` or `len` is not a multiple
