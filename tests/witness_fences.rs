@@ -382,12 +382,53 @@ fn canaries_and_links_are_keyed_per_process() {
     assert_eq!(x[3], y[3]);
     for f in [&x, &y] {
         assert_ne!(f[1], "0", "a zero canary");
-        assert_ne!(f[2], "00".repeat(15), "zero canary bytes");
+        // Random bytes: hardly any zero, not all alike.
+        let bytes: Vec<&str> = (0..15).map(|i| &f[2][2 * i..2 * i + 2]).collect();
+        assert!(
+            bytes.iter().filter(|&&b| b == "00").count() <= 3,
+            "canary bytes mostly zero: {}",
+            f[2]
+        );
+        assert!(bytes.iter().any(|&b| b != bytes[0]), "canary bytes all alike: {}", f[2]);
         assert_ne!(f[4], f[3], "a free block stores the plain address of the next");
     }
     assert_ne!(x[1], y[1], "two processes have the same canary");
     assert_ne!(x[2], y[2], "two processes have the same canary bytes");
     assert_ne!(x[4], y[4], "two processes store the same encoded link");
+}
+
+/// A chunk wiped by `secure_wipe` is reused with another layout: runs now
+/// cover pages that were gaps, or start where other runs were. Every block
+/// handed out must be committed (written whole here) and every run fenced.
+#[test]
+fn a_wiped_chunk_reused_with_another_layout_is_committed_and_fenced() {
+    let w = WitnessArena::new();
+    // First layout: small classes (4 KiB runs, gaps after each).
+    for size in [24usize, 40, 56, 100, 200] {
+        for _ in 0..20 {
+            let p = w.alloc(size, 8);
+            // SAFETY: `size` live bytes.
+            unsafe { p.write_bytes(0x11, size) };
+        }
+    }
+    // SAFETY: none of the blocks is used afterwards.
+    unsafe { w.secure_wipe() };
+    // Second layout: a class with long runs over the old runs and gaps.
+    let blocks: Vec<*mut u8> = (0..200).map(|_| w.alloc(3000, 8)).collect();
+    for &p in &blocks {
+        // SAFETY: 3000 live bytes; a block on a page that was a gap and is
+        // not committed again would fault here.
+        unsafe { p.write_bytes(0x22, 3000) };
+        let run = fenced_run(p as usize);
+        assert!(
+            run.before.contains(" ---p ") && run.after.contains(" ---p "),
+            "run not fenced after reuse: {run:?}"
+        );
+    }
+    for p in blocks {
+        // SAFETY: allocated above with this layout.
+        unsafe { w.dealloc(p, 3000, 8) };
+    }
 }
 
 fn lock_case(envs: &[(&str, &str)]) -> (String, String) {
