@@ -58,3 +58,26 @@ fn zeroed_and_realloc_keep_contents() {
     assert!(raw::alloc(usize::MAX - 8, 16, false).is_null());
     assert!(raw::alloc(16, 1 << 62, false).is_null());
 }
+
+/// A block shrunk to zero bytes in place keeps the caller's pointer inside
+/// it (found by the `raw` fuzz target: a scoped 0-byte witness block
+/// realloc'ed to 0 shares its size class with the resized one once the
+/// canary is counted, and the shrunk header described an empty block that
+/// `usable_size` then rejected as foreign).
+#[test]
+fn realloc_to_zero_in_place_keeps_a_valid_block() {
+    for scoped in [false, true] {
+        let alloc = || raw::alloc(0, 1, false);
+        let p = if scoped { ALLOC.witness_scope(alloc) } else { alloc() };
+        // SAFETY: a live block of the C front.
+        let q = unsafe { raw::realloc(p, 0) };
+        if !q.is_null() {
+            // SAFETY: `q` is live (null would mean it was freed). Before the
+            // fix this aborted: "malloc_usable_size(): invalid pointer".
+            let u = unsafe { raw::usable_size(q) };
+            assert!(u <= 16, "scoped: {scoped}: usable {u}");
+            // SAFETY: as above; freed once.
+            unsafe { raw::free(q) };
+        }
+    }
+}

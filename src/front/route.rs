@@ -239,7 +239,9 @@ pub(crate) trait Front {
 /// # Safety
 /// `b` must describe a live block of the route.
 pub(crate) unsafe fn realloc(front: &impl Front, b: Block, new_size: usize) -> *mut u8 {
-    let Some(new_total) = new_size.checked_add(b.offset) else {
+    // A zero-byte block still holds one byte past its header: the caller's
+    // pointer must stay inside the block (as `raw::alloc` made it).
+    let Some(new_total) = new_size.max(1).checked_add(b.offset) else {
         return core::ptr::null_mut();
     };
     let home = Home::of(b.base, b.size, b.align);
