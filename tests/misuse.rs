@@ -208,19 +208,11 @@ fn foreign_pointers_can_be_forwarded() {
 #[test]
 #[cfg(target_os = "linux")]
 fn header_seals_are_keyed_per_process() {
-    use std::os::unix::process::CommandExt;
     let seal = || {
         let mut cmd = common::this_test_binary();
         cmd.args(["--exact", "child", "--nocapture", "--test-threads=1"])
             .env(CASE_VAR, "seal");
-        // SAFETY: personality(2) only changes how the exec'd image is laid
-        // out; no allocation or lock between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::personality(libc::ADDR_NO_RANDOMIZE as libc::c_ulong);
-                Ok(())
-            })
-        };
+        common::without_aslr(&mut cmd);
         let out = cmd.output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let line = stdout

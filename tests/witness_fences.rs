@@ -350,19 +350,11 @@ fn every_run_is_fenced_through_every_front() {
 /// or the plain address of the next free block).
 #[test]
 fn canaries_and_links_are_keyed_per_process() {
-    use std::os::unix::process::CommandExt;
     let run = || {
         let mut cmd = common::this_test_binary();
         cmd.args(["--exact", "child", "--nocapture", "--test-threads=1"])
             .env(CASE, "keys");
-        // SAFETY: personality(2) only changes how the exec'd image is laid
-        // out; no allocation or lock between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::personality(libc::ADDR_NO_RANDOMIZE as libc::c_ulong);
-                Ok(())
-            })
-        };
+        common::without_aslr(&mut cmd);
         let out = cmd.output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let line = stdout

@@ -217,6 +217,22 @@ pub fn this_test_binary() -> std::process::Command {
     }
 }
 
+/// Makes `cmd`'s child run without address-space randomisation, so that
+/// two runs place the same blocks at the same addresses: how the tests show
+/// that a check value is keyed per process, not by address alone.
+#[cfg(target_os = "linux")]
+pub fn without_aslr(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: personality(2) only changes how the exec'd image is laid
+    // out; no allocation or lock between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::personality(libc::ADDR_NO_RANDOMIZE as libc::c_ulong);
+            Ok(())
+        })
+    };
+}
+
 /// Runs the calling test's body in a process of its own: re-executes this
 /// test binary for the one test `name` and asserts that it passed there.
 /// For checks of process-wide state — the number of mappings, a released
