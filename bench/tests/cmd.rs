@@ -15,11 +15,14 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// A `libnalloc.so` of this target dir, if one was built.
+/// A `libnalloc.so` of this target dir, if one was built. `cargo test`
+/// leaves the capi cdylib in `<profile>/deps/` (a dependency of the tests,
+/// not a root, so it is not copied up); `cargo build` puts it in
+/// `<profile>/`. The one in `deps/` is the fresh one when both exist.
 fn nalloc_lib() -> Option<PathBuf> {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_nalloc-bench"));
     let target = exe.parent()?.parent()?.to_path_buf();
-    let found = ["debug", "release"]
+    let found = ["debug/deps", "debug", "release/deps", "release"]
         .iter()
         .map(|p| target.join(p).join("libnalloc.so"))
         .find(|p| p.is_file());

@@ -59,8 +59,12 @@ fn c_program_on_nalloc_h() {
         return;
     }
     // The workspace's `cargo test` builds libnalloc.so (nalloc-capi's cdylib)
-    // into the same profile dir.
-    let libdir = profile_dir();
+    // into the profile's deps/ (a test dependency is not copied up to the
+    // profile dir; `cargo build` copies it there).
+    let libdir = [profile_dir().join("deps"), profile_dir()]
+        .into_iter()
+        .find(|d| d.join("libnalloc.so").is_file())
+        .unwrap_or_else(profile_dir);
     if !libdir.join("libnalloc.so").is_file() {
         assert!(
             std::env::var_os("CI").is_none(),
