@@ -27,6 +27,7 @@
 //! | [`AUTO_HUGE_MIN`] | bytes | TLB misses and faults vs 2 MiB rounding | spans-and-warm-pool |
 //! | [`ZERO_BY_PURGE_MIN`] | bytes | memset vs refault when zeroing a warm span | spans-and-warm-pool |
 //! | [`ZERO_SAMPLE_MIN`], [`ZERO_SPARSE_DIVISOR`] | bytes, fraction | a mincore sample vs faulting in a sparse block | spans-and-warm-pool |
+//! | [`GATHER_MIN`], [`GATHER_PIECES`], [`GATHER_PIECE_DIVISOR`] | bytes, pieces, fraction | moves per span vs fresh page faults | spans-and-warm-pool |
 //! | [`POOL_SLOTS`] | ranges | pool search cost vs fragments kept | spans-and-warm-pool |
 //! | [`POOL_CAP_DIVISOR`], [`POOL_CAP_MIN`], [`POOL_CAP_MAX`], [`POOL_CAP_UNKNOWN`] | fraction, bytes | warm reuse vs memory kept | spans-and-warm-pool |
 //! | [`WITNESS_SLOT`], [`WITNESS_SLOTS`] | bytes, slots | address space vs chunk placement | witness-arena |
@@ -121,6 +122,15 @@ pub(crate) const ZERO_SAMPLE_MIN: usize = 1 << 20;
 /// ... and purged instead of memset when less than `1 / ZERO_SPARSE_DIVISOR`
 /// of the sampled pages is resident (the last user touched little of it).
 pub(crate) const ZERO_SPARSE_DIVISOR: usize = 8;
+/// Spans (or realloc growths) of at least this many bytes that no pooled
+/// range holds are built from smaller pooled pieces moved into place with
+/// `mremap` (Linux), so a prover's growing vectors reuse the warm pages of
+/// the smaller ones freed before instead of faulting fresh ones.
+pub(crate) const GATHER_MIN: usize = 256 << 10;
+/// Most pieces one span is built from (a system call each) ...
+pub(crate) const GATHER_PIECES: usize = 16;
+/// ... each at least `1 / GATHER_PIECE_DIVISOR` of what is still missing.
+pub(crate) const GATHER_PIECE_DIVISOR: usize = 64;
 /// Most free ranges the warm pool holds.
 pub(crate) const POOL_SLOTS: usize = 64;
 /// Default pool cap: physical memory / this ...

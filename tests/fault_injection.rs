@@ -7,6 +7,8 @@
 use std::alloc::{GlobalAlloc, Layout};
 use zk_nalloc::{fault, NAlloc, WitnessArena};
 
+mod common;
+
 #[global_allocator]
 static ALLOC: NAlloc = NAlloc::new();
 
@@ -50,6 +52,56 @@ fn refused_mappings_give_null_and_nothing_breaks() {
         .all(|&b| b == 5));
     // SAFETY: live block.
     unsafe { ALLOC.dealloc(p, l) };
+
+    // A span built from warm pooled pieces (Linux): the kernel refuses the
+    // first move, and the piece arrives in parts; refusing every move
+    // leaves the pieces pooled and the span fresh. Nothing is lost either way.
+    #[cfg(target_os = "linux")]
+    {
+        let small = Layout::from_size_align(12 << 20, 16).unwrap();
+        let large = Layout::from_size_align(24 << 20, 16).unwrap();
+        let pooled_piece = |seed: u8| {
+            ALLOC.trim();
+            // SAFETY: valid layout; filled, then freed into the pool.
+            unsafe {
+                let a = ALLOC.alloc(small);
+                assert!(!a.is_null());
+                a.write_bytes(seed, small.size());
+                ALLOC.dealloc(a, small);
+            }
+        };
+        pooled_piece(7);
+        let gathered = ALLOC.stats().span_gathered_bytes;
+        // Request 1 is the span's mapping, 2 the first move.
+        fault::fail_nth_mapping(2, 1);
+        // SAFETY: valid layout; freed below.
+        let b = unsafe { ALLOC.alloc(large) };
+        fault::reset();
+        assert!(!b.is_null());
+        assert_eq!(ALLOC.stats().span_gathered_bytes, gathered + small.size() as u64);
+        let head = common::peek(b as usize, small.size()).unwrap();
+        assert!(head.iter().all(|&x| x == 7), "a piece moved in parts lost bytes");
+        // SAFETY: live block.
+        unsafe { ALLOC.dealloc(b, large) };
+
+        pooled_piece(8);
+        let gathered = ALLOC.stats().span_gathered_bytes;
+        fault::fail_nth_mapping(2, usize::MAX);
+        // SAFETY: valid layout; freed below.
+        let b = unsafe { ALLOC.alloc(large) };
+        fault::reset();
+        assert!(!b.is_null());
+        assert_eq!(ALLOC.stats().span_gathered_bytes, gathered);
+        assert!(
+            ALLOC.stats().pool_retained >= small.size(),
+            "refused pieces must go back to the pool"
+        );
+        let all = common::peek(b as usize, large.size()).unwrap();
+        assert!(all.iter().all(|&x| x == 0), "an unbuilt span must be fresh");
+        // SAFETY: live block.
+        unsafe { ALLOC.dealloc(b, large) };
+        ALLOC.trim();
+    }
 
     // Small objects: a fresh thread needs a heap and a segment; refuse its
     // segment. Its allocation fails cleanly, the next one succeeds.

@@ -198,6 +198,57 @@ fn memory_is_reused_and_returned() {
     unsafe { ALLOC.dealloc(p, l) };
     ALLOC.trim();
 
+    // -- A span no pooled range holds is built from the warm pages of
+    //    smaller freed ones (moved, not faulted afresh), and is zero where
+    //    it must be.
+    #[cfg(target_os = "linux")]
+    {
+        ALLOC.trim();
+        let gathered = ALLOC.stats().span_gathered_bytes;
+        let small = Layout::from_size_align(12 << 20, 16).unwrap();
+        let large = Layout::from_size_align(24 << 20, 16).unwrap();
+        // SAFETY: valid layout; filled, then freed into the pool.
+        let a = unsafe { ALLOC.alloc(small) };
+        assert!(!a.is_null());
+        common::fill(a, small.size(), 41);
+        // SAFETY: live block.
+        unsafe { ALLOC.dealloc(a, small) };
+        // SAFETY: valid layout; freed below.
+        let b = unsafe { ALLOC.alloc(large) };
+        assert!(!b.is_null());
+        assert!(
+            ALLOC.stats().span_gathered_bytes >= gathered + small.size() as u64,
+            "the freed 12 MiB was not moved into the 24 MiB span"
+        );
+        // The first piece sits at the span's start: the old block's bytes,
+        // untouched since (read through /proc/self/mem, not the pointer).
+        let head = common::peek(b as usize, 4096).expect("/proc/self/mem readable");
+        let mut want = vec![0u8; 4096];
+        common::fill(want.as_mut_ptr(), 4096, 41);
+        assert_eq!(head, want, "the span's first page is not the freed block's");
+        common::fill(b, large.size(), 42);
+        assert!(common::check(b, large.size(), 42));
+        // SAFETY: live block.
+        unsafe { ALLOC.dealloc(b, large) };
+        // The same through alloc_zeroed: the moved pages are cleared.
+        ALLOC.trim();
+        // SAFETY: valid layout; filled, then freed into the pool.
+        let a = unsafe { ALLOC.alloc(small) };
+        common::fill(a, small.size(), 43);
+        // SAFETY: live block.
+        unsafe { ALLOC.dealloc(a, small) };
+        let gathered = ALLOC.stats().span_gathered_bytes;
+        // SAFETY: valid layout; freed below.
+        let z = unsafe { ALLOC.alloc_zeroed(large) };
+        assert!(ALLOC.stats().span_gathered_bytes > gathered);
+        // SAFETY: `z` is live and `large.size()` bytes long.
+        let bytes = unsafe { std::slice::from_raw_parts(z, large.size()) };
+        assert!(bytes.iter().all(|&x| x == 0), "alloc_zeroed handed out old bytes");
+        // SAFETY: live block.
+        unsafe { ALLOC.dealloc(z, large) };
+        ALLOC.trim();
+    }
+
     // -- A large vector grows by moving page tables (`mremap`), not bytes,
     //    when no warm span can take it.
     #[cfg(target_os = "linux")]

@@ -17,7 +17,10 @@ pub struct MachineInfo {
     pub nproc: usize,
     /// Kernel release (`uname -r`).
     pub kernel: String,
-    /// Transparent huge page mode (`/sys/kernel/mm/transparent_hugepage/enabled`).
+    /// Transparent huge page mode: `enabled` and `defrag` from
+    /// `/sys/kernel/mm/transparent_hugepage/` (the chosen value bracketed).
+    /// Fresh-memory timings depend on both: `defrag` decides whether a
+    /// huge-page fault may stall for compaction.
     pub thp: String,
     /// Start time, UTC, ISO 8601.
     pub date: String,
@@ -38,9 +41,12 @@ impl MachineInfo {
         let kernel = read("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_owned())
             .unwrap_or_else(|| "unknown".into());
-        let thp = read("/sys/kernel/mm/transparent_hugepage/enabled")
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_else(|| "unknown".into());
+        let thp_file = |f: &str| {
+            read(&format!("/sys/kernel/mm/transparent_hugepage/{f}"))
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|| "unknown".into())
+        };
+        let thp = format!("enabled: {}; defrag: {}", thp_file("enabled"), thp_file("defrag"));
         let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         Self {
             cpu,

@@ -278,17 +278,24 @@ impl Pool {
         true
     }
 
-    /// Removes the longest `align`-aligned range in `[len / 2, len)`.
-    fn growable(&mut self, len: usize, align: usize) -> Option<Range> {
-        let mut best: Option<usize> = None;
-        for i in (0..self.len).rev() {
-            let r = self.ranges[i];
-            let fits = r.ptr.addr() % align == 0 && r.len < len && r.len >= len / 2;
-            if fits && best.is_none_or(|b| self.ranges[b].len < r.len) {
-                best = Some(i);
-            }
+    /// Cuts the largest piece of at most `max` bytes that starts on a
+    /// `unit` boundary and is whole units long, if it is at least `min`
+    /// bytes (see [`take_piece`]). Only where ranges can be cut.
+    fn piece(&mut self, max: usize, unit: usize, min: usize) -> Option<(*mut u8, usize, Option<Range>)> {
+        if !self.cuttable {
+            return None;
         }
-        best.map(|i| self.remove(i))
+        let usable = |r: &Range| {
+            let start = r.ptr.addr().next_multiple_of(unit);
+            r.end().saturating_sub(start) / unit * unit
+        };
+        let largest = self.ranges[..self.len].iter().map(usable).max()?;
+        let len = largest.min(max / unit * unit);
+        if len < min.max(unit) {
+            return None;
+        }
+        let (p, spill) = self.cut(len, unit)?;
+        Some((p, len, spill))
     }
 }
 
@@ -375,10 +382,18 @@ pub(crate) fn take_at(at: *mut u8, len: usize) -> bool {
     locked(|pool| pool.cuttable && pool.cut_at(at, len))
 }
 
-/// Removes and returns the longest `align`-aligned range shorter than `len`
-/// but at least half of it, for the caller to grow with `os::remap`.
-pub(crate) fn take_growable(len: usize, align: usize) -> Option<Range> {
-    locked(|pool| pool.growable(len, align))
+/// Takes the largest pooled piece of at most `max` bytes (and at least
+/// `min`) that starts on a `unit` boundary and is whole units long, for the
+/// caller to move into a larger span it is building (`span::gather`): when
+/// no range holds a request, the warm pages of several smaller ones still
+/// save its page faults. `None` when no range has such a piece, or where
+/// ranges cannot be cut.
+pub(crate) fn take_piece(max: usize, unit: usize, min: usize) -> Option<Range> {
+    let (p, len, spill) = locked(|pool| pool.piece(max, unit, min))?;
+    if let Some(t) = spill {
+        release(t);
+    }
+    Some(Range { ptr: p, len })
 }
 
 /// Releases the oldest pooled memory until at most `keep` bytes remain.
@@ -540,16 +555,29 @@ mod tests {
     }
 
     #[test]
-    fn growable_is_the_longest_aligned_range_of_at_least_half() {
+    fn pieces_are_the_largest_whole_units_at_most_max() {
+        if !can_cut() {
+            return;
+        }
         let mut pool = empty();
         put(&mut pool, at(BASE + 100 * MIB, 3 * MIB));
         put(&mut pool, at(BASE + 200 * MIB, 6 * MIB));
-        put(&mut pool, at(BASE + 300 * MIB + os::page(), 7 * MIB));
-        assert_eq!(pool.growable(10 * MIB, 2 * MIB), Some(at(BASE + 200 * MIB, 6 * MIB)));
-        assert_eq!(pool.growable(10 * MIB, 2 * MIB), None);
-        assert_eq!(
-            pool.growable(8 * MIB, os::page()),
-            Some(at(BASE + 300 * MIB + os::page(), 7 * MIB))
-        );
+        // Starts one page past a 2 MiB boundary: 4 whole units inside.
+        put(&mut pool, at(BASE + 300 * MIB + os::page(), 10 * MIB));
+        let unit = 2 * MIB;
+        // The largest: 8 MiB from the third range's first 2 MiB boundary.
+        let (p, len, spill) = pool.piece(usize::MAX, unit, unit).unwrap();
+        assert_eq!((p.addr(), len, spill), (BASE + 302 * MIB, 8 * MIB, None));
+        // Its unaligned head and its tail stay pooled.
+        assert!(ranges(&pool).contains(&at(BASE + 300 * MIB + os::page(), 2 * MIB - os::page())));
+        // At most `max`, cut from the start of the range that holds it.
+        let (p, len, _) = pool.piece(5 * MIB, unit, unit).unwrap();
+        assert_eq!((p.addr(), len), (BASE + 200 * MIB, 4 * MIB));
+        // Nothing of at least `min` is left: 3 MiB, 2 MiB, 2 MiB ranges.
+        assert!(pool.piece(usize::MAX, unit, 4 * MIB).is_none());
+        let (_, len, _) = pool.piece(usize::MAX, unit, unit).unwrap();
+        assert_eq!(len, 2 * MIB);
+        assert_eq!(pool.bytes, ranges(&pool).iter().map(|r| r.len).sum::<usize>());
+        pool.check();
     }
 }

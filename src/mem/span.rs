@@ -49,7 +49,9 @@ use crate::base::stats;
 use crate::mem::{budget, pool};
 use crate::os::{self, HugeAdvice};
 
-use crate::policy::{AUTO_HUGE_MIN, ZERO_BY_PURGE_MIN, ZERO_SAMPLE_MIN, ZERO_SPARSE_DIVISOR};
+use crate::policy::{
+    AUTO_HUGE_MIN, GATHER_MIN, GATHER_PIECE_DIVISOR, ZERO_BY_PURGE_MIN, ZERO_SAMPLE_MIN, ZERO_SPARSE_DIVISOR,
+};
 
 /// Length of the mapping that serves `size` bytes at `align`; `None` on
 /// overflow.
@@ -114,47 +116,184 @@ pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
     let Some(len) = span_len(size, align) else {
         return ptr::null_mut();
     };
-    let (p, dirty) = take_pooled(len, align);
-    let p = if !p.is_null() {
-        stats::POOL_HITS.fetch_add(1, Relaxed);
-        if zeroed {
-            // SAFETY: the pooled span is ours, `len` bytes, and unused; past
-            // `dirty` it is fresh (zero) memory.
-            unsafe { zero_recycled(p, size.min(dirty), len) };
+    let (p, dirty) = match take_pooled(len, align) {
+        Some(p) => {
+            stats::POOL_HITS.fetch_add(1, Relaxed);
+            (p, len)
         }
-        p
-    } else {
-        if !budget::admit(size, len) {
-            return ptr::null_mut();
-        }
-        make_room(len);
-        let explicit =
-            config::huge_pages() == HugePages::Explicit && len >= os::huge_page() && align <= os::huge_page();
-        // An explicit huge-page mapping is born backed; the fallback gets the
-        // transparent huge page advice.
-        let p = if explicit {
-            os::map_explicit_huge(len)
-        } else {
-            ptr::null_mut()
-        };
-        let p = if p.is_null() {
-            let p = os::map(len, span_align(len, align));
+        None => {
+            let (p, dirty) = map_fresh(size, len, align);
             if p.is_null() {
                 return p;
             }
-            advise(p, len);
-            p
-        } else {
-            stats::EXPLICIT_HUGE.fetch_add(len, Relaxed);
-            p
-        };
-        stats::mapped(len);
-        p
+            (p, dirty)
+        }
     };
+    if zeroed && dirty > 0 {
+        // SAFETY: the span is ours, `len` bytes, and unused; past `dirty` it
+        // is fresh (zero) memory.
+        unsafe { zero_recycled(p, size.min(dirty), len) };
+    }
     live_add(len);
     stats::SPAN_ALLOCS.fetch_add(1, Relaxed);
     stats::SPAN_BYTES.fetch_add(size, Relaxed);
     p
+}
+
+/// Maps a new span of `len` bytes, built as far as the pool allows from
+/// warm pooled pieces moved into it (see [`gather`]). Returns the span and
+/// how many of its leading bytes may be non-zero; null on failure.
+fn map_fresh(size: usize, len: usize, align: usize) -> (*mut u8, usize) {
+    let explicit = config::huge_pages() == HugePages::Explicit && len >= os::huge_page() && align <= os::huge_page();
+    let mut pieces = Pieces::new();
+    if !explicit && len >= GATHER_MIN {
+        pieces.take(len, gather_unit(len, 0));
+    }
+    if !budget::admit(size, len - pieces.bytes()) {
+        pieces.put_back();
+        return (ptr::null_mut(), 0);
+    }
+    make_room(len - pieces.bytes());
+    // An explicit huge-page mapping is born backed; the fallback gets the
+    // transparent huge page advice.
+    let p = if explicit {
+        os::map_explicit_huge(len)
+    } else {
+        ptr::null_mut()
+    };
+    if !p.is_null() {
+        stats::EXPLICIT_HUGE.fetch_add(len, Relaxed);
+        stats::mapped(len);
+        return (p, 0);
+    }
+    let p = os::map(len, span_align(len, align));
+    if p.is_null() {
+        pieces.put_back();
+        return (p, 0);
+    }
+    // SAFETY: `p`/`len` is the fresh mapping just made, untouched.
+    let (moved, dirty) = unsafe { pieces.place(p) };
+    stats::mapped(len - moved);
+    advise(p, len);
+    (p, dirty)
+}
+
+/// The granule of pieces moved to offset `at` of a span of `len` bytes:
+/// whole huge pages where both sides are huge-page aligned, so that their
+/// page tables move as huge entries instead of being split.
+fn gather_unit(len: usize, at: usize) -> usize {
+    if len >= os::huge_page() && at % os::huge_page() == 0 {
+        os::huge_page()
+    } else {
+        os::page()
+    }
+}
+
+/// Most pooled pieces one span is built from: each costs a system call.
+const GATHER_PIECES: usize = crate::policy::GATHER_PIECES;
+
+/// Warm pooled pieces taken to build a larger span (see [`gather`]).
+struct Pieces {
+    list: [pool::Range; GATHER_PIECES],
+    n: usize,
+}
+
+impl Pieces {
+    fn new() -> Self {
+        Self {
+            list: [pool::Range {
+                ptr: ptr::null_mut(),
+                len: 0,
+            }; GATHER_PIECES],
+            n: 0,
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.list[..self.n].iter().map(|r| r.len).sum()
+    }
+
+    /// Takes pooled pieces, largest first, towards `want` bytes, each whole
+    /// `unit`s (see [`gather_unit`]) and at least `1 / GATHER_PIECE_DIVISOR`
+    /// of `want`, so that a span costs few moves.
+    fn take(&mut self, mut want: usize, unit: usize) {
+        if !os::CAN_REMAP || pool::bytes() == 0 {
+            return;
+        }
+        let min = want / GATHER_PIECE_DIVISOR;
+        while self.n < GATHER_PIECES && want > 0 {
+            let Some(r) = pool::take_piece(want, unit, min) else {
+                break;
+            };
+            self.list[self.n] = r;
+            self.n += 1;
+            want -= r.len;
+        }
+    }
+
+    /// Returns unplaced pieces to the pool.
+    fn put_back(&mut self) {
+        for r in &self.list[..self.n] {
+            // SAFETY: a piece taken from the pool: whole pages, unused.
+            unsafe { pool::put(r.ptr, r.len) };
+        }
+        self.n = 0;
+    }
+
+    /// Moves the pieces to the start of the fresh memory at `p`, one after the
+    /// other. A piece the kernel refuses (it spans two mappings) is split
+    /// and its halves moved; what still fails goes back to the pool and
+    /// leaves a fresh (zero) gap. Returns the bytes moved and the end of
+    /// the last piece placed (the span's possibly non-zero prefix).
+    ///
+    /// # Safety
+    /// `p` must be a fresh, unreferenced span at least as long as the pieces.
+    unsafe fn place(&mut self, p: *mut u8) -> (usize, usize) {
+        let (mut off, mut moved, mut dirty) = (0, 0, 0);
+        for i in 0..self.n {
+            let r = self.list[i];
+            // SAFETY: caller contract: `p + off .. + r.len` lies in the span.
+            let m = unsafe { move_split(r.ptr, r.len, p.add(off)) };
+            if m > 0 {
+                dirty = off + r.len;
+            }
+            moved += m;
+            off += r.len;
+        }
+        self.n = 0;
+        if moved > 0 {
+            stats::GATHERED.fetch_add(moved, Relaxed);
+        }
+        (moved, dirty)
+    }
+}
+
+/// Moves `src`/`len` (pool memory taken out of the pool) to `dst`, halving
+/// the range where the kernel refuses it (a pooled range may join several
+/// mappings, and one move must stay within one); a part that still fails at
+/// one page goes back to the pool. Returns the bytes moved.
+///
+/// # Safety
+/// `src`/`len`: unused pool memory taken out of the pool; `dst`/`len`: an
+/// unreferenced part of a fresh span of ours.
+unsafe fn move_split(src: *mut u8, len: usize, dst: *mut u8) -> usize {
+    // SAFETY: caller contract.
+    if unsafe { os::move_pages(src, len, dst) } {
+        return len;
+    }
+    let unit = if len % os::huge_page() == 0 && len > os::huge_page() {
+        os::huge_page()
+    } else {
+        os::page()
+    };
+    if len <= unit {
+        // SAFETY: still unused memory of ours, nothing moved.
+        unsafe { pool::put(src, len) };
+        return 0;
+    }
+    let half = (len / 2).next_multiple_of(unit).min(len - unit);
+    // SAFETY: both halves lie within the caller's ranges.
+    unsafe { move_split(src, half, dst) + move_split(src.add(half), len - half, dst.add(half)) }
 }
 
 /// # Safety
@@ -193,44 +332,18 @@ unsafe fn zero_recycled(p: *mut u8, size: usize, len: usize) {
     unsafe { ptr::write_bytes(p, 0, size) };
 }
 
-/// A pooled span for a request of `len` bytes at `align`: cut from the
-/// best-fitting warm range, or — where the platform can remap — a shorter
-/// range (at least half) grown with `mremap`, so its warm pages are kept and
-/// only the difference is faulted in. Returns the span and how many of its
-/// leading bytes may be non-zero (null, 0 if the pool has nothing suitable).
-fn take_pooled(len: usize, align: usize) -> (*mut u8, usize) {
-    let align = span_align(len, align);
-    let p = pool::take(len, align);
-    if !p.is_null() {
-        // A range may have been pooled under another huge-page policy
-        // (a cut of a bigger span, a merge of smaller ones).
-        advise(p, len);
-        return (p, len);
+/// A pooled span for a request of `len` bytes at `align`, cut from the
+/// best-fitting warm range. Spans no range holds are built from pooled
+/// pieces instead (see [`map_fresh`]).
+fn take_pooled(len: usize, align: usize) -> Option<*mut u8> {
+    let p = pool::take(len, span_align(len, align));
+    if p.is_null() {
+        return None;
     }
-    if !os::CAN_REMAP {
-        return (ptr::null_mut(), 0);
-    }
-    let Some(r) = pool::take_growable(len, align) else {
-        return (ptr::null_mut(), 0);
-    };
-    if !budget::fits(len - r.len) {
-        // The caller maps afresh, where the budget reclaims and reports.
-        // SAFETY: unused memory of ours, just taken from the pool.
-        unsafe { pool::put(r.ptr, r.len) };
-        return (ptr::null_mut(), 0);
-    }
-    make_room(len - r.len);
-    // SAFETY: `r` is unused memory we own; a merged range may span several
-    // mappings, and then the kernel refuses (null) and nothing moved.
-    let q = unsafe { os::remap(r.ptr, r.len, len, align) };
-    if q.is_null() {
-        // SAFETY: still unused memory of ours.
-        unsafe { pool::put(r.ptr, r.len) };
-        return (ptr::null_mut(), 0);
-    }
-    stats::mapped(len - r.len);
-    advise(q, len);
-    (q, r.len)
+    // A range may have been pooled under another huge-page policy (a cut
+    // of a bigger span, a merge of smaller ones).
+    advise(p, len);
+    Some(p)
 }
 
 /// Before `extra` more bytes are needed: release the oldest pooled memory
@@ -326,8 +439,7 @@ pub(crate) unsafe fn realloc_in_place(p: *mut u8, old_size: usize, align: usize,
         // are resident, and leaving it in the pool while the vector grows
         // into fresh pages would keep both resident (see
         // docs/design/spans-and-warm-pool.md).
-        let (q, _) = take_pooled(new_len, align);
-        if !q.is_null() {
+        if let Some(q) = take_pooled(new_len, align) {
             stats::POOL_HITS.fetch_add(1, Relaxed);
             live_add(new_len);
             stats::SPAN_ALLOCS.fetch_add(1, Relaxed);
@@ -341,22 +453,34 @@ pub(crate) unsafe fn realloc_in_place(p: *mut u8, old_size: usize, align: usize,
             return q;
         }
     }
+    // The fresh tail a remap adds is built from warm pooled pieces where
+    // there are some (see `Pieces`), as a fresh span is.
+    let mut pieces = Pieces::new();
     if new_len > old_len {
-        if !budget::fits(new_len - old_len) {
+        let grow = new_len - old_len;
+        if grow >= GATHER_MIN {
+            pieces.take(grow, gather_unit(new_len, old_len));
+        }
+        if !budget::fits(grow - pieces.bytes()) {
             // Over budget: the caller moves the block through `alloc`,
             // which reclaims, checks and reports (one line per refusal).
+            pieces.put_back();
             return ptr::null_mut();
         }
-        make_room(new_len - old_len);
+        make_room(grow - pieces.bytes());
     }
     // SAFETY: caller contract: `p`/`old_len` is a whole live span.
     let q = unsafe { os::remap(p, old_len, new_len, span_align(new_len, align)) };
     if q.is_null() {
+        pieces.put_back();
         return q;
     }
     stats::REMAPS.fetch_add(1, Relaxed);
     if new_len > old_len {
-        stats::mapped(new_len - old_len);
+        // SAFETY: the remapped span's tail past `old_len` is fresh and
+        // unreferenced; the pieces are no longer than it.
+        let (moved, _) = unsafe { pieces.place(q.add(old_len)) };
+        stats::mapped(new_len - old_len - moved);
         live_add(new_len - old_len);
         advise(q, new_len);
     } else {
@@ -379,6 +503,38 @@ pub(crate) fn shrink_to(cap: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pooled range may join two mappings (kernels before 6.17 move one
+    /// mapping per call, and `move_split` then halves it): all its bytes
+    /// arrive. The halving itself is proven in tests/fault_injection.rs,
+    /// where the first move is refused on any kernel.
+    #[test]
+    #[cfg(all(target_os = "linux", not(miri)))]
+    fn a_range_over_two_mappings_is_moved_whole() {
+        let pg = os::page();
+        let len = 16 * pg;
+        let src = os::map(len, pg);
+        let dst = os::map(len, pg);
+        assert!(!src.is_null() && !dst.is_null());
+        // Different advice on the second half splits the source into two
+        // mappings as the kernel sees them.
+        // SAFETY: the second half of our fresh mapping; advice is a hint.
+        unsafe { os::advise_huge(src.add(len / 2), len / 2, HugeAdvice::NoHuge) };
+        for i in 0..len {
+            // SAFETY: `src` is ours, `len` bytes.
+            unsafe { *src.add(i) = (i / pg) as u8 + 1 };
+        }
+        // SAFETY: `src` is unused memory of ours, `dst` a fresh mapping of
+        // ours as long; they do not overlap.
+        let moved = unsafe { move_split(src, len, dst) };
+        assert_eq!(moved, len);
+        for i in (0..len).step_by(pg / 2) {
+            // SAFETY: `dst` is ours, `len` bytes.
+            assert_eq!(unsafe { *dst.add(i) }, (i / pg) as u8 + 1, "byte {i}");
+        }
+        // SAFETY: our mapping, nothing references it.
+        unsafe { os::unmap(dst, len) };
+    }
 
     #[test]
     fn span_lengths_round_to_classes_and_huge_pages() {

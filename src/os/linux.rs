@@ -132,6 +132,23 @@ pub(super) unsafe fn remap(ptr: *mut u8, old_len: usize, new_len: usize, align: 
     }
 }
 
+pub(super) unsafe fn move_pages(src: *mut u8, len: usize, dst: *mut u8) -> bool {
+    // SAFETY: caller contract: `src` is ours and unused, `dst` a range of
+    // ours that may be replaced; MREMAP_FIXED unmaps `dst` and moves the page
+    // tables of `src` there in one call (EFAULT, nothing moved, if `src`
+    // crosses a mapping boundary).
+    unsafe {
+        mm::mremap_fixed(
+            src.cast::<c_void>(),
+            len,
+            len,
+            MremapFlags::MAYMOVE,
+            dst.cast::<c_void>(),
+        )
+    }
+    .is_ok()
+}
+
 fn tolerated(e: Errno) -> bool {
     // EINVAL: the kernel predates the advice (DONTDUMP 3.4, WIPEONFORK 4.14).
     e == Errno::INVAL

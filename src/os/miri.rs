@@ -59,6 +59,14 @@ pub(super) unsafe fn remap(_ptr: *mut u8, _old: usize, _new: usize, _align: usiz
     core::ptr::null_mut()
 }
 
+/// Not supported here ([`super::CAN_REMAP`] is false).
+///
+/// # Safety
+/// None needed: nothing is touched.
+pub(super) unsafe fn move_pages(_src: *mut u8, _len: usize, _dst: *mut u8) -> bool {
+    false
+}
+
 pub(super) unsafe fn lock(_ptr: *mut u8, _len: usize) -> Result<(), OsError> {
     Ok(())
 }

@@ -345,6 +345,28 @@ pub(crate) unsafe fn remap(ptr: *mut u8, old_len: usize, new_len: usize, align: 
     unsafe { platform::remap(ptr, old_len, new_len, align.max(page())) }
 }
 
+/// Moves the pages of `src`/`len` to `dst` (replacing what was mapped
+/// there) without copying or faulting them: page tables move, so warm
+/// pages stay warm at their new address. False where the platform cannot
+/// ([`CAN_REMAP`] is false) or the kernel refuses, e.g. when `src` spans
+/// several mappings (the caller then tries smaller pieces or leaves the
+/// destination fresh); nothing has moved then.
+///
+/// # Safety
+/// `src`/`len` must be page-aligned memory of ours that nobody references;
+/// `dst`/`len` a page-aligned range of one of our mappings that nobody
+/// references and may lose its contents; the two must not overlap. On
+/// success `src` is no longer mapped.
+pub(crate) unsafe fn move_pages(src: *mut u8, len: usize, dst: *mut u8) -> bool {
+    assert_paged("move_pages", src, len);
+    assert_paged("move_pages", dst, len);
+    if injected_failure() {
+        return false;
+    }
+    // SAFETY: forwarded caller contract.
+    unsafe { platform::move_pages(src, len, dst) }
+}
+
 /// Locks a range into RAM (no swapping).
 ///
 /// # Safety

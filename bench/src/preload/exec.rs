@@ -16,7 +16,7 @@ use super::setup::Prepared;
 /// `/usr/bin/time` (GNU time; Debian package `time`).
 pub const TIME: &str = "/usr/bin/time";
 /// Output format given to `/usr/bin/time`: wall seconds and peak RSS in KiB.
-pub const TIME_FORMAT: &str = "%e %M";
+pub const TIME_FORMAT: &str = "%e %M %R";
 
 /// Process group of the run in progress (0: none), for [`install_signal_cleanup`].
 static CURRENT_GROUP: AtomicI32 = AtomicI32::new(0);
@@ -67,6 +67,11 @@ pub struct RunRecord {
     pub time_elapsed_s: Option<f64>,
     /// Peak RSS in KiB (`%M`), if the run succeeded.
     pub maxrss_kib: Option<u64>,
+    /// Minor page faults of the program (`%R`), if the run succeeded: how
+    /// much fresh memory it touched, page by page.
+    pub minflt: Option<u64>,
+    /// `/proc/vmstat` deltas over the run (see [`Vmstat`]).
+    pub vmstat: Option<Vmstat>,
     /// Library that served `malloc`, as the program reported it.
     pub malloc: Option<String>,
     /// Most bytes (KiB) the program saw waiting in its cross-thread inboxes
@@ -116,6 +121,8 @@ pub fn run_one(spec: &RunSpec<'_>) -> RunRecord {
         seconds: None,
         time_elapsed_s: None,
         maxrss_kib: None,
+        minflt: None,
+        vmstat: None,
         malloc: None,
         pile_kib: None,
         error: None,
@@ -165,6 +172,7 @@ pub fn run_one(spec: &RunSpec<'_>) -> RunRecord {
         .stderr(Stdio::from(err_file))
         .process_group(0);
 
+    let vm_before = Vmstat::read();
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -229,7 +237,11 @@ pub fn run_one(spec: &RunSpec<'_>) -> RunRecord {
         rec.error = Some(format!("{what}\n{tail}"));
         return rec;
     }
-    let Some((secs, kib)) = parse_time_output(&time_out) else {
+    rec.vmstat = match (vm_before, Vmstat::read()) {
+        (Some(b), Some(a)) => Some(a.since(&b)),
+        _ => None,
+    };
+    let Some((secs, kib, minflt)) = parse_time_output(&time_out) else {
         rec.error = Some(format!("cannot parse {TIME} output {time_out:?}\n{tail}"));
         return rec;
     };
@@ -239,6 +251,7 @@ pub fn run_one(spec: &RunSpec<'_>) -> RunRecord {
             rec.seconds = Some(wall.as_secs_f64());
             rec.time_elapsed_s = Some(secs);
             rec.maxrss_kib = Some(kib);
+            rec.minflt = Some(minflt);
             rec.pile_kib = success_field(&stdout, spec.workload, "pile_peak_kib");
         }
         Err(e) => rec.error = Some(format!("{e}\n{tail}")),
@@ -264,15 +277,63 @@ fn wait_exited_no_reap(pid: libc::pid_t) {
 }
 
 /// Parses the last non-empty line of `/usr/bin/time -f '%e %M'` output.
-pub fn parse_time_output(s: &str) -> Option<(f64, u64)> {
+pub fn parse_time_output(s: &str) -> Option<(f64, u64, u64)> {
     let line = s.lines().rev().find(|l| !l.trim().is_empty())?;
     let mut it = line.split_whitespace();
     let secs: f64 = it.next()?.parse().ok()?;
     let kib: u64 = it.next()?.parse().ok()?;
+    let minflt: u64 = it.next()?.parse().ok()?;
     if it.next().is_some() || !secs.is_finite() || secs < 0.0 {
         return None;
     }
-    Some((secs, kib))
+    Some((secs, kib, minflt))
+}
+
+/// The `/proc/vmstat` counters that tell how fresh memory was first
+/// touched: transparent huge pages faulted in (`thp_fault_alloc`), huge
+/// page faults that fell back to small pages (`thp_fault_fallback`), and
+/// direct compaction stalls (`compact_stall`). System-wide: a run's delta
+/// is its own only on an otherwise idle machine (the runner warns when it
+/// is not).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Vmstat {
+    /// Transparent huge pages allocated at a page fault.
+    pub thp_fault_alloc: u64,
+    /// Huge-page faults that got small pages instead.
+    pub thp_fault_fallback: u64,
+    /// Allocations that stalled for direct compaction.
+    pub compact_stall: u64,
+}
+
+impl Vmstat {
+    /// Reads the counters now; `None` where `/proc/vmstat` is unreadable.
+    pub fn read() -> Option<Self> {
+        Self::parse(&std::fs::read_to_string("/proc/vmstat").ok()?)
+    }
+
+    /// Parses `/proc/vmstat` text; `None` without `thp_fault_alloc` (no THP).
+    pub fn parse(text: &str) -> Option<Self> {
+        let get = |key: &str| {
+            text.lines().find_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                (k == key).then(|| v.trim().parse::<u64>().ok()).flatten()
+            })
+        };
+        Some(Self {
+            thp_fault_alloc: get("thp_fault_alloc")?,
+            thp_fault_fallback: get("thp_fault_fallback").unwrap_or(0),
+            compact_stall: get("compact_stall").unwrap_or(0),
+        })
+    }
+
+    /// What happened between `before` and `self`.
+    pub fn since(&self, before: &Self) -> Self {
+        Self {
+            thp_fault_alloc: self.thp_fault_alloc.saturating_sub(before.thp_fault_alloc),
+            thp_fault_fallback: self.thp_fault_fallback.saturating_sub(before.thp_fault_fallback),
+            compact_stall: self.compact_stall.saturating_sub(before.compact_stall),
+        }
+    }
 }
 
 /// The number after `NAME=` on the program's success line, if there is one.
@@ -367,15 +428,32 @@ mod tests {
 
     #[test]
     fn time_output() {
-        assert_eq!(parse_time_output("1.52 45312\n"), Some((1.52, 45312)));
+        assert_eq!(parse_time_output("1.52 45312 1200\n"), Some((1.52, 45312, 1200)));
         assert_eq!(
-            parse_time_output("Command exited with non-zero status 1\n0.01 1234\n"),
-            Some((0.01, 1234))
+            parse_time_output("Command exited with non-zero status 1\n0.01 1234 5\n"),
+            Some((0.01, 1234, 5))
         );
         assert_eq!(parse_time_output(""), None);
         assert_eq!(parse_time_output("x 1"), None);
         assert_eq!(parse_time_output("1.0"), None);
-        assert_eq!(parse_time_output("1.0 2 3"), None);
+        assert_eq!(parse_time_output("1.0 2"), None);
+        assert_eq!(parse_time_output("1.0 2 3 4"), None);
+    }
+
+    #[test]
+    fn vmstat_deltas_are_parsed_and_subtracted() {
+        let before = Vmstat::parse("pgfault 10\nthp_fault_alloc 3\ncompact_stall 1\nthp_fault_fallback 0\n").unwrap();
+        let after = Vmstat::parse("thp_fault_alloc 10\ncompact_stall 4\nthp_fault_fallback 2\n").unwrap();
+        assert_eq!(
+            after.since(&before),
+            Vmstat {
+                thp_fault_alloc: 7,
+                thp_fault_fallback: 2,
+                compact_stall: 3
+            }
+        );
+        // A kernel without THP has no such counters.
+        assert_eq!(Vmstat::parse("pgfault 10\n"), None);
     }
 
     #[test]

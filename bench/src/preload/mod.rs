@@ -207,6 +207,7 @@ pub fn run(opts: &Options) -> Result<bool, String> {
         opts.runs
     );
     print!("{}", render_table(&summaries));
+    print!("{}", summary::render_faults(&summaries, &machine.thp));
     println!(
         "\nother processes used {:.1} CPU-s during the {:.0} s of timed runs ({:.0}% of the machine){}{}",
         other_cpu.cpu_s,

@@ -59,6 +59,8 @@ pub enum WorkloadKind {
     CSmall,
     /// `bench/c/c_large.c`.
     CLarge,
+    /// `bench/c/c_first_touch.c`.
+    CFirstTouch,
     /// `bench/python/alloc_stress.py` under `PYTHONMALLOC=malloc`.
     Python,
 }
@@ -93,6 +95,15 @@ pub const PRELOAD_WORKLOADS: &[PreloadWorkload] = &[
         args: &["500"],
     },
     PreloadWorkload {
+        name: "first-touch",
+        description: "C, a fresh process's first pass over large blocks: 256 KiB doubling to 1 GiB, \
+                      each size once by malloc and once by calloc, every 4 KiB page written \
+                      (calloc'd ones checked zero first), freed before the next: \
+                      what reusing the pages of freed smaller blocks for larger ones saves",
+        kind: WorkloadKind::CFirstTouch,
+        args: &["1024"],
+    },
+    PreloadWorkload {
         name: "python",
         description: "python3 with PYTHONMALLOC=malloc: 4 threads build/sort/check dicts, lists, \
                       strings, handing them to each other through queues",
@@ -103,6 +114,7 @@ pub const PRELOAD_WORKLOADS: &[PreloadWorkload] = &[
 
 const C_SMALL_SRC: &str = include_str!("../../c/c_small.c");
 const C_LARGE_SRC: &str = include_str!("../../c/c_large.c");
+const C_FIRST_TOUCH_SRC: &str = include_str!("../../c/c_first_touch.c");
 const PYTHON_SRC: &str = include_str!("../../python/alloc_stress.py");
 
 /// Directories searched for the system allocator libraries, in order.
@@ -341,6 +353,11 @@ pub fn prepare(w: &PreloadWorkload, dirs: &Dirs, python: Option<&Path>) -> Resul
             args,
             env: Vec::new(),
         }),
+        WorkloadKind::CFirstTouch => Ok(Prepared {
+            program: compile_c(dirs, "c_first_touch", C_FIRST_TOUCH_SRC)?,
+            args,
+            env: Vec::new(),
+        }),
         WorkloadKind::Python => {
             let interpreter = find_python(python)?;
             let script = dirs.work.join("alloc_stress.py");
@@ -542,6 +559,7 @@ mod tests {
             assert!(!w.args.is_empty(), "{}", w.name);
         }
         assert!(C_SMALL_SRC.contains("c-small ok") && C_LARGE_SRC.contains("c-large ok"));
+        assert!(C_FIRST_TOUCH_SRC.contains("first-touch ok"));
         assert!(PYTHON_SRC.contains("python ok"));
     }
 
