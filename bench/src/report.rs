@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::allocators::BASELINE;
-use crate::result::{Absent, Phase, WorkerResult};
+use crate::result::{Absent, Phase, WorkerResult, COLD, SETUP, STANDARD, WARM};
 use crate::workloads::median;
 
 /// Facts about the machine the suite ran on.
@@ -120,6 +120,22 @@ pub struct RunRecord {
     pub exit: String,
 }
 
+/// One standard figure of a pair (`setup`, `cold` or `warm`): the median
+/// across runs and its ratio to glibc's median.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Figure {
+    /// Median across the runs (ms).
+    pub ms: f64,
+    /// `ms` divided by glibc's figure; `None` without a glibc figure (or
+    /// where glibc's is 0).
+    pub ratio_to_glibc: Option<f64>,
+}
+
+/// A difference to glibc's total this small is noise: 3 % of glibc's
+/// median, or half the wider min-max spread of the two pairs if larger
+/// (same-code runs spread by several per cent on the machines measured).
+pub const PARITY_FRACTION: f64 = 0.03;
+
 /// Statistics for one (workload, allocator) pair.
 #[derive(Clone, Debug, Serialize)]
 pub struct PairSummary {
@@ -146,6 +162,21 @@ pub struct PairSummary {
     pub median_rss_kib: Option<u64>,
     /// Median minor page faults per run.
     pub median_minflt: Option<u64>,
+    /// Median of the work before the first round, with its ratio to glibc.
+    pub setup: Option<Figure>,
+    /// Median of the first round (in the fresh process), with its ratio to glibc.
+    pub cold: Option<Figure>,
+    /// Median of the per-run medians of the other rounds, with its ratio to glibc.
+    pub warm: Option<Figure>,
+    /// Rounds per run (cold + warm ones); 0 where the workload has none.
+    pub rounds: usize,
+    /// Which figure decides the row against glibc: `setup`, `cold` or
+    /// `warm`, `parity` (within noise), `other` (the difference is in the
+    /// workload's other phases), `baseline` (glibc's own row); `None`
+    /// without the figures to judge.
+    pub decided_by: Option<String>,
+    /// The row's verdict in words, e.g. `decided by cold (+120 ms of +140 ms)`.
+    pub summary: Option<String>,
     /// Per-phase medians across runs, in phase order.
     pub phases: Vec<Phase>,
     /// Phases not run, with reasons.
@@ -197,16 +228,30 @@ impl Report {
                 summaries.push(summarize(w, a, &recs));
             }
         }
-        // Ratios against the baseline's median.
+        // Ratios against the baseline's medians, and the verdicts.
         for i in 0..summaries.len() {
-            let base = summaries
+            let Some(base) = summaries
                 .iter()
-                .find(|s| s.workload == summaries[i].workload && s.allocator == BASELINE)
-                .and_then(|s| s.median_ms);
-            summaries[i].ratio_to_glibc = match (summaries[i].median_ms, base) {
-                (Some(m), Some(b)) if b > 0.0 => Some(m / b),
-                _ => None,
+                .find(|s| s.workload == summaries[i].workload && s.allocator == BASELINE && s.ok())
+                .cloned()
+            else {
+                continue;
             };
+            let s = &mut summaries[i];
+            s.ratio_to_glibc = ratio(s.median_ms, base.median_ms);
+            for (mine, glibc) in [
+                (&mut s.setup, &base.setup),
+                (&mut s.cold, &base.cold),
+                (&mut s.warm, &base.warm),
+            ] {
+                if let Some(f) = mine {
+                    f.ratio_to_glibc = ratio(Some(f.ms), glibc.as_ref().map(|g| g.ms));
+                }
+            }
+            if let Some((by, text)) = decide(s, &base) {
+                s.decided_by = Some(by.to_owned());
+                s.summary = Some(text);
+            }
         }
         Self {
             machine,
@@ -228,51 +273,75 @@ impl Report {
 
     /// The aligned results table, followed by failure details if any.
     pub fn render_table(&self) -> String {
-        let header = [
+        const HEADER: [&str; 17] = [
             "workload",
             "allocator",
             "median",
             "min",
             "max",
             "x glibc",
+            "setup",
+            "x",
+            "cold",
+            "x",
+            "warm",
+            "x",
             "peak RSS",
             "median RSS",
             "minflt",
-            "phases (median ms)",
+            "verdict",
+            "other phases (median ms)",
         ];
-        let mut rows: Vec<[String; 10]> = Vec::new();
+        // Columns from `median` to `minflt` are numbers, right-aligned.
+        const NUMBERS: std::ops::Range<usize> = 2..15;
+        let mut rows: Vec<[String; 17]> = Vec::new();
         for s in &self.summaries {
             let mut phases: Vec<String> = s
                 .phases
                 .iter()
+                .filter(|p| !STANDARD.contains(&p.name.as_str()))
                 .map(|p| format!("{}={}", p.name, fmt_ms(p.ms)))
                 .collect();
             phases.extend(s.absent.iter().map(|a| format!("{}=absent", a.name)));
             let phases = phases.join(" ");
             if s.ok() {
+                let fig = |f: &Option<Figure>| {
+                    (
+                        opt(f.as_ref().map(|f| f.ms), fmt_ms),
+                        opt(f.as_ref().and_then(|f| f.ratio_to_glibc), fmt_ratio),
+                    )
+                };
+                let ((setup, setup_x), (cold, cold_x), (warm, warm_x)) = (fig(&s.setup), fig(&s.cold), fig(&s.warm));
                 rows.push([
                     s.workload.clone(),
                     s.allocator.clone(),
                     opt(s.median_ms, fmt_ms),
                     opt(s.min_ms, fmt_ms),
                     opt(s.max_ms, fmt_ms),
-                    opt(s.ratio_to_glibc, |r| format!("{r:.2}")),
+                    opt(s.ratio_to_glibc, fmt_ratio),
+                    setup,
+                    setup_x,
+                    cold,
+                    cold_x,
+                    warm,
+                    warm_x,
                     opt(s.peak_rss_kib, fmt_kib),
                     opt(s.median_rss_kib, fmt_kib),
                     opt(s.median_minflt, |f| f.to_string()),
+                    s.summary.clone().unwrap_or_else(|| "-".into()),
                     phases,
                 ]);
             } else {
                 let failed = format!("FAILED {}/{}", s.failed_runs, s.failed_runs + s.ok_runs);
-                let mut row: [String; 10] = Default::default();
+                let mut row: [String; 17] = Default::default();
                 row[0] = s.workload.clone();
                 row[1] = s.allocator.clone();
                 row[2] = failed;
-                row[9] = "see failures below".into();
+                row[16] = "see failures below".into();
                 rows.push(row);
             }
         }
-        let mut widths = header.map(str::len);
+        let mut widths = HEADER.map(str::len);
         for r in &rows {
             for (w, c) in widths.iter_mut().zip(r) {
                 *w = (*w).max(c.chars().count());
@@ -284,7 +353,7 @@ impl Report {
                 let w = widths[i];
                 if i == cells.len() - 1 {
                     let _ = write!(out, "{c}");
-                } else if (2..8).contains(&i) {
+                } else if NUMBERS.contains(&i) {
                     let _ = write!(out, "{c:>w$}  ");
                 } else {
                     let _ = write!(out, "{c:<w$}  ");
@@ -292,7 +361,7 @@ impl Report {
             }
             out.push('\n');
         };
-        let header: Vec<String> = header.iter().map(|s| s.to_string()).collect();
+        let header: Vec<String> = HEADER.iter().map(|s| s.to_string()).collect();
         // `nalloc-bench --cmd` times the whole process; the suite's workers
         // time their workload.
         let timed = if self.config.suite.starts_with("cmd:") {
@@ -303,7 +372,11 @@ impl Report {
         let _ = writeln!(
             out,
             "\nresults ({} suite, {} run(s) per pair; times are {timed}, \
-             peak RSS (the highest run, and the median of the runs) and minflt from wait4):",
+             peak RSS (the highest run, and the median of the runs) and minflt from wait4;\n\
+             setup (before the first round), cold (the first round, in the fresh process) and warm \
+             (the median of the other rounds) are medians across runs, each `x` the figure before it \
+             over glibc's; the verdict names the figure that makes most of the difference to glibc's \
+             median, a warm difference counted once per warm round):",
             self.config.suite, self.config.runs
         );
         line(&mut out, &header);
@@ -377,6 +450,12 @@ fn summarize(workload: &str, allocator: &str, recs: &[&RunRecord]) -> PairSummar
         peak_rss_kib: None,
         median_rss_kib: None,
         median_minflt: None,
+        setup: None,
+        cold: None,
+        warm: None,
+        rounds: ok.first().map_or(0, |r| r.output.rounds),
+        decided_by: None,
+        summary: None,
         phases: Vec::new(),
         absent: ok.first().map(|r| r.output.absent.clone()).unwrap_or_default(),
         errors,
@@ -404,7 +483,98 @@ fn summarize(workload: &str, allocator: &str, recs: &[&RunRecord]) -> PairSummar
             ms: median(&values),
         });
     }
+    let figure = |name: &str| {
+        s.phases.iter().find(|p| p.name == name).map(|p| Figure {
+            ms: p.ms,
+            ratio_to_glibc: None,
+        })
+    };
+    (s.setup, s.cold, s.warm) = (figure(SETUP), figure(COLD), figure(WARM));
     s
+}
+
+fn ratio(value: Option<f64>, base: Option<f64>) -> Option<f64> {
+    match (value, base) {
+        (Some(v), Some(b)) if b > 0.0 => Some(v / b),
+        _ => None,
+    }
+}
+
+/// Which standard figure decides row `s` against glibc's row `base`, and
+/// the verdict in words: `None` without figures to judge (a failed pair,
+/// a `--cmd` row). Each figure's difference to glibc's is weighed by how
+/// often it happens in a run (`warm`, one round's median, once per warm
+/// round); the figure whose weighed difference is the largest share of
+/// the difference in median total decides, unless that total is within
+/// noise (see [`PARITY_FRACTION`]): then the row is at parity.
+pub fn decide(s: &PairSummary, base: &PairSummary) -> Option<(&'static str, String)> {
+    if !s.ok() || !base.ok() {
+        return None;
+    }
+    if s.allocator == base.allocator {
+        return Some(("baseline", "baseline".into()));
+    }
+    let (mine, glibc) = (s.median_ms?, base.median_ms?);
+    let total = mine - glibc;
+    let warm_rounds = s.rounds.saturating_sub(1) as f64;
+    let diffs: Vec<(&'static str, f64)> = [
+        (SETUP, &s.setup, &base.setup, 1.0),
+        (COLD, &s.cold, &base.cold, 1.0),
+        (WARM, &s.warm, &base.warm, warm_rounds),
+    ]
+    .into_iter()
+    .filter_map(|(name, a, g, times)| Some((name, (a.as_ref()?.ms - g.as_ref()?.ms) * times)))
+    .collect();
+    if diffs.is_empty() {
+        return None;
+    }
+    let half_spread = |p: &PairSummary| match (p.min_ms, p.max_ms) {
+        (Some(lo), Some(hi)) => (hi - lo) / 2.0,
+        _ => 0.0,
+    };
+    let noise = (PARITY_FRACTION * glibc).max(half_spread(s)).max(half_spread(base));
+    if total.abs() <= noise {
+        return Some((
+            "parity",
+            format!(
+                "at parity ({} ms, within ±{} ms)",
+                signed(total),
+                signed(noise).trim_start_matches('+')
+            ),
+        ));
+    }
+    let toward = |d: f64| d * total.signum();
+    let (name, d) = diffs
+        .iter()
+        .copied()
+        .max_by(|x, y| toward(x.1).total_cmp(&toward(y.1)))?;
+    if toward(d) <= 0.0 {
+        let sum: f64 = diffs.iter().map(|d| d.1).sum();
+        return Some((
+            "other",
+            format!(
+                "decided by other phases (setup+cold+warm {} ms of {} ms)",
+                signed(sum),
+                signed(total)
+            ),
+        ));
+    }
+    Some((
+        name,
+        format!("decided by {name} ({} ms of {} ms)", signed(d), signed(total)),
+    ))
+}
+
+/// Milliseconds with their sign, as precise as [`fmt_ms`].
+fn signed(ms: f64) -> String {
+    let a = ms.abs();
+    if a >= 100.0 {
+        format!("{ms:+.0}")
+    } else if a >= 1.0 {
+        format!("{ms:+.1}")
+    } else {
+        format!("{ms:+.3}")
+    }
 }
 
 fn opt<T: Copy>(v: Option<T>, f: impl Fn(T) -> String) -> String {
@@ -422,6 +592,11 @@ pub fn fmt_ms(ms: f64) -> String {
     } else {
         format!("{ms:.3}ms")
     }
+}
+
+/// Formats a ratio to glibc.
+pub fn fmt_ratio(r: f64) -> String {
+    format!("{r:.2}")
 }
 
 /// Formats KiB as MiB.
@@ -443,9 +618,41 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Renders a three-panel SVG: wall-time ratio to glibc (linear, lower is
-/// better), peak RSS and minor page faults (log scales), grouped by
-/// workload, one bar per allocator. Failed pairs are marked `FAILED` instead of a bar.
+/// Axis limit of the ratio panels: a ratio above it (a near-0 setup, say)
+/// is drawn to the top, with its value as the label.
+const RATIO_CAP: f64 = 5.0;
+
+/// One ratio-to-glibc panel of the SVG: its title, a bar's tooltip word
+/// and how to read the ratio and the figure (ms) out of a pair.
+type RatioPanel = (&'static str, &'static str, fn(&PairSummary) -> Option<(f64, f64)>);
+
+/// The ratio panels, top to bottom: wall time, then the three standard
+/// figures.
+const RATIO_PANELS: [RatioPanel; 4] = [
+    ("wall time / glibc (lower is better)", "total", |s| {
+        Some((s.ratio_to_glibc?, s.median_ms?))
+    }),
+    ("setup / glibc: the work before the first round", SETUP, |s| {
+        figure_ratio(&s.setup)
+    }),
+    ("cold / glibc: the first round, in a fresh process", COLD, |s| {
+        figure_ratio(&s.cold)
+    }),
+    ("warm / glibc: the median of the other rounds", WARM, |s| {
+        figure_ratio(&s.warm)
+    }),
+];
+
+fn figure_ratio(f: &Option<Figure>) -> Option<(f64, f64)> {
+    let f = f.as_ref()?;
+    Some((f.ratio_to_glibc?, f.ms))
+}
+
+/// Renders a six-panel SVG: the ratio to glibc (linear, lower is better)
+/// of the wall time and of `setup`, `cold` and `warm`, then peak RSS and
+/// minor page faults (log scales), grouped by workload, one bar per
+/// allocator; a wall-time bar's tooltip has the row's verdict. Failed
+/// pairs are marked `FAILED` instead of a bar.
 pub fn render_svg(report: &Report) -> String {
     let workloads = &report.config.workloads;
     let allocs = &report.config.allocators;
@@ -457,10 +664,14 @@ pub fn render_svg(report: &Report) -> String {
     let plot_w = (group_w * workloads.len() as f64).max(640.0);
     let width = left + plot_w + right;
     let panel_h = 260.0;
-    let top1 = 100.0;
-    let top2 = top1 + panel_h + 70.0;
+    let ratio_tops: Vec<f64> = (0..RATIO_PANELS.len())
+        .map(|i| 100.0 + i as f64 * (panel_h + 70.0))
+        .collect();
+    let top2 = ratio_tops[RATIO_PANELS.len() - 1] + panel_h + 70.0;
     let top3 = top2 + panel_h + 70.0;
     let height = top3 + panel_h + 40.0;
+    let mut tops = ratio_tops.clone();
+    tops.extend([top2, top3]);
 
     let get = |w: &str, a: &str| report.summaries.iter().find(|s| s.workload == w && s.allocator == a);
 
@@ -499,36 +710,38 @@ pub fn render_svg(report: &Report) -> String {
         lx += 30.0 + 7.0 * a.len() as f64;
     }
 
-    // Panel 1: ratio to glibc, linear.
-    let ratios: Vec<f64> = report.summaries.iter().filter_map(|s| s.ratio_to_glibc).collect();
-    let rmax = ratios.iter().copied().fold(1.5f64, f64::max) * 1.2;
-    let y1 = |v: f64| top1 + panel_h - v / rmax * panel_h;
-    panel_frame(
-        &mut svg,
-        left,
-        top1,
-        plot_w,
-        panel_h,
-        "wall time / glibc (lower is better)",
-    );
-    for t in nice_ticks(rmax) {
-        let y = y1(t);
+    // The ratio panels: linear, one axis each, capped (see RATIO_CAP).
+    let mut ratio_axes = Vec::with_capacity(RATIO_PANELS.len());
+    for ((title, _, read), &top) in RATIO_PANELS.iter().zip(&ratio_tops) {
+        let rmax = report
+            .summaries
+            .iter()
+            .filter_map(|s| read(s).map(|(r, _)| r))
+            .fold(1.5f64, f64::max)
+            .min(RATIO_CAP)
+            * 1.2;
+        panel_frame(&mut svg, left, top, plot_w, panel_h, title);
+        let y = |v: f64| top + panel_h - v.min(rmax) / rmax * panel_h;
+        for t in nice_ticks(rmax) {
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{t}</text>"##,
+                left + plot_w,
+                left - 5.0,
+                y(t) + 4.0,
+                y = y(t)
+            );
+        }
         let _ = writeln!(
             svg,
-            r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{t}</text>"##,
+            r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#000" stroke-dasharray="4 3"/>"##,
             left + plot_w,
-            left - 5.0,
-            y + 4.0
+            y = y(1.0)
         );
+        ratio_axes.push(rmax);
     }
-    let y = y1(1.0);
-    let _ = writeln!(
-        svg,
-        r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#000" stroke-dasharray="4 3"/>"##,
-        left + plot_w
-    );
 
-    // Panel 2: peak RSS (the highest run), log10 scale in MiB.
+    // Panel: peak RSS (the highest run), log10 scale in MiB.
     let rss = LogScale::new(
         report
             .summaries
@@ -539,7 +752,7 @@ pub fn render_svg(report: &Report) -> String {
     );
     panel_frame(&mut svg, left, top2, plot_w, panel_h, "peak RSS, MiB (log scale)");
     rss.gridlines(&mut svg, left, plot_w);
-    // Panel 3: minor page faults (median run), log10 scale: the cost that
+    // Panel: minor page faults (median run), log10 scale: the cost that
     // warm reuse saves, which time alone hides on a fast machine.
     let faults = LogScale::new(
         report
@@ -561,7 +774,7 @@ pub fn render_svg(report: &Report) -> String {
 
     for (wi, w) in workloads.iter().enumerate() {
         let gx = left + group_gap / 2.0 + wi as f64 * group_w;
-        for top in [top1, top2, top3] {
+        for &top in &tops {
             let _ = writeln!(
                 svg,
                 r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
@@ -575,7 +788,7 @@ pub fn render_svg(report: &Report) -> String {
             let c = color(a);
             let Some(s) = get(w, a) else { continue };
             if !s.ok() {
-                for top in [top1, top2, top3] {
+                for &top in &tops {
                     let (tx, ty) = (x + bar_w / 2.0 + 4.0, top + panel_h - 4.0);
                     let _ = writeln!(
                         svg,
@@ -585,17 +798,17 @@ pub fn render_svg(report: &Report) -> String {
                 }
                 continue;
             }
-            if let Some(r) = s.ratio_to_glibc {
-                bar(
-                    &mut svg,
-                    x,
-                    bar_w,
-                    y1(r),
-                    top1 + panel_h,
-                    c,
-                    &format!("{w} / {a}: {r:.3}x glibc"),
-                );
-                label(&mut svg, x + bar_w / 2.0, y1(r) - 3.0, &format!("{r:.2}"));
+            for (((_, what, read), &top), &rmax) in RATIO_PANELS.iter().zip(&ratio_tops).zip(&ratio_axes) {
+                let Some((r, ms)) = read(s) else { continue };
+                let y = top + panel_h - r.min(rmax) / rmax * panel_h;
+                let title = if *what == "total" {
+                    let verdict = s.summary.as_deref().map(|v| format!(", {v}")).unwrap_or_default();
+                    format!("{w} / {a}: {r:.3}x glibc ({}){verdict}", fmt_ms(ms))
+                } else {
+                    format!("{w} / {a}: {what} {r:.3}x glibc ({})", fmt_ms(ms))
+                };
+                bar(&mut svg, x, bar_w, y, top + panel_h, c, &title);
+                label(&mut svg, x + bar_w / 2.0, y - 3.0, &format!("{r:.2}"));
             }
             if let Some(k) = s.peak_rss_kib {
                 let mib = k as f64 / 1024.0;
@@ -887,6 +1100,173 @@ mod tests {
         assert!(svg.contains("small / glibc: 250000 minor faults"));
         assert!(svg.contains("small / nalloc: 10 minor faults"));
         assert!(svg.contains(">250k<"), "short label for large counts");
+    }
+
+    /// A run of `allocator` on `small` with wall time `wall` and the
+    /// standard figures `(setup, cold, warm)` over `rounds` rounds.
+    fn timed_run(allocator: &str, run: usize, wall: f64, figures: (f64, f64, f64), rounds: usize) -> RunRecord {
+        let mut r = record(run, wall, 1024, true);
+        r.allocator = allocator.into();
+        let out = &mut r.result.as_mut().unwrap().output;
+        out.phase(SETUP, figures.0);
+        out.phase(COLD, figures.1);
+        out.phase(WARM, figures.2);
+        out.phase("extra", 1.0);
+        out.rounds = rounds;
+        r
+    }
+
+    fn report(runs: Vec<RunRecord>) -> Report {
+        let mut allocators: Vec<String> = Vec::new();
+        for r in &runs {
+            if !allocators.contains(&r.allocator) {
+                allocators.push(r.allocator.clone());
+            }
+        }
+        let config = ReportConfig {
+            suite: "quick".into(),
+            runs: 1,
+            workloads: vec!["small".into()],
+            allocators,
+        };
+        let machine = MachineInfo {
+            cpu: "cpu".into(),
+            nproc: 2,
+            kernel: "k".into(),
+            thp: "madvise".into(),
+            date: "d".into(),
+        };
+        Report::new(machine, config, runs)
+    }
+
+    fn row<'a>(r: &'a Report, allocator: &str) -> &'a PairSummary {
+        r.summaries.iter().find(|s| s.allocator == allocator).unwrap()
+    }
+
+    #[test]
+    fn setup_cold_and_warm_are_medians_with_ratios_to_glibc() {
+        let r = report(vec![
+            timed_run("glibc", 0, 100.0, (10.0, 40.0, 10.0), 4),
+            timed_run("glibc", 1, 110.0, (30.0, 60.0, 20.0), 4),
+            timed_run("glibc", 2, 105.0, (20.0, 50.0, 12.0), 4),
+            timed_run("nalloc", 0, 100.0, (40.0, 25.0, 6.0), 4),
+            timed_run("nalloc", 1, 100.0, (40.0, 25.0, 6.0), 4),
+            timed_run("nalloc", 2, 100.0, (40.0, 25.0, 6.0), 4),
+        ]);
+        let (g, n) = (row(&r, "glibc"), row(&r, "nalloc"));
+        // Medians across runs: glibc setup 20, cold 50, warm 12.
+        let fig = |ms, ratio| {
+            Some(Figure {
+                ms,
+                ratio_to_glibc: Some(ratio),
+            })
+        };
+        assert_eq!(
+            (&g.setup, &g.cold, &g.warm),
+            (&fig(20.0, 1.0), &fig(50.0, 1.0), &fig(12.0, 1.0))
+        );
+        assert_eq!((&n.setup, &n.cold), (&fig(40.0, 2.0), &fig(25.0, 0.5)));
+        assert_eq!(n.warm, fig(6.0, 0.5));
+        assert_eq!(n.rounds, 4);
+        // The JSON carries each figure with its ratio.
+        let json: serde_json::Value = serde_json::from_str(&r.to_json().unwrap()).unwrap();
+        let nalloc = &json["summaries"][1];
+        assert_eq!(nalloc["allocator"], "nalloc");
+        assert_eq!(nalloc["setup"], serde_json::json!({"ms": 40.0, "ratio_to_glibc": 2.0}));
+        assert_eq!(nalloc["cold"]["ratio_to_glibc"], 0.5);
+        assert_eq!(nalloc["warm"]["ratio_to_glibc"], 0.5);
+        assert_eq!(nalloc["decided_by"], "parity");
+        // The table has the three figures, their ratios and the verdict;
+        // the other phases stay in their own column.
+        let table = r.render_table();
+        let line = table
+            .lines()
+            .find(|l| l.starts_with("small") && l.contains("nalloc"))
+            .unwrap();
+        for cell in ["40.0ms", "2.00", "25.0ms", "0.50", "6.0ms", "extra=1.0ms", "at parity"] {
+            assert!(line.contains(cell), "no `{cell}` in {line}");
+        }
+        assert!(!line.contains("cold="), "{line}");
+        // Without a glibc row there are no ratios and no verdicts.
+        let alone = report(vec![timed_run("nalloc", 0, 100.0, (40.0, 25.0, 6.0), 4)]);
+        let n = row(&alone, "nalloc");
+        assert_eq!(
+            n.cold,
+            Some(Figure {
+                ms: 25.0,
+                ratio_to_glibc: None
+            })
+        );
+        assert_eq!((n.ratio_to_glibc, n.summary.as_deref()), (None, None));
+    }
+
+    #[test]
+    fn the_figure_with_the_largest_share_of_the_difference_decides() {
+        let glibc = timed_run("glibc", 0, 1000.0, (100.0, 300.0, 200.0), 4);
+        // +140 ms in total: setup +10, cold +120, warm 3 x +3.
+        let r = report(vec![
+            glibc.clone(),
+            timed_run("nalloc", 0, 1140.0, (110.0, 420.0, 203.0), 4),
+        ]);
+        let n = row(&r, "nalloc");
+        assert_eq!(n.decided_by.as_deref(), Some("cold"));
+        assert_eq!(n.summary.as_deref(), Some("decided by cold (+120 ms of +140 ms)"));
+        assert_eq!(row(&r, "glibc").decided_by.as_deref(), Some("baseline"));
+        // A warm difference counts once per warm round: 3 x -40 beats cold's -100.
+        let r = report(vec![
+            glibc.clone(),
+            timed_run("nalloc", 0, 780.0, (100.0, 200.0, 160.0), 4),
+        ]);
+        let n = row(&r, "nalloc");
+        assert_eq!(n.summary.as_deref(), Some("decided by warm (-120 ms of -220 ms)"));
+        // Only differences toward the total count: setup's +500 cannot
+        // decide a row that is faster in total.
+        let r = report(vec![
+            glibc.clone(),
+            timed_run("nalloc", 0, 800.0, (600.0, 100.0, 10.0), 4),
+        ]);
+        assert_eq!(row(&r, "nalloc").decided_by.as_deref(), Some("warm"));
+        // Within 3 % of glibc's total: at parity, whatever the figures.
+        let r = report(vec![
+            glibc.clone(),
+            timed_run("nalloc", 0, 1025.0, (400.0, 100.0, 200.0), 4),
+        ]);
+        let n = row(&r, "nalloc");
+        assert_eq!(n.decided_by.as_deref(), Some("parity"));
+        assert_eq!(n.summary.as_deref(), Some("at parity (+25.0 ms, within ±30.0 ms)"));
+        // A difference none of the three figures shows is the other phases'.
+        let r = report(vec![glibc, timed_run("nalloc", 0, 1500.0, (100.0, 300.0, 200.0), 4)]);
+        let n = row(&r, "nalloc");
+        assert_eq!(n.decided_by.as_deref(), Some("other"));
+        // The spread of the runs widens the noise: two runs 200 ms apart
+        // put a +80 ms total at parity.
+        let r = report(vec![
+            timed_run("glibc", 0, 900.0, (100.0, 300.0, 200.0), 4),
+            timed_run("glibc", 1, 1100.0, (100.0, 300.0, 200.0), 4),
+            timed_run("nalloc", 0, 1080.0, (100.0, 380.0, 200.0), 4),
+        ]);
+        assert_eq!(row(&r, "nalloc").decided_by.as_deref(), Some("parity"));
+    }
+
+    #[test]
+    fn svg_has_the_three_figures_against_glibc() {
+        let r = report(vec![
+            timed_run("glibc", 0, 1000.0, (100.0, 300.0, 200.0), 4),
+            timed_run("nalloc", 0, 1140.0, (110.0, 420.0, 203.0), 4),
+        ]);
+        let svg = render_svg(&r);
+        for title in ["setup / glibc", "cold / glibc", "warm / glibc", "wall time / glibc"] {
+            assert!(svg.contains(title), "no panel `{title}`");
+        }
+        for bar in [
+            "small / nalloc: setup 1.100x glibc (110ms)",
+            "small / nalloc: cold 1.400x glibc (420ms)",
+            "small / nalloc: warm 1.015x glibc (203ms)",
+            "small / glibc: cold 1.000x glibc (300ms)",
+            "small / nalloc: 1.140x glibc (1140ms), decided by cold (+120 ms of +140 ms)",
+        ] {
+            assert!(svg.contains(bar), "no bar `{bar}`");
+        }
     }
 
     #[test]

@@ -5,10 +5,21 @@ use serde::{Deserialize, Serialize};
 /// Prefix of the single stdout line carrying a worker's [`WorkerResult`].
 pub const RESULT_PREFIX: &str = "NALLOC_BENCH_RESULT ";
 
+/// Standard phase: the work before the first round (inputs, keys, domains).
+pub const SETUP: &str = "setup";
+/// Standard phase: the first round, in the fresh worker process.
+pub const COLD: &str = "cold";
+/// Standard phase: the median of the rounds after the first.
+pub const WARM: &str = "warm";
+/// The standard phases, in the order they run.
+pub const STANDARD: [&str; 3] = [SETUP, COLD, WARM];
+
 /// One timed phase of a workload.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Phase {
-    /// Phase name, e.g. `"cold"`, `"warm"`, `"keygen"`.
+    /// Phase name: one of the standard figures [`SETUP`], [`COLD`] and
+    /// [`WARM`] that every suite workload reports, or a workload's own, e.g.
+    /// `"keygen"`, `"mix"`.
     pub name: String,
     /// Duration in milliseconds.
     pub ms: f64,
@@ -30,6 +41,11 @@ pub struct WorkloadOutput {
     pub phases: Vec<Phase>,
     /// Phases that do not apply / are not available for this allocator.
     pub absent: Vec<Absent>,
+    /// Rounds timed for [`COLD`] and [`WARM`] (the first is cold): the
+    /// report weighs a warm difference by the `rounds - 1` warm rounds.
+    /// 0 where the workload has no rounds (`--cmd`, older results).
+    #[serde(default)]
+    pub rounds: usize,
 }
 
 impl WorkloadOutput {
@@ -39,6 +55,11 @@ impl WorkloadOutput {
             name: name.to_owned(),
             ms,
         });
+    }
+
+    /// The time of phase `name`, if it ran.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.phases.iter().find(|p| p.name == name).map(|p| p.ms)
     }
 
     /// Records an absent phase.

@@ -85,7 +85,13 @@ pub fn worker_main(allocator: &'static str) -> ! {
         None
     };
 
-    let ctx = Ctx::new(full, allocator);
+    // Test hook: `NALLOC_BENCH_TINY=1` runs the tests' tiny sizes, so that
+    // `tests/cli.rs` can run the whole runner in a debug build in seconds.
+    let ctx = if std::env::var("NALLOC_BENCH_TINY").is_ok_and(|v| v == "1") {
+        Ctx::tiny(allocator)
+    } else {
+        Ctx::new(full, allocator)
+    };
     let start = Instant::now();
     let output = match (info.run)(&ctx) {
         Ok(output) => output,

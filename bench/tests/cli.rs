@@ -68,6 +68,64 @@ fn help_says_opt_in_allocators_are_not_in_the_default_set() {
     assert!(s.contains("nalloc-hardened (opt-in)"), "{s}");
 }
 
+/// Worker runs (at the tests' tiny sizes) report setup, cold and warm, and
+/// the table, JSON and SVG show each with its ratio to glibc and the verdict.
+#[test]
+fn workers_report_setup_cold_and_warm_against_glibc() {
+    let dir = std::env::temp_dir().join(format!("nalloc-bench-scw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (json, svg) = (dir.join("report.json"), dir.join("report.svg"));
+    let out = Command::new(env!("CARGO_BIN_EXE_nalloc-bench"))
+        .args([
+            "--workload",
+            "small,larson",
+            "--allocator",
+            "glibc,nalloc",
+            "--runs",
+            "1",
+            "--no-build",
+            "--json",
+        ])
+        .arg(&json)
+        .arg("--svg")
+        .arg(&svg)
+        .env("NALLOC_BENCH_TINY", "1")
+        .output()
+        .expect("run nalloc-bench");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let header = stdout.lines().find(|l| l.starts_with("workload")).expect("a table");
+    for column in ["setup", "cold", "warm", "x glibc", "verdict", "other phases"] {
+        assert!(header.contains(column), "no `{column}` column: {header}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json report")).expect("valid JSON");
+    let summaries = report["summaries"].as_array().expect("summaries");
+    assert_eq!(summaries.len(), 4);
+    for s in summaries {
+        for figure in ["setup", "cold", "warm"] {
+            assert!(s[figure]["ms"].as_f64().is_some(), "{figure} of {s}");
+            assert!(s[figure]["ratio_to_glibc"].as_f64().is_some(), "{figure} ratio of {s}");
+        }
+        if s["allocator"] == "glibc" {
+            assert_eq!(s["cold"]["ratio_to_glibc"], 1.0, "{s}");
+            assert_eq!(s["decided_by"], "baseline", "{s}");
+        } else {
+            let by = s["decided_by"].as_str().expect("a verdict");
+            assert!(["setup", "cold", "warm", "parity", "other"].contains(&by), "{s}");
+        }
+    }
+    let svg = std::fs::read_to_string(&svg).expect("svg");
+    for panel in ["setup / glibc", "cold / glibc", "warm / glibc"] {
+        assert!(svg.contains(panel), "no `{panel}` panel");
+    }
+    assert!(
+        svg.contains("larson / nalloc: cold "),
+        "no cold bar for larson / nalloc"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn crashed_worker_is_reported_as_failed_not_as_a_number() {
     let dir = std::env::temp_dir().join(format!("nalloc-bench-cli-{}", std::process::id()));

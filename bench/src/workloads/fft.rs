@@ -11,7 +11,7 @@ use ark_ff::UniformRand;
 use ark_poly::univariate::DensePolynomial;
 use ark_poly::{DenseUVPolynomial, EvaluationDomain, Polynomial, Radix2EvaluationDomain};
 
-use super::{cold_warm, label, ms, Ctx};
+use super::{label, ms, standard, Ctx};
 use crate::result::WorkloadOutput;
 use crate::rng::XorShift;
 
@@ -48,8 +48,8 @@ pub fn fft_round(
 /// Entry point: phases `setup` (random inputs), `cold` (first repetition),
 /// `warm` (median of the rest).
 pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
-    let log_n = ctx.pick(20, 22);
-    let reps = ctx.pick(3, 4);
+    let log_n = ctx.size(8, 20, 22);
+    let reps = ctx.size(2, 3, 4);
     let n = 1usize << log_n;
     let mut out = WorkloadOutput::default();
 
@@ -63,7 +63,7 @@ pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
     let q = DensePolynomial::from_coefficients_vec(coeffs[half..].to_vec());
     let point = Fr::rand(&mut rng);
     drop(setup);
-    out.phase("setup", ms(t.elapsed()));
+    let setup_ms = ms(t.elapsed());
 
     let mut times = Vec::with_capacity(reps);
     for _ in 0..reps {
@@ -71,6 +71,6 @@ pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
         fft_round(&domain, &coeffs, &p, &q, point)?;
         times.push(ms(t.elapsed()));
     }
-    cold_warm(&mut out, &times);
+    standard(&mut out, setup_ms, &times);
     Ok(out)
 }

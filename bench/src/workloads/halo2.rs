@@ -19,7 +19,7 @@ use halo2_proofs::poly::commitment::Params;
 use halo2_proofs::poly::Rotation;
 use halo2_proofs::transcript::{Blake2bRead, Blake2bWrite, Challenge255};
 
-use super::{cold_warm, label, ms, Ctx};
+use super::{label, ms, standard, Ctx};
 use crate::result::WorkloadOutput;
 use crate::rng::XorShift;
 
@@ -220,15 +220,15 @@ pub fn prove_and_verify(k: u32, proofs: usize) -> Result<(f64, f64, Vec<f64>), S
     Ok((setup_ms, keygen_ms, times))
 }
 
-/// Entry point: phases `setup` (IPA params), `keygen` (vk + pk), `cold`
-/// (first prove+verify), `warm` (median prove+verify of the rest).
+/// Entry point: phases `setup` (IPA params and keygen), `cold` (first
+/// witness+prove+verify), `warm` (median of the rest), and `keygen` (the
+/// vk + pk part of `setup`).
 pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
-    let k = ctx.pick(11, 14);
-    let proofs = super::timeline_proofs().unwrap_or(ctx.pick(4, 6));
-    let (setup, keygen, times) = prove_and_verify(k, proofs)?;
+    let k = ctx.size(6, 11, 14);
+    let proofs = super::timeline_proofs().unwrap_or(ctx.size(2, 4, 6));
+    let (params, keygen, times) = prove_and_verify(k, proofs)?;
     let mut out = WorkloadOutput::default();
-    out.phase("setup", setup);
+    standard(&mut out, params + keygen, &times);
     out.phase("keygen", keygen);
-    cold_warm(&mut out, &times);
     Ok(out)
 }

@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use super::{join, ms, Ctx};
+use super::{join, ms, standard, Ctx};
 use crate::block::Block;
 use crate::result::WorkloadOutput;
 use crate::rng::XorShift;
@@ -27,12 +27,14 @@ fn churn(slots: &mut [Block], ops: usize, seed: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// Entry point: phases `fill` (initial population), `churn` (all rounds), `drain`.
+/// Entry point: phases `setup` (the initial population of the slot
+/// arrays), `cold` (the first churn round), `warm` (median of the other
+/// rounds), `churn` (all rounds) and `drain`.
 pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
     let threads = ctx.threads;
-    let slots_per_thread = ctx.pick(2000, 5000);
-    let rounds = ctx.pick(20, 60);
-    let ops_per_round = ctx.pick(400_000, 1_000_000);
+    let slots_per_thread = ctx.size(50, 2000, 5000);
+    let rounds = ctx.size(2, 20, 60);
+    let ops_per_round = ctx.size(1000, 400_000, 1_000_000);
     let mut out = WorkloadOutput::default();
 
     let t = Instant::now();
@@ -44,10 +46,11 @@ pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
                 .collect()
         })
         .collect();
-    out.phase("fill", ms(t.elapsed()));
+    let mut times = Vec::with_capacity(rounds);
+    let setup_ms = ms(t.elapsed());
 
-    let t = Instant::now();
     for round in 0..rounds {
+        let t = Instant::now();
         arrays.rotate_left(1);
         std::thread::scope(|s| {
             let handles: Vec<_> = arrays
@@ -60,8 +63,10 @@ pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
                 .collect();
             handles.into_iter().try_for_each(join)
         })?;
+        times.push(ms(t.elapsed()));
     }
-    out.phase("churn", ms(t.elapsed()));
+    standard(&mut out, setup_ms, &times);
+    out.phase("churn", times.iter().sum());
 
     let t = Instant::now();
     for b in arrays.into_iter().flatten() {

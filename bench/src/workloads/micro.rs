@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use super::{cold_warm, ms, Ctx};
+use super::{ms, standard, Ctx};
 use crate::block::Block;
 use crate::result::WorkloadOutput;
 use crate::rng::XorShift;
@@ -11,12 +11,17 @@ use crate::rng::XorShift;
 const BATCH: usize = 10_000;
 
 /// `small`: 10k blocks of 16–512 B allocated, then freed (FIFO on even
-/// rounds, LIFO on odd rounds), repeated. Phases: total `alloc` and `free` time.
+/// rounds, LIFO on odd rounds), repeated. Phases: `setup` (the sizes and
+/// the vector of live blocks), `cold` (first round), `warm` (median of the
+/// rest), and the total `alloc` and `free` time of all rounds.
 pub fn small(ctx: &Ctx) -> Result<WorkloadOutput, String> {
-    let rounds = ctx.pick(500, 3000);
+    let rounds = ctx.size(2, 500, 3000);
+    let t = Instant::now();
     let mut rng = XorShift::new(0x5a11);
     let sizes: Vec<usize> = (0..BATCH).map(|_| rng.range(16, 512)).collect();
     let mut live: Vec<Block> = Vec::with_capacity(BATCH);
+    let mut times = Vec::with_capacity(rounds);
+    let setup_ms = ms(t.elapsed());
     let (mut alloc_ms, mut free_ms) = (0.0, 0.0);
     for round in 0..rounds {
         let t = Instant::now();
@@ -34,7 +39,8 @@ pub fn small(ctx: &Ctx) -> Result<WorkloadOutput, String> {
                 .enumerate()
                 .map(|(i, &size)| Block::new(size, (round * BATCH + i) as u64)),
         );
-        alloc_ms += ms(t.elapsed());
+        let allocated = ms(t.elapsed());
+        alloc_ms += allocated;
         let t = Instant::now();
         if round % 2 == 0 {
             for b in live.drain(..) {
@@ -45,25 +51,32 @@ pub fn small(ctx: &Ctx) -> Result<WorkloadOutput, String> {
                 b.free_checked()?;
             }
         }
-        free_ms += ms(t.elapsed());
+        let freed = ms(t.elapsed());
+        free_ms += freed;
+        times.push(allocated + freed);
     }
     let mut out = WorkloadOutput::default();
+    standard(&mut out, setup_ms, &times);
     out.phase("alloc", alloc_ms);
     out.phase("free", free_ms);
     Ok(out)
 }
 
-/// `large`: a 32 MiB `Vec<u64>` is allocated, filled, verified and freed,
-/// repeated. Phases: `cold` (first iteration), `warm` (median of the rest).
+/// `large`: a 32 MiB (tiny: 1 MiB) `Vec<u64>` is allocated, filled,
+/// verified and freed, repeated. Phases: `setup` (nothing to prepare but
+/// the list of round times: near 0), `cold` (first iteration), `warm`
+/// (median of the rest).
 pub fn large(ctx: &Ctx) -> Result<WorkloadOutput, String> {
-    const WORDS: usize = 32 << 20 >> 3;
-    let iterations = ctx.pick(40, 200);
+    let words: usize = ctx.size(1 << 20, 32 << 20, 32 << 20) >> 3;
+    let iterations = ctx.size(2, 40, 200);
+    let t = Instant::now();
     let mut times = Vec::with_capacity(iterations);
+    let setup_ms = ms(t.elapsed());
     for it in 0..iterations {
         let seed = (it as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let t = Instant::now();
-        let mut v: Vec<u64> = Vec::with_capacity(WORDS);
-        v.extend((0..WORDS as u64).map(|i| i ^ seed));
+        let mut v: Vec<u64> = Vec::with_capacity(words);
+        v.extend((0..words as u64).map(|i| i ^ seed));
         let bad = v.iter().enumerate().position(|(i, &x)| x != i as u64 ^ seed);
         drop(v);
         times.push(ms(t.elapsed()));
@@ -72,29 +85,37 @@ pub fn large(ctx: &Ctx) -> Result<WorkloadOutput, String> {
         }
     }
     let mut out = WorkloadOutput::default();
-    cold_warm(&mut out, &times);
+    standard(&mut out, setup_ms, &times);
     Ok(out)
 }
 
 /// `batch`: 10k blocks of 32–256 B allocated then freed one by one, repeated
-/// (phase `free-each`). For nalloc, a scratch-arena variant (allocate the same
-/// batch from a `ScratchArena`, then reset it in O(1)) is phase `scratch-reset`.
+/// (`setup`: the sizes and the vector of live blocks; `cold`: the first
+/// round; `warm`: the median of the rest; `free-each`: all rounds). For
+/// nalloc, a scratch-arena variant (allocate the same batch from a
+/// `ScratchArena`, then reset it in O(1)) is phase `scratch-reset`; it
+/// runs after the rounds above, so it is in none of the standard figures.
 pub fn batch(ctx: &Ctx) -> Result<WorkloadOutput, String> {
-    let rounds = ctx.pick(500, 3000);
+    let rounds = ctx.size(2, 500, 3000);
+    let t = Instant::now();
     let mut rng = XorShift::new(0xba7c);
     let sizes: Vec<usize> = (0..BATCH).map(|_| rng.range(32, 256)).collect();
     let mut live: Vec<Block> = Vec::with_capacity(BATCH);
-    let t = Instant::now();
+    let mut times = Vec::with_capacity(rounds);
+    let setup_ms = ms(t.elapsed());
     for round in 0..rounds {
+        let t = Instant::now();
         for (i, &size) in sizes.iter().enumerate() {
             live.push(Block::new(size, (round * BATCH + i) as u64));
         }
         for b in live.drain(..) {
             b.free_checked()?;
         }
+        times.push(ms(t.elapsed()));
     }
     let mut out = WorkloadOutput::default();
-    out.phase("free-each", ms(t.elapsed()));
+    standard(&mut out, setup_ms, &times);
+    out.phase("free-each", times.iter().sum());
 
     if ctx.is_nalloc() {
         // The same batches from a scratch arena: stamp and check each block
@@ -139,13 +160,21 @@ pub fn batch(ctx: &Ctx) -> Result<WorkloadOutput, String> {
 /// ABBA order, so that both see the same machine: run one after the
 /// other, the second phase systematically met a different CPU clock and
 /// cache state, and the per-run ratio of two 1.8 s phases moved by ±3 %.
+///
+/// The standard figures: `setup` (the sizes, and nalloc's witness arena),
+/// `cold` (the first slice of `memset+free`, the first work in the
+/// process) and `warm` (the median of its other slices): the work every
+/// allocator does, so that they compare with glibc's.
 pub fn witness(ctx: &Ctx) -> Result<WorkloadOutput, String> {
-    let rounds = ctx.pick(200, 1000);
+    let rounds = ctx.size(2 * WITNESS_SLICE, 200, 1000);
+    let t = Instant::now();
     let mut rng = XorShift::new(0x5ec7);
     let sizes: Vec<usize> = (0..BATCH).map(|_| rng.range(32, 4096)).collect();
     let mut ptrs: Vec<*mut u8> = Vec::with_capacity(BATCH);
     let arena = ctx.is_nalloc().then(zk_nalloc::WitnessArena::new);
-    let (mut memset_ms, mut witness_ms) = (0.0, 0.0);
+    let mut slices = Vec::with_capacity(rounds.div_ceil(WITNESS_SLICE));
+    let setup_ms = ms(t.elapsed());
+    let mut witness_ms = 0.0;
     let mut round = 0;
     let mut slice = 0;
     while round < rounds {
@@ -161,14 +190,15 @@ pub fn witness(ctx: &Ctx) -> Result<WorkloadOutput, String> {
             } else {
                 let t = Instant::now();
                 memset_rounds(&sizes, &mut ptrs, round..round + n)?;
-                memset_ms += ms(t.elapsed());
+                slices.push(ms(t.elapsed()));
             }
         }
         round += n;
         slice += 1;
     }
     let mut out = WorkloadOutput::default();
-    out.phase("memset+free", memset_ms);
+    standard(&mut out, setup_ms, &slices);
+    out.phase("memset+free", slices.iter().sum());
     if arena.is_some() {
         out.phase("witness", witness_ms);
     }

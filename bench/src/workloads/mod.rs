@@ -1,13 +1,18 @@
 //! The benchmark workloads. Each runs inside a worker process under one
 //! global allocator and returns its timed phases.
 //!
+//! Every suite workload runs in rounds and reports the three standard
+//! figures (see [`standard`]): `setup` (the work before the first round),
+//! `cold` (the first round, in the fresh worker process) and `warm` (the
+//! median of the other rounds), next to any phases of its own.
+//!
 //! Every workload verifies the data it produced (proofs must verify, FFT
 //! round trips must match, block contents must be intact); a mismatch is an
 //! `Err`, which makes the worker exit non-zero.
 
 use std::time::{Duration, Instant};
 
-use crate::result::WorkloadOutput;
+use crate::result::{WorkloadOutput, COLD, SETUP, WARM};
 
 pub mod cache_scratch;
 pub mod fft;
@@ -105,6 +110,9 @@ pub fn peak_rss_kib() -> Option<u64> {
 pub struct Ctx {
     /// Use the full-size (long) parameters instead of the quick ones.
     pub full: bool,
+    /// Use the tiny parameters of the tests instead (two rounds of almost
+    /// nothing, fast even in a debug build); never set by a worker.
+    pub tiny: bool,
     /// Name of the allocator installed in this process.
     pub allocator: &'static str,
     /// Number of worker threads multi-threaded workloads should use.
@@ -120,8 +128,19 @@ impl Ctx {
             .clamp(2, 16);
         Self {
             full,
+            tiny: false,
             allocator,
             threads,
+        }
+    }
+
+    /// The context of the tests: tiny parameters, two threads.
+    pub fn tiny(allocator: &'static str) -> Self {
+        Self {
+            full: false,
+            tiny: true,
+            allocator,
+            threads: 2,
         }
     }
 
@@ -131,12 +150,22 @@ impl Ctx {
         self.allocator == "nalloc" || self.allocator.starts_with("nalloc-")
     }
 
-    /// Picks the quick or the full value of a parameter.
+    /// Picks the quick or the full value of a parameter (the quick one
+    /// when tiny).
     pub fn pick<T>(&self, quick: T, full: T) -> T {
         if self.full {
             full
         } else {
             quick
+        }
+    }
+
+    /// Picks the tiny, quick or full value of a parameter.
+    pub fn size<T>(&self, tiny: T, quick: T, full: T) -> T {
+        if self.tiny {
+            tiny
+        } else {
+            self.pick(quick, full)
         }
     }
 }
@@ -205,20 +234,21 @@ pub const WORKLOADS: &[WorkloadInfo] = &[
     },
     WorkloadInfo {
         name: "larson",
-        description: "Larson server churn: per-thread slot arrays, random slot replacement with \
-                      16-1024 B blocks, arrays handed to fresh threads each round",
+        description: "Larson server churn: per-thread slot arrays (filled in setup), random slot \
+                      replacement with 16-1024 B blocks, arrays handed to fresh threads each round",
         run: larson::run,
     },
     WorkloadInfo {
         name: "xmalloc",
         description: "producer threads allocate and fill blocks, consumer threads verify and free \
-                      them (cross-thread frees via channels)",
+                      them (cross-thread frees via channels), fresh threads each round (quick 5, full 10)",
         run: xmalloc::run,
     },
     WorkloadInfo {
         name: "cache-scratch",
         description: "objects allocated by the main thread are freed by workers, which then \
-                      allocate and write-hammer their own small objects (false-sharing detector)",
+                      allocate and write-hammer their own small objects (false-sharing detector), \
+                      fresh objects and threads each round (quick 4, full 5)",
         run: cache_scratch::run,
     },
     WorkloadInfo {
@@ -241,7 +271,8 @@ pub const WORKLOADS: &[WorkloadInfo] = &[
     WorkloadInfo {
         name: "orphans",
         description: "4 threads allocate 1M (full: 4M) 64-byte blocks each and exit; main frees them, \
-                      trims (glibc malloc_trim, nalloc trim), then allocates as much again (see peak RSS)",
+                      trims (glibc malloc_trim, nalloc trim), then allocates as much again (see peak RSS); \
+                      3 rounds",
         run: reclaim::orphans,
     },
 ];
@@ -285,12 +316,25 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
-/// Records `times[0]` as phase `"cold"` and the median of the rest as `"warm"`.
-pub fn cold_warm(out: &mut WorkloadOutput, times: &[f64]) {
-    if let Some((&cold, rest)) = times.split_first() {
-        out.phase("cold", cold);
-        if !rest.is_empty() {
-            out.phase("warm", median(rest));
+/// Records the three standard figures: `setup_ms` as [`SETUP`], the first
+/// of the `rounds` times as [`COLD`] and the median of the others as
+/// [`WARM`] (absent, with the reason, where there is only one round), and
+/// the number of rounds, by which the report weighs a warm difference.
+pub fn standard(out: &mut WorkloadOutput, setup_ms: f64, rounds: &[f64]) {
+    out.phase(SETUP, setup_ms);
+    out.rounds = rounds.len();
+    match rounds.split_first() {
+        Some((&cold, rest)) => {
+            out.phase(COLD, cold);
+            if rest.is_empty() {
+                out.absent(WARM, "one round only: nothing after the cold one");
+            } else {
+                out.phase(WARM, median(rest));
+            }
+        }
+        None => {
+            out.absent(COLD, "no rounds");
+            out.absent(WARM, "no rounds");
         }
     }
 }
@@ -320,6 +364,59 @@ mod tests {
             ("jemalloc", false),
         ] {
             assert_eq!(Ctx::new(false, name).is_nalloc(), nalloc, "{name}");
+        }
+    }
+
+    #[test]
+    fn standard_figures_are_setup_first_round_and_median_of_the_rest() {
+        let mut out = WorkloadOutput::default();
+        standard(&mut out, 2.0, &[50.0, 10.0, 30.0, 12.0]);
+        let names: Vec<&str> = out.phases.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, [SETUP, COLD, WARM]);
+        assert_eq!(
+            (out.get(SETUP), out.get(COLD), out.get(WARM)),
+            (Some(2.0), Some(50.0), Some(12.0))
+        );
+        assert_eq!(out.rounds, 4);
+        // One round: no warm figure, and the reason says why.
+        let mut out = WorkloadOutput::default();
+        standard(&mut out, 0.0, &[5.0]);
+        assert_eq!((out.get(COLD), out.get(WARM)), (Some(5.0), None));
+        assert!(out.absent.iter().any(|a| a.name == WARM));
+    }
+
+    /// Every suite workload, at its tiny size in this process, reports
+    /// setup, cold and warm (and passes its own checks); the workloads
+    /// with nalloc-only phases run them too under the `nalloc` name (their
+    /// arenas work under any global allocator).
+    #[test]
+    fn every_suite_workload_reports_setup_cold_and_warm() {
+        for w in WORKLOADS {
+            let mut names = vec!["glibc"];
+            if ["batch", "witness", "orphans"].contains(&w.name) {
+                names.push("nalloc");
+            }
+            for allocator in names {
+                let out = (w.run)(&Ctx::tiny(allocator)).unwrap_or_else(|e| panic!("{}: {e}", w.name));
+                for name in [SETUP, COLD, WARM] {
+                    let ms = out.get(name);
+                    assert!(
+                        ms.is_some_and(|ms| ms >= 0.0 && ms.is_finite()),
+                        "{} {name}: {ms:?}",
+                        w.name
+                    );
+                }
+                assert!(out.rounds >= 2, "{}: {} rounds", w.name, out.rounds);
+                let names: Vec<&str> = out.phases.iter().map(|p| p.name.as_str()).collect();
+                assert_eq!(names[..3], [SETUP, COLD, WARM], "{}", w.name);
+                for (i, p) in out.phases.iter().enumerate() {
+                    assert!(
+                        out.phases[i + 1..].iter().all(|q| q.name != p.name),
+                        "{}: {names:?}",
+                        w.name
+                    );
+                }
+            }
         }
     }
 

@@ -3,14 +3,17 @@
 
 use std::time::Instant;
 
-use super::{cold_warm, ms, Ctx};
+use super::{ms, standard, Ctx};
 use crate::result::WorkloadOutput;
 
-/// Entry point: phases `cold` (first growth) and `warm` (median of the rest).
+/// Entry point: phases `setup` (nothing to prepare but the list of round
+/// times: near 0), `cold` (first growth) and `warm` (median of the rest).
 pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
-    let len: usize = 1 << ctx.pick(24, 26);
-    let reps = ctx.pick(5, 5);
+    let len: usize = 1 << ctx.size(10, 24, 26);
+    let reps = ctx.size(2, 5, 5);
+    let t = Instant::now();
     let mut times = Vec::with_capacity(reps);
+    let setup_ms = ms(t.elapsed());
     for rep in 0..reps {
         let seed = 0xABCD_0000 ^ rep as u64;
         let t = Instant::now();
@@ -26,6 +29,6 @@ pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
         }
     }
     let mut out = WorkloadOutput::default();
-    cold_warm(&mut out, &times);
+    standard(&mut out, setup_ms, &times);
     Ok(out)
 }

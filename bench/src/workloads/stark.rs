@@ -8,15 +8,16 @@ use std::time::Instant;
 
 use nalloc_examples::stark::{self, Felt, FibProver};
 
-use super::{cold_warm, label, ms, Ctx};
+use super::{label, ms, standard, timed, Ctx};
 use crate::result::WorkloadOutput;
 
-/// Entry point: phases `cold` (first proof: trace, prove, verify) and
-/// `warm` (median of the rest). Quick: 2^16 steps x 4; full: 2^18 x 5.
+/// Entry point: phases `setup` (the prover's options), `cold` (first
+/// proof: trace, prove, verify) and `warm` (median of the rest). Quick:
+/// 2^16 steps x 4; full: 2^18 x 5.
 pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
-    let steps = 1usize << ctx.pick(16, 18);
-    let proofs = ctx.pick(4, 5);
-    let prover = FibProver::new();
+    let steps = 1usize << ctx.size(6, 16, 18);
+    let proofs = ctx.size(2, 4, 5);
+    let (prover, setup_ms) = timed(FibProver::new);
     let mut times = Vec::with_capacity(proofs);
     for i in 0..proofs {
         let t = Instant::now();
@@ -29,6 +30,6 @@ pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
         times.push(ms(t.elapsed()));
     }
     let mut out = WorkloadOutput::default();
-    cold_warm(&mut out, &times);
+    standard(&mut out, setup_ms, &times);
     Ok(out)
 }

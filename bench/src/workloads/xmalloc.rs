@@ -5,7 +5,7 @@
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::Instant;
 
-use super::{join, ms, Ctx};
+use super::{join, ms, standard, Ctx};
 use crate::block::Block;
 use crate::result::WorkloadOutput;
 use crate::rng::XorShift;
@@ -41,14 +41,10 @@ fn consume(rx: Receiver<Vec<Block>>) -> Result<usize, String> {
     Ok(freed)
 }
 
-/// Entry point: phase `transfer` (all blocks produced, verified and freed).
-pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
-    let producers = (ctx.threads / 2).max(1);
-    let consumers = (ctx.threads / 2).max(1);
-    let per_producer = ctx.pick(1_500_000, 6_000_000);
-
-    let t = Instant::now();
-    let freed = std::thread::scope(|s| -> Result<usize, String> {
+/// One round: fresh producer and consumer threads; every producer makes
+/// `per_producer` blocks. Returns the number of blocks freed.
+fn round(producers: usize, consumers: usize, per_producer: usize) -> Result<usize, String> {
+    std::thread::scope(|s| -> Result<usize, String> {
         let (txs, rxs): (Vec<_>, Vec<_>) = (0..consumers).map(|_| sync_channel(16)).unzip();
         let consumer_handles: Vec<_> = rxs.into_iter().map(|rx| s.spawn(move || consume(rx))).collect();
         let producer_handles: Vec<_> = (0..producers)
@@ -62,12 +58,35 @@ pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
         let freed: Result<Vec<usize>, String> = consumer_handles.into_iter().map(join).collect();
         produced.into_iter().collect::<Result<Vec<()>, String>>()?;
         Ok(freed?.into_iter().sum())
-    })?;
-    let expected = producers * per_producer;
-    if freed != expected {
-        return Err(format!("xmalloc: freed {freed} blocks, expected {expected}"));
+    })
+}
+
+/// Entry point: the blocks are made in rounds, each with fresh threads.
+/// Phases `setup` (nothing to prepare but the list of round times: near
+/// 0), `cold` (the first round), `warm` (median of the rest) and
+/// `transfer` (all rounds: every block produced, verified and freed).
+pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
+    let producers = (ctx.threads / 2).max(1);
+    let consumers = (ctx.threads / 2).max(1);
+    let rounds = ctx.size(2, 5, 10);
+    // Per producer and round: the quick and full totals as before the
+    // rounds (1.5M and 6M blocks per producer).
+    let per_producer = ctx.size(2_000, 300_000, 600_000);
+
+    let t = Instant::now();
+    let mut times = Vec::with_capacity(rounds);
+    let setup_ms = ms(t.elapsed());
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let freed = round(producers, consumers, per_producer)?;
+        times.push(ms(t.elapsed()));
+        let expected = producers * per_producer;
+        if freed != expected {
+            return Err(format!("xmalloc: freed {freed} blocks, expected {expected}"));
+        }
     }
     let mut out = WorkloadOutput::default();
-    out.phase("transfer", ms(t.elapsed()));
+    standard(&mut out, setup_ms, &times);
+    out.phase("transfer", times.iter().sum());
     Ok(out)
 }

@@ -5,7 +5,7 @@ use std::alloc::{alloc, alloc_zeroed, dealloc, handle_alloc_error, Layout};
 use std::ptr::NonNull;
 use std::time::Instant;
 
-use super::{cold_warm, join, ms, Ctx};
+use super::{join, ms, standard, Ctx};
 use crate::result::WorkloadOutput;
 use crate::rng::XorShift;
 
@@ -159,19 +159,22 @@ impl Touched {
     }
 }
 
-/// Entry point: phases `cold`, `warm` (zeroed passes) and `mix`.
+/// Entry point: phases `setup` (nothing to prepare but the list of pass
+/// times: near 0), `cold`, `warm` (zeroed passes) and `mix`.
 pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
-    let bytes = ctx.pick(512usize << 20, 1usize << 30);
-    let passes = ctx.pick(3, 5);
-    let mix_ops = ctx.pick(150, 600);
+    let bytes = ctx.size(4usize << 20, 512 << 20, 1 << 30);
+    let passes = ctx.size(2, 3, 5);
+    let mix_ops = ctx.size(3, 150, 600);
     let threads = ctx.threads;
 
+    let t = Instant::now();
     let mut times = Vec::with_capacity(passes);
+    let setup_ms = ms(t.elapsed());
     for pass in 0..passes {
         times.push(one_pass(bytes, threads, 0xC0FFEE ^ pass as u64)?);
     }
     let mut out = WorkloadOutput::default();
-    cold_warm(&mut out, &times);
+    standard(&mut out, setup_ms, &times);
 
     let mut rng = XorShift::new(0x313);
     let mut slots: Vec<Option<Touched>> = (0..8).map(|_| None).collect();
