@@ -104,7 +104,7 @@ pub use arenas::polynomial::{PolynomialArena, StdVecError};
 pub use arenas::scratch::ScratchArena;
 pub use arenas::secret::{SecretBox, SecretVec, Zeroable};
 pub use arenas::witness::{WitnessArena, WitnessStats};
-pub use base::config::{HugePages, WitnessLock};
+pub use base::config::{FirstTouch, HugePages, WitnessLock};
 pub use base::phase::{PhaseReport, PhaseRow};
 pub use front::global::{NAlloc, Stats};
 pub use front::phase::PhaseGuard;

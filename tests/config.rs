@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use zk_nalloc::{HugePages, NAlloc};
+use zk_nalloc::{FirstTouch, HugePages, NAlloc};
 
 mod common;
 
@@ -23,7 +23,8 @@ fn in_child(case: &str, env: &[(&str, &str)]) {
         .env(CASE_VAR, case)
         .env_remove("NALLOC_HUGE_PAGES")
         .env_remove("NALLOC_POOL_CAP")
-        .env_remove("NALLOC_PURGE_DELAY");
+        .env_remove("NALLOC_PURGE_DELAY")
+        .env_remove("NALLOC_FIRST_TOUCH");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -68,6 +69,7 @@ fn child() {
             assert_eq!(ALLOC.huge_pages(), HugePages::Off);
             assert_eq!(ALLOC.pool_cap(), 16 << 20);
             assert_eq!(ALLOC.purge_delay(), None);
+            assert_eq!(ALLOC.first_touch(), FirstTouch::Fresh);
         }
         "set-b" => {
             assert_eq!(ALLOC.huge_pages(), HugePages::On);
@@ -88,6 +90,23 @@ fn child() {
                 Some(l) => assert_eq!(ALLOC.pool_cap(), (l / 8).min(4 << 30)),
             }
             assert_eq!(ALLOC.purge_delay(), Some(Duration::from_millis(5)));
+            assert_eq!(ALLOC.first_touch(), FirstTouch::Reuse);
+        }
+        "first-touch" => {
+            // A freed 12 MiB block and a 24 MiB request: under `reuse` the
+            // span is built from the freed block's pages, under `fresh`
+            // from new ones. Linux only (elsewhere pages cannot move).
+            let before = ALLOC.stats().span_gathered_bytes;
+            drop(std::hint::black_box(vec![1u8; 12 << 20]));
+            let v = std::hint::black_box(vec![2u8; 24 << 20]);
+            assert!(v.iter().all(|&b| b == 2));
+            let gathered = ALLOC.stats().span_gathered_bytes - before;
+            match ALLOC.first_touch() {
+                FirstTouch::Reuse if cfg!(target_os = "linux") => {
+                    assert!(gathered >= 12 << 20, "reuse moved {gathered} bytes")
+                }
+                _ => assert_eq!(gathered, 0, "{:?} moved pooled pages", ALLOC.first_touch()),
+            }
         }
         "pool-cap" => {
             // With a 16 MiB cap a freed 32 MiB vector is not kept warm.
@@ -143,6 +162,7 @@ fn every_variable_reaches_the_allocator() {
             ("NALLOC_HUGE_PAGES", "off"),
             ("NALLOC_POOL_CAP", "16M"),
             ("NALLOC_PURGE_DELAY", "never"),
+            ("NALLOC_FIRST_TOUCH", "fresh"),
         ],
     );
     in_child(
@@ -163,6 +183,13 @@ fn every_variable_reaches_the_allocator() {
     );
     in_child("defaults", &[]);
     in_child("pool-cap", &[("NALLOC_POOL_CAP", "16M")]);
+}
+
+#[test]
+fn the_first_touch_policy_decides_whether_pooled_pages_are_moved() {
+    in_child("first-touch", &[]);
+    in_child("first-touch", &[("NALLOC_FIRST_TOUCH", "reuse")]);
+    in_child("first-touch", &[("NALLOC_FIRST_TOUCH", "fresh")]);
 }
 
 #[test]

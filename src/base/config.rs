@@ -16,6 +16,8 @@
 //!   one line and ignored
 //! * `NALLOC_STATS` = anything but empty or `0`: print the phase table at
 //!   exit
+//! * `NALLOC_FIRST_TOUCH` = `reuse` (default) | `fresh`: how span memory is
+//!   made ready for first use (see [`FirstTouch`])
 //!
 //! At the same moment the container's memory limit is read (cgroup v2
 //! `memory.max`, v1 `memory.limit_in_bytes`, see `os::memory_limit`); where
@@ -64,6 +66,40 @@ impl HugePages {
     }
 }
 
+/// How span memory is made ready for its first use (`NALLOC_FIRST_TOUCH`,
+/// `NAlloc::set_first_touch`). Measured in docs/design/first-touch.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstTouch {
+    /// Warm memory first: a span no pooled range holds is built from
+    /// smaller pooled pieces (their pages moved, not faulted afresh), and a
+    /// recycled span asked to be zero is cleared with `memset` (a recycled
+    /// span its last user barely touched is handed back to the kernel
+    /// instead). Page faults on fresh memory cost several times a memset of
+    /// resident memory on the machines measured.
+    Reuse,
+    /// Kernel-fresh pages: no pieces are moved, and recycled huge-page
+    /// spans of 128 MiB and more are zeroed by handing them back to the
+    /// kernel, so the threads that fill them fault in zero pages in
+    /// parallel. For machines where huge-page faults are cheap and many
+    /// threads fill each large zeroed vector.
+    Fresh,
+}
+
+impl FirstTouch {
+    const fn to_u8(self) -> u8 {
+        match self {
+            FirstTouch::Reuse => 0,
+            FirstTouch::Fresh => 1,
+        }
+    }
+    const fn from_u8(v: u8) -> Self {
+        match v {
+            1 => FirstTouch::Fresh,
+            _ => FirstTouch::Reuse,
+        }
+    }
+}
+
 /// Default cap of the warm span pool, from the policy table: a fraction of
 /// physical memory within bounds, enough to keep a prover's largest
 /// per-proof vectors warm on a 16 GiB machine (see
@@ -101,6 +137,7 @@ pub enum WitnessLock {
 static HUGE: AtomicU8 = AtomicU8::new(0);
 /// 0: best effort, 1: require.
 static WITNESS_LOCK: AtomicU8 = AtomicU8::new(0);
+static FIRST_TOUCH: AtomicU8 = AtomicU8::new(0);
 /// The purge delay in microseconds; `u64::MAX`: never purge.
 static PURGE_DELAY_US: AtomicU64 = AtomicU64::new(crate::policy::PURGE_DELAY_US);
 static POOL_CAP: AtomicUsize = AtomicUsize::new(usize::MAX);
@@ -252,6 +289,12 @@ pub(crate) fn ensure_init() {
                 BUDGET.store(budget, Ordering::Relaxed);
             }
         }
+        if let Some(n) = crate::os::env_var(b"NALLOC_FIRST_TOUCH", &mut buf) {
+            match parse_first_touch(&buf[..n]) {
+                Some(f) => set_first_touch(f),
+                None => report_bad("NALLOC_FIRST_TOUCH", &buf[..n], "reuse or fresh", "using reuse"),
+            }
+        }
         if let Some(n) = crate::os::env_var(b"NALLOC_STATS", &mut buf) {
             STATS_AT_EXIT.store(!matches!(&buf[..n], b"" | b"0"), Ordering::Relaxed);
         }
@@ -292,6 +335,25 @@ pub(crate) fn huge_pages() -> HugePages {
 
 pub(crate) fn set_huge_pages(p: HugePages) {
     HUGE.store(p.to_u8(), Ordering::Relaxed);
+}
+
+/// The first-touch policy in force.
+pub(crate) fn first_touch() -> FirstTouch {
+    ensure_init();
+    FirstTouch::from_u8(FIRST_TOUCH.load(Ordering::Relaxed))
+}
+
+pub(crate) fn set_first_touch(f: FirstTouch) {
+    FIRST_TOUCH.store(f.to_u8(), Ordering::Relaxed);
+}
+
+/// `reuse` / `fresh`.
+pub(crate) fn parse_first_touch(s: &[u8]) -> Option<FirstTouch> {
+    match s {
+        b"reuse" => Some(FirstTouch::Reuse),
+        b"fresh" => Some(FirstTouch::Fresh),
+        _ => None,
+    }
 }
 
 /// The warm pool cap in force.
@@ -384,7 +446,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_sizes_and_policies() {
+    fn parses_first_touch_policies() {
+        assert_eq!(parse_first_touch(b"reuse"), Some(FirstTouch::Reuse));
+        assert_eq!(parse_first_touch(b"fresh"), Some(FirstTouch::Fresh));
+        assert_eq!(parse_first_touch(b"Fresh"), None);
+        assert_eq!(parse_first_touch(b""), None);
+    }
+
+    #[test]
+        fn parses_sizes_and_policies() {
         assert_eq!(parse_bytes(b"64K"), Some(64 << 10));
         assert_eq!(parse_bytes(b"2g"), Some(2 << 30));
         assert_eq!(parse_bytes(b"17"), Some(17));

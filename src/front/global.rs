@@ -10,7 +10,7 @@ use super::route::{self, Block, Front};
 use crate::arenas::polynomial::PolynomialArena;
 use crate::arenas::scratch::{self, ScratchArena};
 use crate::arenas::witness::{self, WitnessArena, WitnessStats};
-use crate::base::config::{self, HugePages, WitnessLock};
+use crate::base::config::{self, FirstTouch, HugePages, WitnessLock};
 use crate::base::phase::PhaseReport;
 use crate::base::stats;
 use crate::mem::span;
@@ -165,6 +165,20 @@ impl NAlloc {
     pub fn huge_pages(&self) -> HugePages {
         lifecycle::ensure_init();
         config::huge_pages()
+    }
+
+    /// Sets how span memory is made ready for first use from now on
+    /// (see [`FirstTouch`]; the environment's `NALLOC_FIRST_TOUCH` sets the
+    /// start value).
+    pub fn set_first_touch(&self, policy: FirstTouch) {
+        lifecycle::ensure_init();
+        config::set_first_touch(policy);
+    }
+
+    /// The first-touch policy in force.
+    pub fn first_touch(&self) -> FirstTouch {
+        lifecycle::ensure_init();
+        config::first_touch()
     }
 
     /// Sets what witness memory does when the OS refuses to lock it in RAM

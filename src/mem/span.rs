@@ -22,13 +22,26 @@
 //! (see `make_room`). This is what saves FFT provers from page-faulting their
 //! multi-MB vectors back in every proof. `NAlloc::trim()` empties the pool.
 //!
-//! **Zeroing.** A fresh span is zero already. A pooled span asked for by
-//! `alloc_zeroed` is either memset or handed back to the kernel with
-//! `MADV_DONTNEED` (it then faults in zero pages on touch). With 4 KiB pages
-//! the refaults cost more than a memset; with huge pages one fault clears 2
-//! MiB in the kernel, and purging wins on large spans. So spans advised for
-//! huge pages and at least [`ZERO_BY_PURGE_MIN`] long are purged; everything
-//! else is memset (measured in docs/design/spans-and-warm-pool.md).
+//! **Built from pieces.** A request no pooled range holds (a prover's
+//! vectors growing from one proof step to the next) is still served from
+//! warm memory where the pool has some: a fresh mapping of the full length
+//! is made, and the largest pooled pieces are moved into it by page tables
+//! (`os::move_pages`, `mremap` on Linux), so only the remainder is faulted
+//! in afresh. Pieces are whole huge pages for huge-page spans, so their
+//! page tables move as huge entries. A realloc that grows by `mremap` fills
+//! its new tail the same way. Pooled memory that would otherwise be
+//! unmapped to make room for the fresh span is reused instead.
+//!
+//! **Zeroing.** A fresh span is zero already. A recycled one (or the moved
+//! pieces at the front of a built one) asked for by `alloc_zeroed` is
+//! cleared with memset: on the machines measured, clearing resident memory
+//! costs a fifth of faulting zero pages back in, even huge ones (see
+//! docs/design/first-touch.md). A span its last user barely touched is
+//! handed back to the kernel instead (`MADV_DONTNEED`): a memset would fault
+//! in memory the next user may not touch either. Under
+//! [`FirstTouch::Fresh`](crate::base::config::FirstTouch) no pieces are
+//! moved and huge-page spans of at least [`ZERO_BY_PURGE_MIN`] are purged
+//! (measured in docs/design/spans-and-warm-pool.md).
 //!
 //! **realloc.** A span shrinks by giving its tail to the pool, and grows in
 //! place into a pooled range that follows it. Otherwise growth copies into a
@@ -44,7 +57,7 @@ use core::ptr;
 use core::sync::atomic::Ordering::Relaxed;
 
 use crate::base::check::invariant;
-use crate::base::config::{self, HugePages};
+use crate::base::config::{self, FirstTouch, HugePages};
 use crate::base::stats;
 use crate::mem::{budget, pool};
 use crate::os::{self, HugeAdvice};
@@ -217,7 +230,7 @@ impl Pieces {
     /// `unit`s (see [`gather_unit`]) and at least `1 / GATHER_PIECE_DIVISOR`
     /// of `want`, so that a span costs few moves.
     fn take(&mut self, mut want: usize, unit: usize) {
-        if !os::CAN_REMAP || pool::bytes() == 0 {
+        if !os::CAN_REMAP || pool::bytes() == 0 || config::first_touch() == FirstTouch::Fresh {
             return;
         }
         let min = want / GATHER_PIECE_DIVISOR;
@@ -302,8 +315,11 @@ unsafe fn zero_recycled(p: *mut u8, size: usize, len: usize) {
     // SAFETY: caller contract. Purging needs whole pages; `len` is a page
     // multiple and the whole span is unused.
     let huge = advice_for(len) == Some(HugeAdvice::Huge);
+    // Under `FirstTouch::Fresh` large huge-page spans come back from the
+    // kernel as zero pages, faulted in by whichever threads fill them.
+    let fresh = config::first_touch() == FirstTouch::Fresh;
     // SAFETY: (purge) the whole span is ours and unused; `len` is a page multiple.
-    if huge && len >= ZERO_BY_PURGE_MIN && unsafe { os::purge(p, len) } {
+    if fresh && huge && len >= ZERO_BY_PURGE_MIN && unsafe { os::purge(p, len) } {
         return;
     }
     // A span whose last user touched little of it (mostly not resident) is
