@@ -454,7 +454,7 @@ mod tests {
     }
 
     #[test]
-        fn parses_sizes_and_policies() {
+    fn parses_sizes_and_policies() {
         assert_eq!(parse_bytes(b"64K"), Some(64 << 10));
         assert_eq!(parse_bytes(b"2g"), Some(2 << 30));
         assert_eq!(parse_bytes(b"17"), Some(17));

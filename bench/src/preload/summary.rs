@@ -456,11 +456,38 @@ mod tests {
             seconds: Some(secs),
             time_elapsed_s: Some(secs),
             maxrss_kib: Some(kib),
+            minflt: Some(kib / 4),
+            vmstat: Some(Vmstat {
+                thp_fault_alloc: kib / 2048,
+                thp_fault_fallback: 0,
+                compact_stall: 1,
+            }),
             malloc: Some("x".into()),
             pile_kib: None,
             error: None,
             stderr: String::new(),
         }
+    }
+
+    #[test]
+    fn fault_evidence_is_the_median_per_pair() {
+        let runs = [
+            rec("first-touch", "glibc", 1.0, 4096),
+            rec("first-touch", "glibc", 1.0, 8192),
+            rec("first-touch", "glibc", 1.0, 40960),
+            rec("first-touch", "nalloc", 0.5, 2048),
+        ];
+        let s = summarize(&["first-touch"], &["glibc", "nalloc"], &[], &[], &runs);
+        assert_eq!(s[0].median_minflt, Some(2048));
+        assert_eq!(s[0].median_thp_faults, Some(4));
+        assert_eq!(s[1].median_compact_stalls, Some(1));
+        let t = render_faults(&s, "enabled: [madvise]; defrag: [madvise]");
+        assert!(t.contains("defrag: [madvise]"), "{t}");
+        let row = t.lines().find(|l| l.contains("nalloc")).unwrap();
+        assert_eq!(
+            row.split_whitespace().collect::<Vec<_>>(),
+            ["first-touch", "nalloc", "512", "1", "1"]
+        );
     }
 
     #[test]
