@@ -54,7 +54,10 @@
 //!   2 MiB up (huge pages), kept warm in a bounded pool after free, where
 //!   freed neighbours coalesce and later requests are cut from the
 //!   best-fitting range; grown in place from the pool or with `mremap` on
-//!   Linux. The pool never holds more than what the program's own need
+//!   Linux. A span no pooled range holds is built from smaller pooled
+//!   pieces whose pages are moved into it (Linux), so a prover's growing
+//!   vectors reuse the warm pages of the smaller ones instead of faulting
+//!   fresh memory (`FirstTouch`, docs/design/first-touch.md). The pool never holds more than what the program's own need
 //!   (live spans plus written small-object pages) has fallen below its
 //!   peak, so keeping spans warm does not raise the peak RSS.
 //! * **Witness**: `dealloc` first asks, with one range comparison, whether
