@@ -246,6 +246,31 @@ fn memory_is_reused_and_returned() {
         assert!(bytes.iter().all(|&x| x == 0), "alloc_zeroed handed out old bytes");
         // SAFETY: live block.
         unsafe { ALLOC.dealloc(z, large) };
+        // A small warm piece at the front of a large zeroed span is cleared
+        // in place, not judged by the span's fresh rest (which would make it
+        // look sparse, 2 of 24 MiB resident) and handed back to the kernel.
+        ALLOC.trim();
+        let piece = Layout::from_size_align(2 << 20, 16).unwrap();
+        // SAFETY: valid layout; filled, then freed into the pool.
+        let a = unsafe { ALLOC.alloc(piece) };
+        common::fill(a, piece.size(), 44);
+        // SAFETY: live block.
+        unsafe { ALLOC.dealloc(a, piece) };
+        let gathered = ALLOC.stats().span_gathered_bytes;
+        // SAFETY: valid layout; freed below.
+        let z = unsafe { ALLOC.alloc_zeroed(large) };
+        assert!(ALLOC.stats().span_gathered_bytes >= gathered + piece.size() as u64);
+        let faults = minor_faults();
+        // SAFETY: `z` is live, the first 2 MiB are zeroed memory of it.
+        let front = unsafe { std::slice::from_raw_parts(z, piece.size()) };
+        assert!(front.iter().all(|&x| x == 0), "alloc_zeroed handed out old bytes");
+        let refaulted = minor_faults() - faults;
+        assert!(
+            refaulted < 64,
+            "the warm piece was purged: {refaulted} faults reading it"
+        );
+        // SAFETY: live block.
+        unsafe { ALLOC.dealloc(z, large) };
         ALLOC.trim();
     }
 

@@ -143,9 +143,9 @@ pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
         }
     };
     if zeroed && dirty > 0 {
-        // SAFETY: the span is ours, `len` bytes, and unused; past `dirty` it
-        // is fresh (zero) memory.
-        unsafe { zero_recycled(p, size.min(dirty), len) };
+        // SAFETY: the span is ours, `len` bytes, and unused; past `dirty` (a
+        // page multiple, at most `len`) it is fresh (zero) memory.
+        unsafe { zero_recycled(p, size.min(dirty), dirty, len) };
     }
     live_add(len);
     stats::SPAN_ALLOCS.fetch_add(1, Relaxed);
@@ -309,28 +309,32 @@ unsafe fn move_split(src: *mut u8, len: usize, dst: *mut u8) -> usize {
     unsafe { move_split(src, half, dst) + move_split(src.add(half), len - half, dst.add(half)) }
 }
 
+/// Clears the first `size` bytes of a span of `len` bytes whose first
+/// `dirty` bytes (whole pages) may be non-zero: the rest is fresh.
+///
 /// # Safety
-/// `p` is a pooled span of `len` bytes that we own.
-unsafe fn zero_recycled(p: *mut u8, size: usize, len: usize) {
-    // SAFETY: caller contract. Purging needs whole pages; `len` is a page
-    // multiple and the whole span is unused.
+/// `p` is an unused span of `len` bytes that we own; `size <= dirty <= len`.
+unsafe fn zero_recycled(p: *mut u8, size: usize, dirty: usize, len: usize) {
     let huge = advice_for(len) == Some(HugeAdvice::Huge);
     // Under `FirstTouch::Fresh` large huge-page spans come back from the
     // kernel as zero pages, faulted in by whichever threads fill them.
     let fresh = config::first_touch() == FirstTouch::Fresh;
-    // SAFETY: (purge) the whole span is ours and unused; `len` is a page multiple.
-    if fresh && huge && len >= ZERO_BY_PURGE_MIN && unsafe { os::purge(p, len) } {
+    // SAFETY: (purge) the dirty pages are ours and unused; `dirty` is a
+    // page multiple.
+    if fresh && huge && dirty >= ZERO_BY_PURGE_MIN && unsafe { os::purge(p, dirty) } {
         return;
     }
     // A span whose last user touched little of it (mostly not resident) is
     // purged: a memset would fault all of it in for a caller that, like the
     // last one, may touch a few pages. The sample only chooses; purging
     // makes the span zero either way (see docs/design/spans-and-warm-pool.md).
+    // Only the dirty pages are sampled: the fresh rest of a span built from
+    // pieces is not resident, and would make warm pieces look sparse.
     if size >= ZERO_SAMPLE_MIN {
         // SAFETY: caller contract: our mapping, page aligned.
-        if let Some((resident, sampled)) = unsafe { os::resident_sample(p, len) } {
+        if let Some((resident, sampled)) = unsafe { os::resident_sample(p, dirty) } {
             // SAFETY: as for the purge above.
-            if resident * ZERO_SPARSE_DIVISOR < sampled && unsafe { os::purge(p, len) } {
+            if resident * ZERO_SPARSE_DIVISOR < sampled && unsafe { os::purge(p, dirty) } {
                 if huge {
                     // Sparse use of a huge-page span faults 2 MiB per page
                     // touched; the next user is likely as sparse as the
