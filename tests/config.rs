@@ -113,6 +113,21 @@ fn child() {
             drop(vec![1u8; 32 << 20]);
             assert!(ALLOC.stats().pool_retained <= 16 << 20, "{:?}", ALLOC.stats());
         }
+        "huge-advice" => {
+            // Under `auto`, a 40 MiB span is advised for huge pages (`hg` in
+            // its VmFlags) once it is reused, not on first use — unless the
+            // first-touch policy is `fresh`.
+            let advised = |v: &[u8]| common::vm_flags(v.as_ptr() as usize).iter().any(|f| f == "hg");
+            let first = vec![1u8; 40 << 20];
+            let at_first_use = advised(&first);
+            let addr = first.as_ptr() as usize;
+            drop(first);
+            let again = vec![2u8; 40 << 20];
+            assert_eq!(again.as_ptr() as usize, addr, "the span was not reused");
+            let on_reuse = advised(&again);
+            let fresh = ALLOC.first_touch() == FirstTouch::Fresh;
+            assert_eq!((at_first_use, on_reuse), (fresh, true), "{:?}", ALLOC.first_touch());
+        }
         "policy-switch" => {
             // Spans freed under `Explicit` are pooled unjoined (hugetlb
             // mappings cannot be cut); after a switch back to `Auto` the
@@ -190,6 +205,13 @@ fn the_first_touch_policy_decides_whether_pooled_pages_are_moved() {
     in_child("first-touch", &[]);
     in_child("first-touch", &[("NALLOC_FIRST_TOUCH", "reuse")]);
     in_child("first-touch", &[("NALLOC_FIRST_TOUCH", "fresh")]);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn huge_page_advice_comes_with_reuse_unless_first_touch_is_fresh() {
+    in_child("huge-advice", &[]);
+    in_child("huge-advice", &[("NALLOC_FIRST_TOUCH", "fresh")]);
 }
 
 #[test]

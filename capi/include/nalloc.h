@@ -23,10 +23,12 @@
  *                         before it goes back to the OS (default 5) | never
  *   NALLOC_STATS        = 1 prints a summary to stderr at exit
  *   NALLOC_FIRST_TOUCH  = reuse (default): a large block no freed block fits
- *                         is built from the pages of smaller freed ones, and
- *                         calloc clears recycled memory with memset | fresh:
- *                         kernel-fresh pages (large recycled calloc blocks
- *                         handed back to the kernel, nothing moved)
+ *                         is built from the pages of smaller freed ones,
+ *                         fresh pages fault in small (huge-page advice once
+ *                         a block is reused), calloc clears recycled memory
+ *                         with memset | fresh: kernel-fresh pages (huge-page
+ *                         advice from first use, large recycled calloc
+ *                         blocks handed back to the kernel, nothing moved)
  *   NALLOC_BUDGET       = most bytes nalloc may commit (12G, 12GiB, 800M,
  *                         plain bytes), auto (a fraction of the container's
  *                         memory limit) or off (default); past it malloc

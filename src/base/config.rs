@@ -32,10 +32,15 @@ use crate::base::once::Once;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HugePages {
     /// Ask for huge pages on spans of 32 MiB and more — FFT/NTT vectors,
-    /// where fewer page faults and TLB misses clearly pay for the at most
-    /// 2 MiB of rounding (< 7 %).
+    /// where fewer TLB misses clearly pay for the at most 2 MiB of rounding
+    /// (< 7 %) — once they are reused from the warm pool. A span's first
+    /// use faults small pages, as glibc's memory does: fresh huge pages are
+    /// cheap on some machines and five times dearer than small ones on
+    /// others (see [`FirstTouch`]; `FirstTouch::Fresh` advises on first use
+    /// too).
     Auto,
-    /// Ask for huge pages on every span of 2 MiB and more.
+    /// Ask for huge pages on every span of 2 MiB and more, from its first
+    /// use.
     On,
     /// Explicit 2 MiB pages (`MAP_HUGETLB`, from the kernel's pre-reserved
     /// pool, `vm.nr_hugepages`) for spans of 2 MiB and more; where the pool
@@ -71,15 +76,18 @@ impl HugePages {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FirstTouch {
     /// Warm memory first: a span no pooled range holds is built from
-    /// smaller pooled pieces (their pages moved, not faulted afresh), and a
-    /// recycled span asked to be zero is cleared with `memset` (a recycled
-    /// span its last user barely touched is handed back to the kernel
-    /// instead). Page faults on fresh memory cost several times a memset of
-    /// resident memory on the machines measured.
+    /// smaller pooled pieces (their pages moved, not faulted afresh); fresh
+    /// pages are faulted in as small pages, like glibc's (huge-page advice
+    /// comes when a span is reused); a recycled span asked to be zero is
+    /// cleared with `memset` (a recycled span its last user barely touched
+    /// is handed back to the kernel instead). Page faults on fresh memory
+    /// cost several times a memset of resident memory on the machines
+    /// measured.
     Reuse,
-    /// Kernel-fresh pages: no pieces are moved, and recycled huge-page
-    /// spans of 128 MiB and more are zeroed by handing them back to the
-    /// kernel, so the threads that fill them fault in zero pages in
+    /// Kernel-fresh pages: no pieces are moved, spans are advised for huge
+    /// pages from their first use (`HugePages::Auto`), and recycled
+    /// huge-page spans of 128 MiB and more are zeroed by handing them back
+    /// to the kernel, so the threads that fill them fault in zero pages in
     /// parallel. For machines where huge-page faults are cheap and many
     /// threads fill each large zeroed vector.
     Fresh,

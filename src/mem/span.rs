@@ -108,18 +108,37 @@ pub(crate) fn pool_bytes() -> usize {
     pool::bytes()
 }
 
-fn advice_for(len: usize) -> Option<HugeAdvice> {
+/// Whether a span's pages are new to the process or warm pooled memory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Touch {
+    /// A fresh mapping (or the fresh tail of a remap): its pages are faulted
+    /// in by their first user.
+    First,
+    /// Taken from the warm pool.
+    Reuse,
+}
+
+/// The huge-page advice for a span of `len` bytes. Under `HugePages::Auto`
+/// a span is advised once it is reused, not on first use (unless
+/// `FirstTouch::Fresh`): where fresh huge pages are slow to fault in (a
+/// VM whose host reclaims freed guest memory: 0.5 GB/s against 2.5 GB/s for
+/// small pages, docs/design/first-touch.md), advising them made first
+/// proofs up to 2.4x slower than glibc's; small pages fault as glibc's do.
+fn advice_for(len: usize, touch: Touch) -> Option<HugeAdvice> {
     match config::huge_pages() {
         HugePages::On | HugePages::Explicit if len >= os::huge_page() => Some(HugeAdvice::Huge),
-        HugePages::Auto if len >= AUTO_HUGE_MIN => Some(HugeAdvice::Huge),
+        HugePages::Auto if len >= AUTO_HUGE_MIN => {
+            let first = touch == Touch::First && config::first_touch() == FirstTouch::Reuse;
+            (!first).then_some(HugeAdvice::Huge)
+        }
         HugePages::Off if len >= os::huge_page() => Some(HugeAdvice::NoHuge),
         _ => None,
     }
 }
 
-fn advise(ptr: *mut u8, len: usize) {
-    if let Some(a) = advice_for(len) {
-        // SAFETY: `ptr`/`len` is a whole span we just mapped.
+fn advise(ptr: *mut u8, len: usize, touch: Touch) {
+    if let Some(a) = advice_for(len, touch) {
+        // SAFETY: `ptr`/`len` is a whole span of ours.
         unsafe { os::advise_huge(ptr, len, a) };
     }
 }
@@ -187,7 +206,7 @@ fn map_fresh(size: usize, len: usize, align: usize) -> (*mut u8, usize) {
     // SAFETY: `p`/`len` is the fresh mapping just made, untouched.
     let (moved, dirty) = unsafe { pieces.place(p) };
     stats::mapped(len - moved);
-    advise(p, len);
+    advise(p, len, Touch::First);
     (p, dirty)
 }
 
@@ -315,7 +334,7 @@ unsafe fn move_split(src: *mut u8, len: usize, dst: *mut u8) -> usize {
 /// # Safety
 /// `p` is an unused span of `len` bytes that we own; `size <= dirty <= len`.
 unsafe fn zero_recycled(p: *mut u8, size: usize, dirty: usize, len: usize) {
-    let huge = advice_for(len) == Some(HugeAdvice::Huge);
+    let huge = advice_for(len, Touch::Reuse) == Some(HugeAdvice::Huge);
     // Under `FirstTouch::Fresh` large huge-page spans come back from the
     // kernel as zero pages, faulted in by whichever threads fill them.
     let fresh = config::first_touch() == FirstTouch::Fresh;
@@ -362,7 +381,7 @@ fn take_pooled(len: usize, align: usize) -> Option<*mut u8> {
     }
     // A range may have been pooled under another huge-page policy (a cut
     // of a bigger span, a merge of smaller ones).
-    advise(p, len);
+    advise(p, len, Touch::Reuse);
     Some(p)
 }
 
@@ -502,7 +521,7 @@ pub(crate) unsafe fn realloc_in_place(p: *mut u8, old_size: usize, align: usize,
         let (moved, _) = unsafe { pieces.place(q.add(old_len)) };
         stats::mapped(new_len - old_len - moved);
         live_add(new_len - old_len);
-        advise(q, new_len);
+        advise(q, new_len, Touch::First);
     } else {
         stats::unmapped(old_len - new_len);
         live_sub(old_len - new_len);
