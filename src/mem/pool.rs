@@ -399,6 +399,13 @@ pub(crate) fn take_piece(max: usize, unit: usize, min: usize) -> Option<Range> {
 /// Releases the oldest pooled memory until at most `keep` bytes remain.
 /// Returns the bytes released.
 pub(crate) fn shrink_to(keep: usize) -> usize {
+    // The common case (within bounds) without the lock: every span that
+    // misses the pool asks, and the lock is the one prover workloads take
+    // most (docs/design/scaling.md). A racing `put` that pushes the pool
+    // over is trimmed by the next call.
+    if bytes() <= keep {
+        return 0;
+    }
     let mut released = 0;
     loop {
         let r = locked(|pool| {
