@@ -36,6 +36,35 @@ fn cross_thread_frees_keep_contents() {
     let out = run(command(&exe, true), &dir, LIMIT).ok("threads under nalloc");
     assert!(out.stdout_str().contains("threads: ok"), "{}", out.stdout_str());
     common::assert_served(&out.stderr, 1, 6 * 3 * 40_000);
+    // The exit report carries the slow-path event counts: this program's
+    // cross-thread frees went over in batches, its threads took locks.
+    let field = |line: &str, name: &str| -> u64 {
+        let key = format!(" {name}=");
+        let at = line.find(&key).unwrap_or_else(|| panic!("no {name} in {line}")) + key.len();
+        line[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    };
+    let events = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("nalloc: events "))
+        .expect("events line");
+    assert!(field(events, "remote_batches") > 0, "{events}");
+    assert!(
+        field(events, "remote_blocks") >= field(events, "remote_batches"),
+        "{events}"
+    );
+    assert!(field(events, "lock_acquisitions") > 0, "{events}");
+    let os = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("nalloc: os_calls "))
+        .expect("os_calls line");
+    assert!(field(os, "map") > 0, "{os}");
 }
 
 /// nalloc.h: witness memory (zeroed, wiped, thread-safe, fork-wiped),

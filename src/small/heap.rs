@@ -106,6 +106,37 @@ pub(crate) struct Counters {
     /// Bytes requested by this heap's allocations: summed at phase
     /// boundaries for the phases' byte figures (docs/design/phases-and-budget.md).
     pub(crate) bytes: AtomicU64,
+    /// The cross-thread paths' counts (slow paths only; see [`RemoteCounts`]).
+    pub(crate) remote: RemoteCounts,
+}
+
+/// What one heap did on the cross-thread paths, counted by the heap's owner
+/// (plain relaxed stores, no shared line) and summed on read: batches of
+/// blocks this thread freed into other heaps' pages and handed over, the
+/// blocks in them and the atomic read-modify-writes that took; batches it
+/// kept for its own reuse instead; and the collections of other threads'
+/// frees into its own pages that found blocks, with the blocks taken.
+#[repr(C)]
+pub(crate) struct RemoteCounts {
+    pub(crate) batches: AtomicU64,
+    pub(crate) blocks: AtomicU64,
+    pub(crate) atomics: AtomicU64,
+    pub(crate) kept: AtomicU64,
+    pub(crate) collects: AtomicU64,
+    pub(crate) collected: AtomicU64,
+}
+
+impl RemoteCounts {
+    const fn new() -> Self {
+        Self {
+            batches: AtomicU64::new(0),
+            blocks: AtomicU64::new(0),
+            atomics: AtomicU64::new(0),
+            kept: AtomicU64::new(0),
+            collects: AtomicU64::new(0),
+            collected: AtomicU64::new(0),
+        }
+    }
 }
 
 /// A heap with its counters. Slots are packed in slabs, so each is aligned
@@ -601,12 +632,13 @@ impl Heap {
         // SAFETY: caller contract; the batch's blocks are ours to link.
         unsafe {
             let a = page.addr();
-            let e = &mut self.pending[((a >> 6) ^ (a >> 22)) % PENDING_SLOTS];
-            if e.page != page {
-                if !e.page.is_null() {
-                    Page::push_remote_chain(e.page, e.head, e.tail, e.blocks);
+            let slot = ((a >> 6) ^ (a >> 22)) % PENDING_SLOTS;
+            let old = self.pending[slot];
+            if old.page != page {
+                if !old.page.is_null() {
+                    self.deliver(old.page, old.head, old.tail, old.blocks);
                 }
-                *e = Pending {
+                self.pending[slot] = Pending {
                     page,
                     head: ptr::null_mut(),
                     tail: b,
@@ -614,14 +646,17 @@ impl Heap {
                     block_size: (*page).block_size,
                 };
             }
+            let e = &mut self.pending[slot];
             Block::set_next(b, e.head);
             e.head = b;
             e.blocks += 1;
             if e.blocks >= PENDING_BLOCKS || e.blocks * e.block_size >= PENDING_BYTES {
                 let (head, tail, n, bs) = (e.head, e.tail, e.blocks, e.block_size);
                 *e = NO_PENDING;
-                if !(keep && reusable_abroad(bs) && self.keep_foreign(head, tail, n, bs)) {
-                    Page::push_remote_chain(page, head, tail, n);
+                if keep && reusable_abroad(bs) && self.keep_foreign(head, tail, n, bs) {
+                    add(&(*self.counters).remote.kept, 1);
+                } else {
+                    self.deliver(page, head, tail, n);
                 }
             }
         }
@@ -715,14 +750,49 @@ impl Heap {
 
     /// Hands every batched remote free to its page's owner.
     fn flush_pending(&mut self) {
-        for e in self.pending.iter_mut() {
+        for i in 0..PENDING_SLOTS {
+            let e = self.pending[i];
             if !e.page.is_null() {
+                self.pending[i] = NO_PENDING;
                 // SAFETY: the batch's blocks are freed blocks of `e.page`,
                 // which stays live while they are counted as used there.
-                unsafe { Page::push_remote_chain(e.page, e.head, e.tail, e.blocks) };
-                *e = NO_PENDING;
+                unsafe { self.deliver(e.page, e.head, e.tail, e.blocks) };
             }
         }
+    }
+
+    /// Hands a batch of `n` freed blocks of `page` (another heap's), linked
+    /// from `head` to `tail`, to the page's owner, and counts it.
+    ///
+    /// # Safety
+    /// As [`Page::push_remote_chain`].
+    unsafe fn deliver(&mut self, page: *mut Page, head: *mut Block, tail: *mut Block, n: u32) {
+        // SAFETY: forwarded caller contract.
+        let rmw = unsafe { Page::push_remote_chain(page, head, tail, n) };
+        // SAFETY: a real heap (only those batch remote frees).
+        let c = unsafe { &(*self.counters).remote };
+        add(&c.batches, 1);
+        add(&c.blocks, u64::from(n));
+        add(&c.atomics, u64::from(rmw));
+    }
+
+    /// Collects the blocks other threads freed into `p`, one of our pages
+    /// (see [`Page::collect_remote`]), and counts a collection that found
+    /// some. True if it did.
+    ///
+    /// # Safety
+    /// Owner only.
+    unsafe fn collect(&self, p: *mut Page) -> bool {
+        // SAFETY: caller contract.
+        let n = unsafe { Page::collect_remote(p) };
+        if n == 0 {
+            return false;
+        }
+        // SAFETY: a real heap (only those own pages).
+        let c = unsafe { &(*self.counters).remote };
+        add(&c.collects, 1);
+        add(&c.collected, u64::from(n));
+        true
     }
 
     /// Refill, preferring memory that was used before to fresh memory: the
@@ -762,7 +832,7 @@ impl Heap {
                         return self.counted(cur, b, size);
                     }
                 }
-                if Self::has_recycled(cur) {
+                if self.has_recycled(cur) {
                     return self.take(cur, size, zeroed);
                 }
             }
@@ -774,7 +844,7 @@ impl Heap {
                         if sparse.is_null() {
                             sparse = p;
                         }
-                    } else if Self::has_recycled(p) {
+                    } else if self.has_recycled(p) {
                         self.pages[class] = p;
                         return self.take(p, size, zeroed);
                     }
@@ -785,7 +855,7 @@ impl Heap {
             // found; others may have some too) rather than touch new memory.
             let mut p = sparse;
             while !p.is_null() {
-                if p != cur && Self::has_recycled(p) {
+                if p != cur && self.has_recycled(p) {
                     self.pages[class] = p;
                     return self.take(p, size, zeroed);
                 }
@@ -831,7 +901,7 @@ impl Heap {
             while !p.is_null() && left > 0 {
                 left -= 1;
                 let next = (*p).next;
-                if Page::collect_remote(p) {
+                if self.collect(p) {
                     self.unmark_full(p);
                     self.full_cursor[class] = next;
                     self.pages[class] = p;
@@ -880,9 +950,9 @@ impl Heap {
     ///
     /// # Safety
     /// Owner only.
-    unsafe fn has_recycled(p: *mut Page) -> bool {
+    unsafe fn has_recycled(&self, p: *mut Page) -> bool {
         // SAFETY: caller contract.
-        unsafe { !(*p).free.is_null() || Page::collect_remote(p) }
+        unsafe { !(*p).free.is_null() || self.collect(p) }
     }
 
     unsafe fn take(&mut self, p: *mut Page, size: usize, zeroed: bool) -> *mut u8 {
@@ -1103,7 +1173,7 @@ impl Heap {
                         // blocks over (see `remote.rs`).
                         let linked = waiting == 0;
                         if used == waiting && !linked {
-                            Page::collect_remote(p);
+                            self.collect(p);
                         }
                         if used == waiting && (*p).used == 0 && Page::remote_quiescent(p) {
                             if p == cur {
@@ -1239,7 +1309,7 @@ impl Heap {
                     // SAFETY: owner (until retirement); pages are ours.
                     unsafe {
                         let next = (*p).next;
-                        Page::collect_remote(p);
+                        self.collect(p);
                         if (*p).used == 0 && Page::remote_quiescent(p) {
                             if full {
                                 self.full_remove(class, p);
@@ -1354,6 +1424,7 @@ impl Registry {
                         allocs: AtomicU64::new(0),
                         frees: AtomicU64::new(0),
                         bytes: AtomicU64::new(0),
+                        remote: RemoteCounts::new(),
                     },
                     heap: Heap::with_pages(empty_page()),
                     foreign: [const { Page::empty() }; NUM_CLASSES],
@@ -1384,6 +1455,14 @@ pub(crate) struct Totals {
     /// Bytes requested by small allocations.
     pub(crate) bytes: u64,
     pub(crate) heaps: usize,
+    /// [`RemoteCounts`] summed: batches handed over, their blocks and
+    /// atomic operations, batches kept, collections and blocks collected.
+    pub(crate) remote_batches: u64,
+    pub(crate) remote_blocks: u64,
+    pub(crate) remote_atomics: u64,
+    pub(crate) remote_kept: u64,
+    pub(crate) remote_collects: u64,
+    pub(crate) remote_collected: u64,
 }
 
 /// Small-object counters summed over every heap (a walk under the registry
@@ -1398,6 +1477,13 @@ pub(crate) fn totals() -> Totals {
             t.allocs += (*s).counters.allocs.load(Relaxed);
             t.frees += (*s).counters.frees.load(Relaxed);
             t.bytes += (*s).counters.bytes.load(Relaxed);
+            let r = &(*s).counters.remote;
+            t.remote_batches += r.batches.load(Relaxed);
+            t.remote_blocks += r.blocks.load(Relaxed);
+            t.remote_atomics += r.atomics.load(Relaxed);
+            t.remote_kept += r.kept.load(Relaxed);
+            t.remote_collects += r.collects.load(Relaxed);
+            t.remote_collected += r.collected.load(Relaxed);
             s = (*s).all_next;
         }
         t.heaps += 1;
