@@ -88,9 +88,9 @@ use crate::base::stats;
 use crate::base::sync::SpinLock;
 use crate::os;
 use crate::policy::{
-    FOREIGN_MAX, FOREIGN_MIN, FOREIGN_STALE, FULL_SCAN, HEAP_SLAB, KEEP_EMPTY_SEGMENTS, LARGE_TIDY_WEIGHT,
-    PENDING_BLOCKS, PENDING_BYTES, PENDING_SLOTS, PURGE_AFTER_PATHS, RETIRED_TIDY_EVERY, SEGMENT_SEARCH,
-    SPARSE_DIVISOR, TIDY_EVERY, TRIM_EVERY,
+    FOREIGN_MAX, FOREIGN_MIN, FOREIGN_STALE, FULL_SCAN, GROWING_PATHS, HEAP_SLAB, KEEP_EMPTY_SEGMENTS,
+    LARGE_TIDY_WEIGHT, ORPHAN_FREES_BEFORE_HEAP, PENDING_BLOCKS, PENDING_BYTES, PENDING_SLOTS, PURGE_AFTER_PATHS,
+    RETIRED_TIDY_EVERY, SEGMENT_SEARCH, SPARSE_DIVISOR, TIDY_EVERY, TRIM_EVERY,
 };
 use crate::small::page::{Block, Page};
 use crate::small::segment::{self, Segment, SlotKind};
@@ -225,6 +225,9 @@ pub(crate) struct Heap {
     /// Segments of ours with every page slot free (at most
     /// [`KEEP_EMPTY_SEGMENTS`]).
     empty_segs: u32,
+    /// Per class, `slow_paths` at the class's last slow path (see
+    /// [`Heap::release_emptied`]).
+    fresh_at: [u32; NUM_CLASSES],
 }
 
 /// A page with at most this many bytes of live blocks is sparse (see
@@ -385,6 +388,8 @@ thread_local! {
     /// `OWNED`'s index (`usize::MAX` while there is none), next to `CURRENT`
     /// so that arenas find it without touching the heap's lines.
     static OWNED_INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// Frees this thread made without a heap of its own (see `free_remote`).
+    static ORPHANS: Cell<u32> = const { Cell::new(0) };
 }
 
 /// Retires the calling thread's heap; called by the OS layer's thread-exit
@@ -494,12 +499,24 @@ pub(crate) unsafe fn free(p: *mut u8, _size: usize, _class: usize) {
 /// at thread exit. A batched block is still counted as used by its page, so
 /// the page cannot be released under it; so is a block of a batch kept for
 /// reuse (see [`Heap::keep_foreign`]) until it is handed back.
+///
+/// A thread that only frees (the consumer of a producer/consumer pair)
+/// has no heap, so each of its frees was a hand-over of its own: three
+/// atomic operations on the owner's page lines and one on a process-wide
+/// counter, per block. After [`ORPHAN_FREES_BEFORE_HEAP`] such frees it takes
+/// a heap (from the registry, as its first allocation would), and its frees
+/// are batched from then on (see docs/design/scaling.md). Not after its
+/// exit hook ran, nor inside a witness scope.
 #[cold]
 #[inline(never)]
-unsafe fn free_remote(page: *mut Page, p: *mut u8, heap: *mut Heap) {
-    if heap == empty_heap() || heap == scope_heap() {
+unsafe fn free_remote(page: *mut Page, p: *mut u8, mut heap: *mut Heap) {
+    if heap == empty_heap() && !DEAD.get() && ORPHANS.get() >= ORPHAN_FREES_BEFORE_HEAP {
+        heap = take_heap(false);
+    }
+    if heap.is_null() || heap == empty_heap() || heap == scope_heap() {
         // SAFETY: caller contract: `page` is the page of the live block `p`.
         unsafe { Page::push_remote(page, p) };
+        ORPHANS.set(ORPHANS.get().saturating_add(1));
         stats::ORPHAN_FREES.fetch_add(1, Relaxed);
         return;
     }
@@ -539,26 +556,38 @@ pub(crate) unsafe fn refill(class: usize, size: usize, zeroed: bool) -> *mut u8 
         if DEAD.get() {
             return shared_alloc(class, size, zeroed);
         }
-        // Outside any lock: initialisation may re-enter the allocator when
-        // we are the process's malloc.
-        super::ensure_init();
-        heap = REGISTRY.lock().acquire();
+        heap = take_heap(scoped);
         if heap.is_null() {
             return heap.cast();
         }
-        OWNED.set(heap);
-        // SAFETY: `heap` is ours now; its index never changes.
-        OWNED_INDEX.set(unsafe { (*heap).index });
-        if !scoped {
-            current::set(heap);
-        }
-        // Arming the exit hook may allocate (a pthread key's second-level
-        // array, a Vec of TLS destructors); with CURRENT set that nested
-        // allocation takes the ordinary paths.
-        os::watch_thread_exit();
     }
     // SAFETY: `heap` is this thread's own heap.
     unsafe { (*heap).alloc_slow(class, size, zeroed) }
+}
+
+/// Gives the calling thread, which has none, a heap of its own (a retired
+/// one or a new one) and arms its exit hook; `CURRENT` points to it unless
+/// `scoped`. Null when the OS refuses memory.
+#[cold]
+fn take_heap(scoped: bool) -> *mut Heap {
+    // Outside any lock: initialisation may re-enter the allocator when
+    // we are the process's malloc.
+    super::ensure_init();
+    let heap = REGISTRY.lock().acquire();
+    if heap.is_null() {
+        return heap;
+    }
+    OWNED.set(heap);
+    // SAFETY: `heap` is ours now; its index never changes.
+    OWNED_INDEX.set(unsafe { (*heap).index });
+    if !scoped {
+        current::set(heap);
+    }
+    // Arming the exit hook may allocate (a pthread key's second-level
+    // array, a Vec of TLS destructors); with CURRENT set that nested
+    // allocation takes the ordinary paths.
+    os::watch_thread_exit();
+    heap
 }
 
 struct Shared(*mut Heap);
@@ -618,6 +647,7 @@ impl Heap {
             pages_owned: 0,
             slow_paths: 0,
             empty_segs: 0,
+            fresh_at: [0; NUM_CLASSES],
         }
     }
 
@@ -818,6 +848,8 @@ impl Heap {
         }
         self.flush_pending();
         self.slow_paths = self.slow_paths.wrapping_add(1);
+        // The class is in use (see `release_emptied`).
+        self.fresh_at[class] = self.slow_paths;
         self.since_tidy += 1;
         if self.since_tidy >= TIDY_EVERY.max(self.pages_owned) {
             self.tidy();
@@ -1147,8 +1179,21 @@ impl Heap {
     /// frees alone, which nothing else notices. With `trim` (purging is on),
     /// gives back the free tops that bursts left in pages that grew (see
     /// [`Page::trim_burst`]).
+    ///
+    /// A page emptied by other threads' frees is purged at once (see
+    /// [`Heap::release_page`]) unless its class is in use: it took a slow
+    /// path within the last [`GROWING_PATHS`] of the heap's. Then the page
+    /// ages as one this heap
+    /// emptied itself, and the class's next page claim takes it back as it
+    /// is. Why: a producer whose consumer frees everything empties and
+    /// refills pages of the same classes all the time; purged at once, each
+    /// page was faulted in again a moment later (`c-xmalloc`: 50 times the
+    /// page faults of mimalloc, most of its time in the kernel; see
+    /// docs/design/scaling.md). A heap whose swell comes back after its
+    /// class stopped growing still purges at once, as before.
     fn release_emptied(&mut self, trim: bool) {
         for class in 0..NUM_CLASSES {
+            let growing = self.slow_paths.wrapping_sub(self.fresh_at[class]) < GROWING_PATHS;
             let fp = self.stand_in(class);
             // The real current page: behind the stand-in page while that is
             // in front.
@@ -1192,7 +1237,9 @@ impl Heap {
                             } else {
                                 list_remove(&mut self.avail[class], p);
                             }
-                            self.release_page(p, linked);
+                            // Collected above if it was not linked: every
+                            // block is on its free list now either way.
+                            self.release_page(p, linked || growing);
                         } else if cfg!(not(feature = "hardened"))
                             && trim
                             && self.slow_paths.wrapping_sub((*p).trimmed_at_path) >= TRIM_EVERY
