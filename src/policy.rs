@@ -110,11 +110,13 @@ pub(crate) const FOREIGN_MAX: u32 = 1 << 20;
 /// running empty.
 pub(crate) const FOREIGN_STALE: u32 = 4 * FOREIGN_MAX;
 /// A page emptied by other threads' frees ages like any free page (instead
-/// of being purged at the tidy that releases it) while its class took a
-/// slow path within this many of its heap's last slow paths: the class is
-/// in use and will claim the page again (`c-xmalloc`: 64 left 100 K page
-/// faults, 256 about 10 K, peak RSS 20 -> 25 MiB; see docs/design/scaling.md).
-pub(crate) const GROWING_PATHS: u32 = 256;
+/// of being purged at the tidy that releases it) while its class needed
+/// fresh memory or a new page within this many of its heap's last slow
+/// paths: the class grows and will claim the page back. `c-xmalloc` (2
+/// threads): 64 left 55-64 K page faults, 128 30-44 K, 256 8-18 K (against
+/// 400-680 K before) — but 256 raised Python's peak RSS by 7 % (40-42 ->
+/// 44-45 MiB), 128 left it as it was (see docs/design/scaling.md).
+pub(crate) const GROWING_PATHS: u32 = 128;
 /// Frees a thread without a heap of its own makes, one hand-over each,
 /// before it takes a heap and batches them (see docs/design/scaling.md).
 pub(crate) const ORPHAN_FREES_BEFORE_HEAP: u32 = 64;

@@ -225,8 +225,8 @@ pub(crate) struct Heap {
     /// Segments of ours with every page slot free (at most
     /// [`KEEP_EMPTY_SEGMENTS`]).
     empty_segs: u32,
-    /// Per class, `slow_paths` at the class's last slow path (see
-    /// [`Heap::release_emptied`]).
+    /// Per class, `slow_paths` when the class last ran out of used blocks
+    /// and needed fresh memory or a new page (see [`Heap::release_emptied`]).
     fresh_at: [u32; NUM_CLASSES],
 }
 
@@ -848,8 +848,6 @@ impl Heap {
         }
         self.flush_pending();
         self.slow_paths = self.slow_paths.wrapping_add(1);
-        // The class is in use (see `release_emptied`).
-        self.fresh_at[class] = self.slow_paths;
         self.since_tidy += 1;
         if self.since_tidy >= TIDY_EVERY.max(self.pages_owned) {
             self.tidy();
@@ -893,6 +891,8 @@ impl Heap {
                 }
                 p = (*p).next;
             }
+            // Out of used blocks: the class grows (see `release_emptied`).
+            self.fresh_at[class] = self.slow_paths;
             // A page of the class released with its blocks linked (by a
             // tidy, not purged yet) before fresh memory: its class would
             // otherwise extend other pages' tails meanwhile (see
@@ -1181,9 +1181,10 @@ impl Heap {
     /// [`Page::trim_burst`]).
     ///
     /// A page emptied by other threads' frees is purged at once (see
-    /// [`Heap::release_page`]) unless its class is in use: it took a slow
-    /// path within the last [`GROWING_PATHS`] of the heap's. Then the page
-    /// ages as one this heap
+    /// [`Heap::release_page`]) unless its class grows: it ran out of used
+    /// blocks and needed fresh memory or a new page within the last
+    /// [`GROWING_PATHS`] of the heap's slow paths. Then the page ages as
+    /// one this heap
     /// emptied itself, and the class's next page claim takes it back as it
     /// is. Why: a producer whose consumer frees everything empties and
     /// refills pages of the same classes all the time; purged at once, each
