@@ -109,7 +109,7 @@ pub use arenas::secret::{SecretBox, SecretVec, Zeroable};
 pub use arenas::witness::{WitnessArena, WitnessStats};
 pub use base::config::{FirstTouch, HugePages, WitnessLock};
 pub use base::phase::{PhaseReport, PhaseRow};
-pub use front::global::{NAlloc, Stats};
+pub use front::global::{EventCounts, NAlloc, Stats};
 pub use front::phase::PhaseGuard;
 pub use front::raw;
 #[cfg(feature = "fault-injection")]

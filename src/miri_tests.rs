@@ -666,6 +666,9 @@ fn pages_emptied_by_other_threads_frees_are_released() {
                 s2.spawn(move || drop(blocks));
             });
             assert_eq!(heap::pages_owned(), grown, "released before the owner's tidy");
+            // The class has not been used for a while (else its pages
+            // would age first: see the next test).
+            heap::count_slow_paths(crate::policy::GROWING_PATHS);
             heap::tidy_current_thread();
             assert!(heap::pages_owned() <= before, "pages emptied by remote frees kept");
             assert!(
@@ -679,6 +682,38 @@ fn pages_emptied_by_other_threads_frees_are_released() {
                 .collect();
             let mut spans: Vec<(usize, usize)> = other.iter().map(|b| (b.p.addr(), 12_000)).collect();
             assert_disjoint(&mut spans);
+        });
+    });
+}
+
+#[test]
+fn pages_emptied_by_other_threads_age_while_their_class_grows() {
+    // A producer whose blocks another thread frees: while the class still
+    // takes fresh memory, its emptied pages are released but not purged,
+    // and the class's next pages are those, unfaulted.
+    const N: usize = 40;
+    let a = NAlloc::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let before = heap::pages_owned();
+            let blocks: Vec<Live<'_>> = (0..N).map(|i| Live::new(&a, layout(16_000, 8), i as u64)).collect();
+            let ptrs: Vec<*mut u8> = blocks.iter().map(|b| b.p).collect();
+            std::thread::scope(|s2| {
+                s2.spawn(move || drop(blocks));
+            });
+            heap::tidy_current_thread();
+            assert!(heap::pages_owned() <= before, "pages emptied by remote frees kept");
+            assert!(
+                ptrs.iter().all(|&p| !slot_purged(p)),
+                "{} of {N} blocks' slots purged while the class grows",
+                ptrs.iter().filter(|&&p| slot_purged(p)).count()
+            );
+            // The next blocks of the class come from those slots.
+            let again: Vec<Live<'_>> = (0..N)
+                .map(|i| Live::new(&a, layout(16_000, 8), 900 + i as u64))
+                .collect();
+            let reused = again.iter().filter(|b| ptrs.contains(&b.p)).count();
+            assert!(reused >= N / 2, "only {reused} of {N} blocks reused");
         });
     });
 }

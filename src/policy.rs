@@ -24,6 +24,8 @@
 //! | [`FULL_SCAN`], [`SEGMENT_SEARCH`] | pages, segments | refill walk length vs fresh memory touched | heap-tidy |
 //! | [`PENDING_SLOTS`], [`PENDING_BLOCKS`], [`PENDING_BYTES`] | batches, blocks, bytes | atomics per remote free vs blocks held back | remote-frees |
 //! | [`FOREIGN_MIN`], [`FOREIGN_MAX`], [`FOREIGN_STALE`] | bytes | producer/consumer speed vs RSS | remote-frees |
+//! | [`GROWING_PATHS`] | slow paths | refaults of a producer's pages vs RSS of a swell | scaling |
+//! | [`ORPHAN_FREES_BEFORE_HEAP`] | frees | atomics per free of a free-only thread vs a heap for it | scaling |
 //! | [`AUTO_HUGE_MIN`] | bytes | TLB misses and faults vs 2 MiB rounding | spans-and-warm-pool |
 //! | [`ZERO_BY_PURGE_MIN`] | bytes | memset vs refault when zeroing a warm span | spans-and-warm-pool |
 //! | [`ZERO_SAMPLE_MIN`], [`ZERO_SPARSE_DIVISOR`] | bytes, fraction | a mincore sample vs faulting in a sparse block | spans-and-warm-pool |
@@ -42,7 +44,7 @@
 //! The notes: `docs/design/small-object-layout.md`, `docs/design/heap-tidy.md`,
 //! `docs/design/remote-frees.md`, `docs/design/spans-and-warm-pool.md`,
 //! `docs/design/witness-arena.md`, `docs/design/scratch-arena.md`,
-//! `docs/design/phases-and-budget.md`.
+//! `docs/design/phases-and-budget.md`, `docs/design/scaling.md`.
 
 // ---- small objects: layout (docs/design/small-object-layout.md) ----
 
@@ -108,6 +110,17 @@ pub(crate) const FOREIGN_MAX: u32 = 1 << 20;
 /// ... and halves once this many bytes were turned away without any list
 /// running empty.
 pub(crate) const FOREIGN_STALE: u32 = 4 * FOREIGN_MAX;
+/// A page emptied by other threads' frees ages like any free page (instead
+/// of being purged at the tidy that releases it) while its class needed
+/// fresh memory or a new page within this many of its heap's last slow
+/// paths: the class grows and will claim the page back. `c-xmalloc` (2
+/// threads): 64 left 55-64 K page faults, 128 30-44 K, 256 8-18 K (against
+/// 400-680 K before) — but 256 raised Python's peak RSS by 7 % (40-42 ->
+/// 44-45 MiB), 128 left it as it was (see docs/design/scaling.md).
+pub(crate) const GROWING_PATHS: u32 = 128;
+/// Frees a thread without a heap of its own makes, one hand-over each,
+/// before it takes a heap and batches them (see docs/design/scaling.md).
+pub(crate) const ORPHAN_FREES_BEFORE_HEAP: u32 = 64;
 
 // ---- spans and the warm pool (docs/design/spans-and-warm-pool.md) ----
 

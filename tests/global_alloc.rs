@@ -436,3 +436,75 @@ fn works_with_limited_address_space() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
 }
+
+/// The event counters of `stats()` move when what they count happens: a
+/// thread freeing another thread's blocks hands them over in batches (and
+/// the owner collects them), a fresh large block is mapped and the pool's
+/// lock taken, a trim unmaps. Deltas only: other tests run meanwhile.
+#[test]
+fn event_counters_move_with_remote_frees_maps_and_locks() {
+    let before = ALLOC.stats().events;
+    // 48-byte blocks do not fill whole cache lines, so the freeing thread
+    // never keeps them: every one is handed back to its owner.
+    let n = 4096;
+    let layout = Layout::from_size_align(48, 16).unwrap();
+    let blocks: Vec<usize> = (0..n)
+        // SAFETY: non-zero size.
+        .map(|_| unsafe { ALLOC.alloc(layout) } as usize)
+        .collect();
+    assert!(blocks.iter().all(|&p| p != 0));
+    std::thread::spawn(move || {
+        // A heap of its own first (a thread without one frees block by block).
+        let own = std::hint::black_box(vec![1u8; 100]);
+        for p in blocks {
+            // SAFETY: live blocks of this layout, freed once.
+            unsafe { ALLOC.dealloc(p as *mut u8, layout) };
+        }
+        drop(own);
+    })
+    .join()
+    .unwrap();
+    // Allocate again: the refill collects what the other thread handed back.
+    let again: Vec<usize> = (0..n)
+        // SAFETY: non-zero size.
+        .map(|_| unsafe { ALLOC.alloc(layout) } as usize)
+        .collect();
+    let after_remote = ALLOC.stats().events;
+    assert!(after_remote.remote_batches > before.remote_batches, "{after_remote:?}");
+    assert!(
+        after_remote.remote_blocks >= before.remote_blocks + n as u64,
+        "{after_remote:?}"
+    );
+    assert!(after_remote.remote_atomics >= after_remote.remote_batches - before.remote_batches);
+    assert!(
+        after_remote.remote_collects > before.remote_collects,
+        "{after_remote:?}"
+    );
+    assert!(
+        after_remote.remote_collected > before.remote_collected,
+        "{after_remote:?}"
+    );
+    for p in again {
+        // SAFETY: live blocks of this layout, freed once.
+        unsafe { ALLOC.dealloc(p as *mut u8, layout) };
+    }
+
+    // A large block of an odd size, after a trim emptied the warm pool,
+    // is a fresh mapping (span allocations take the pool's lock).
+    ALLOC.trim();
+    let big = Layout::from_size_align(37 << 20, 64).unwrap();
+    let e0 = ALLOC.stats().events;
+    // SAFETY: non-zero size.
+    let p = unsafe { ALLOC.alloc(big) };
+    assert!(!p.is_null());
+    // SAFETY: freshly allocated, `big.size()` bytes.
+    unsafe { p.write_bytes(1, big.size()) };
+    // SAFETY: the live block of `big`.
+    unsafe { ALLOC.dealloc(p, big) };
+    ALLOC.trim();
+    let e1 = ALLOC.stats().events;
+    assert!(e1.os_map > e0.os_map, "{e0:?} {e1:?}");
+    assert!(e1.os_unmap + e1.os_purge > e0.os_unmap + e0.os_purge, "{e0:?} {e1:?}");
+    assert!(e1.lock_acquisitions > e0.lock_acquisitions, "{e0:?} {e1:?}");
+    assert!(e1.lock_contended <= e1.lock_acquisitions);
+}

@@ -65,7 +65,7 @@ impl Marks for RemoteMarks<2, 1> {
         RemoteMarks::new()
     }
     fn publish(&self, blocks: &[usize], published: &AtomicU32) {
-        RemoteMarks::publish(self, blocks.iter().copied(), published)
+        RemoteMarks::publish(self, blocks.iter().copied(), published);
     }
     fn collect(&self, f: impl FnMut(usize, u64)) -> u32 {
         RemoteMarks::collect(self, f)

@@ -3,7 +3,8 @@
  *
  * The library exports the standard allocation functions (malloc, free,
  * calloc, realloc, reallocarray, posix_memalign, aligned_alloc, memalign,
- * valloc, pvalloc, malloc_usable_size, malloc_trim, cfree) with glibc's
+ * valloc, pvalloc, malloc_usable_size, malloc_trim, cfree, and C23's
+ * free_sized and free_aligned_sized, which ignore their size hints) with glibc's
  * behaviour, so
  * loading it with LD_PRELOAD or linking it with -lnalloc makes nalloc the
  * process's allocator; they are declared by <stdlib.h> and <malloc.h> as
@@ -106,6 +107,32 @@ struct nalloc_stats {
 
 /* Fills *out; returns 0, or EINVAL if out is NULL (errno untouched). */
 int nalloc_stats(struct nalloc_stats *out);
+
+/*
+ * Slow-path event counts since start, for judging how the allocator scales
+ * with threads (divide by the operations in nalloc_stats). Always on: they
+ * are kept off the small-object fast paths.
+ */
+struct nalloc_counters {
+    uint64_t lock_acquisitions; /* spin-lock acquisitions on slow paths (all locks) */
+    uint64_t lock_contended;    /* ... whose first try found the lock held */
+    uint64_t remote_batches;    /* batches of cross-thread frees handed to the owner */
+    uint64_t remote_blocks;     /* blocks in those batches */
+    uint64_t remote_atomics;    /* atomic read-modify-writes they took */
+    uint64_t remote_kept;       /* batches kept for the freeing thread's own reuse */
+    uint64_t remote_collects;   /* owners' collections that found cross-thread frees */
+    uint64_t remote_collected;  /* blocks those collections took back */
+    uint64_t os_map;            /* mmap calls */
+    uint64_t os_unmap;          /* munmap calls */
+    uint64_t os_remap;          /* mremap calls */
+    uint64_t os_advise;         /* madvise/prctl hints and flags */
+    uint64_t os_purge;          /* ranges purged or decommitted */
+    uint64_t os_protect;        /* mprotect (commit) and mlock/munlock calls */
+    uint64_t os_query;          /* mincore samples */
+};
+
+/* Fills *out; returns 0, or EINVAL if out is NULL (errno untouched). */
+int nalloc_counters(struct nalloc_counters *out);
 
 /*
  * Returns retained memory to the OS now: the warm pool of freed large

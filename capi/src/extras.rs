@@ -175,6 +175,88 @@ pub unsafe extern "C" fn nalloc_stats(out: *mut NallocStats) -> c_int {
     0
 }
 
+/// The C mirror of [`zk_nalloc::EventCounts`] (`struct nalloc_counters` in
+/// `nalloc.h`; keep both in the same order): slow-path events since start.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NallocCounters {
+    /// Spin-lock acquisitions on the slow paths (all locks).
+    pub lock_acquisitions: u64,
+    /// ... of which the first try found the lock held.
+    pub lock_contended: u64,
+    /// Batches of cross-thread frees handed to their pages' owners.
+    pub remote_batches: u64,
+    /// Blocks in those batches.
+    pub remote_blocks: u64,
+    /// Atomic read-modify-writes those hand-overs took.
+    pub remote_atomics: u64,
+    /// Batches of other threads' blocks kept for the freeing thread's reuse.
+    pub remote_kept: u64,
+    /// Owners' collections that found cross-thread frees.
+    pub remote_collects: u64,
+    /// Blocks those collections took back.
+    pub remote_collected: u64,
+    /// `mmap` calls (mappings and reservations).
+    pub os_map: u64,
+    /// `munmap` calls.
+    pub os_unmap: u64,
+    /// `mremap` calls.
+    pub os_remap: u64,
+    /// `madvise`/`prctl` hints and flags (huge pages, secrets, names).
+    pub os_advise: u64,
+    /// Ranges purged or decommitted.
+    pub os_purge: u64,
+    /// `mprotect` (commits) and `mlock`/`munlock` calls.
+    pub os_protect: u64,
+    /// `mincore` samples.
+    pub os_query: u64,
+}
+
+// The layout `nalloc.h` declares (15 × u64).
+const _: () = assert!(core::mem::size_of::<NallocCounters>() == 120);
+
+impl NallocCounters {
+    /// `ALLOC`'s event counts in C form.
+    pub(crate) fn current() -> Self {
+        let e = ALLOC.stats().events;
+        Self {
+            lock_acquisitions: e.lock_acquisitions,
+            lock_contended: e.lock_contended,
+            remote_batches: e.remote_batches,
+            remote_blocks: e.remote_blocks,
+            remote_atomics: e.remote_atomics,
+            remote_kept: e.remote_kept,
+            remote_collects: e.remote_collects,
+            remote_collected: e.remote_collected,
+            os_map: e.os_map,
+            os_unmap: e.os_unmap,
+            os_remap: e.os_remap,
+            os_advise: e.os_advise,
+            os_purge: e.os_purge,
+            os_protect: e.os_protect,
+            os_query: e.os_query,
+        }
+    }
+}
+
+/// Fills `*out` with the allocator's slow-path event counts (a separate
+/// struct from `nalloc_stats`, whose layout stays as it was). Returns 0, or
+/// `EINVAL` (without touching `errno`) if `out` is NULL.
+///
+/// # Safety
+/// `out` must be NULL or valid for writing a `struct nalloc_counters`.
+#[no_mangle]
+pub unsafe extern "C" fn nalloc_counters(out: *mut NallocCounters) -> c_int {
+    if out.is_null() {
+        return libc::EINVAL;
+    }
+    let _keep = KeepErrno::new();
+    let c = NallocCounters::current();
+    // SAFETY: caller contract: `out` is writable.
+    unsafe { out.write(c) };
+    0
+}
+
 /// Returns retained memory to the OS now: the warm span pool, cached empty
 /// segments, the calling thread's empty pages and those of exited threads'
 /// heaps (other threads' frees into them included). Returns the bytes

@@ -30,7 +30,7 @@
 use core::fmt::Write as _;
 use core::sync::atomic::{AtomicI32, AtomicU64, Ordering::Relaxed};
 
-use crate::extras::{NallocStats, WITNESS_LOCK};
+use crate::extras::{NallocCounters, NallocStats, WITNESS_LOCK};
 use crate::fmt::StackBuf;
 use crate::{KeepErrno, ALLOC};
 
@@ -196,9 +196,10 @@ extern "C" fn report() {
         return;
     };
     let s = NallocStats::current();
+    let c = NallocCounters::current();
     // SAFETY: getpid has no preconditions and cannot fail.
     let pid = unsafe { libc::getpid() };
-    let mut out = StackBuf::<1024>::new();
+    let mut out = StackBuf::<2048>::new();
     let _ = writeln!(
         out,
         "nalloc: pid={pid} small_allocs={} small_frees={} large_allocs={} large_frees={} pool_hits={} heaps={}",
@@ -209,11 +210,32 @@ extern "C" fn report() {
     bytes(&mut out, "mapped", s.mapped);
     bytes(&mut out, "pool_retained", s.pool_retained);
     bytes(&mut out, "returned_to_os", s.returned_to_os);
+    // Warm pooled pages moved into larger blocks instead of fresh faults
+    // (not in `struct nalloc_stats`, whose layout is the ABI).
+    bytes(&mut out, "gathered", ALLOC.stats().span_gathered_bytes as usize);
     let _ = writeln!(out);
     let _ = write!(out, "nalloc:");
     bytes(&mut out, "large_peak", s.large_peak);
     bytes(&mut out, "witness_peak", s.witness_peak);
     bytes(&mut out, "witness_capacity", s.witness_capacity);
     let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "nalloc: events lock_acquisitions={} lock_contended={} remote_batches={} remote_blocks={} \
+         remote_atomics={} remote_kept={} remote_collects={} remote_collected={}",
+        c.lock_acquisitions,
+        c.lock_contended,
+        c.remote_batches,
+        c.remote_blocks,
+        c.remote_atomics,
+        c.remote_kept,
+        c.remote_collects,
+        c.remote_collected
+    );
+    let _ = writeln!(
+        out,
+        "nalloc: os_calls map={} unmap={} remap={} advise={} purge={} protect={} query={}",
+        c.os_map, c.os_unmap, c.os_remap, c.os_advise, c.os_purge, c.os_protect, c.os_query
+    );
     out.write_to_fd(fd);
 }

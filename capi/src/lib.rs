@@ -3,7 +3,8 @@
 //! This crate builds `libnalloc.so` (and `libnalloc.a`), which exports the C
 //! allocation API — `malloc`, `free`, `calloc`, `realloc`, `reallocarray`,
 //! `posix_memalign`, `aligned_alloc`, `memalign`, `valloc`, `pvalloc`,
-//! `malloc_usable_size`, `cfree` — with glibc's behaviour, served by the same
+//! `malloc_usable_size`, `cfree`, and C23's `free_sized` and `free_aligned_sized` —
+//! with glibc's behaviour, served by the same
 //! engine as the Rust global allocator [`zk_nalloc::NAlloc`]. Load it with
 //! `LD_PRELOAD=libnalloc.so` or link it with `-lnalloc`.
 //!

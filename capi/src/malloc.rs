@@ -12,6 +12,7 @@
 //! | `valloc(n)`, `pvalloc(n)` | NULL, `ENOMEM` | page aligned; `pvalloc` rounds `n` up to pages |
 //! | `malloc_usable_size(p)` | — | 0 for NULL |
 //! | `free(p)`, `cfree(p)` | — | NULL ignored; `errno` preserved |
+//! | `free_sized(p, n)`, `free_aligned_sized(p, a, n)` (C23) | — | `free(p)`: the size hint is not needed |
 //!
 //! Blocks are 16-byte aligned (as glibc's on x86-64 and AArch64) unless an
 //! aligned call asked for more.
@@ -76,6 +77,34 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
 /// As for [`free`].
 #[no_mangle]
 pub unsafe extern "C" fn cfree(p: *mut c_void) {
+    // SAFETY: caller contract.
+    unsafe { raw::free(p.cast()) }
+}
+
+/// C23's `free_sized`: frees `p`, a block of `size` bytes from `malloc`,
+/// `calloc` or `realloc`; NULL is ignored; `errno` is preserved. The size
+/// is not needed: a block's page (or header) is found from its address, so
+/// this is [`free`]. Exported because glibc before 2.41 has no
+/// `free_sized`, so C23 programs that call it find it here under
+/// `LD_PRELOAD`.
+///
+/// # Safety
+/// As for [`free`]; C23 makes a wrong `size` undefined behaviour.
+#[no_mangle]
+pub unsafe extern "C" fn free_sized(p: *mut c_void, _size: usize) {
+    // SAFETY: caller contract.
+    unsafe { raw::free(p.cast()) }
+}
+
+/// C23's `free_aligned_sized`: frees `p`, a block of `size` bytes from
+/// `aligned_alloc(alignment, size)`; NULL is ignored; `errno` is
+/// preserved. Like [`free_sized`], this is [`free`].
+///
+/// # Safety
+/// As for [`free`]; C23 makes a wrong `alignment` or `size` undefined
+/// behaviour.
+#[no_mangle]
+pub unsafe extern "C" fn free_aligned_sized(p: *mut c_void, _alignment: usize, _size: usize) {
     // SAFETY: caller contract.
     unsafe { raw::free(p.cast()) }
 }

@@ -36,6 +36,61 @@ fn cross_thread_frees_keep_contents() {
     let out = run(command(&exe, true), &dir, LIMIT).ok("threads under nalloc");
     assert!(out.stdout_str().contains("threads: ok"), "{}", out.stdout_str());
     common::assert_served(&out.stderr, 1, 6 * 3 * 40_000);
+    // The exit report carries the slow-path event counts: this program's
+    // cross-thread frees went over in batches, its threads took locks.
+    let field = |line: &str, name: &str| -> u64 {
+        let key = format!(" {name}=");
+        let at = line.find(&key).unwrap_or_else(|| panic!("no {name} in {line}")) + key.len();
+        line[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    };
+    let events = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("nalloc: events "))
+        .expect("events line");
+    assert!(field(events, "remote_batches") > 0, "{events}");
+    assert!(
+        field(events, "remote_blocks") >= field(events, "remote_batches"),
+        "{events}"
+    );
+    assert!(field(events, "lock_acquisitions") > 0, "{events}");
+    let os = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("nalloc: os_calls "))
+        .expect("os_calls line");
+    assert!(field(os, "map") > 0, "{os}");
+}
+
+/// A doubling vector's larger blocks are built from the freed smaller
+/// blocks' pages (Linux moves them): the exit report counts the bytes moved.
+#[cfg(target_os = "linux")]
+#[test]
+fn growing_blocks_reuse_the_freed_pages() {
+    let dir = scratch_dir("growing");
+    let exe = compile_c("growing", &dir, Link::Plain);
+    let out = run(command(&exe, true), &dir, LIMIT).ok("growing under nalloc");
+    assert!(out.stdout_str().contains("growing: ok"), "{}", out.stdout_str());
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains(" gathered="))
+        .expect("no gathered= in the exit report");
+    let at = line.find(" gathered=").unwrap() + " gathered=".len();
+    let moved: u64 = line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap();
+    // 1 + 2 + ... + 32 MiB freed before the 2 .. 64 MiB blocks: most of it
+    // moved (pieces are whole huge pages for the larger spans).
+    assert!(moved >= 32 << 20, "only {moved} bytes moved: {line}");
 }
 
 /// nalloc.h: witness memory (zeroed, wiped, thread-safe, fork-wiped),

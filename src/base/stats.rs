@@ -1,10 +1,15 @@
-//! Process-wide counters kept on the slow paths (mapping, spans, pool).
+//! Process-wide counters kept on the slow paths (mapping, spans, pool,
+//! lock acquisitions), and the snapshot of the OS layer's call counts.
 //!
 //! The small-object fast path counts in its own heap (plain relaxed stores
-//! by the owner, summed on read), so nothing here is touched per small
-//! allocation. Reading is a handful of relaxed loads: cheap, never blocking.
+//! by the owner, summed on read), and so do the remote-free counts of the
+//! small layer (`small/heap.rs`), so nothing here is touched per small
+//! allocation or per cross-thread free. Reading is a handful of relaxed
+//! loads: cheap, never blocking.
 
-use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+use crate::os;
 
 /// A byte counter with a high-water mark, and a second mark for the current
 /// phase window (see `base/phase.rs`), which phase boundaries take and
@@ -97,4 +102,56 @@ pub(crate) fn purged(n: usize) {
 pub(crate) fn unmapped(n: usize) {
     MAPPED.sub(n);
     RETURNED.fetch_add(n, Relaxed);
+}
+
+/// Acquisitions of the slow paths' spin locks (`base/sync.rs`), all locks
+/// together, and those whose first try failed. On a line of their own
+/// (two, with adjacent-line prefetch): they move only when a lock is taken,
+/// and must not drag a hotter counter's line along.
+#[repr(C, align(128))]
+pub(crate) struct LockCounts {
+    pub(crate) taken: AtomicU64,
+    pub(crate) contended: AtomicU64,
+}
+
+/// The spin locks' counts (see [`LockCounts`]).
+pub(crate) static LOCKS: LockCounts = LockCounts {
+    taken: AtomicU64::new(0),
+    contended: AtomicU64::new(0),
+};
+
+/// Counts one acquisition of a spin lock (called with the lock held).
+#[inline(always)]
+pub(crate) fn lock_taken(contended: bool) {
+    LOCKS.taken.fetch_add(1, Relaxed);
+    if contended {
+        LOCKS.contended.fetch_add(1, Relaxed);
+    }
+}
+
+/// Calls into the OS by kind, as `os::CALLS` counts them: map, unmap,
+/// remap, advise, purge, protect, query (see `os::OsCalls`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct OsCallCounts {
+    pub(crate) map: u64,
+    pub(crate) unmap: u64,
+    pub(crate) remap: u64,
+    pub(crate) advise: u64,
+    pub(crate) purge: u64,
+    pub(crate) protect: u64,
+    pub(crate) query: u64,
+}
+
+/// The OS layer's call counts now.
+pub(crate) fn os_calls() -> OsCallCounts {
+    let c = &os::CALLS;
+    OsCallCounts {
+        map: c.map.load(Relaxed),
+        unmap: c.unmap.load(Relaxed),
+        remap: c.remap.load(Relaxed),
+        advise: c.advise.load(Relaxed),
+        purge: c.purge.load(Relaxed),
+        protect: c.protect.load(Relaxed),
+        query: c.query.load(Relaxed),
+    }
 }

@@ -96,6 +96,54 @@ pub struct Stats {
     pub span_gathered_bytes: u64,
     /// Thread heaps created so far (the peak number of live threads).
     pub heaps: usize,
+    /// Slow-path events: lock acquisitions, cross-thread free traffic and
+    /// calls into the OS (see [`EventCounts`]).
+    pub events: EventCounts,
+}
+
+/// Counts of the slow-path events that decide how the allocator scales with
+/// threads, cumulative since start. All are kept on slow paths only (the
+/// small-object fast paths count nothing here), so they are always on; the
+/// benchmark runner divides them by the operations made (`--counters`, see
+/// `docs/design/scaling.md`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventCounts {
+    /// Acquisitions of the slow paths' spin locks (heap registry, segment
+    /// cache, warm pool, address-space regions, witness and polynomial
+    /// arenas, phase table), all together.
+    pub lock_acquisitions: u64,
+    /// Acquisitions whose first try found the lock held: the thread waited.
+    pub lock_contended: u64,
+    /// Batches of blocks that a thread freed into another thread's pages
+    /// and handed to their owner (marked in the pages' remote-free bits).
+    pub remote_batches: u64,
+    /// Blocks in those batches.
+    pub remote_blocks: u64,
+    /// Atomic read-modify-writes those hand-overs took (per word of marks,
+    /// summary word and page count).
+    pub remote_atomics: u64,
+    /// Batches of other threads' blocks a thread kept for its own
+    /// allocations instead of handing them back.
+    pub remote_kept: u64,
+    /// Collections by owners that found blocks other threads had freed.
+    pub remote_collects: u64,
+    /// Blocks taken back by those collections.
+    pub remote_collected: u64,
+    /// Mappings and reservations made (`mmap`).
+    pub os_map: u64,
+    /// Mappings released, whole or a tail (`munmap`).
+    pub os_unmap: u64,
+    /// Mappings resized in place or moved without copying (`mremap`).
+    pub os_remap: u64,
+    /// Advice and flags on ranges: huge pages, secrets' dump and fork
+    /// flags, names (`madvise`, `prctl`).
+    pub os_advise: u64,
+    /// Ranges whose pages were given back (purge, decommit).
+    pub os_purge: u64,
+    /// Protection changes and memory locks (`mprotect`, `mlock`).
+    pub os_protect: u64,
+    /// Residency samples (`mincore`).
+    pub os_query: u64,
 }
 
 impl NAlloc {
@@ -370,7 +418,32 @@ impl NAlloc {
             span_remaps: stats::REMAPS.load(Relaxed) as u64,
             span_gathered_bytes: stats::GATHERED.load(Relaxed) as u64,
             heaps,
+            events: events(&t),
         }
+    }
+}
+
+/// The event counts, from the small layer's totals `t` and the base
+/// layer's lock and OS counters.
+fn events(t: &heap::Totals) -> EventCounts {
+    use core::sync::atomic::Ordering::Relaxed;
+    let os = stats::os_calls();
+    EventCounts {
+        lock_acquisitions: stats::LOCKS.taken.load(Relaxed),
+        lock_contended: stats::LOCKS.contended.load(Relaxed),
+        remote_batches: t.remote_batches,
+        remote_blocks: t.remote_blocks,
+        remote_atomics: t.remote_atomics,
+        remote_kept: t.remote_kept,
+        remote_collects: t.remote_collects,
+        remote_collected: t.remote_collected,
+        os_map: os.map,
+        os_unmap: os.unmap,
+        os_remap: os.remap,
+        os_advise: os.advise,
+        os_purge: os.purge,
+        os_protect: os.protect,
+        os_query: os.query,
     }
 }
 

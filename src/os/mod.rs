@@ -17,7 +17,7 @@
 //! A test-only switch (`fault-injection` feature) makes the Nth mapping fail
 //! so that the layers above can be checked for clean failure handling.
 
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering, Ordering::Relaxed};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
 
 pub(crate) mod cgroup;
 #[cfg(all(unix, not(miri)))]
@@ -159,6 +159,49 @@ pub(crate) struct SecretFlags {
     pub wipe_on_fork: bool,
 }
 
+/// Counts of the calls this layer makes into the OS, by kind, since start:
+/// what `stats()` reports as OS calls. Kept here because every system call
+/// passes through this file; the layers above read them through
+/// `base/stats.rs`. One relaxed increment per call, next to a system call
+/// that costs a thousand times more.
+pub(crate) struct OsCalls {
+    /// New mappings and reservations (`mmap`, `VirtualAlloc` reserve).
+    pub(crate) map: AtomicU64,
+    /// Mappings released, whole or a tail (`munmap`, `VirtualFree`).
+    pub(crate) unmap: AtomicU64,
+    /// Mappings resized or pages moved without copying (`mremap`,
+    /// including the moves that build a span from pooled pieces).
+    pub(crate) remap: AtomicU64,
+    /// Hints and flags on a range: huge-page advice, dump and fork flags
+    /// of secrets, mapping names (`madvise`, `prctl`).
+    pub(crate) advise: AtomicU64,
+    /// Ranges whose pages were given back: purge and decommit
+    /// (`MADV_DONTNEED`/`MADV_FREE`, `VirtualFree(MEM_DECOMMIT)`).
+    pub(crate) purge: AtomicU64,
+    /// Protection changes and locks: commit of reserved memory
+    /// (`mprotect`, `VirtualAlloc` commit), `mlock`/`munlock`.
+    pub(crate) protect: AtomicU64,
+    /// Residency samples (`mincore`).
+    pub(crate) query: AtomicU64,
+}
+
+/// The OS call counts (see [`OsCalls`]).
+pub(crate) static CALLS: OsCalls = OsCalls {
+    map: AtomicU64::new(0),
+    unmap: AtomicU64::new(0),
+    remap: AtomicU64::new(0),
+    advise: AtomicU64::new(0),
+    purge: AtomicU64::new(0),
+    protect: AtomicU64::new(0),
+    query: AtomicU64::new(0),
+};
+
+/// Counts one call of a kind (relaxed: a statistic, ordered with nothing).
+#[inline(always)]
+fn count(c: &AtomicU64) {
+    c.fetch_add(1, Relaxed);
+}
+
 #[cfg(feature = "fault-injection")]
 pub mod fault {
     //! Test-only failure injection: make the OS layer refuse mappings.
@@ -232,6 +275,7 @@ pub(crate) fn map(len: usize, align: usize) -> *mut u8 {
         return core::ptr::null_mut();
     }
     assert_paged("map", core::ptr::null(), len);
+    count(&CALLS.map);
     platform::map(len, align.max(page()))
 }
 
@@ -242,6 +286,7 @@ pub(crate) fn map_explicit_huge(len: usize) -> *mut u8 {
     if injected_failure() {
         return core::ptr::null_mut();
     }
+    count(&CALLS.map);
     platform::map_explicit_huge(len)
 }
 
@@ -254,6 +299,7 @@ pub(crate) fn map_explicit_huge(len: usize) -> *mut u8 {
 /// used afterwards.
 pub(crate) unsafe fn unmap(ptr: *mut u8, len: usize) {
     // SAFETY: forwarded caller contract.
+    count(&CALLS.unmap);
     unsafe { platform::unmap(ptr, len) }
 }
 
@@ -264,6 +310,7 @@ pub(crate) fn reserve(len: usize, align: usize) -> *mut u8 {
         return core::ptr::null_mut();
     }
     assert_paged("reserve", core::ptr::null(), len);
+    count(&CALLS.map);
     platform::reserve(len, align.max(page()))
 }
 
@@ -278,6 +325,7 @@ pub(crate) unsafe fn commit(ptr: *mut u8, len: usize) -> Result<(), OsError> {
     }
     assert_paged("commit", ptr, len);
     // SAFETY: forwarded caller contract.
+    count(&CALLS.protect);
     unsafe { platform::commit(ptr, len) }
 }
 
@@ -293,6 +341,7 @@ pub(crate) unsafe fn decommit(ptr: *mut u8, len: usize) {
     }
     assert_paged("decommit", ptr, len);
     // SAFETY: forwarded caller contract.
+    count(&CALLS.purge);
     unsafe { platform::decommit(ptr, len) }
 }
 
@@ -305,6 +354,7 @@ pub(crate) unsafe fn decommit(ptr: *mut u8, len: usize) {
 pub(crate) unsafe fn purge(ptr: *mut u8, len: usize) -> bool {
     assert_paged("purge", ptr, len);
     // SAFETY: forwarded caller contract.
+    count(&CALLS.purge);
     unsafe { platform::purge(ptr, len) }
 }
 
@@ -317,6 +367,7 @@ pub(crate) unsafe fn purge(ptr: *mut u8, len: usize) -> bool {
 /// The range must be page aligned and inside one of our mappings.
 pub(crate) unsafe fn resident_sample(ptr: *mut u8, len: usize) -> Option<(usize, usize)> {
     // SAFETY: forwarded caller contract.
+    count(&CALLS.query);
     unsafe { platform::resident_sample(ptr, len) }
 }
 
@@ -327,6 +378,7 @@ pub(crate) unsafe fn resident_sample(ptr: *mut u8, len: usize) -> Option<(usize,
 /// The range must be page aligned and inside one of our mappings.
 pub(crate) unsafe fn advise_huge(ptr: *mut u8, len: usize, advice: HugeAdvice) {
     // SAFETY: forwarded caller contract.
+    count(&CALLS.advise);
     unsafe { platform::advise_huge(ptr, len, advice) }
 }
 
@@ -342,6 +394,7 @@ pub(crate) unsafe fn remap(ptr: *mut u8, old_len: usize, new_len: usize, align: 
         return core::ptr::null_mut();
     }
     // SAFETY: forwarded caller contract.
+    count(&CALLS.remap);
     unsafe { platform::remap(ptr, old_len, new_len, align.max(page())) }
 }
 
@@ -363,6 +416,9 @@ pub(crate) unsafe fn move_pages(src: *mut u8, len: usize, dst: *mut u8) -> bool 
     if injected_failure() {
         return false;
     }
+    if CAN_REMAP {
+        count(&CALLS.remap);
+    }
     // SAFETY: forwarded caller contract.
     unsafe { platform::move_pages(src, len, dst) }
 }
@@ -374,6 +430,7 @@ pub(crate) unsafe fn move_pages(src: *mut u8, len: usize, dst: *mut u8) -> bool 
 pub(crate) unsafe fn lock(ptr: *mut u8, len: usize) -> Result<(), OsError> {
     assert_paged("lock", ptr, len);
     // SAFETY: forwarded caller contract.
+    count(&CALLS.protect);
     unsafe { platform::lock(ptr, len) }
 }
 
@@ -383,6 +440,7 @@ pub(crate) unsafe fn lock(ptr: *mut u8, len: usize) -> Result<(), OsError> {
 /// The range must be memory of ours.
 pub(crate) unsafe fn unlock(ptr: *mut u8, len: usize) {
     // SAFETY: forwarded caller contract.
+    count(&CALLS.protect);
     unsafe { platform::unlock(ptr, len) }
 }
 
@@ -394,6 +452,7 @@ pub(crate) unsafe fn unlock(ptr: *mut u8, len: usize) {
 pub(crate) unsafe fn protect_secret(ptr: *mut u8, len: usize) -> Result<SecretFlags, OsError> {
     assert_paged("protect_secret", ptr, len);
     // SAFETY: forwarded caller contract.
+    count(&CALLS.advise);
     unsafe { platform::protect_secret(ptr, len) }
 }
 
@@ -406,6 +465,7 @@ pub(crate) unsafe fn protect_secret(ptr: *mut u8, len: usize) -> Result<SecretFl
 /// The range must be page aligned committed memory of ours.
 pub(crate) unsafe fn unprotect_secret(ptr: *mut u8, len: usize) {
     // SAFETY: forwarded caller contract.
+    count(&CALLS.advise);
     unsafe { platform::unprotect_secret(ptr, len) }
 }
 
@@ -415,6 +475,7 @@ pub(crate) unsafe fn unprotect_secret(ptr: *mut u8, len: usize) {
 /// The range must be page aligned memory of ours.
 pub(crate) unsafe fn name(ptr: *mut u8, len: usize, name: &'static core::ffi::CStr) {
     // SAFETY: forwarded caller contract.
+    count(&CALLS.advise);
     unsafe { platform::name(ptr, len, name) }
 }
 

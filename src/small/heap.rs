@@ -88,9 +88,9 @@ use crate::base::stats;
 use crate::base::sync::SpinLock;
 use crate::os;
 use crate::policy::{
-    FOREIGN_MAX, FOREIGN_MIN, FOREIGN_STALE, FULL_SCAN, HEAP_SLAB, KEEP_EMPTY_SEGMENTS, LARGE_TIDY_WEIGHT,
-    PENDING_BLOCKS, PENDING_BYTES, PENDING_SLOTS, PURGE_AFTER_PATHS, RETIRED_TIDY_EVERY, SEGMENT_SEARCH,
-    SPARSE_DIVISOR, TIDY_EVERY, TRIM_EVERY,
+    FOREIGN_MAX, FOREIGN_MIN, FOREIGN_STALE, FULL_SCAN, GROWING_PATHS, HEAP_SLAB, KEEP_EMPTY_SEGMENTS,
+    LARGE_TIDY_WEIGHT, ORPHAN_FREES_BEFORE_HEAP, PENDING_BLOCKS, PENDING_BYTES, PENDING_SLOTS, PURGE_AFTER_PATHS,
+    RETIRED_TIDY_EVERY, SEGMENT_SEARCH, SPARSE_DIVISOR, TIDY_EVERY, TRIM_EVERY,
 };
 use crate::small::page::{Block, Page};
 use crate::small::segment::{self, Segment, SlotKind};
@@ -106,6 +106,37 @@ pub(crate) struct Counters {
     /// Bytes requested by this heap's allocations: summed at phase
     /// boundaries for the phases' byte figures (docs/design/phases-and-budget.md).
     pub(crate) bytes: AtomicU64,
+    /// The cross-thread paths' counts (slow paths only; see [`RemoteCounts`]).
+    pub(crate) remote: RemoteCounts,
+}
+
+/// What one heap did on the cross-thread paths, counted by the heap's owner
+/// (plain relaxed stores, no shared line) and summed on read: batches of
+/// blocks this thread freed into other heaps' pages and handed over, the
+/// blocks in them and the atomic read-modify-writes that took; batches it
+/// kept for its own reuse instead; and the collections of other threads'
+/// frees into its own pages that found blocks, with the blocks taken.
+#[repr(C)]
+pub(crate) struct RemoteCounts {
+    pub(crate) batches: AtomicU64,
+    pub(crate) blocks: AtomicU64,
+    pub(crate) atomics: AtomicU64,
+    pub(crate) kept: AtomicU64,
+    pub(crate) collects: AtomicU64,
+    pub(crate) collected: AtomicU64,
+}
+
+impl RemoteCounts {
+    const fn new() -> Self {
+        Self {
+            batches: AtomicU64::new(0),
+            blocks: AtomicU64::new(0),
+            atomics: AtomicU64::new(0),
+            kept: AtomicU64::new(0),
+            collects: AtomicU64::new(0),
+            collected: AtomicU64::new(0),
+        }
+    }
 }
 
 /// A heap with its counters. Slots are packed in slabs, so each is aligned
@@ -194,6 +225,9 @@ pub(crate) struct Heap {
     /// Segments of ours with every page slot free (at most
     /// [`KEEP_EMPTY_SEGMENTS`]).
     empty_segs: u32,
+    /// Per class, `slow_paths` when the class last ran out of used blocks
+    /// and needed fresh memory or a new page (see [`Heap::release_emptied`]).
+    fresh_at: [u32; NUM_CLASSES],
 }
 
 /// A page with at most this many bytes of live blocks is sparse (see
@@ -354,6 +388,8 @@ thread_local! {
     /// `OWNED`'s index (`usize::MAX` while there is none), next to `CURRENT`
     /// so that arenas find it without touching the heap's lines.
     static OWNED_INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// Frees this thread made without a heap of its own (see `free_remote`).
+    static ORPHANS: Cell<u32> = const { Cell::new(0) };
 }
 
 /// Retires the calling thread's heap; called by the OS layer's thread-exit
@@ -463,12 +499,24 @@ pub(crate) unsafe fn free(p: *mut u8, _size: usize, _class: usize) {
 /// at thread exit. A batched block is still counted as used by its page, so
 /// the page cannot be released under it; so is a block of a batch kept for
 /// reuse (see [`Heap::keep_foreign`]) until it is handed back.
+///
+/// A thread that only frees (the consumer of a producer/consumer pair)
+/// has no heap, so each of its frees was a hand-over of its own: three
+/// atomic operations on the owner's page lines and one on a process-wide
+/// counter, per block. After [`ORPHAN_FREES_BEFORE_HEAP`] such frees it takes
+/// a heap (from the registry, as its first allocation would), and its frees
+/// are batched from then on (see docs/design/scaling.md). Not after its
+/// exit hook ran, nor inside a witness scope.
 #[cold]
 #[inline(never)]
-unsafe fn free_remote(page: *mut Page, p: *mut u8, heap: *mut Heap) {
-    if heap == empty_heap() || heap == scope_heap() {
+unsafe fn free_remote(page: *mut Page, p: *mut u8, mut heap: *mut Heap) {
+    if heap == empty_heap() && !DEAD.get() && ORPHANS.get() >= ORPHAN_FREES_BEFORE_HEAP {
+        heap = take_heap(false);
+    }
+    if heap.is_null() || heap == empty_heap() || heap == scope_heap() {
         // SAFETY: caller contract: `page` is the page of the live block `p`.
         unsafe { Page::push_remote(page, p) };
+        ORPHANS.set(ORPHANS.get().saturating_add(1));
         stats::ORPHAN_FREES.fetch_add(1, Relaxed);
         return;
     }
@@ -508,26 +556,38 @@ pub(crate) unsafe fn refill(class: usize, size: usize, zeroed: bool) -> *mut u8 
         if DEAD.get() {
             return shared_alloc(class, size, zeroed);
         }
-        // Outside any lock: initialisation may re-enter the allocator when
-        // we are the process's malloc.
-        super::ensure_init();
-        heap = REGISTRY.lock().acquire();
+        heap = take_heap(scoped);
         if heap.is_null() {
             return heap.cast();
         }
-        OWNED.set(heap);
-        // SAFETY: `heap` is ours now; its index never changes.
-        OWNED_INDEX.set(unsafe { (*heap).index });
-        if !scoped {
-            current::set(heap);
-        }
-        // Arming the exit hook may allocate (a pthread key's second-level
-        // array, a Vec of TLS destructors); with CURRENT set that nested
-        // allocation takes the ordinary paths.
-        os::watch_thread_exit();
     }
     // SAFETY: `heap` is this thread's own heap.
     unsafe { (*heap).alloc_slow(class, size, zeroed) }
+}
+
+/// Gives the calling thread, which has none, a heap of its own (a retired
+/// one or a new one) and arms its exit hook; `CURRENT` points to it unless
+/// `scoped`. Null when the OS refuses memory.
+#[cold]
+fn take_heap(scoped: bool) -> *mut Heap {
+    // Outside any lock: initialisation may re-enter the allocator when
+    // we are the process's malloc.
+    super::ensure_init();
+    let heap = REGISTRY.lock().acquire();
+    if heap.is_null() {
+        return heap;
+    }
+    OWNED.set(heap);
+    // SAFETY: `heap` is ours now; its index never changes.
+    OWNED_INDEX.set(unsafe { (*heap).index });
+    if !scoped {
+        current::set(heap);
+    }
+    // Arming the exit hook may allocate (a pthread key's second-level
+    // array, a Vec of TLS destructors); with CURRENT set that nested
+    // allocation takes the ordinary paths.
+    os::watch_thread_exit();
+    heap
 }
 
 struct Shared(*mut Heap);
@@ -587,6 +647,7 @@ impl Heap {
             pages_owned: 0,
             slow_paths: 0,
             empty_segs: 0,
+            fresh_at: [0; NUM_CLASSES],
         }
     }
 
@@ -601,12 +662,13 @@ impl Heap {
         // SAFETY: caller contract; the batch's blocks are ours to link.
         unsafe {
             let a = page.addr();
-            let e = &mut self.pending[((a >> 6) ^ (a >> 22)) % PENDING_SLOTS];
-            if e.page != page {
-                if !e.page.is_null() {
-                    Page::push_remote_chain(e.page, e.head, e.tail, e.blocks);
+            let slot = ((a >> 6) ^ (a >> 22)) % PENDING_SLOTS;
+            let old = self.pending[slot];
+            if old.page != page {
+                if !old.page.is_null() {
+                    self.deliver(old.page, old.head, old.tail, old.blocks);
                 }
-                *e = Pending {
+                self.pending[slot] = Pending {
                     page,
                     head: ptr::null_mut(),
                     tail: b,
@@ -614,14 +676,17 @@ impl Heap {
                     block_size: (*page).block_size,
                 };
             }
+            let e = &mut self.pending[slot];
             Block::set_next(b, e.head);
             e.head = b;
             e.blocks += 1;
             if e.blocks >= PENDING_BLOCKS || e.blocks * e.block_size >= PENDING_BYTES {
                 let (head, tail, n, bs) = (e.head, e.tail, e.blocks, e.block_size);
                 *e = NO_PENDING;
-                if !(keep && reusable_abroad(bs) && self.keep_foreign(head, tail, n, bs)) {
-                    Page::push_remote_chain(page, head, tail, n);
+                if keep && reusable_abroad(bs) && self.keep_foreign(head, tail, n, bs) {
+                    add(&(*self.counters).remote.kept, 1);
+                } else {
+                    self.deliver(page, head, tail, n);
                 }
             }
         }
@@ -715,14 +780,49 @@ impl Heap {
 
     /// Hands every batched remote free to its page's owner.
     fn flush_pending(&mut self) {
-        for e in self.pending.iter_mut() {
+        for i in 0..PENDING_SLOTS {
+            let e = self.pending[i];
             if !e.page.is_null() {
+                self.pending[i] = NO_PENDING;
                 // SAFETY: the batch's blocks are freed blocks of `e.page`,
                 // which stays live while they are counted as used there.
-                unsafe { Page::push_remote_chain(e.page, e.head, e.tail, e.blocks) };
-                *e = NO_PENDING;
+                unsafe { self.deliver(e.page, e.head, e.tail, e.blocks) };
             }
         }
+    }
+
+    /// Hands a batch of `n` freed blocks of `page` (another heap's), linked
+    /// from `head` to `tail`, to the page's owner, and counts it.
+    ///
+    /// # Safety
+    /// As [`Page::push_remote_chain`].
+    unsafe fn deliver(&mut self, page: *mut Page, head: *mut Block, tail: *mut Block, n: u32) {
+        // SAFETY: forwarded caller contract.
+        let rmw = unsafe { Page::push_remote_chain(page, head, tail, n) };
+        // SAFETY: a real heap (only those batch remote frees).
+        let c = unsafe { &(*self.counters).remote };
+        add(&c.batches, 1);
+        add(&c.blocks, u64::from(n));
+        add(&c.atomics, u64::from(rmw));
+    }
+
+    /// Collects the blocks other threads freed into `p`, one of our pages
+    /// (see [`Page::collect_remote`]), and counts a collection that found
+    /// some. True if it did.
+    ///
+    /// # Safety
+    /// Owner only.
+    unsafe fn collect(&self, p: *mut Page) -> bool {
+        // SAFETY: caller contract.
+        let n = unsafe { Page::collect_remote(p) };
+        if n == 0 {
+            return false;
+        }
+        // SAFETY: a real heap (only those own pages).
+        let c = unsafe { &(*self.counters).remote };
+        add(&c.collects, 1);
+        add(&c.collected, u64::from(n));
+        true
     }
 
     /// Refill, preferring memory that was used before to fresh memory: the
@@ -762,7 +862,7 @@ impl Heap {
                         return self.counted(cur, b, size);
                     }
                 }
-                if Self::has_recycled(cur) {
+                if self.has_recycled(cur) {
                     return self.take(cur, size, zeroed);
                 }
             }
@@ -774,7 +874,7 @@ impl Heap {
                         if sparse.is_null() {
                             sparse = p;
                         }
-                    } else if Self::has_recycled(p) {
+                    } else if self.has_recycled(p) {
                         self.pages[class] = p;
                         return self.take(p, size, zeroed);
                     }
@@ -785,12 +885,14 @@ impl Heap {
             // found; others may have some too) rather than touch new memory.
             let mut p = sparse;
             while !p.is_null() {
-                if p != cur && Self::has_recycled(p) {
+                if p != cur && self.has_recycled(p) {
                     self.pages[class] = p;
                     return self.take(p, size, zeroed);
                 }
                 p = (*p).next;
             }
+            // Out of used blocks: the class grows (see `release_emptied`).
+            self.fresh_at[class] = self.slow_paths;
             // A page of the class released with its blocks linked (by a
             // tidy, not purged yet) before fresh memory: its class would
             // otherwise extend other pages' tails meanwhile (see
@@ -831,7 +933,7 @@ impl Heap {
             while !p.is_null() && left > 0 {
                 left -= 1;
                 let next = (*p).next;
-                if Page::collect_remote(p) {
+                if self.collect(p) {
                     self.unmark_full(p);
                     self.full_cursor[class] = next;
                     self.pages[class] = p;
@@ -880,9 +982,9 @@ impl Heap {
     ///
     /// # Safety
     /// Owner only.
-    unsafe fn has_recycled(p: *mut Page) -> bool {
+    unsafe fn has_recycled(&self, p: *mut Page) -> bool {
         // SAFETY: caller contract.
-        unsafe { !(*p).free.is_null() || Page::collect_remote(p) }
+        unsafe { !(*p).free.is_null() || self.collect(p) }
     }
 
     unsafe fn take(&mut self, p: *mut Page, size: usize, zeroed: bool) -> *mut u8 {
@@ -1077,8 +1179,22 @@ impl Heap {
     /// frees alone, which nothing else notices. With `trim` (purging is on),
     /// gives back the free tops that bursts left in pages that grew (see
     /// [`Page::trim_burst`]).
+    ///
+    /// A page emptied by other threads' frees is purged at once (see
+    /// [`Heap::release_page`]) unless its class grows: it ran out of used
+    /// blocks and needed fresh memory or a new page within the last
+    /// [`GROWING_PATHS`] of the heap's slow paths. Then the page ages as
+    /// one this heap
+    /// emptied itself, and the class's next page claim takes it back as it
+    /// is. Why: a producer whose consumer frees everything empties and
+    /// refills pages of the same classes all the time; purged at once, each
+    /// page was faulted in again a moment later (`c-xmalloc`: 50 times the
+    /// page faults of mimalloc, most of its time in the kernel; see
+    /// docs/design/scaling.md). A heap whose swell comes back after its
+    /// class stopped growing still purges at once, as before.
     fn release_emptied(&mut self, trim: bool) {
         for class in 0..NUM_CLASSES {
+            let growing = self.slow_paths.wrapping_sub(self.fresh_at[class]) < GROWING_PATHS;
             let fp = self.stand_in(class);
             // The real current page: behind the stand-in page while that is
             // in front.
@@ -1103,7 +1219,7 @@ impl Heap {
                         // blocks over (see `remote.rs`).
                         let linked = waiting == 0;
                         if used == waiting && !linked {
-                            Page::collect_remote(p);
+                            self.collect(p);
                         }
                         if used == waiting && (*p).used == 0 && Page::remote_quiescent(p) {
                             if p == cur {
@@ -1122,7 +1238,9 @@ impl Heap {
                             } else {
                                 list_remove(&mut self.avail[class], p);
                             }
-                            self.release_page(p, linked);
+                            // Collected above if it was not linked: every
+                            // block is on its free list now either way.
+                            self.release_page(p, linked || growing);
                         } else if cfg!(not(feature = "hardened"))
                             && trim
                             && self.slow_paths.wrapping_sub((*p).trimmed_at_path) >= TRIM_EVERY
@@ -1239,7 +1357,7 @@ impl Heap {
                     // SAFETY: owner (until retirement); pages are ours.
                     unsafe {
                         let next = (*p).next;
-                        Page::collect_remote(p);
+                        self.collect(p);
                         if (*p).used == 0 && Page::remote_quiescent(p) {
                             if full {
                                 self.full_remove(class, p);
@@ -1354,6 +1472,7 @@ impl Registry {
                         allocs: AtomicU64::new(0),
                         frees: AtomicU64::new(0),
                         bytes: AtomicU64::new(0),
+                        remote: RemoteCounts::new(),
                     },
                     heap: Heap::with_pages(empty_page()),
                     foreign: [const { Page::empty() }; NUM_CLASSES],
@@ -1384,6 +1503,14 @@ pub(crate) struct Totals {
     /// Bytes requested by small allocations.
     pub(crate) bytes: u64,
     pub(crate) heaps: usize,
+    /// [`RemoteCounts`] summed: batches handed over, their blocks and
+    /// atomic operations, batches kept, collections and blocks collected.
+    pub(crate) remote_batches: u64,
+    pub(crate) remote_blocks: u64,
+    pub(crate) remote_atomics: u64,
+    pub(crate) remote_kept: u64,
+    pub(crate) remote_collects: u64,
+    pub(crate) remote_collected: u64,
 }
 
 /// Small-object counters summed over every heap (a walk under the registry
@@ -1398,6 +1525,13 @@ pub(crate) fn totals() -> Totals {
             t.allocs += (*s).counters.allocs.load(Relaxed);
             t.frees += (*s).counters.frees.load(Relaxed);
             t.bytes += (*s).counters.bytes.load(Relaxed);
+            let r = &(*s).counters.remote;
+            t.remote_batches += r.batches.load(Relaxed);
+            t.remote_blocks += r.blocks.load(Relaxed);
+            t.remote_atomics += r.atomics.load(Relaxed);
+            t.remote_kept += r.kept.load(Relaxed);
+            t.remote_collects += r.collects.load(Relaxed);
+            t.remote_collected += r.collected.load(Relaxed);
             s = (*s).all_next;
         }
         t.heaps += 1;

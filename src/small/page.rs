@@ -454,8 +454,8 @@ impl Page {
     }
 
     /// Moves every remotely freed block onto the local free list, lowest
-    /// address first, in front of the blocks already there. Returns true if
-    /// any block was collected.
+    /// address first, in front of the blocks already there. Returns the
+    /// number of blocks collected (0: none).
     ///
     /// The marks say which blocks came back without reading them; linking
     /// them writes each block once, and those stores do not wait on each
@@ -465,7 +465,7 @@ impl Page {
     ///
     /// # Safety
     /// Owner only.
-    pub(crate) unsafe fn collect_remote(this: *mut Page) -> bool {
+    pub(crate) unsafe fn collect_remote(this: *mut Page) -> u32 {
         // SAFETY: (whole body) caller contract; raw accesses only, no `&mut Page`
         // (other threads mark `remote` concurrently).
         #[allow(unused_unsafe)]
@@ -479,7 +479,7 @@ impl Page {
             if marks.is_null()
                 || (*this).remote_published.load(core::sync::atomic::Ordering::Relaxed) == (*this).remote_taken
             {
-                return false;
+                return 0;
             }
             let (area, _) = crate::small::segment::area_of(this);
             let bs = (*this).block_size as usize;
@@ -500,13 +500,13 @@ impl Page {
                 }
             });
             if n == 0 {
-                return false;
+                return 0;
             }
             Block::set_next(tail, (*this).free);
             (*this).free = head;
             (*this).used -= n;
             (*this).remote_taken = (*this).remote_taken.wrapping_add(n);
-            true
+            n
         }
     }
 
@@ -617,13 +617,13 @@ impl Page {
 
     /// Hands a chain of blocks of this page, freed by a thread that does not
     /// own it and linked with [`Block::set_next`], to the owner: marks them
-    /// (see `remote.rs`).
+    /// (see `remote.rs`). Returns the atomic read-modify-writes it took.
     ///
     /// # Safety
     /// Every block of `first ..= last` (`n` blocks) must be a freed block of
     /// `page` that nobody uses any more; the caller touches none of them
     /// afterwards.
-    pub(crate) unsafe fn push_remote_chain(page: *const Page, first: *mut Block, last: *mut Block, n: u32) {
+    pub(crate) unsafe fn push_remote_chain(page: *const Page, first: *mut Block, last: *mut Block, n: u32) -> u32 {
         let mut b = first;
         let mut left = n;
         let blocks = core::iter::from_fn(|| {
@@ -646,7 +646,7 @@ impl Page {
         // the page only after this thread's count is added, `publish`'s last
         // touch of the page (see `Page::remote_quiescent`).
         // SAFETY: the page outlives its live blocks and this publication.
-        unsafe { (*(*page).remote).publish(blocks, &(*page).remote_published) };
+        unsafe { (*(*page).remote).publish(blocks, &(*page).remote_published) }
     }
 
     /// Hands one block freed by a thread that is not the owner to the owner.

@@ -61,9 +61,13 @@ impl<const W: usize, const S: usize> RemoteMarks<W, S> {
     /// whatever it needs from a block before `blocks` yields the next index
     /// (the owner may take and reuse the blocks of a word as soon as it is
     /// set), and it touches neither the marks nor `published` afterwards.
-    pub(crate) fn publish(&self, blocks: impl Iterator<Item = usize>, published: &AtomicU32) {
+    ///
+    /// Returns the number of atomic read-modify-writes it made (for the
+    /// statistics: their cost per block is what batching saves).
+    pub(crate) fn publish(&self, blocks: impl Iterator<Item = usize>, published: &AtomicU32) -> u32 {
         let mut summary = [0u64; S];
         let (mut word, mut mask, mut n) = (usize::MAX, 0u64, 0u32);
+        let mut rmw = 1;
         for i in blocks {
             let w = i / 64;
             if w != word {
@@ -71,6 +75,7 @@ impl<const W: usize, const S: usize> RemoteMarks<W, S> {
                     // Release: the blocks' contents, written before they
                     // were freed, are visible to the owner that takes them.
                     self.words[word].fetch_or(mask, Ordering::Release);
+                    rmw += 1;
                 }
                 word = w;
                 mask = 0;
@@ -81,14 +86,17 @@ impl<const W: usize, const S: usize> RemoteMarks<W, S> {
         }
         if mask != 0 {
             self.words[word].fetch_or(mask, Ordering::Release);
+            rmw += 1;
         }
         for (s, bits) in self.summary.iter().zip(summary) {
             if bits != 0 {
                 s.fetch_or(bits, Ordering::Release);
+                rmw += 1;
             }
         }
         // Last: once the owner sees this count its marks are all set.
         published.fetch_add(n, Ordering::Release);
+        rmw
     }
 
     /// Takes every mark set so far (owner only): calls `f(word, mask)` for

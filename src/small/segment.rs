@@ -34,6 +34,7 @@
 //! memory is purged after the same delay) and beyond that back to the OS.
 
 use core::ptr;
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use crate::base::stats;
 use crate::base::sync::SpinLock;
@@ -180,6 +181,15 @@ struct Cache {
 // SAFETY: the cached segments are unowned memory; the lock serialises access.
 unsafe impl Send for Cache {}
 
+/// True while a cached segment may hold written memory that
+/// [`Segment::purge_cached`] could give back: set when one is cached,
+/// recomputed by each purge. Read without the lock (a hint: a stale value
+/// delays a purge to the next tidy, or costs one needless lock), so that
+/// every heap's tidy does not take the cache's lock for nothing: it was
+/// most of the lock acquisitions of the threaded workloads (see
+/// docs/design/scaling.md).
+static CACHE_DIRTY: AtomicBool = AtomicBool::new(false);
+
 static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
     slots: [ptr::null_mut(); CACHE_SLOTS],
     since: [0; CACHE_SLOTS],
@@ -311,6 +321,11 @@ impl Segment {
                 c.since[i] = now;
                 c.path[i] = path;
                 c.len += 1;
+                // SAFETY: (of the read) the segment is ours until cached,
+                // and the lock is held.
+                if unsafe { (*seg).dirty_mask } != 0 {
+                    CACHE_DIRTY.store(true, Relaxed);
+                }
                 return;
             }
         }
@@ -329,12 +344,18 @@ impl Segment {
     /// found the segments it had just released purged, and faulted them in
     /// again (see docs/design/heap-tidy.md).
     pub(crate) fn purge_cached(now: u64, delay: u64, heap: *mut Heap, path_now: u32, paths: u32) {
+        if !CACHE_DIRTY.load(Relaxed) {
+            return;
+        }
         let c = CACHE.lock();
+        let mut dirty_left = false;
         for i in 0..c.len {
             let seg = c.slots[i];
             // SAFETY: (of the read) a cached segment's header stays valid.
             let own = unsafe { (*seg).heap } == heap;
             if now.wrapping_sub(c.since[i]) < delay || (own && path_now.wrapping_sub(c.path[i]) < paths) {
+                // SAFETY: as above.
+                dirty_left |= unsafe { (*seg).dirty_mask } != 0;
                 continue;
             }
             // SAFETY: a cached segment is unowned and unused; the lock keeps
@@ -347,8 +368,10 @@ impl Segment {
                     stats::NEED.sub(written_bytes(seg, dirty, true));
                     stats::purged(SEGMENT_SIZE - FIRST_AREA);
                 }
+                dirty_left |= (*seg).dirty_mask != 0;
             }
         }
+        CACHE_DIRTY.store(dirty_left, Relaxed);
     }
 
     /// Unmaps every cached segment (part of `NAlloc::trim`).

@@ -36,6 +36,11 @@ pub struct Options {
     pub no_verify: bool,
     /// Per-run time limit; a run taking longer is killed and reported FAILED.
     pub timeout: Duration,
+    /// Thread count for the workloads that take one (`None`: each one's own).
+    pub threads: Option<usize>,
+    /// Print nalloc's slow-path event counts per million operations, per
+    /// workload, from the `NALLOC_STATS=1` verification run.
+    pub counters: bool,
 }
 
 /// What the command line asked for.
@@ -58,6 +63,9 @@ pub fn usage() -> String {
            --nalloc-lib PATH      preload this libnalloc.so instead of <target>/release/libnalloc.so\n  \
            --python PATH          python interpreter (default /usr/bin/python3, else python3 on PATH)\n  \
            --no-verify            skip the NALLOC_STATS=1 check that nalloc served the runs\n  \
+           --threads N            thread count for the threaded workloads (default: each one's own)\n  \
+           --counters             print nalloc's lock, cross-thread and OS-call counts per million\n  \
+                                  operations, from the NALLOC_STATS=1 run (implies that run)\n  \
            --list                 list workloads and allocators\n  \
            -h, --help             this help\n\
          \n\
@@ -88,6 +96,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
     let mut no_verify = false;
     let mut timeout = Duration::from_secs(DEFAULT_TIMEOUT_SECS);
     let mut list = false;
+    let mut threads = None;
+    let mut counters = false;
 
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -98,7 +108,14 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
         };
         let takes_value = matches!(
             flag.as_str(),
-            "--workload" | "--allocator" | "--runs" | "--json" | "--timeout" | "--nalloc-lib" | "--python"
+            "--workload"
+                | "--allocator"
+                | "--runs"
+                | "--json"
+                | "--timeout"
+                | "--nalloc-lib"
+                | "--python"
+                | "--threads"
         );
         if inline.is_some() && !takes_value {
             return Err(format!("flag `{flag}` takes no value"));
@@ -114,6 +131,16 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
             "-h" | "--help" => return Ok(Cli::Help),
             "--rebuild" => rebuild = true,
             "--no-verify" => no_verify = true,
+            "--counters" => counters = true,
+            "--threads" => {
+                let v = value()?;
+                threads = Some(
+                    v.parse::<usize>()
+                        .ok()
+                        .filter(|&n| (1..=256).contains(&n))
+                        .ok_or_else(|| format!("--threads needs an integer from 1 to 256, got `{v}`"))?,
+                );
+            }
             "--workload" => wanted_workloads.extend(split_list(&value()?)),
             "--allocator" => wanted_allocators.extend(split_list(&value()?)),
             "--runs" => {
@@ -145,6 +172,9 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
     if rebuild && nalloc_lib.is_some() {
         return Err("--rebuild and --nalloc-lib are mutually exclusive".into());
     }
+    if counters && no_verify {
+        return Err("--counters reads the NALLOC_STATS=1 run that --no-verify skips".into());
+    }
     let workloads = select(&wanted_workloads, PRELOAD_WORKLOADS, |w| w.name, "workload")?;
     let allocators = select(&wanted_allocators, PRELOAD_ALLOCATORS, |a| a.name, "allocator")?;
     Ok(Cli::Run(Options {
@@ -157,6 +187,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
         python,
         no_verify,
         timeout,
+        threads,
+        counters,
     }))
 }
 
@@ -181,7 +213,8 @@ mod tests {
         assert_eq!(o.runs, DEFAULT_RUNS);
         assert_eq!(o.workloads.len(), PRELOAD_WORKLOADS.len());
         assert_eq!(o.allocators.len(), PRELOAD_ALLOCATORS.len());
-        assert!(o.json.is_none() && !o.rebuild && !o.no_verify);
+        assert!(o.json.is_none() && !o.rebuild && !o.no_verify && !o.counters);
+        assert_eq!(o.threads, None);
         assert_eq!(o.timeout, Duration::from_secs(DEFAULT_TIMEOUT_SECS));
     }
 
@@ -203,6 +236,14 @@ mod tests {
     }
 
     #[test]
+    fn threads_and_counters() {
+        let o = run_opts(&["--threads", "32", "--counters", "--workload", "c-xmalloc"]);
+        assert_eq!(o.threads, Some(32));
+        assert!(o.counters);
+        assert_eq!(run_opts(&["--threads=8"]).threads, Some(8));
+    }
+
+    #[test]
     fn errors() {
         for bad in [
             &["--workload", "nope"][..],
@@ -214,6 +255,11 @@ mod tests {
             &["--list=1"],
             &["--bogus"],
             &["--rebuild", "--nalloc-lib", "/x.so"],
+            &["--threads", "0"],
+            &["--threads", "257"],
+            &["--threads"],
+            &["--counters=1"],
+            &["--counters", "--no-verify"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should fail");
         }

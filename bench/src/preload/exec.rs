@@ -394,6 +394,22 @@ pub struct NallocStats {
     pub large_allocs: u64,
     /// `large_frees=`.
     pub large_frees: u64,
+    /// The slow-path event counts, in the order printed: the
+    /// `nalloc: events ...` line's fields, then the `nalloc: os_calls ...`
+    /// line's with `os_` in front (empty for a library that prints neither).
+    pub events: Vec<(String, u64)>,
+}
+
+impl NallocStats {
+    /// Allocator operations: small and large allocations and frees.
+    pub fn ops(&self) -> u64 {
+        self.small_allocs + self.small_frees + self.large_allocs + self.large_frees
+    }
+
+    /// The event count `name` (`lock_acquisitions`, `os_map`, ...), if printed.
+    pub fn event(&self, name: &str) -> Option<u64> {
+        self.events.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
 }
 
 /// Parses the first `nalloc: pid=... small_allocs=N ...` line of `stderr`.
@@ -407,11 +423,23 @@ pub fn parse_nalloc_stats(stderr: &str) -> Option<NallocStats> {
             .parse()
             .ok()
     };
+    let mut events = Vec::new();
+    for (tag, prefix) in [("nalloc: events ", ""), ("nalloc: os_calls ", "os_")] {
+        let Some(l) = stderr.lines().find(|l| l.starts_with(tag)) else {
+            continue;
+        };
+        for (k, v) in l[tag.len()..].split_whitespace().filter_map(|w| w.split_once('=')) {
+            if let Ok(v) = v.parse() {
+                events.push((format!("{prefix}{k}"), v));
+            }
+        }
+    }
     Some(NallocStats {
         small_allocs: field("small_allocs")?,
         small_frees: field("small_frees")?,
         large_allocs: field("large_allocs")?,
         large_frees: field("large_frees")?,
+        events,
     })
 }
 
@@ -481,6 +509,50 @@ mod tests {
         );
     }
 
+    /// The success lines of the threaded C programs (as they print them)
+    /// pass the check under the library they name and fail otherwise.
+    #[test]
+    fn threaded_programs_success_lines() {
+        let lib = Path::new("/nonexistent/libnalloc.so");
+        for (workload, line) in [
+            (
+                "c-xmalloc",
+                "c-xmalloc ok threads=2 pairs=1 blocks=1500000 bytes=6682596974",
+            ),
+            (
+                "c-rpmalloc",
+                "c-rpmalloc ok threads=8 steps=2000000 allocs=16000000 cross_thread_frees=3990000",
+            ),
+            ("c-larson", "c-larson ok threads=2 steps=3000000 rounds=10 free=free"),
+            (
+                "c-larson-sized",
+                "c-larson-sized ok threads=32 steps=3000000 rounds=10 free=free_sized",
+            ),
+            (
+                "c-thrash",
+                "c-thrash ok threads=2 iterations=4000000 objsize=8 writes=16 sum=8160000000",
+            ),
+        ] {
+            let out = format!("{line} malloc={}\n", lib.display());
+            assert_eq!(
+                check_output(&out, workload, Some(lib)).unwrap(),
+                lib.display().to_string()
+            );
+            assert!(check_output(&out, workload, None).is_err(), "{workload}");
+            let glibc = format!("{line} malloc=/lib/x86_64-linux-gnu/libc.so.6\n");
+            assert!(check_output(&glibc, workload, None).is_ok(), "{workload}");
+            assert!(
+                check_output(&format!("{line}\n"), workload, Some(lib)).is_err(),
+                "{workload}"
+            );
+        }
+        // c-larson's line does not pass for c-larson-sized, nor the reverse.
+        let plain = "c-larson ok threads=2 free=free malloc=/lib/x86_64-linux-gnu/libc.so.6\n";
+        assert!(check_output(plain, "c-larson-sized", None).is_err());
+        let sized = "c-larson-sized ok threads=2 free=free malloc=/lib/x86_64-linux-gnu/libc.so.6\n";
+        assert!(check_output(sized, "c-larson", None).is_err());
+    }
+
     #[test]
     fn nalloc_stats_line() {
         let err = "noise\nnalloc: pid=7 small_allocs=508429 small_frees=508424 large_allocs=4 large_frees=3 \
@@ -491,10 +563,30 @@ mod tests {
                 small_allocs: 508429,
                 small_frees: 508424,
                 large_allocs: 4,
-                large_frees: 3
+                large_frees: 3,
+                events: Vec::new(),
             })
         );
         assert_eq!(parse_nalloc_stats("nalloc: peak_mapped=1\n"), None);
+    }
+
+    #[test]
+    fn nalloc_event_lines() {
+        let err = "nalloc: pid=7 small_allocs=600 small_frees=300 large_allocs=60 large_frees=40 pool_hits=0 heaps=2\n\
+                   nalloc: peak_mapped=1 (1.0 B)\n\
+                   nalloc: events lock_acquisitions=12 lock_contended=3 remote_batches=5 remote_blocks=160 \
+                   remote_atomics=15 remote_kept=1 remote_collects=4 remote_collected=150\n\
+                   nalloc: os_calls map=9 unmap=2 remap=0 advise=1 purge=7 protect=0 query=0\n";
+        let s = parse_nalloc_stats(err).unwrap();
+        assert_eq!(s.ops(), 1000);
+        assert_eq!(s.event("lock_acquisitions"), Some(12));
+        assert_eq!(s.event("remote_collected"), Some(150));
+        assert_eq!(s.event("os_map"), Some(9));
+        assert_eq!(s.event("os_query"), Some(0));
+        assert_eq!(s.event("map"), None);
+        assert_eq!(s.events.len(), 15);
+        assert_eq!(s.events[0].0, "lock_acquisitions");
+        assert_eq!(s.events[8].0, "os_map");
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! (`libmimalloc.so.2`), jemalloc (`libjemalloc.so.2`), tcmalloc
 //! (`libtcmalloc_minimal.so.4`) and this workspace's `libnalloc.so`.
 //!
-//! * **Workloads** ([`setup::PRELOAD_WORKLOADS`]): `c-small` and `c-large`
+//! * **Workloads** ([`setup::PRELOAD_WORKLOADS`]): `c-small`, `c-large`,
+//!   and the threaded shapes of the classic allocator benchmarks
+//!   (`c-xmalloc`, `c-rpmalloc`, `c-larson`, `c-larson-sized`, `c-thrash`)
 //!   (C sources in `bench/c/`, compiled at run time with `cc -O2 -pthread`
 //!   into `<target>/nalloc-preload/`) and `python` (`bench/python/alloc_stress.py`
 //!   run with `PYTHONMALLOC=malloc`, so that CPython's small objects go
@@ -28,7 +30,13 @@
 //!   whose library is missing is reported `unavailable`.
 //! * **Verification**: before the timed runs, each workload runs once under
 //!   nalloc with `NALLOC_STATS=1`, and the stats line on stderr must show
-//!   allocations.
+//!   allocations. With `--counters` the event lines of that run (lock
+//!   acquisitions, cross-thread frees, OS calls) are printed per million
+//!   allocator operations.
+//! * **Threads**: the threaded workloads take their thread count as an
+//!   argument (2 by default for the new ones, this machine's cores);
+//!   `--threads N` replaces it, for the scaling runs of
+//!   `docs/design/scaling.md`.
 
 pub mod cli;
 pub mod exec;
@@ -45,7 +53,7 @@ use setup::{
     busy_processes, loadavg, prepare, resolve_allocator, Availability, CpuSnapshot, Dirs, Prepared, PRELOAD_ALLOCATORS,
     PRELOAD_WORKLOADS,
 };
-use summary::{check_targets, render_table, render_targets, summarize, PreloadReport, Verification};
+use summary::{check_targets, render_counters, render_table, render_targets, summarize, PreloadReport, Verification};
 
 use crate::report::MachineInfo;
 
@@ -121,7 +129,7 @@ pub fn run(opts: &Options) -> Result<bool, String> {
     let mut setup_failed: Vec<(String, String)> = Vec::new();
     let mut work_desc = Vec::new();
     for w in &opts.workloads {
-        match prepare(w, &dirs, opts.python.as_deref()) {
+        match prepare(w, &dirs, opts.python.as_deref(), opts.threads) {
             Ok(p) => {
                 let env: Vec<String> = p.env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
                 let cmdline = format!("{}{} {}", env.concat(), p.program.display(), p.args.join(" "));
@@ -173,6 +181,13 @@ pub fn run(opts: &Options) -> Result<bool, String> {
                 (None, None) => println!("  {w:<9} FAILED"),
             }
             verification.push(v);
+        }
+        if opts.counters {
+            println!(
+                "\nnalloc's slow-path events per million allocator operations (ops: small and large allocations\n\
+                 and frees of the NALLOC_STATS=1 run; r.: cross-thread frees handed over, kept and collected):"
+            );
+            print!("{}", render_counters(&verification));
         }
     }
 

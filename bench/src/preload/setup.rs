@@ -61,6 +61,14 @@ pub enum WorkloadKind {
     CLarge,
     /// `bench/c/c_first_touch.c`.
     CFirstTouch,
+    /// `bench/c/c_xmalloc.c`.
+    CXmalloc,
+    /// `bench/c/c_rpmalloc.c`.
+    CRpmalloc,
+    /// `bench/c/c_larson.c` (plain or sized frees, by its arguments).
+    CLarson,
+    /// `bench/c/c_thrash.c`.
+    CThrash,
     /// `bench/python/alloc_stress.py` under `PYTHONMALLOC=malloc`.
     Python,
 }
@@ -77,6 +85,8 @@ pub struct PreloadWorkload {
     pub kind: WorkloadKind,
     /// Arguments passed to the program.
     pub args: &'static [&'static str],
+    /// Which of `args` is the thread count (`--threads` replaces it), if any.
+    pub threads_arg: Option<usize>,
 }
 
 /// The workloads, in table order.
@@ -87,12 +97,14 @@ pub const PRELOAD_WORKLOADS: &[PreloadWorkload] = &[
                       (lock-free inbox), reallocs, LIFO bursts, content checks",
         kind: WorkloadKind::CSmall,
         args: &["4", "3000000"],
+        threads_arg: Some(0),
     },
     PreloadWorkload {
         name: "c-large",
         description: "C, 500 x malloc of 5-25 MiB, one write per 4 KiB page, read back, free",
         kind: WorkloadKind::CLarge,
         args: &["500"],
+        threads_arg: None,
     },
     PreloadWorkload {
         name: "first-touch",
@@ -102,6 +114,7 @@ pub const PRELOAD_WORKLOADS: &[PreloadWorkload] = &[
                       what reusing the pages of freed smaller blocks for larger ones saves",
         kind: WorkloadKind::CFirstTouch,
         args: &["1024"],
+        threads_arg: None,
     },
     PreloadWorkload {
         name: "python",
@@ -109,12 +122,60 @@ pub const PRELOAD_WORKLOADS: &[PreloadWorkload] = &[
                       strings, handing them to each other through queues",
         kind: WorkloadKind::Python,
         args: &["30", "4"],
+        threads_arg: Some(1),
+    },
+    PreloadWorkload {
+        name: "c-xmalloc",
+        description: "C, producer/consumer (xmalloc-test shape): threads/2 pairs (default 2 threads), each \
+                      producer allocates 1.5M blocks of 16 B-32 KiB (16<<e plus up to as much again, e \
+                      uniform 0..10) in batches of 1-256, its consumer checks and frees them all",
+        kind: WorkloadKind::CXmalloc,
+        args: &["2", "1500000"],
+        threads_arg: Some(0),
+    },
+    PreloadWorkload {
+        name: "c-rpmalloc",
+        description: "C, random sizes and lifetimes across threads (rpmalloc benchmark shape): 2 threads x \
+                      2M steps, 16 B-32 KiB (60% <=128 B, 1% >8 KiB), half short-lived (64 slots), half \
+                      long-lived (8192 slots), a quarter of all blocks freed by another thread in batches of 64",
+        kind: WorkloadKind::CRpmalloc,
+        args: &["2", "2000000"],
+        threads_arg: Some(0),
+    },
+    PreloadWorkload {
+        name: "c-larson",
+        description: "C, server churn (Larson shape): 2 threads x 3M steps replace random blocks of 8-1000 B \
+                      in one shared array (4096 slots per thread, atomic swap), frees cross threads; each \
+                      thread hands over to a new thread 10 times; plain free",
+        kind: WorkloadKind::CLarson,
+        args: &["2", "3000000", "10", "0"],
+        threads_arg: Some(0),
+    },
+    PreloadWorkload {
+        name: "c-larson-sized",
+        description: "C, c-larson with sized frees: free_sized where exported (nalloc), else the allocator's \
+                      own (jemalloc sdallocx, tcmalloc tc_free_sized, mimalloc mi_free_size), else free (glibc)",
+        kind: WorkloadKind::CLarson,
+        args: &["2", "3000000", "10", "1"],
+        threads_arg: Some(0),
+    },
+    PreloadWorkload {
+        name: "c-thrash",
+        description: "C, cache thrash (Hoard cache-thrash shape): 2 threads x 4M x (malloc 8 B, write each \
+                      byte 16 times, check, free)",
+        kind: WorkloadKind::CThrash,
+        args: &["2", "4000000", "8", "16"],
+        threads_arg: Some(0),
     },
 ];
 
 const C_SMALL_SRC: &str = include_str!("../../c/c_small.c");
 const C_LARGE_SRC: &str = include_str!("../../c/c_large.c");
 const C_FIRST_TOUCH_SRC: &str = include_str!("../../c/c_first_touch.c");
+const C_XMALLOC_SRC: &str = include_str!("../../c/c_xmalloc.c");
+const C_RPMALLOC_SRC: &str = include_str!("../../c/c_rpmalloc.c");
+const C_LARSON_SRC: &str = include_str!("../../c/c_larson.c");
+const C_THRASH_SRC: &str = include_str!("../../c/c_thrash.c");
 const PYTHON_SRC: &str = include_str!("../../python/alloc_stress.py");
 
 /// Directories searched for the system allocator libraries, in order.
@@ -339,10 +400,37 @@ pub fn find_python(explicit: Option<&Path>) -> Result<PathBuf, String> {
     which("python3").ok_or_else(|| "no python3 found (/usr/bin/python3 or on PATH)".into())
 }
 
+/// The workload's arguments, with its thread count replaced by `threads`
+/// where it has one.
+pub fn workload_args(w: &PreloadWorkload, threads: Option<usize>) -> Vec<String> {
+    let mut args: Vec<String> = w.args.iter().map(|s| s.to_string()).collect();
+    if let (Some(i), Some(n)) = (w.threads_arg, threads) {
+        args[i] = n.to_string();
+    }
+    args
+}
+
 /// Prepares a workload: compiles the C program or writes the Python script.
-pub fn prepare(w: &PreloadWorkload, dirs: &Dirs, python: Option<&Path>) -> Result<Prepared, String> {
-    let args: Vec<String> = w.args.iter().map(|s| s.to_string()).collect();
+/// `threads` replaces its thread count where it has one.
+pub fn prepare(
+    w: &PreloadWorkload,
+    dirs: &Dirs,
+    python: Option<&Path>,
+    threads: Option<usize>,
+) -> Result<Prepared, String> {
+    let args = workload_args(w, threads);
+    let c = |stem: &str, src: &str, args: Vec<String>| -> Result<Prepared, String> {
+        Ok(Prepared {
+            program: compile_c(dirs, stem, src)?,
+            args,
+            env: Vec::new(),
+        })
+    };
     match w.kind {
+        WorkloadKind::CXmalloc => c("c_xmalloc", C_XMALLOC_SRC, args),
+        WorkloadKind::CRpmalloc => c("c_rpmalloc", C_RPMALLOC_SRC, args),
+        WorkloadKind::CLarson => c("c_larson", C_LARSON_SRC, args),
+        WorkloadKind::CThrash => c("c_thrash", C_THRASH_SRC, args),
         WorkloadKind::CSmall => Ok(Prepared {
             program: compile_c(dirs, "c_small", C_SMALL_SRC)?,
             args,
@@ -557,9 +645,29 @@ mod tests {
         assert!(PRELOAD_ALLOCATORS.iter().any(|a| a.name == "nalloc"));
         for w in PRELOAD_WORKLOADS {
             assert!(!w.args.is_empty(), "{}", w.name);
+            // A thread count is an argument, 2 by default for the new
+            // threaded programs (this machine's cores).
+            if let Some(i) = w.threads_arg {
+                assert!(w.args[i].parse::<usize>().is_ok(), "{}", w.name);
+            }
         }
         assert!(C_SMALL_SRC.contains("c-small ok") && C_LARGE_SRC.contains("c-large ok"));
         assert!(C_FIRST_TOUCH_SRC.contains("first-touch ok"));
+        // Each program prints the success line the runner looks for.
+        for (name, src) in [
+            ("c-xmalloc", C_XMALLOC_SRC),
+            ("c-rpmalloc", C_RPMALLOC_SRC),
+            ("c-larson", C_LARSON_SRC),
+            ("c-larson-sized", C_LARSON_SRC),
+            ("c-thrash", C_THRASH_SRC),
+        ] {
+            assert!(PRELOAD_WORKLOADS.iter().any(|w| w.name == name), "{name}");
+            assert!(
+                src.contains(&format!("\"{name} ok")) || src.contains("\"%s ok"),
+                "{name}"
+            );
+            assert!(src.contains("malloc=%s"), "{name}");
+        }
         assert!(PYTHON_SRC.contains("python ok"));
     }
 
@@ -588,6 +696,19 @@ mod tests {
         // The child is ours (reaped), so it must not count as "other" in full.
         assert!(other.wall_s > 0.0 && other.share >= 0.0);
         assert!(other.cpu_s < other.wall_s * 2.0 + 0.5, "{other:?}");
+    }
+
+    #[test]
+    fn threads_replace_the_thread_argument_only() {
+        let find = |n: &str| PRELOAD_WORKLOADS.iter().find(|w| w.name == n).unwrap();
+        assert_eq!(workload_args(find("c-xmalloc"), Some(32)), ["32", "1500000"]);
+        assert_eq!(
+            workload_args(find("c-larson-sized"), Some(8)),
+            ["8", "3000000", "10", "1"]
+        );
+        assert_eq!(workload_args(find("python"), Some(8)), ["30", "8"]);
+        assert_eq!(workload_args(find("c-large"), Some(8)), ["500"]);
+        assert_eq!(workload_args(find("c-thrash"), None), ["2", "4000000", "8", "16"]);
     }
 
     #[test]

@@ -415,6 +415,58 @@ pub struct Verification {
     pub error: Option<String>,
 }
 
+/// The event counts of `--counters`, in the columns' order, with their
+/// headers: the `NALLOC_STATS` names (see `zk_nalloc::EventCounts`).
+const COUNTER_COLUMNS: &[(&str, &str)] = &[
+    ("lock_acquisitions", "locks"),
+    ("lock_contended", "contended"),
+    ("remote_batches", "r.batches"),
+    ("remote_blocks", "r.blocks"),
+    ("remote_atomics", "r.atomics"),
+    ("remote_kept", "r.kept"),
+    ("remote_collects", "r.collects"),
+    ("os_map", "mmap"),
+    ("os_unmap", "munmap"),
+    ("os_remap", "mremap"),
+    ("os_advise", "advise"),
+    ("os_purge", "purge"),
+    ("os_protect", "protect"),
+];
+
+/// `--counters`' table: per workload, nalloc's slow-path events per million
+/// allocator operations (small and large allocations and frees) of its
+/// `NALLOC_STATS=1` run. A workload whose run printed no event lines shows
+/// `-`.
+pub fn render_counters(verification: &[Verification]) -> String {
+    let mut out = String::new();
+    let _ = write!(out, "{:<15} {:>11}", "workload", "ops");
+    for (_, h) in COUNTER_COLUMNS {
+        let _ = write!(out, " {h:>10}");
+    }
+    out.push('\n');
+    for v in verification {
+        let _ = write!(out, "{:<15}", v.workload);
+        let Some(s) = v.stats.as_ref().filter(|s| s.ops() > 0) else {
+            out.push_str(" (no stats)\n");
+            continue;
+        };
+        let _ = write!(out, " {:>11}", s.ops());
+        let per_mops = 1e6 / s.ops() as f64;
+        for (name, _) in COUNTER_COLUMNS {
+            match s.event(name) {
+                Some(n) => {
+                    let _ = write!(out, " {:>10.1}", n as f64 * per_mops);
+                }
+                None => {
+                    let _ = write!(out, " {:>10}", "-");
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Everything the JSON report holds.
 #[derive(Clone, Debug, Serialize)]
 pub struct PreloadReport {
@@ -580,5 +632,33 @@ mod tests {
         let t = check_targets(&summarize(&["c-small"], &all, &[], &[], &runs), &["c-small"]);
         assert!(!t[0].met);
         assert!(render_targets(&t).contains("RSS 1.24x lowest MISSED"));
+    }
+
+    #[test]
+    fn counters_per_million_operations() {
+        let stats = NallocStats {
+            small_allocs: 400_000,
+            small_frees: 400_000,
+            large_allocs: 100_000,
+            large_frees: 100_000,
+            events: vec![("lock_acquisitions".into(), 5), ("os_map".into(), 2_000_000)],
+        };
+        let v = |w: &str, stats: Option<NallocStats>| Verification {
+            workload: w.into(),
+            stats,
+            malloc: None,
+            ok: true,
+            error: None,
+        };
+        let t = render_counters(&[v("c-xmalloc", Some(stats)), v("python", None)]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(
+            lines[0].starts_with("workload") && lines[0].contains("contended"),
+            "{t}"
+        );
+        let row: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(row[..4], ["c-xmalloc", "1000000", "5.0", "-"], "{t}");
+        assert_eq!(row[9], "2000000.0", "{t}");
+        assert!(lines[2].contains("(no stats)"), "{t}");
     }
 }

@@ -297,6 +297,33 @@ static void test_cfree(void) {
     CHECK(errno == ERRNO_SENTINEL);
 }
 
+static void test_free_sized(int active) {
+    /* C23; glibc 2.36 lacks them: reach them by name. nalloc exports both. */
+    void (*fs)(void *, size_t) = (void (*)(void *, size_t))dlsym(RTLD_DEFAULT, "free_sized");
+    void (*fas)(void *, size_t, size_t) = (void (*)(void *, size_t, size_t))dlsym(RTLD_DEFAULT, "free_aligned_sized");
+    if (active) CHECK(fs != NULL && fas != NULL);
+    if (fs != NULL) {
+        size_t sizes[] = {1, 24, 1000, 70000, (size_t)3 << 20};
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            void *p = malloc(sizes[i]);
+            CHECK(p != NULL);
+            memset(p, 0x5A, sizes[i]);
+            WITH_SENTINEL(fs(p, sizes[i]));
+            CHECK(errno == ERRNO_SENTINEL);
+        }
+        WITH_SENTINEL(fs(NULL, 0));
+        CHECK(errno == ERRNO_SENTINEL);
+    }
+    if (fas != NULL) {
+        void *p = aligned_alloc(4096, 8192);
+        CHECK(p != NULL && ((uintptr_t)p & 4095) == 0);
+        WITH_SENTINEL(fas(p, 4096, 8192));
+        CHECK(errno == ERRNO_SENTINEL);
+        WITH_SENTINEL(fas(NULL, 64, 0));
+        CHECK(errno == ERRNO_SENTINEL);
+    }
+}
+
 int main(int argc, char **argv) {
     int expect_nalloc = argc > 1 && strcmp(argv[1], "expect-nalloc") == 0;
     int active = nalloc_active();
@@ -317,6 +344,7 @@ int main(int argc, char **argv) {
     test_memalign();
     test_valloc();
     test_cfree();
+    test_free_sized(active);
 
     if (active) {
         CHECK(stats_via_dlsym(&after) == 0);

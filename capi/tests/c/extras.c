@@ -23,6 +23,7 @@
 _Static_assert(sizeof(struct nalloc_stats) == 144, "struct nalloc_stats layout");
 _Static_assert(offsetof(struct nalloc_stats, heaps) == 40, "struct nalloc_stats layout");
 _Static_assert(offsetof(struct nalloc_stats, witness_locked) == 128, "struct nalloc_stats layout");
+_Static_assert(sizeof(struct nalloc_counters) == 120, "struct nalloc_counters layout");
 #endif
 
 static int all_zero(const volatile unsigned char *p, size_t n) {
@@ -341,6 +342,70 @@ static void test_witness_fork_child_wipe(void) {
     nalloc_witness_free(large);
 }
 
+/* The slow-path event counters move when what they count happens. */
+struct handover {
+    void **blocks;
+    size_t n;
+};
+
+static void *free_all(void *arg) {
+    struct handover *h = arg;
+    void *own = malloc(100); /* a heap of its own: frees are then batched */
+    CHECK(own != NULL);
+    for (size_t i = 0; i < h->n; i++) free(h->blocks[i]);
+    free(own);
+    return NULL;
+}
+
+static void test_counters(void) {
+    struct nalloc_counters a, b;
+    unsigned char buf[sizeof(struct nalloc_counters) + 64];
+    memset(buf, 0xAB, sizeof buf);
+    errno = ERRNO_SENTINEL;
+    CHECK(nalloc_counters((struct nalloc_counters *)(void *)buf) == 0);
+    CHECK(errno == ERRNO_SENTINEL);
+    for (size_t i = sizeof(struct nalloc_counters); i < sizeof buf; i++) CHECK(buf[i] == 0xAB);
+    CHECK(nalloc_counters(NULL) == EINVAL);
+    CHECK(errno == ERRNO_SENTINEL);
+
+    CHECK(nalloc_counters(&a) == 0);
+    /* 48-byte blocks freed by another thread come back in batches. */
+    enum { N = 4096 };
+    static void *blocks[N];
+    for (size_t i = 0; i < N; i++) {
+        blocks[i] = malloc(48);
+        CHECK(blocks[i] != NULL);
+        memset(blocks[i], (int)i, 48);
+    }
+    struct handover h = {blocks, N};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, free_all, &h) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+    for (size_t i = 0; i < N; i++) {
+        blocks[i] = malloc(48);
+        CHECK(blocks[i] != NULL);
+    }
+    for (size_t i = 0; i < N; i++) free(blocks[i]);
+    /* A large block of an odd size after a trim is a fresh mapping. */
+    nalloc_trim();
+    size_t big = (size_t)37 << 20;
+    unsigned char *p = malloc(big);
+    CHECK(p != NULL);
+    memset(p, 1, big);
+    free(p);
+    nalloc_trim();
+    CHECK(nalloc_counters(&b) == 0);
+    CHECK(b.remote_batches > a.remote_batches);
+    CHECK(b.remote_blocks >= a.remote_blocks + N);
+    CHECK(b.remote_atomics > a.remote_atomics);
+    CHECK(b.remote_collects > a.remote_collects);
+    CHECK(b.remote_collected > a.remote_collected);
+    CHECK(b.os_map > a.os_map);
+    CHECK(b.os_unmap + b.os_purge > a.os_unmap + a.os_purge);
+    CHECK(b.lock_acquisitions > a.lock_acquisitions);
+    CHECK(b.lock_contended <= b.lock_acquisitions);
+}
+
 int main(int argc, char **argv) {
     if (!nalloc_active()) {
         fprintf(stderr, "extras: nalloc_stats not found\n");
@@ -358,6 +423,7 @@ int main(int argc, char **argv) {
     test_witness_realloc();
     test_witness_wipe_all();
     test_trim();
+    test_counters();
     struct nalloc_stats s = stats();
     /* Witness chunks exist by now. As root (CAP_IPC_LOCK) mlock cannot be
      * refused; MADV_WIPEONFORK and MADV_DONTDUMP exist on every kernel CI
