@@ -20,15 +20,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "bench_common.h"
+
 #define KIB 1024UL
 #define MIB (1024UL * 1024UL)
 #define PAGE 4096UL
-
-static const char *malloc_library(void) {
-    Dl_info info;
-    if (dladdr((void *)&malloc, &info) && info.dli_fname) return info.dli_fname;
-    return "unknown";
-}
 
 /* Writes every page of p (size bytes), reads the bytes back; returns their
  * sum, aborts on a mismatch. zeroed: every written byte must be 0 first. */

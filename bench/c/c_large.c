@@ -15,23 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "bench_common.h"
+
 #define MIB (1024UL * 1024UL)
 #define PAGE 4096UL
-
-static uint64_t next_rand(uint64_t *s) {
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-static const char *malloc_library(void) {
-    Dl_info info;
-    if (dladdr((void *)&malloc, &info) && info.dli_fname) return info.dli_fname;
-    return "unknown";
-}
 
 int main(int argc, char **argv) {
     long iterations = argc > 1 ? atol(argv[1]) : 500;

@@ -35,6 +35,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_common.h"
+
 #define MAX_THREADS 256
 #define SLOTS_PER_THREAD 4096
 #define MAX_ROUNDS 1000
@@ -59,21 +61,6 @@ static void (*tc_free_sized_fn)(void *, size_t);
 static void (*mi_free_size_fn)(void *, size_t);
 static const char *free_name = "free";
 static int sized;
-
-static uint64_t next_rand(uint64_t *s) {
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-static const char *malloc_library(void) {
-    Dl_info info;
-    if (dladdr((void *)&malloc, &info) && info.dli_fname) return info.dli_fname;
-    return "unknown";
-}
 
 /* The sized free the process offers, best first (see the top comment). */
 static void pick_sized_free(void) {

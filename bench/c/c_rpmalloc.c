@@ -31,6 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_common.h"
+
 #define MAX_THREADS 256
 #define SHORT 64
 #define LONG 8192
@@ -59,21 +61,6 @@ struct worker {
 
 static struct inbox inboxes[MAX_THREADS] __attribute__((aligned(64)));
 static _Atomic int finished;
-
-static uint64_t next_rand(uint64_t *s) {
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-static const char *malloc_library(void) {
-    Dl_info info;
-    if (dladdr((void *)&malloc, &info) && info.dli_fname) return info.dli_fname;
-    return "unknown";
-}
 
 static uint32_t pick_size(uint64_t r) {
     uint32_t band = (uint32_t)(r % 100), u = (uint32_t)(r >> 16);

@@ -45,6 +45,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_common.h"
+
 #define MAX_THREADS 64
 #define SLOTS 8192
 #define DRAIN_EVERY 256
@@ -94,15 +96,6 @@ static int bursts = 1;
 static _Atomic unsigned long long pile_peak;
 /* Threads still in their main loop (the only ones that push). */
 static atomic_int running;
-
-static uint64_t next_rand(uint64_t *s) {
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
 
 /* 60% 8..64 B, 25% 65..256 B, 15% 257..1024 B. */
 static uint32_t pick_size(uint64_t r) {
@@ -269,12 +262,6 @@ static void *worker(void *argp) {
         }
     free(slots);
     return NULL;
-}
-
-static const char *malloc_library(void) {
-    Dl_info info;
-    if (dladdr((void *)&malloc, &info) && info.dli_fname) return info.dli_fname;
-    return "unknown";
 }
 
 int main(int argc, char **argv) {

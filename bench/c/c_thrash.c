@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "bench_common.h"
+
 #define MAX_THREADS 256
 
 struct worker {
@@ -30,12 +32,6 @@ struct worker {
     int writes;
     unsigned long long sum;
 };
-
-static const char *malloc_library(void) {
-    Dl_info info;
-    if (dladdr((void *)&malloc, &info) && info.dli_fname) return info.dli_fname;
-    return "unknown";
-}
 
 static void *run(void *arg) {
     struct worker *w = arg;

@@ -29,6 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_common.h"
+
 #define MAX_PAIRS 128
 #define RING 32
 #define MAX_BATCH 256
@@ -51,21 +53,6 @@ struct pair {
 };
 
 static struct pair pairs[MAX_PAIRS];
-
-static uint64_t next_rand(uint64_t *s) {
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-static const char *malloc_library(void) {
-    Dl_info info;
-    if (dladdr((void *)&malloc, &info) && info.dli_fname) return info.dli_fname;
-    return "unknown";
-}
 
 static void fill(unsigned char *p, uint32_t size, uint32_t tag) {
     memcpy(p, &size, 4);

@@ -172,6 +172,7 @@ pub const PRELOAD_WORKLOADS: &[PreloadWorkload] = &[
 const C_SMALL_SRC: &str = include_str!("../../c/c_small.c");
 const C_LARGE_SRC: &str = include_str!("../../c/c_large.c");
 const C_FIRST_TOUCH_SRC: &str = include_str!("../../c/c_first_touch.c");
+const C_COMMON_H: &str = include_str!("../../c/bench_common.h");
 const C_XMALLOC_SRC: &str = include_str!("../../c/c_xmalloc.c");
 const C_RPMALLOC_SRC: &str = include_str!("../../c/c_rpmalloc.c");
 const C_LARSON_SRC: &str = include_str!("../../c/c_larson.c");
@@ -350,12 +351,16 @@ fn write_if_changed(path: &Path, contents: &str) -> Result<bool, String> {
 }
 
 /// Compiles a C workload (`$CC`, default `cc`, `-O2 -pthread`) into the work
-/// directory if the binary is missing or its source changed.
+/// directory if the binary is missing or older than its source or the
+/// programs' shared header (`bench/c/bench_common.h`, written beside it).
 fn compile_c(dirs: &Dirs, stem: &str, src: &str) -> Result<PathBuf, String> {
     let src_path = dirs.work.join(format!("{stem}.c"));
     let bin = dirs.work.join(stem);
+    // The programs' shared helpers, included from beside the source.
+    let header = dirs.work.join("bench_common.h");
+    write_if_changed(&header, C_COMMON_H)?;
     let changed = write_if_changed(&src_path, src)?;
-    if !changed && bin.is_file() && mtime(&bin) >= mtime(&src_path) {
+    if !changed && bin.is_file() && mtime(&bin) >= mtime(&src_path).max(mtime(&header)) {
         return Ok(bin);
     }
     let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
@@ -653,6 +658,19 @@ mod tests {
         }
         assert!(C_SMALL_SRC.contains("c-small ok") && C_LARGE_SRC.contains("c-large ok"));
         assert!(C_FIRST_TOUCH_SRC.contains("first-touch ok"));
+        // Every program takes its helpers from the one shared header.
+        for src in [
+            C_SMALL_SRC,
+            C_LARGE_SRC,
+            C_FIRST_TOUCH_SRC,
+            C_XMALLOC_SRC,
+            C_RPMALLOC_SRC,
+            C_LARSON_SRC,
+            C_THRASH_SRC,
+        ] {
+            assert!(src.contains("#include \"bench_common.h\""));
+        }
+        assert!(C_COMMON_H.contains("next_rand") && C_COMMON_H.contains("malloc_library"));
         // Each program prints the success line the runner looks for.
         for (name, src) in [
             ("c-xmalloc", C_XMALLOC_SRC),
