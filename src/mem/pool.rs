@@ -384,7 +384,7 @@ pub(crate) fn take_at(at: *mut u8, len: usize) -> bool {
 
 /// Takes the largest pooled piece of at most `max` bytes (and at least
 /// `min`) that starts on a `unit` boundary and is whole units long, for the
-/// caller to move into a larger span it is building (`span::gather`): when
+/// caller to move into a larger span it is building (`span::map_fresh`): when
 /// no range holds a request, the warm pages of several smaller ones still
 /// save its page faults. `None` when no range has such a piece, or where
 /// ranges cannot be cut.

@@ -173,7 +173,7 @@ pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
 }
 
 /// Maps a new span of `len` bytes, built as far as the pool allows from
-/// warm pooled pieces moved into it (see [`gather`]). Returns the span and
+/// warm pooled pieces moved into it (see [`Pieces`]). Returns the span and
 /// how many of its leading bytes may be non-zero; null on failure.
 fn map_fresh(size: usize, len: usize, align: usize) -> (*mut u8, usize) {
     let explicit = config::huge_pages() == HugePages::Explicit && len >= os::huge_page() && align <= os::huge_page();
@@ -224,7 +224,7 @@ fn gather_unit(len: usize, at: usize) -> usize {
 /// Most pooled pieces one span is built from: each costs a system call.
 const GATHER_PIECES: usize = crate::policy::GATHER_PIECES;
 
-/// Warm pooled pieces taken to build a larger span (see [`gather`]).
+/// Warm pooled pieces taken to build a larger span (see [`map_fresh`]).
 struct Pieces {
     list: [pool::Range; GATHER_PIECES],
     n: usize,
