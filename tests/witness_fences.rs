@@ -38,6 +38,18 @@ fn fill_first_run(w: &WitnessArena, size: usize) -> (Vec<*mut u8>, common::Run) 
 
 /// The cases; each runs only inside a child (the env var names it). A case
 /// that should have crashed prints "not stopped" and exits normally.
+/// Writes one byte past a block: its first canary byte, changed to a value
+/// it cannot already have (a fixed value equals the random canary's byte
+/// once in 256 runs, and the overflow then goes unseen).
+///
+/// # Safety
+/// `at` is the first byte past a live witness block (its canary).
+unsafe fn overflow_by_one(at: *mut u8) {
+    // SAFETY: caller contract: the canary is readable and writable memory
+    // of the block's run.
+    unsafe { at.write_volatile(!at.read_volatile()) };
+}
+
 #[test]
 fn child() {
     let Ok(case) = std::env::var(CASE) else {
@@ -86,13 +98,15 @@ fn child() {
             }
             "overflow-arena" => {
                 let p = w.alloc(40, 8);
-                p.write_bytes(7, 41); // one byte too many
+                p.write_bytes(7, 40);
+                overflow_by_one(p.add(40));
                 println!("reached");
                 w.dealloc(p, 40, 8);
             }
             "overflow-large" => {
                 let p = w.alloc(100_001, 16);
-                p.write_bytes(7, 100_002);
+                p.write_bytes(7, 100_001);
+                overflow_by_one(p.add(100_001));
                 println!("reached");
                 w.dealloc(p, 100_001, 16);
             }
@@ -105,26 +119,26 @@ fn child() {
             }
             "overflow-scope" => {
                 let v = ALLOC.witness_scope(|| Vec::<u8>::with_capacity(24));
-                v.as_ptr().cast_mut().add(24).write(1);
+                overflow_by_one(v.as_ptr().cast_mut().add(24));
                 println!("reached");
                 drop(v);
             }
             "overflow-scope-realloc" => {
                 let mut v = ALLOC.witness_scope(|| Vec::<u8>::with_capacity(24));
-                v.as_mut_ptr().add(24).write(1);
+                overflow_by_one(v.as_mut_ptr().add(24));
                 println!("reached");
                 // Grows in place within the class: the canary is checked.
                 v.reserve_exact(26);
             }
             "overflow-c" => {
                 let p = zk_nalloc::raw::witness_alloc(40);
-                p.add(40).write(1);
+                overflow_by_one(p.add(40));
                 println!("reached");
                 zk_nalloc::raw::witness_free(p);
             }
             "overflow-c-realloc" => {
                 let p = zk_nalloc::raw::witness_alloc(40);
-                p.add(40).write(1);
+                overflow_by_one(p.add(40));
                 println!("reached");
                 zk_nalloc::raw::realloc(p, 42);
             }
