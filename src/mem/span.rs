@@ -120,10 +120,10 @@ enum Touch {
 
 /// The huge-page advice for a span of `len` bytes. Under `HugePages::Auto`
 /// a span is advised once it is reused, not on first use (unless
-/// `FirstTouch::Fresh`): where fresh huge pages are slow to fault in (a
-/// VM whose host reclaims freed guest memory: 0.5 GB/s against 2.5 GB/s for
-/// small pages, docs/design/first-touch.md), advising them made first
-/// proofs up to 2.4x slower than glibc's; small pages fault as glibc's do.
+/// `FirstTouch::Fresh`): where fresh huge pages are slow to fault in (a VM
+/// whose host reclaims freed guest memory), advising them made first proofs
+/// slower than glibc's, while small pages fault as glibc's do (measured in
+/// docs/design/first-touch.md).
 fn advice_for(len: usize, touch: Touch) -> Option<HugeAdvice> {
     match config::huge_pages() {
         HugePages::On | HugePages::Explicit if len >= os::huge_page() => Some(HugeAdvice::Huge),

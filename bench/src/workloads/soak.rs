@@ -28,11 +28,10 @@
 //! the live spans: freed spans that the pool keeps on purpose, bounded by
 //! its own cap and retention budget (tested elsewhere), which it fills at
 //! its own pace after the live peak — a CI run once failed on exactly that
-//! (pool 64 -> 76 MiB while everything else stayed flat) — and the large
-//! vectors the workers hold at the instant of a poll (0 to 66 MiB, at
-//! random: a loaded CI run failed at +8.1 MiB over 5 s with every span
-//! accounted for). What is left is small-object and metadata memory, where
-//! a leak or fragmentation growth would show.
+//! — and the large vectors the workers hold at the instant of a poll, at
+//! random (a loaded CI run failed on those with every span accounted
+//! for). What is left is small-object and metadata memory, where a leak
+//! or fragmentation growth would show.
 //!
 //! Duration: `--seconds N` on the runner (or `NALLOC_SOAK_SECONDS` for a
 //! worker started by hand); default 20 s (`--full`: 120 s).
