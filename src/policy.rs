@@ -113,10 +113,9 @@ pub(crate) const FOREIGN_STALE: u32 = 4 * FOREIGN_MAX;
 /// A page emptied by other threads' frees ages like any free page (instead
 /// of being purged at the tidy that releases it) while its class needed
 /// fresh memory or a new page within this many of its heap's last slow
-/// paths: the class grows and will claim the page back. `c-xmalloc` (2
-/// threads): 64 left 55-64 K page faults, 128 30-44 K, 256 8-18 K (against
-/// 400-680 K before) — but 256 raised Python's peak RSS by 7 % (40-42 ->
-/// 44-45 MiB), 128 left it as it was (see docs/design/scaling.md).
+/// paths: the class grows and will claim the page back. Longer windows
+/// saved more refaults on producer/consumer churn but raised Python's peak
+/// RSS; this one kept it (measured in docs/design/scaling.md).
 pub(crate) const GROWING_PATHS: u32 = 128;
 /// Frees a thread without a heap of its own makes, one hand-over each,
 /// before it takes a heap and batches them (see docs/design/scaling.md).
