@@ -207,6 +207,7 @@ fn record(allocator: &str, run: usize, o: Result<Outcome, String>, expected: Opt
         error: None,
         process_ms: 0.0,
         maxrss_kib: 0,
+        process_maxrss_kib: 0,
         minflt: 0,
         exit: String::new(),
     };
@@ -219,6 +220,7 @@ fn record(allocator: &str, run: usize, o: Result<Outcome, String>, expected: Opt
     };
     rec.process_ms = o.wall_ms;
     rec.maxrss_kib = o.maxrss_kib;
+    rec.process_maxrss_kib = o.maxrss_kib;
     rec.minflt = o.minflt;
     rec.exit = describe(o.status);
     let ok_exit = libc::WIFEXITED(o.status) && libc::WEXITSTATUS(o.status) == 0;

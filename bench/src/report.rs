@@ -112,8 +112,16 @@ pub struct RunRecord {
     pub error: Option<String>,
     /// Wall time of the whole process, including start-up, in ms.
     pub process_ms: f64,
-    /// Peak RSS of the process from `wait4` (`ru_maxrss`, KiB).
+    /// Peak RSS (KiB) of the work every allocator does: the process's from
+    /// `wait4` (`ru_maxrss`), or, where the workload runs nalloc-only phases
+    /// after that work, the peak it recorded before them
+    /// ([`WorkloadOutput::common_peak_rss_kib`]).
+    ///
+    /// [`WorkloadOutput::common_peak_rss_kib`]: crate::result::WorkloadOutput::common_peak_rss_kib
     pub maxrss_kib: u64,
+    /// Peak RSS of the whole process from `wait4` (KiB), nalloc-only phases
+    /// included.
+    pub process_maxrss_kib: u64,
     /// Minor page faults of the process from `wait4`.
     pub minflt: u64,
     /// How the process ended.
@@ -372,7 +380,8 @@ impl Report {
         let _ = writeln!(
             out,
             "\nresults ({} suite, {} run(s) per pair; times are {timed}, \
-             peak RSS (the highest run, and the median of the runs) and minflt from wait4;\n\
+             peak RSS (the highest run, and the median of the runs) and minflt from wait4 \
+             (batch and witness: the peak before their nalloc-only arena phases);\n\
              setup (before the first round), cold (the first round, in the fresh process) and warm \
              (the median of the other rounds) are medians across runs, each `x` the figure before it \
              over glibc's; the verdict names the figure that makes most of the difference to glibc's \
@@ -1046,6 +1055,7 @@ mod tests {
             error: (!ok).then(|| "exit code 1".into()),
             process_ms: wall_ms,
             maxrss_kib,
+            process_maxrss_kib: maxrss_kib,
             minflt: 10 * (run as u64 + 1),
             exit: if ok { "0" } else { "1" }.into(),
         }

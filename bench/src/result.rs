@@ -46,6 +46,12 @@ pub struct WorkloadOutput {
     /// 0 where the workload has no rounds (`--cmd`, older results).
     #[serde(default)]
     pub rounds: usize,
+    /// Peak RSS (`ru_maxrss`, KiB) once the work every allocator does was
+    /// done, recorded (under every allocator) before phases that only
+    /// nalloc runs (its arenas): the row's peak RSS, so that rows compare
+    /// the same work. `None` where a workload has no such phases.
+    #[serde(default)]
+    pub common_peak_rss_kib: Option<u64>,
 }
 
 impl WorkloadOutput {
@@ -60,6 +66,12 @@ impl WorkloadOutput {
     /// The time of phase `name`, if it ran.
     pub fn get(&self, name: &str) -> Option<f64> {
         self.phases.iter().find(|p| p.name == name).map(|p| p.ms)
+    }
+
+    /// Records the peak RSS so far as the row's (see
+    /// [`Self::common_peak_rss_kib`]): called before nalloc-only phases.
+    pub fn common_work_done(&mut self) {
+        self.common_peak_rss_kib = Some(crate::worker::rusage(libc::RUSAGE_SELF).0);
     }
 
     /// Records an absent phase.

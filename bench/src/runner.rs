@@ -646,6 +646,7 @@ pub fn run_worker(
         error: None,
         process_ms: 0.0,
         maxrss_kib: 0,
+        process_maxrss_kib: 0,
         minflt: 0,
         exit: String::new(),
     };
@@ -750,7 +751,8 @@ pub fn run_worker(
         rec.error = Some(format!("wait4 failed: {}", std::io::Error::last_os_error()));
         return rec;
     }
-    rec.maxrss_kib = usage.ru_maxrss.max(0) as u64;
+    rec.process_maxrss_kib = usage.ru_maxrss.max(0) as u64;
+    rec.maxrss_kib = rec.process_maxrss_kib;
     rec.minflt = usage.ru_minflt.max(0) as u64;
     rec.exit = describe_status(status);
 
@@ -765,7 +767,12 @@ pub fn run_worker(
         rec.error = Some(format!("{}\n{tail}", rec.exit));
     } else {
         match WorkerResult::from_stdout(&stdout) {
-            Some(Ok(r)) if r.workload == workload.name && r.allocator == alloc.name => rec.result = Some(r),
+            Some(Ok(r)) if r.workload == workload.name && r.allocator == alloc.name => {
+                if let Some(kib) = r.output.common_peak_rss_kib {
+                    rec.maxrss_kib = kib;
+                }
+                rec.result = Some(r);
+            }
             Some(Ok(r)) => {
                 rec.error = Some(format!(
                     "worker reported {}/{} instead of {}/{}",

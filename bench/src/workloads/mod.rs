@@ -409,6 +409,17 @@ mod tests {
                 assert!(out.rounds >= 2, "{}: {} rounds", w.name, out.rounds);
                 let names: Vec<&str> = out.phases.iter().map(|p| p.name.as_str()).collect();
                 assert_eq!(names[..3], [SETUP, COLD, WARM], "{}", w.name);
+                // Rows with nalloc-only arena phases take their peak RSS
+                // before them, under every allocator (same work compared).
+                if ["batch", "witness"].contains(&w.name) {
+                    assert!(out.common_peak_rss_kib.is_some_and(|k| k > 0), "{}", w.name);
+                }
+                if w.name == "witness" && allocator == "nalloc" {
+                    assert!(
+                        names.contains(&"witness") && names.contains(&"memset+free"),
+                        "{names:?}"
+                    );
+                }
                 for (i, p) in out.phases.iter().enumerate() {
                     assert!(
                         out.phases[i + 1..].iter().all(|q| q.name != p.name),
