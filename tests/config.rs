@@ -127,6 +127,29 @@ fn child() {
             let on_reuse = advised(&again);
             let fresh = ALLOC.first_touch() == FirstTouch::Fresh;
             assert_eq!((at_first_use, on_reuse), (fresh, true), "{:?}", ALLOC.first_touch());
+            drop(again);
+            // Zeroed and used sparsely (a fresh span, one page written), a
+            // span is purged when reused zeroed and goes without huge pages
+            // (`nh`), in one advice call: not advised for huge pages first
+            // only to take it back.
+            ALLOC.trim();
+            let mut z = vec![0u8; 40 << 20];
+            let addr = z.as_ptr() as usize;
+            z[0] = 1;
+            drop(z);
+            for round in 1..4 {
+                let advice_calls = ALLOC.stats().events.os_advise;
+                let mut z = vec![0u8; 40 << 20];
+                let calls = ALLOC.stats().events.os_advise - advice_calls;
+                assert_eq!(z.as_ptr() as usize, addr, "round {round}: the span was not reused");
+                assert_eq!((z[0], z[4096 * (round - 1)]), (0, 0), "round {round}: not zeroed");
+                let flags = common::vm_flags(addr);
+                let nohuge = flags.iter().any(|f| f == "nh") && !flags.iter().any(|f| f == "hg");
+                assert!(nohuge, "round {round}: {flags:?}");
+                assert_eq!(calls, 1, "round {round}: advice calls");
+                z[4096 * round] = 1;
+                drop(z);
+            }
         }
         "policy-switch" => {
             // Spans freed under `Explicit` are pooled unjoined (hugetlb

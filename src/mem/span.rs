@@ -148,23 +148,31 @@ pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
     let Some(len) = span_len(size, align) else {
         return ptr::null_mut();
     };
-    let (p, dirty) = match take_pooled(len, align) {
-        Some(p) => {
-            stats::POOL_HITS.fetch_add(1, Relaxed);
-            (p, len)
+    let pooled = pool::take(len, span_align(len, align));
+    let (p, dirty) = if pooled.is_null() {
+        let (p, dirty) = map_fresh(size, len, align);
+        if p.is_null() {
+            return p;
         }
-        None => {
-            let (p, dirty) = map_fresh(size, len, align);
-            if p.is_null() {
-                return p;
-            }
-            (p, dirty)
-        }
+        (p, dirty)
+    } else {
+        stats::POOL_HITS.fetch_add(1, Relaxed);
+        (pooled, len)
     };
-    if zeroed && dirty > 0 {
+    let zeroing = if zeroed && dirty > 0 {
         // SAFETY: the span is ours, `len` bytes, and unused; past `dirty` (a
         // page multiple, at most `len`) it is fresh (zero) memory.
-        unsafe { zero_recycled(p, size.min(dirty), dirty, len) };
+        unsafe { zero_recycled(p, size.min(dirty), dirty, len) }
+    } else {
+        Zeroing::Advise
+    };
+    // A pooled range may have been pooled under another huge-page policy
+    // (a cut of a bigger span, a merge of smaller ones). Not a span just
+    // purged for sparse use: it goes without huge pages (see
+    // `zero_recycled`), and advising it only to take the advice back costs
+    // two calls that split and merge its mapping.
+    if !pooled.is_null() && zeroing == Zeroing::Advise {
+        advise(p, len, Touch::Reuse);
     }
     live_add(len);
     stats::SPAN_ALLOCS.fetch_add(1, Relaxed);
@@ -328,12 +336,22 @@ unsafe fn move_split(src: *mut u8, len: usize, dst: *mut u8) -> usize {
     unsafe { move_split(src, half, dst) + move_split(src.add(half), len - half, dst.add(half)) }
 }
 
+/// What [`zero_recycled`] did to a span's huge-page advice.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Zeroing {
+    /// Nothing: the span is advised as any reused span.
+    Advise,
+    /// Purged for sparse use and advised without huge pages: it keeps
+    /// that advice.
+    Sparse,
+}
+
 /// Clears the first `size` bytes of a span of `len` bytes whose first
 /// `dirty` bytes (whole pages) may be non-zero: the rest is fresh.
 ///
 /// # Safety
 /// `p` is an unused span of `len` bytes that we own; `size <= dirty <= len`.
-unsafe fn zero_recycled(p: *mut u8, size: usize, dirty: usize, len: usize) {
+unsafe fn zero_recycled(p: *mut u8, size: usize, dirty: usize, len: usize) -> Zeroing {
     let huge = advice_for(len, Touch::Reuse) == Some(HugeAdvice::Huge);
     // Under `FirstTouch::Fresh` large huge-page spans come back from the
     // kernel as zero pages, faulted in by whichever threads fill them.
@@ -341,7 +359,7 @@ unsafe fn zero_recycled(p: *mut u8, size: usize, dirty: usize, len: usize) {
     // SAFETY: (purge) the dirty pages are ours and unused; `dirty` is a
     // page multiple.
     if fresh && huge && dirty >= ZERO_BY_PURGE_MIN && unsafe { os::purge(p, dirty) } {
-        return;
+        return Zeroing::Advise;
     }
     // A span whose last user touched little of it (mostly not resident) is
     // purged: a memset would fault all of it in for a caller that, like the
@@ -354,21 +372,23 @@ unsafe fn zero_recycled(p: *mut u8, size: usize, dirty: usize, len: usize) {
         if let Some((resident, sampled)) = unsafe { os::resident_sample(p, dirty) } {
             // SAFETY: as for the purge above.
             if resident * ZERO_SPARSE_DIVISOR < sampled && unsafe { os::purge(p, dirty) } {
-                if huge {
-                    // Sparse use of a huge-page span faults 2 MiB per page
-                    // touched; the next user is likely as sparse as the
-                    // last, so this span goes without (until it is pooled
-                    // and taken again, which advises it anew).
-                    // SAFETY: our span, page aligned; advice is a hint.
-                    unsafe { os::advise_huge(p, len, HugeAdvice::NoHuge) };
+                if !huge {
+                    return Zeroing::Advise;
                 }
-                return;
+                // Sparse use of a huge-page span faults 2 MiB per page
+                // touched; the next user is likely as sparse as the last, so
+                // this span goes without (until it is taken again without
+                // being sparse, which advises it anew).
+                // SAFETY: our span, page aligned; advice is a hint.
+                unsafe { os::advise_huge(p, len, HugeAdvice::NoHuge) };
+                return Zeroing::Sparse;
             }
         }
     }
     // SAFETY: caller contract; only the requested bytes need clearing, the
     // slack beyond `size` is never handed out.
     unsafe { ptr::write_bytes(p, 0, size) };
+    Zeroing::Advise
 }
 
 /// A pooled span for a request of `len` bytes at `align`, cut from the

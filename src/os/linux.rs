@@ -2,6 +2,7 @@
 
 use super::{cgroup, posix, HugeAdvice, OsError, SecretFlags};
 use core::ffi::c_void;
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use rustix::io::Errno;
 use rustix::mm::{self, Advice, MapFlags, MremapFlags};
 
@@ -11,7 +12,25 @@ pub(super) fn page_size() -> usize {
     rustix::param::page_size()
 }
 
+/// Whether a plain anonymous mapping of a whole number of PMD-sized pages
+/// comes back PMD aligned. Linux 6.7 and later place such mappings on a
+/// huge-page boundary (for transparent huge pages), so one `mmap` does what
+/// map-and-trim does in three calls; a fresh span of 2 MiB or more is such
+/// a mapping. Cleared the first time it does not hold (older kernels, THP
+/// compiled out), after which every such map trims.
+static PLAIN_MAP_ALIGNS: AtomicBool = AtomicBool::new(true);
+
 pub(super) fn map(len: usize, align: usize) -> *mut u8 {
+    let pmd = page_size() * (page_size() / 8);
+    if align == pmd && len % pmd == 0 && PLAIN_MAP_ALIGNS.load(Relaxed) {
+        let p = posix::map_rw(len, page_size(), page_size(), MapFlags::empty());
+        if p.is_null() || p.addr() % align == 0 {
+            return p;
+        }
+        PLAIN_MAP_ALIGNS.store(false, Relaxed);
+        // SAFETY: the mapping just made, whole, that nobody knows about.
+        unsafe { posix::unmap(p, len) };
+    }
     posix::map_rw(len, align, page_size(), MapFlags::empty())
 }
 
@@ -384,3 +403,33 @@ pub(super) use super::posix::{
     at_exit, commit, env_var, init_thread_exit, lock, now_us, random, register_fork_handlers, unlock, unmap,
     watch_thread_exit, write_stderr,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A span-sized map is aligned whichever way it is made: a plain
+    /// mapping the kernel placed on a PMD boundary, or map-and-trim once a
+    /// plain one was not (the flag cleared, as on a kernel before 6.7).
+    #[test]
+    #[cfg(not(miri))]
+    fn pmd_multiples_are_pmd_aligned_either_way() {
+        let pmd = page_size() * (page_size() / 8);
+        for plain_first in [true, false] {
+            if !plain_first {
+                PLAIN_MAP_ALIGNS.store(false, Relaxed);
+            }
+            for n in 1..4 {
+                let p = map(n * pmd, pmd);
+                assert!(!p.is_null());
+                assert_eq!(p.addr() % pmd, 0, "{n} x PMD, plain first: {plain_first}");
+                // SAFETY: our fresh mapping of `n * pmd` bytes.
+                unsafe {
+                    p.add(n * pmd - 1).write(1);
+                    posix::unmap(p, n * pmd);
+                }
+            }
+        }
+        PLAIN_MAP_ALIGNS.store(true, Relaxed);
+    }
+}
