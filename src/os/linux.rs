@@ -21,17 +21,28 @@ pub(super) fn page_size() -> usize {
 static PLAIN_MAP_ALIGNS: AtomicBool = AtomicBool::new(true);
 
 pub(super) fn map(len: usize, align: usize) -> *mut u8 {
-    let pmd = page_size() * (page_size() / 8);
-    if align == pmd && len % pmd == 0 && PLAIN_MAP_ALIGNS.load(Relaxed) {
-        let p = posix::map_rw(len, page_size(), page_size(), MapFlags::empty());
-        if p.is_null() || p.addr() % align == 0 {
-            return p;
-        }
-        PLAIN_MAP_ALIGNS.store(false, Relaxed);
-        // SAFETY: the mapping just made, whole, that nobody knows about.
-        unsafe { posix::unmap(p, len) };
+    match map_plain(len, align) {
+        Some(p) => p,
+        None => posix::map_rw(len, align, page_size(), MapFlags::empty()),
     }
-    posix::map_rw(len, align, page_size(), MapFlags::empty())
+}
+
+/// One plain `mmap` for a mapping of whole PMD-sized pages at PMD alignment
+/// (see [`PLAIN_MAP_ALIGNS`]); `None` where that does not apply, or where the
+/// kernel placed it elsewhere (then unmapped, and the flag cleared).
+fn map_plain(len: usize, align: usize) -> Option<*mut u8> {
+    let pmd = page_size() * (page_size() / 8);
+    if !(align == pmd && len % pmd == 0 && PLAIN_MAP_ALIGNS.load(Relaxed)) {
+        return None;
+    }
+    let p = posix::map_rw(len, page_size(), page_size(), MapFlags::empty());
+    if p.is_null() || p.addr() % align == 0 {
+        return Some(p);
+    }
+    PLAIN_MAP_ALIGNS.store(false, Relaxed);
+    // SAFETY: the mapping just made, whole, that nobody knows about.
+    unsafe { posix::unmap(p, len) };
+    None
 }
 
 pub(super) fn map_explicit_huge(len: usize) -> *mut u8 {
@@ -408,19 +419,28 @@ pub(super) use super::posix::{
 mod tests {
     use super::*;
 
-    /// A span-sized map is aligned whichever way it is made: a plain
-    /// mapping the kernel placed on a PMD boundary, or map-and-trim once a
-    /// plain one was not (the flag cleared, as on a kernel before 6.7).
+    /// A span-sized map is aligned whichever way it is made: one plain
+    /// mapping where the kernel places PMD multiples on a PMD boundary (as
+    /// Linux 6.7 and later do: checked here with bare `mmap`s first), or
+    /// map-and-trim once a plain one was not (the flag cleared, as on an
+    /// older kernel). One test, as both halves set the process-wide flag.
     #[test]
     #[cfg(not(miri))]
     fn pmd_multiples_are_pmd_aligned_either_way() {
         let pmd = page_size() * (page_size() / 8);
+        let kernel_aligns = (1..4).all(|n| {
+            let p = posix::map_rw(n * pmd, page_size(), page_size(), MapFlags::empty());
+            assert!(!p.is_null());
+            // SAFETY: our fresh mapping of `n * pmd` bytes.
+            unsafe { posix::unmap(p, n * pmd) };
+            p.addr() % pmd == 0
+        });
         for plain_first in [true, false] {
-            if !plain_first {
-                PLAIN_MAP_ALIGNS.store(false, Relaxed);
-            }
+            PLAIN_MAP_ALIGNS.store(plain_first, Relaxed);
             for n in 1..4 {
-                let p = map(n * pmd, pmd);
+                let plain = map_plain(n * pmd, pmd);
+                assert_eq!(plain.is_some(), plain_first && kernel_aligns, "{n} x PMD");
+                let p = plain.unwrap_or_else(|| map(n * pmd, pmd));
                 assert!(!p.is_null());
                 assert_eq!(p.addr() % pmd, 0, "{n} x PMD, plain first: {plain_first}");
                 // SAFETY: our fresh mapping of `n * pmd` bytes.
@@ -430,6 +450,10 @@ mod tests {
                 }
             }
         }
+        // Not for other alignments or lengths.
         PLAIN_MAP_ALIGNS.store(true, Relaxed);
+        assert!(map_plain(pmd, page_size()).is_none());
+        assert!(map_plain(pmd + page_size(), pmd).is_none());
+        assert!(map_plain(2 * pmd, 2 * pmd).is_none());
     }
 }
