@@ -31,6 +31,7 @@
 //! | [`ZERO_SAMPLE_MIN`], [`ZERO_SPARSE_DIVISOR`] | bytes, fraction | a mincore sample vs faulting in a sparse block | spans-and-warm-pool |
 //! | [`GATHER_MIN`], [`GATHER_PIECES`], [`GATHER_PIECE_DIVISOR`] | bytes, pieces, fraction | moves per span vs fresh page faults | spans-and-warm-pool |
 //! | [`POOL_SLOTS`] | ranges | pool search cost vs fragments kept | spans-and-warm-pool |
+//! | [`SPAN_CACHE_SLOTS`], [`SPAN_CACHE_BYTES`] | spans, bytes | pool lock trips vs memory a thread keeps for itself | scaling |
 //! | [`POOL_CAP_DIVISOR`], [`POOL_CAP_MIN`], [`POOL_CAP_MAX`], [`POOL_CAP_UNKNOWN`] | fraction, bytes | warm reuse vs memory kept | spans-and-warm-pool |
 //! | [`WITNESS_SLOT`], [`WITNESS_SLOTS`] | bytes, slots | address space vs chunk placement | witness-arena |
 //! | [`WITNESS_CACHES`], [`WITNESS_BATCH_BYTES`], [`WITNESS_BATCH_MAX`] | threads, bytes, blocks | lock trips vs secrets held per thread | witness-arena |
@@ -139,6 +140,13 @@ pub(crate) const ZERO_SPARSE_DIVISOR: usize = 8;
 /// `mremap` (Linux), so a prover's growing vectors reuse the warm pages of
 /// the smaller ones freed before instead of faulting fresh ones.
 pub(crate) const GATHER_MIN: usize = 256 << 10;
+/// Freed spans a thread keeps for its own next allocations of the same
+/// size, without the pool's lock ...
+pub(crate) const SPAN_CACHE_SLOTS: usize = 32;
+/// ... holding at most this many bytes (larger spans go to the pool: for
+/// them the lock is a vanishing part of the work, and memory kept per
+/// thread is what a machine of many cores multiplies).
+pub(crate) const SPAN_CACHE_BYTES: usize = 64 << 20;
 /// Most pieces one span is built from (a system call each) ...
 pub(crate) const GATHER_PIECES: usize = 16;
 /// ... each at least `1 / GATHER_PIECE_DIVISOR` of what is still missing.

@@ -181,6 +181,62 @@ fn memory_is_reused_and_returned() {
     drop((vecs, elems));
     ALLOC.trim();
 
+    // -- The same when the freed vectors sit in the thread's own span cache
+    //    and no span is made after them (the list of small blocks is made
+    //    first): the heap's tidy puts them back as the small blocks grow.
+    let mut elems: Vec<Box<[u64; 32]>> = Vec::with_capacity(131_072);
+    let mut vecs: Vec<Vec<u8>> = (0..4).map(|i| vec![i as u8 + 1; 16 << 20]).collect();
+    let at_peak = rss();
+    vecs.truncate(2);
+    assert!(ALLOC.stats().pool_retained >= 32 << 20, "not kept warm");
+    elems.extend((0..131_072).map(|i| Box::new([i as u64; 32])));
+    let with_small = rss();
+    assert!(elems.iter().enumerate().all(|(i, b)| b[31] == i as u64));
+    assert!(
+        with_small <= at_peak + (8 << 20),
+        "RSS {at_peak} with 64 MiB of vectors, {with_small} with 32 MiB of them and 32 MiB of small blocks \
+         (retained {} bytes)",
+        ALLOC.stats().pool_retained
+    );
+    drop((vecs, elems));
+    ALLOC.trim();
+
+    // -- A thread's span cache: a vector freed and made again at the same
+    //    size comes back at the same address without the pool's lock; a thread
+    //    that exits puts its cached spans into the pool, where another
+    //    thread finds them; trim gives the caller's cache back.
+    let locks = || ALLOC.stats().events.lock_acquisitions;
+    let v = vec![1u8; 1 << 20];
+    let addr = v.as_ptr() as usize;
+    drop(v);
+    let before = locks();
+    for round in 0..100u8 {
+        let v = vec![round; 1 << 20];
+        assert_eq!(v.as_ptr() as usize, addr, "round {round}: not the cached span");
+        assert_eq!(v[v.len() - 1], round);
+    }
+    // Through the pool, each reuse takes its lock twice (take and put): 200.
+    // What remains is the heap's own housekeeping (its tidy, which large
+    // allocations bring forward, looks at exited threads' heaps).
+    let taken = locks() - before;
+    assert!(taken < 25, "{taken} locks taken by 100 cached reuses");
+    let exited = std::thread::spawn(|| {
+        let v = vec![3u8; 3 << 20];
+        v.as_ptr() as usize
+    })
+    .join()
+    .unwrap();
+    let v = vec![4u8; 3 << 20];
+    assert_eq!(
+        v.as_ptr() as usize,
+        exited,
+        "an exited thread's cached span was not pooled"
+    );
+    drop(v);
+    assert!(ALLOC.stats().pool_retained >= 4 << 20);
+    ALLOC.trim();
+    assert_eq!(ALLOC.stats().pool_retained, 0, "trim left cached spans");
+
     // -- alloc_zeroed of fresh memory does not touch it (no memset).
     let l = Layout::from_size_align(512 << 20, 64).unwrap();
     let before = rss();

@@ -71,7 +71,7 @@ impl WorkloadOutput {
     /// Records the peak RSS so far as the row's (see
     /// [`Self::common_peak_rss_kib`]): called before nalloc-only phases.
     pub fn common_work_done(&mut self) {
-        self.common_peak_rss_kib = Some(crate::worker::rusage(libc::RUSAGE_SELF).0);
+        self.common_peak_rss_kib = Some(rusage(libc::RUSAGE_SELF).0);
     }
 
     /// Records an absent phase.
@@ -81,6 +81,16 @@ impl WorkloadOutput {
             reason: reason.to_owned(),
         });
     }
+}
+
+/// `ru_maxrss` (KiB) and `ru_minflt` of a `getrusage` call.
+pub fn rusage(who: libc::c_int) -> (u64, u64) {
+    // SAFETY: rusage is plain old data, so all-zero is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage; `who` is RUSAGE_SELF or
+    // RUSAGE_CHILDREN, so getrusage cannot fail.
+    unsafe { libc::getrusage(who, &mut usage) };
+    (usage.ru_maxrss.max(0) as u64, usage.ru_minflt.max(0) as u64)
 }
 
 /// The full result of one worker process.

@@ -2,18 +2,8 @@
 
 use std::time::Instant;
 
-use crate::result::{WorkerResult, RESULT_PREFIX};
+use crate::result::{rusage, WorkerResult, RESULT_PREFIX};
 use crate::workloads::{self, Ctx};
-
-/// `ru_maxrss` (KiB) and `ru_minflt` of a `getrusage` call.
-pub fn rusage(who: libc::c_int) -> (u64, u64) {
-    // SAFETY: rusage is plain old data, so all-zero is a valid value.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is a valid, writable rusage; `who` is RUSAGE_SELF or
-    // RUSAGE_CHILDREN, so getrusage cannot fail.
-    unsafe { libc::getrusage(who, &mut usage) };
-    (usage.ru_maxrss.max(0) as u64, usage.ru_minflt.max(0) as u64)
-}
 
 fn usage(allocator: &str) -> String {
     let names: Vec<&str> = workloads::WORKLOADS.iter().map(|w| w.name).collect();

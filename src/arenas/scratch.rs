@@ -198,7 +198,7 @@ impl ScratchArena {
         };
         let need = layout.size().checked_add(layout.align())?.checked_add(HEADER)?;
         let len = (prev_len * 2).clamp(FIRST_CHUNK, MAX_CHUNK).max(need);
-        let c = span::alloc(len, CHUNK_ALIGN, false).cast::<Chunk>();
+        let c = span::alloc(len, CHUNK_ALIGN, false, None).cast::<Chunk>();
         if c.is_null() {
             return None;
         }
@@ -333,7 +333,7 @@ impl Drop for ScratchArena {
                 let next = (*c).next;
                 let len = (*c).len;
                 CAPACITY.fetch_sub(len, Relaxed);
-                span::dealloc(c.cast(), len, CHUNK_ALIGN);
+                span::dealloc(c.cast(), len, CHUNK_ALIGN, None);
                 c = next;
             }
         }

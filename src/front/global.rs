@@ -72,7 +72,8 @@ pub struct Stats {
     pub mapped: usize,
     /// Highest `mapped` seen.
     pub peak_mapped: usize,
-    /// Bytes of freed spans kept warm for reuse.
+    /// Bytes of freed spans kept warm for reuse (in the pool and in
+    /// threads' caches of their own recent frees).
     pub pool_retained: usize,
     /// Bytes given back to the OS so far (unmapped, or purged: physical
     /// memory released while the range stays mapped for reuse).
@@ -207,6 +208,8 @@ impl NAlloc {
     /// Sets the huge-page policy for spans mapped from now on.
     pub fn set_huge_pages(&self, policy: HugePages) {
         config::set_huge_pages(policy);
+        // Threads' cached spans were made under the old policy.
+        span::release_caches();
     }
 
     /// The huge-page policy in force.
@@ -390,7 +393,7 @@ impl NAlloc {
         let ws = witness::SCOPE_ARENA.stats();
         let t = heap::totals();
         let (small_allocs, small_frees, heaps) = (t.allocs, t.frees, t.heaps);
-        let pool = span::pool_bytes();
+        let pool = span::pool_bytes() + span::cached_bytes();
         Stats {
             witness_used: w.used + ws.used,
             witness_peak: w.peak + ws.peak,

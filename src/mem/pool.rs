@@ -408,20 +408,32 @@ pub(crate) fn shrink_to(keep: usize) -> usize {
     }
     let mut released = 0;
     loop {
-        let r = locked(|pool| {
-            if pool.bytes <= keep || pool.len == 0 {
-                return None;
+        // Every range to release in one trip under the lock (unmapped
+        // outside it), and a second trip only if more than a batch is due.
+        let mut victims = [Range {
+            ptr: ptr::null_mut(),
+            len: 0,
+        }; SHRINK_BATCH];
+        let mut n = 0;
+        let done = locked(|pool| {
+            while n < SHRINK_BATCH && pool.bytes > keep && pool.len > 0 {
+                victims[n] = pool.evict_oldest(pool.bytes - keep);
+                n += 1;
             }
-            let over = pool.bytes - keep;
-            Some(pool.evict_oldest(over))
+            pool.bytes <= keep || pool.len == 0
         });
-        let Some(r) = r else {
+        for &r in &victims[..n] {
+            released += r.len;
+            release(r);
+        }
+        if done {
             return released;
-        };
-        released += r.len;
-        release(r);
+        }
     }
 }
+
+/// Most ranges [`shrink_to`] detaches per trip under the lock.
+const SHRINK_BATCH: usize = 8;
 
 /// Releases every pooled range; returns the bytes released.
 pub(crate) fn trim() -> usize {

@@ -50,11 +50,24 @@
 //! `realloc_in_place`), or on Linux moves page tables with `mremap` instead
 //! of bytes. Elsewhere (or when `mremap` fails) the caller copies.
 //!
+//! **Thread cache.** A thread that owns a heap keeps its few most recently
+//! freed spans ([`SpanCache`], in its heap) and takes an exact fit from them
+//! first, so that the common prover pattern — free a vector, allocate one of
+//! the same size again — takes no lock (the pool's lock was the one prover
+//! workloads took most: docs/design/scaling.md). On a miss it goes to the
+//! pool; where the pool has no fit either and the request is large enough
+//! to be built from pieces, the cache goes back first (so that its pages
+//! can be moved into the new span). Cached bytes count as retained, like
+//! pooled ones: when retention must shrink and the pool alone cannot, the
+//! caches put back their oldest spans at their threads' next span call; a
+//! trim (or a huge-page policy switch) sends them to the OS instead. The
+//! cache is flushed at thread exit.
+//!
 //! **Budget.** Every fresh mapping or growth asks `budget` first (see
 //! docs/design/phases-and-budget.md); a pooled span costs no new memory.
 
 use core::ptr;
-use core::sync::atomic::Ordering::Relaxed;
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
 
 use crate::base::check::invariant;
 use crate::base::config::{self, FirstTouch, HugePages};
@@ -63,7 +76,8 @@ use crate::mem::{budget, pool};
 use crate::os::{self, HugeAdvice};
 
 use crate::policy::{
-    AUTO_HUGE_MIN, GATHER_MIN, GATHER_PIECE_DIVISOR, ZERO_BY_PURGE_MIN, ZERO_SAMPLE_MIN, ZERO_SPARSE_DIVISOR,
+    AUTO_HUGE_MIN, GATHER_MIN, GATHER_PIECE_DIVISOR, SPAN_CACHE_BYTES, SPAN_CACHE_SLOTS, ZERO_BY_PURGE_MIN,
+    ZERO_SAMPLE_MIN, ZERO_SPARSE_DIVISOR,
 };
 
 /// Length of the mapping that serves `size` bytes at `align`; `None` on
@@ -143,12 +157,29 @@ fn advise(ptr: *mut u8, len: usize, touch: Touch) {
     }
 }
 
-/// Allocates a span for `size` bytes at `align`. Null on failure.
-pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+/// Allocates a span for `size` bytes at `align`, from the calling thread's
+/// `cache` first where it has one. Null on failure.
+pub(crate) fn alloc(size: usize, align: usize, zeroed: bool, mut cache: Option<&mut SpanCache>) -> *mut u8 {
     let Some(len) = span_len(size, align) else {
         return ptr::null_mut();
     };
-    let pooled = pool::take(len, span_align(len, align));
+    let at = span_align(len, align);
+    let mut pooled = ptr::null_mut();
+    if let Some(c) = cache.as_deref_mut() {
+        c.settle();
+        pooled = c.take(len, at);
+    }
+    if pooled.is_null() {
+        pooled = pool::take(len, at);
+    }
+    if let Some(c) = cache.filter(|c| pooled.is_null() && c.n > 0) {
+        // No fit anywhere: the cache goes back where the pool can move it
+        // into the new span, and as much of it as fresh memory on top of it
+        // would raise retention past its budget.
+        if c.give_back_for(len) {
+            pooled = pool::take(len, at);
+        }
+    }
     let (p, dirty) = if pooled.is_null() {
         let (p, dirty) = map_fresh(size, len, align);
         if p.is_null() {
@@ -417,7 +448,12 @@ fn take_pooled(len: usize, align: usize) -> Option<*mut u8> {
 /// docs/design/spans-and-warm-pool.md).
 fn make_room(extra: usize) {
     let need = stats::NEED.get();
-    pool::shrink_to(budget().saturating_sub(need.saturating_add(extra)));
+    let room = budget().saturating_sub(need.saturating_add(extra));
+    let cached = CACHED.load(Relaxed);
+    // What the pool alone cannot make room for: threads' caches put it back
+    // at their next span call, and the pool is trimmed then.
+    DEFICIT.store(cached.saturating_sub(room), Relaxed);
+    pool::shrink_to(room.saturating_sub(cached));
 }
 
 fn live_add(n: usize) {
@@ -434,7 +470,7 @@ fn live_sub(n: usize) {
 /// loads when within it): called as small-object memory is first written,
 /// which counts against the same budget.
 pub(crate) fn fit_pool() {
-    if pool::bytes() > budget().saturating_sub(stats::NEED.get()) {
+    if pool::bytes() + CACHED.load(Relaxed) > budget().saturating_sub(stats::NEED.get()) {
         make_room(0);
     }
 }
@@ -445,11 +481,11 @@ fn budget() -> usize {
     stats::NEED.peak()
 }
 
-/// Frees a span.
+/// Frees a span, into the calling thread's `cache` where it has one.
 ///
 /// # Safety
 /// `p` must be a live span allocated for `size`/`align`.
-pub(crate) unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
+pub(crate) unsafe fn dealloc(p: *mut u8, size: usize, align: usize, cache: Option<&mut SpanCache>) {
     // The length was computable when the span was made, so it is now.
     let len = span_len(size, align).unwrap_or(0);
     // A span starts on a page (of at least its alignment) and has a length:
@@ -462,8 +498,181 @@ pub(crate) unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
     );
     live_sub(len);
     stats::SPAN_FREES.fetch_add(1, Relaxed);
-    // SAFETY: caller contract: a whole span of ours, now unused.
-    unsafe { pool::put(p, len) };
+    let r = pool::Range { ptr: p, len };
+    let back = match cache {
+        Some(c) => {
+            c.settle();
+            c.push(r)
+        }
+        None => Some(r),
+    };
+    if let Some(r) = back {
+        // SAFETY: caller contract (or the cache's): a whole span of ours,
+        // now unused.
+        unsafe { pool::put(r.ptr, r.len) };
+    }
+}
+
+/// Bytes in all threads' span caches: retained like pooled bytes.
+static CACHED: AtomicUsize = AtomicUsize::new(0);
+/// Bytes the span caches should put back into the pool, set when retention
+/// must shrink and the pool alone cannot: each thread puts back its oldest
+/// spans towards it at its next span call.
+static DEFICIT: AtomicUsize = AtomicUsize::new(0);
+/// Bumped by a trim (or a huge-page policy switch): every cache goes back to
+/// the OS at its thread's next span call.
+static TRIM_EPOCH: AtomicU32 = AtomicU32::new(0);
+
+/// A thread's most recently freed spans, newest last (see "Thread cache" in
+/// the module docs). Held in the thread's heap, which flushes it when the
+/// thread exits; touched by its owner only, so it needs no lock.
+pub(crate) struct SpanCache {
+    spans: [pool::Range; SPAN_CACHE_SLOTS],
+    n: usize,
+    bytes: usize,
+    trim_epoch: u32,
+}
+
+impl SpanCache {
+    /// An empty cache.
+    pub(crate) const fn new() -> Self {
+        Self {
+            spans: [pool::Range {
+                ptr: ptr::null_mut(),
+                len: 0,
+            }; SPAN_CACHE_SLOTS],
+            n: 0,
+            bytes: 0,
+            trim_epoch: 0,
+        }
+    }
+
+    /// Empties the cache after a trim (to the OS); puts its oldest spans
+    /// back into the pool (trimmed to its budget) while caches hold more
+    /// than retention may (see [`make_room`]). Run at each span call, and
+    /// by the heap's tidy.
+    pub(crate) fn settle(&mut self) {
+        let trim = TRIM_EPOCH.load(Relaxed);
+        if trim != self.trim_epoch {
+            self.trim_epoch = trim;
+            self.release();
+        }
+        let deficit = DEFICIT.load(Relaxed);
+        if deficit > 0 && self.n > 0 {
+            let done = self.put_back_oldest(deficit);
+            let _ = DEFICIT.fetch_update(Relaxed, Relaxed, |d| Some(d.saturating_sub(done)));
+            fit_pool();
+        }
+    }
+
+    /// Before a request of `len` bytes that neither the cache nor the pool
+    /// holds: puts every cached span back into the pool where the request
+    /// is large enough to be built from pieces (see [`map_fresh`]) — not
+    /// for smaller ones: cutting a cached span for them traded the next
+    /// exact fits for one saved mapping — then the oldest while the cache alone
+    /// holds more than retention may beside fresh memory for the request
+    /// (see [`make_room`]). Returns whether it put any back.
+    fn give_back_for(&mut self, len: usize) -> bool {
+        let before = self.n;
+        if len >= GATHER_MIN {
+            self.put_back_oldest(usize::MAX);
+        }
+        // Only what even an empty pool cannot make room for (see
+        // `make_room`): moving a span to the pool does not shrink retention.
+        let room = budget().saturating_sub(stats::NEED.get() + len);
+        self.put_back_oldest(CACHED.load(Relaxed).saturating_sub(room));
+        self.n != before
+    }
+
+    /// Puts cached span `i` back into the pool.
+    fn put_back(&mut self, i: usize) -> usize {
+        let r = self.remove(i);
+        // SAFETY: a cached span: whole pages of ours, unused.
+        unsafe { pool::put(r.ptr, r.len) };
+        r.len
+    }
+
+    /// Puts the oldest cached spans back into the pool, at least `want`
+    /// bytes of them (or all); returns the bytes put back.
+    fn put_back_oldest(&mut self, want: usize) -> usize {
+        let mut done = 0;
+        while done < want && self.n > 0 {
+            done += self.put_back(0);
+        }
+        done
+    }
+
+    /// Takes the newest cached span of exactly `len` bytes that starts on
+    /// an `align` boundary.
+    fn take(&mut self, len: usize, align: usize) -> *mut u8 {
+        let Some(i) = (0..self.n)
+            .rev()
+            .find(|&i| self.spans[i].len == len && self.spans[i].ptr.addr() % align == 0)
+        else {
+            return ptr::null_mut();
+        };
+        let r = self.remove(i);
+        r.ptr
+    }
+
+    fn remove(&mut self, i: usize) -> pool::Range {
+        let r = self.spans[i];
+        self.spans.copy_within(i + 1..self.n, i);
+        self.n -= 1;
+        self.bytes -= r.len;
+        CACHED.fetch_sub(r.len, Relaxed);
+        r
+    }
+
+    /// Adds a freed span as the newest; returns what must go to the pool
+    /// instead: the oldest spans while the cache is over its bounds, or
+    /// `r` itself if it is too large to cache. A span that is already
+    /// cached is being freed twice: that stops the process.
+    fn push(&mut self, r: pool::Range) -> Option<pool::Range> {
+        if self.spans[..self.n].iter().any(|c| c.ptr == r.ptr) {
+            crate::base::check::fail("free(): double free of a large block", r.ptr.addr());
+        }
+        // The pool cap bounds retained memory, cached or pooled.
+        if r.len > SPAN_CACHE_BYTES || CACHED.load(Relaxed) + pool::bytes() + r.len > config::pool_cap() {
+            return Some(r);
+        }
+        while self.n == SPAN_CACHE_SLOTS || self.bytes + r.len > SPAN_CACHE_BYTES {
+            self.put_back(0);
+        }
+        self.spans[self.n] = r;
+        self.n += 1;
+        self.bytes += r.len;
+        CACHED.fetch_add(r.len, Relaxed);
+        None
+    }
+
+    /// Puts every cached span back into the pool.
+    pub(crate) fn flush(&mut self) {
+        self.put_back_oldest(usize::MAX);
+    }
+
+    /// Gives every cached span back to the OS.
+    pub(crate) fn release(&mut self) {
+        while self.n > 0 {
+            let r = self.remove(self.n - 1);
+            // SAFETY: a cached span: a whole mapping of ours (or, where
+            // the platform can trim, part of one), unused.
+            unsafe { os::unmap(r.ptr, r.len) };
+            stats::unmapped(r.len);
+        }
+    }
+}
+
+/// Bytes held in threads' span caches now.
+pub(crate) fn cached_bytes() -> usize {
+    CACHED.load(Relaxed)
+}
+
+/// Asks every thread's span cache to go back to the OS at its next span
+/// call (a trim, a huge-page policy switch: cached spans were made under
+/// the old policy, and the pool releases its own on a switch too).
+pub(crate) fn release_caches() {
+    TRIM_EPOCH.fetch_add(1, Relaxed);
 }
 
 /// Resizes a span, without copying where the platform can. Null when it
@@ -507,7 +716,7 @@ pub(crate) unsafe fn realloc_in_place(p: *mut u8, old_size: usize, align: usize,
             // bytes; `p` is live with `old_size` bytes; they are distinct.
             unsafe {
                 ptr::copy_nonoverlapping(p, q, old_size);
-                dealloc(p, old_size, align);
+                dealloc(p, old_size, align, None);
             }
             return q;
         }
@@ -549,8 +758,12 @@ pub(crate) unsafe fn realloc_in_place(p: *mut u8, old_size: usize, align: usize,
     q
 }
 
-/// Unmaps every pooled span; returns the bytes released.
+/// Unmaps every pooled span, and asks every thread's cache to follow (the
+/// caller's own is released by its heap's trim); returns the bytes released
+/// from the pool.
 pub(crate) fn trim() -> usize {
+    release_caches();
+    DEFICIT.store(0, Relaxed);
     pool::trim()
 }
 

@@ -86,6 +86,7 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::base::stats;
 use crate::base::sync::SpinLock;
+use crate::mem::span::SpanCache;
 use crate::os;
 use crate::policy::{
     FOREIGN_MAX, FOREIGN_MIN, FOREIGN_STALE, FULL_SCAN, GROWING_PATHS, HEAP_SLAB, KEEP_EMPTY_SEGMENTS,
@@ -228,6 +229,8 @@ pub(crate) struct Heap {
     /// Per class, `slow_paths` when the class last ran out of used blocks
     /// and needed fresh memory or a new page (see [`Heap::release_emptied`]).
     fresh_at: [u32; NUM_CLASSES],
+    /// This thread's recently freed spans (see [`with_span_cache`]).
+    spans: SpanCache,
 }
 
 /// A page with at most this many bytes of live blocks is sparse (see
@@ -406,7 +409,10 @@ pub(crate) fn thread_exit() {
     current::set(empty_heap());
     // SAFETY: `h` was this thread's heap and no longer is: nobody else uses
     // it until it is adopted from the retired list.
-    unsafe { (*h).abandon() };
+    unsafe {
+        (*h).spans.flush();
+        (*h).abandon();
+    }
     REGISTRY.lock().retire(h);
 }
 
@@ -648,6 +654,7 @@ impl Heap {
             slow_paths: 0,
             empty_segs: 0,
             fresh_at: [0; NUM_CLASSES],
+            spans: SpanCache::new(),
         }
     }
 
@@ -1144,6 +1151,9 @@ impl Heap {
     #[cold]
     fn tidy(&mut self) {
         self.since_tidy = 0;
+        // A thread that has stopped making spans still gives back cached
+        // ones that retention no longer allows (its small objects grew).
+        self.spans.settle();
         let delay = crate::base::config::purge_delay_us();
         self.release_emptied(delay != u64::MAX);
         if delay == u64::MAX {
@@ -1547,11 +1557,27 @@ pub(crate) fn trim_current_thread() {
         // SAFETY: our own heap; abandon only releases empty pages and resets
         // current-page pointers, after which refill finds pages again.
         unsafe {
+            (*h).spans.release();
             (*h).abandon();
             (*h).purge_free_slots(0, 0, 0);
         }
     }
     Segment::trim_cache();
+}
+
+/// Runs `f` with the calling thread's span cache, or with `None` where the
+/// thread owns no heap (before its first small allocation, after its exit
+/// hook ran): the cache lives in the heap so that the hook flushes it, and a
+/// thread without one would keep cached spans forever.
+#[inline]
+pub(crate) fn with_span_cache<R>(f: impl FnOnce(Option<&mut SpanCache>) -> R) -> R {
+    let h = OWNED.get();
+    if h.is_null() {
+        return f(None);
+    }
+    // SAFETY: our own heap, used by this thread only; `f` is span code (the
+    // layer below), which does not reach the heap while it holds the cache.
+    f(Some(unsafe { &mut (*h).spans }))
 }
 
 /// Gives back what the heaps of exited threads hold: other threads' frees

@@ -49,6 +49,9 @@ pub(crate) fn ensure_init() {
 fn reclaim() {
     segment::Segment::trim_cache();
     heap::trim_retired(false);
+    // Every thread's cached spans (this one's at its next span call, which
+    // the refused request is about to make).
+    span::release_caches();
 }
 
 /// A block of the plain engine: small from the calling thread's heap, large
@@ -59,7 +62,7 @@ pub(crate) fn alloc_plain(size: usize, align: usize, zeroed: bool) -> *mut u8 {
         return unsafe { heap::alloc_class(class_for(size, align), size, zeroed) };
     }
     heap::tidy_hint();
-    span::alloc(size, align, zeroed)
+    heap::with_span_cache(|cache| span::alloc(size, align, zeroed, cache))
 }
 
 /// Frees a block of [`alloc_plain`].
@@ -85,6 +88,6 @@ pub(crate) unsafe fn dealloc_plain(p: *mut u8, size: usize, align: usize) {
         unsafe { heap::free(p, size, class) };
     } else {
         // SAFETY: caller contract: a live span of this layout.
-        unsafe { span::dealloc(p, size, align) };
+        heap::with_span_cache(|cache| unsafe { span::dealloc(p, size, align, cache) });
     }
 }
