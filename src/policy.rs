@@ -144,9 +144,9 @@ pub(crate) const GATHER_MIN: usize = 256 << 10;
 /// size, without the pool's lock ...
 pub(crate) const SPAN_CACHE_SLOTS: usize = 32;
 /// ... holding at most this many bytes (larger spans go to the pool: for
-/// them the lock is a vanishing part of the work, and memory kept per
-/// thread is what a machine of many cores multiplies).
-pub(crate) const SPAN_CACHE_BYTES: usize = 64 << 20;
+/// them the lock is a vanishing part of the work, and idle threads holding
+/// large cached vectors raised a prover's peak RSS; see docs/design/scaling.md).
+pub(crate) const SPAN_CACHE_BYTES: usize = 8 << 20;
 /// Most pieces one span is built from (a system call each) ...
 pub(crate) const GATHER_PIECES: usize = 16;
 /// ... each at least `1 / GATHER_PIECE_DIVISOR` of what is still missing.
