@@ -51,13 +51,16 @@
 //!   page's free top left by a burst (many blocks of one size, allocated
 //!   and freed) goes back too, at the first tidy after the page grew.
 //! * **Large** (> 64 KiB): a span mapped from the OS, 2 MiB aligned from
-//!   2 MiB up (huge pages), kept warm in a bounded pool after free, where
+//!   2 MiB up (huge pages). A freed span up to 8 MiB stays in the freeing
+//!   thread's span cache (in its heap), from which that thread takes exact
+//!   fits without a lock; otherwise (and on a miss) it is kept warm in a
+//!   bounded pool after free, where
 //!   freed neighbours coalesce and later requests are cut from the
 //!   best-fitting range; grown in place from the pool or with `mremap` on
 //!   Linux. A span no pooled range holds is built from smaller pooled
 //!   pieces whose pages are moved into it (Linux), so a prover's growing
 //!   vectors reuse the warm pages of the smaller ones instead of faulting
-//!   fresh memory (`FirstTouch`, docs/design/first-touch.md). The pool never holds more than what the program's own need
+//!   fresh memory (`FirstTouch`, docs/design/first-touch.md). Pool and caches never hold more than what the program's own need
 //!   (live spans plus written small-object pages) has fallen below its
 //!   peak, so keeping spans warm does not raise the peak RSS.
 //! * **Witness**: `dealloc` first asks, with one range comparison, whether
