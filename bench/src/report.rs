@@ -381,7 +381,8 @@ impl Report {
             out,
             "\nresults ({} suite, {} run(s) per pair; times are {timed}, \
              peak RSS (the highest run, and the median of the runs) and minflt from wait4 \
-             (batch and witness: the peak before their nalloc-only arena phases);\n\
+             (batch and witness: wall time and peak RSS of the work every allocator does, before \
+             their nalloc-only arena phases);\n\
              setup (before the first round), cold (the first round, in the fresh process) and warm \
              (the median of the other rounds) are medians across runs, each `x` the figure before it \
              over glibc's; the verdict names the figure that makes most of the difference to glibc's \

@@ -52,6 +52,10 @@ pub struct WorkloadOutput {
     /// the same work. `None` where a workload has no such phases.
     #[serde(default)]
     pub common_peak_rss_kib: Option<u64>,
+    /// Wall time (ms) of that work, from the workload's start: the row's
+    /// wall time, for the same reason.
+    #[serde(default)]
+    pub common_wall_ms: Option<f64>,
 }
 
 impl WorkloadOutput {
@@ -68,10 +72,12 @@ impl WorkloadOutput {
         self.phases.iter().find(|p| p.name == name).map(|p| p.ms)
     }
 
-    /// Records the peak RSS so far as the row's (see
-    /// [`Self::common_peak_rss_kib`]): called before nalloc-only phases.
-    pub fn common_work_done(&mut self) {
+    /// Records the peak RSS so far and the time since `started` (the
+    /// workload's start) as the row's (see [`Self::common_peak_rss_kib`]):
+    /// called before nalloc-only phases.
+    pub fn common_work_done(&mut self, started: std::time::Instant) {
         self.common_peak_rss_kib = Some(rusage(libc::RUSAGE_SELF).0);
+        self.common_wall_ms = Some(started.elapsed().as_secs_f64() * 1e3);
     }
 
     /// Records an absent phase.
@@ -102,7 +108,9 @@ pub struct WorkerResult {
     pub allocator: String,
     /// Whether the full-size parameters were used.
     pub full: bool,
-    /// Wall time of the whole workload in milliseconds (excludes process start-up).
+    /// Wall time of the workload in milliseconds (excludes process start-up;
+    /// only the work every allocator does where the workload says so, see
+    /// [`WorkloadOutput::common_wall_ms`]).
     pub wall_ms: f64,
     /// Timed phases and absent phases.
     #[serde(flatten)]

@@ -1,7 +1,5 @@
 //! The worker side: runs one workload in this process and prints its result.
 
-use std::time::Instant;
-
 use crate::result::{rusage, WorkerResult, RESULT_PREFIX};
 use crate::workloads::{self, Ctx};
 
@@ -82,7 +80,6 @@ pub fn worker_main(allocator: &'static str) -> ! {
     } else {
         Ctx::new(full, allocator)
     };
-    let start = Instant::now();
     let output = match (info.run)(&ctx) {
         Ok(output) => output,
         Err(e) => {
@@ -90,7 +87,11 @@ pub fn worker_main(allocator: &'static str) -> ! {
             std::process::exit(1);
         }
     };
-    let wall_ms = workloads::ms(start.elapsed());
+    // The work every allocator does, where the workload ran nalloc-only
+    // phases after it (see `WorkloadOutput::common_wall_ms`).
+    let wall_ms = output
+        .common_wall_ms
+        .unwrap_or_else(|| workloads::ms(ctx.started.elapsed()));
     if let Some(h) = hooks {
         print!("{}", (h.report)());
     }

@@ -118,7 +118,7 @@ pub fn batch(ctx: &Ctx) -> Result<WorkloadOutput, String> {
     standard(&mut out, setup_ms, &times);
     out.phase("free-each", times.iter().sum());
     // The scratch arena's memory is not compared with other allocators'.
-    out.common_work_done();
+    out.common_work_done(ctx.started);
 
     if ctx.is_nalloc() {
         // The same batches from a scratch arena: stamp and check each block
@@ -185,7 +185,7 @@ pub fn witness(ctx: &Ctx) -> Result<WorkloadOutput, String> {
     }
     let mut out = WorkloadOutput::default();
     standard(&mut out, setup_ms, &slices);
-    out.common_work_done();
+    out.common_work_done(ctx.started);
     if !ctx.is_nalloc() {
         out.phase("memset+free", slices.iter().sum());
         return Ok(out);

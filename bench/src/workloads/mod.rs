@@ -117,6 +117,8 @@ pub struct Ctx {
     pub allocator: &'static str,
     /// Number of worker threads multi-threaded workloads should use.
     pub threads: usize,
+    /// When the context was made, just before the workload starts.
+    pub started: std::time::Instant,
 }
 
 impl Ctx {
@@ -131,6 +133,7 @@ impl Ctx {
             tiny: false,
             allocator,
             threads,
+            started: std::time::Instant::now(),
         }
     }
 
@@ -141,6 +144,7 @@ impl Ctx {
             tiny: true,
             allocator,
             threads: 2,
+            started: std::time::Instant::now(),
         }
     }
 
@@ -413,6 +417,7 @@ mod tests {
                 // before them, under every allocator (same work compared).
                 if ["batch", "witness"].contains(&w.name) {
                     assert!(out.common_peak_rss_kib.is_some_and(|k| k > 0), "{}", w.name);
+                    assert!(out.common_wall_ms.is_some_and(|ms| ms > 0.0), "{}", w.name);
                 }
                 if w.name == "witness" && allocator == "nalloc" {
                     assert!(
