@@ -89,6 +89,34 @@ fn child() {
             ALLOC.set_budget(None);
             assert!(v.try_reserve_exact(64 * MIB).is_ok());
         }
+        "cached" => {
+            // Spans freed into this thread's span cache are given back
+            // before the budget refuses a request of another size: 30 x 192
+            // KiB cached, then 30 x 224 KiB under a budget that holds one
+            // set but not both. (A larger peak before, so that retention
+            // alone would let the cache keep them.)
+            drop(vec![1u8; 64 * MIB]);
+            ALLOC.trim();
+            let before = ALLOC.stats().mapped;
+            ALLOC.set_budget(Some(before + 8 * MIB));
+            let mut second = Vec::with_capacity(30);
+            let first: Vec<Vec<u8>> = (0..30).map(|i| vec![i as u8; 192 << 10]).collect();
+            drop(first);
+            let mut refused = None;
+            for i in 0..30 {
+                let mut v: Vec<u8> = Vec::new();
+                if v.try_reserve_exact(224 << 10).is_err() {
+                    refused = Some(i);
+                    break;
+                }
+                v.resize(224 << 10, i as u8);
+                second.push(v);
+            }
+            // Lifted before any assertion: a failing one allocates its message.
+            ALLOC.set_budget(None);
+            assert_eq!(refused, None, "refused under the budget");
+            assert!(second.iter().enumerate().all(|(i, v)| v[v.len() - 1] == i as u8));
+        }
         "abort" => {
             let v = vec![0u8; 100 << 20];
             println!("not reached: {}", v.len());
@@ -149,6 +177,13 @@ fn the_setter_sets_and_removes_a_budget() {
         "{stderr}"
     );
     assert!(stderr.contains("phase=-"), "{stderr}");
+}
+
+#[test]
+fn cached_spans_give_way_before_the_budget_refuses() {
+    let out = run("cached", &[]);
+    let stderr = ok("cached", &out);
+    assert!(!stderr.contains("budget exceeded"), "{stderr}");
 }
 
 #[test]

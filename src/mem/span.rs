@@ -581,6 +581,11 @@ impl SpanCache {
         // `make_room`): moving a span to the pool does not shrink retention.
         let room = budget().saturating_sub(stats::NEED.get() + len);
         self.put_back_oldest(CACHED.load(Relaxed).saturating_sub(room));
+        // Under a memory budget that fresh memory would exceed, all of it:
+        // the budget can then take it back from the pool before it refuses.
+        if !budget::fits(len) {
+            self.put_back_oldest(usize::MAX);
+        }
         self.n != before
     }
 
