@@ -282,12 +282,14 @@ impl NAlloc {
         }
     }
 
-    /// Returns retained memory to the OS now: every warm span, every cached
+    /// Returns retained memory to the OS now: every warm span (pooled, and
+    /// those the calling thread keeps for its own reuse), every cached
     /// empty segment, the calling thread's empty pages and free page slots,
     /// and those of the heaps of exited threads (including pages that other
     /// threads' frees emptied). Live threads' heaps give theirs back on
-    /// their own, after the purge delay, as they keep allocating. Returns
-    /// the bytes released.
+    /// their own, after the purge delay, as they keep allocating, and their
+    /// kept spans at their next large allocation or free. Returns the bytes
+    /// released.
     pub fn trim(&self) -> usize {
         let before = stats::RETURNED.load(core::sync::atomic::Ordering::Relaxed);
         span::trim();
