@@ -31,6 +31,7 @@
 //! | [`ZERO_SAMPLE_MIN`], [`ZERO_SPARSE_DIVISOR`] | bytes, fraction | a mincore sample vs faulting in a sparse block | spans-and-warm-pool |
 //! | [`GATHER_MIN`], [`GATHER_PIECES`], [`GATHER_PIECE_DIVISOR`] | bytes, pieces, fraction | moves per span vs fresh page faults | spans-and-warm-pool |
 //! | [`POOL_SLOTS`] | ranges | pool search cost vs fragments kept | spans-and-warm-pool |
+//! | [`RETENTION_TOLERANCE_DIVISOR`], [`RETENTION_TOLERANCE_MIN`], [`RETENTION_TOLERANCE_MAX`] | fraction, bytes | pool lock trips vs retained memory over the peak | scaling |
 //! | [`SPAN_CACHE_SLOTS`], [`SPAN_CACHE_BYTES`] | spans, bytes | pool lock trips vs memory a thread keeps for itself | scaling |
 //! | [`POOL_CAP_DIVISOR`], [`POOL_CAP_MIN`], [`POOL_CAP_MAX`], [`POOL_CAP_UNKNOWN`] | fraction, bytes | warm reuse vs memory kept | spans-and-warm-pool |
 //! | [`WITNESS_SLOT`], [`WITNESS_SLOTS`] | bytes, slots | address space vs chunk placement | witness-arena |
@@ -153,6 +154,15 @@ pub(crate) const GATHER_PIECES: usize = 16;
 pub(crate) const GATHER_PIECE_DIVISOR: usize = 64;
 /// Most free ranges the warm pool holds.
 pub(crate) const POOL_SLOTS: usize = 64;
+/// Retained spans may run over the retention budget (the peak of what the
+/// program needed) by `1 / RETENTION_TOLERANCE_DIVISOR` of it before the
+/// small objects' growth cuts them back, so that it does not take the
+/// pool's lock page by page (see docs/design/scaling.md) ...
+pub(crate) const RETENTION_TOLERANCE_DIVISOR: usize = 64;
+/// ... but by at least this (bytes) ...
+pub(crate) const RETENTION_TOLERANCE_MIN: usize = 64 << 10;
+/// ... and at most this (bytes).
+pub(crate) const RETENTION_TOLERANCE_MAX: usize = 4 << 20;
 /// Default pool cap: physical memory / this ...
 pub(crate) const POOL_CAP_DIVISOR: usize = 8;
 /// ... but at least this (bytes) ...

@@ -227,6 +227,82 @@ fn memory_is_reused_and_returned() {
     ALLOC.trim();
     assert_eq!(ALLOC.stats().pool_retained, 0, "trim left cached spans");
 
+    // -- Spans that no warm range holds take no lock to find that out, and
+    //    a thread whose cache overflows puts spans back in batches. 64 live
+    //    1 MiB vectors after a trim (nothing pooled or cached): through the
+    //    pool's lock each would take it once for nothing (64). Then all
+    //    freed: 8 MiB stay cached, 56 go to the pool, one lock trip each
+    //    without batching (56).
+    let mut vecs: Vec<Vec<u8>> = Vec::with_capacity(64);
+    let before = locks();
+    for i in 0..64u8 {
+        vecs.push(vec![i; 1 << 20]);
+    }
+    let taken = locks() - before;
+    assert!(taken < 8, "{taken} locks taken by 64 spans that missed an empty pool");
+    let before = locks();
+    drop(vecs);
+    let taken = locks() - before;
+    assert!(taken < 28, "{taken} locks taken to cache or pool 64 freed spans");
+    ALLOC.trim();
+
+    // -- Cached spans that retention must give up (the small objects grew
+    //    while they sat in the cache) go straight to the OS, not through
+    //    the pool (a put and a cut under its lock), and the growth does not
+    //    take the pool's lock page by page. Peaks restarted: retention is
+    //    bounded by the peak of what the program needed, here the 8 MiB of
+    //    vectors and then the small blocks. The list is made first so that
+    //    no span call puts the cached vectors into the pool.
+    ALLOC.trim();
+    ALLOC.reset_peaks();
+    let mut elems: Vec<Box<[u64; 32]>> = Vec::with_capacity(65_536);
+    let vecs: Vec<Vec<u8>> = (0..8u8).map(|i| vec![i; 1 << 20]).collect();
+    drop(vecs);
+    assert!(
+        ALLOC.stats().pool_retained >= 8 << 20,
+        "the freed vectors were not kept"
+    );
+    let before = locks();
+    elems.extend((0..65_536).map(|i| Box::new([i as u64; 32])));
+    drop(vec![1u8; 128 << 10]); // a span call, where the cache settles
+    let taken = locks() - before;
+    assert!(
+        ALLOC.stats().pool_retained < 1 << 20,
+        "cached spans kept beside 16 MiB of new small blocks: {} bytes",
+        ALLOC.stats().pool_retained
+    );
+    assert!(taken < 32, "{taken} locks taken while retention released cached spans");
+    assert!(elems.iter().enumerate().all(|(i, b)| b[31] == i as u64));
+    drop(elems);
+    ALLOC.trim();
+
+    // -- The same with the vector in the pool (12 MiB: too large for a
+    //    thread's cache): the pool is cut back as the small blocks grow, a
+    //    lock trip per growth of 1/64 of the budget, not per page written
+    //    (4,096 pages here).
+    ALLOC.reset_peaks();
+    let mut elems: Vec<Box<[u64; 32]>> = Vec::with_capacity(65_536);
+    drop(vec![7u8; 12 << 20]);
+    assert!(
+        ALLOC.stats().pool_retained >= 12 << 20,
+        "the freed vector was not pooled"
+    );
+    let before = locks();
+    elems.extend((0..65_536).map(|i| Box::new([i as u64; 32])));
+    let taken = locks() - before;
+    assert!(
+        ALLOC.stats().pool_retained < 1 << 20,
+        "pooled span kept beside 16 MiB of new small blocks: {} bytes",
+        ALLOC.stats().pool_retained
+    );
+    assert!(
+        taken < 100,
+        "{taken} locks taken while the pool made room for small blocks"
+    );
+    assert!(elems.iter().enumerate().all(|(i, b)| b[31] == i as u64));
+    drop(elems);
+    ALLOC.trim();
+
     // -- alloc_zeroed of fresh memory does not touch it (no memset).
     let l = Layout::from_size_align(512 << 20, 64).unwrap();
     let before = rss();

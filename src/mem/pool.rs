@@ -77,6 +77,13 @@ static POOL: SpinLock<Pool> = SpinLock::new(Pool {
 
 /// The pool's `bytes`, readable without the lock (stored under it).
 static BYTES: AtomicUsize = AtomicUsize::new(0);
+/// The length of the pool's longest range, readable without the lock
+/// (stored under it): a request longer than it misses without taking the
+/// lock. Most requests that miss a thread's span cache miss the pool too
+/// (on a Halo2 proof, 95 of 109 took the lock for nothing;
+/// docs/design/scaling.md). A range pooled meanwhile is missed, as it
+/// would be a moment earlier under the lock.
+static LONGEST: AtomicUsize = AtomicUsize::new(0);
 
 /// Runs `f` on the process-wide pool under its lock, and publishes its byte
 /// count after.
@@ -86,6 +93,10 @@ fn locked<R>(f: impl FnOnce(&mut Pool) -> R) -> R {
     let r = f(&mut pool);
     pool.check();
     BYTES.store(pool.bytes, Relaxed);
+    LONGEST.store(
+        pool.ranges[..pool.len].iter().map(|r| r.len).max().unwrap_or(0),
+        Relaxed,
+    );
     r
 }
 
@@ -343,22 +354,42 @@ fn release(r: Range) {
 /// `p`/`len` must be whole pages of span memory (a whole mapping, or on
 /// [`os::CAN_TRIM`] platforms any part of one) that nobody references.
 pub(crate) unsafe fn put(p: *mut u8, len: usize) {
-    if len == 0 {
-        return;
-    }
+    // SAFETY: caller contract.
+    unsafe { put_all(&mut [Range { ptr: p, len }]) }
+}
+
+/// [`put`] for several ranges, in one trip under the lock unless ranges
+/// must be released to make room (each released outside the lock, then
+/// the next trip goes on where this one stopped). `rs` is left in an
+/// unspecified state.
+///
+/// # Safety
+/// As for [`put`], for every range in `rs`.
+pub(crate) unsafe fn put_all(rs: &mut [Range]) {
     let cap = config::pool_cap();
-    let mut r = Range { ptr: p, len };
-    loop {
+    let mut i = 0;
+    while i < rs.len() {
         let victim = locked(|pool| {
-            r = pool.merge(r);
-            pool.admit(r, cap)
+            while let Some(r) = rs.get_mut(i) {
+                if r.len == 0 {
+                    i += 1;
+                    continue;
+                }
+                *r = pool.merge(*r);
+                match pool.admit(*r, cap) {
+                    None => i += 1,
+                    Some(v) => {
+                        if v == *r {
+                            i += 1;
+                        }
+                        return Some(v);
+                    }
+                }
+            }
+            None
         });
-        let Some(victim) = victim else {
-            return;
-        };
-        release(victim);
-        if victim == r {
-            return;
+        if let Some(v) = victim {
+            release(v);
         }
     }
 }
@@ -366,6 +397,9 @@ pub(crate) unsafe fn put(p: *mut u8, len: usize) {
 /// Takes `len` bytes starting at an `align`-aligned address from the
 /// best-fitting range (see [`Pool::cut`]). Null if no range fits.
 pub(crate) fn take(len: usize, align: usize) -> *mut u8 {
+    if len > LONGEST.load(Relaxed) {
+        return ptr::null_mut();
+    }
     let Some((p, spill)) = locked(|pool| pool.cut(len, align)) else {
         return ptr::null_mut();
     };
@@ -379,6 +413,9 @@ pub(crate) fn take(len: usize, align: usize) -> *mut u8 {
 /// (so a live span ending at `at` can grow in place). False if there is
 /// none or it is too short; always false where ranges cannot be cut.
 pub(crate) fn take_at(at: *mut u8, len: usize) -> bool {
+    if len > LONGEST.load(Relaxed) {
+        return false;
+    }
     locked(|pool| pool.cuttable && pool.cut_at(at, len))
 }
 
@@ -389,6 +426,9 @@ pub(crate) fn take_at(at: *mut u8, len: usize) -> bool {
 /// save its page faults. `None` when no range has such a piece, or where
 /// ranges cannot be cut.
 pub(crate) fn take_piece(max: usize, unit: usize, min: usize) -> Option<Range> {
+    if min.max(unit) > LONGEST.load(Relaxed) {
+        return None;
+    }
     let (p, len, spill) = locked(|pool| pool.piece(max, unit, min))?;
     if let Some(t) = spill {
         release(t);

@@ -59,9 +59,12 @@
 //! to be built from pieces, the cache goes back first (so that its pages
 //! can be moved into the new span). Cached bytes count as retained, like
 //! pooled ones: when retention must shrink and the pool alone cannot, the
-//! caches put back their oldest spans at their threads' next span call; a
-//! trim (or a huge-page policy switch) sends them to the OS instead. The
-//! cache is flushed at thread exit.
+//! caches release their oldest spans to the OS at their threads' next span
+//! call or heap tidy (through the pool, that was a put and a cut under its
+//! lock for each); a trim (or a huge-page policy switch) releases them all.
+//! A cache over its bounds puts its oldest spans back into the pool in one
+//! trip, a quarter below the bounds; it is flushed into the pool at thread
+//! exit.
 //!
 //! **Budget.** Every fresh mapping or growth asks `budget` first (see
 //! docs/design/phases-and-budget.md); a pooled span costs no new memory.
@@ -76,8 +79,9 @@ use crate::mem::{budget, pool};
 use crate::os::{self, HugeAdvice};
 
 use crate::policy::{
-    AUTO_HUGE_MIN, GATHER_MIN, GATHER_PIECE_DIVISOR, SPAN_CACHE_BYTES, SPAN_CACHE_SLOTS, ZERO_BY_PURGE_MIN,
-    ZERO_SAMPLE_MIN, ZERO_SPARSE_DIVISOR,
+    AUTO_HUGE_MIN, GATHER_MIN, GATHER_PIECE_DIVISOR, RETENTION_TOLERANCE_DIVISOR, RETENTION_TOLERANCE_MAX,
+    RETENTION_TOLERANCE_MIN, SPAN_CACHE_BYTES, SPAN_CACHE_SLOTS, ZERO_BY_PURGE_MIN, ZERO_SAMPLE_MIN,
+    ZERO_SPARSE_DIVISOR,
 };
 
 /// Length of the mapping that serves `size` bytes at `align`; `None` on
@@ -444,14 +448,15 @@ fn take_pooled(len: usize, align: usize) -> Option<*mut u8> {
 /// re-makes the same vectors (need + pool stays at its peak) keeps them all
 /// warm. Small objects count too: when a proof's vectors shrink while its
 /// small objects grow, a pool kept at the spans' peak adds that growth on
-/// top of it. No slack above the peak: it saved nothing measurable (see
-/// docs/design/spans-and-warm-pool.md).
+/// top of it. No slack above the peak for reuse: it saved nothing
+/// measurable (see docs/design/spans-and-warm-pool.md); [`fit_pool`]'s
+/// small tolerance is there to batch lock trips, and is cut back exactly.
 fn make_room(extra: usize) {
     let need = stats::NEED.get();
     let room = budget().saturating_sub(need.saturating_add(extra));
     let cached = CACHED.load(Relaxed);
-    // What the pool alone cannot make room for: threads' caches put it back
-    // at their next span call, and the pool is trimmed then.
+    // What the pool alone cannot make room for: threads' caches release it
+    // at their next span call or tidy.
     DEFICIT.store(cached.saturating_sub(room), Relaxed);
     pool::shrink_to(room.saturating_sub(cached));
 }
@@ -468,9 +473,16 @@ fn live_sub(n: usize) {
 
 /// Releases pooled spans beyond the budget of [`make_room`] (a few relaxed
 /// loads when within it): called as small-object memory is first written,
-/// which counts against the same budget.
+/// which counts against the same budget. It lets retained memory run a
+/// little over the budget first (`RETENTION_TOLERANCE_*`), then cuts it
+/// back exactly: small-object memory grows a page at a time, and a pool cut
+/// back at every page took its lock once per page written (1,921 times
+/// while a thread wrote 16 MiB of small blocks beside 832 KiB of pooled
+/// spans; docs/design/scaling.md).
 pub(crate) fn fit_pool() {
-    if pool::bytes() + CACHED.load(Relaxed) > budget().saturating_sub(stats::NEED.get()) {
+    let budget = budget();
+    let tolerance = (budget / RETENTION_TOLERANCE_DIVISOR).clamp(RETENTION_TOLERANCE_MIN, RETENTION_TOLERANCE_MAX);
+    if pool::bytes() + CACHED.load(Relaxed) > (budget + tolerance).saturating_sub(stats::NEED.get()) {
         make_room(0);
     }
 }
@@ -513,11 +525,14 @@ pub(crate) unsafe fn dealloc(p: *mut u8, size: usize, align: usize, cache: Optio
     }
 }
 
+/// Most cached spans put back into the pool in one trip under its lock.
+const PUT_BACK_BATCH: usize = 8;
+
 /// Bytes in all threads' span caches: retained like pooled bytes.
 static CACHED: AtomicUsize = AtomicUsize::new(0);
-/// Bytes the span caches should put back into the pool, set when retention
-/// must shrink and the pool alone cannot: each thread puts back its oldest
-/// spans towards it at its next span call.
+/// Bytes the span caches should release, set when retention must shrink
+/// and the pool alone cannot: each thread releases its oldest spans
+/// towards it at its next span call or heap tidy.
 static DEFICIT: AtomicUsize = AtomicUsize::new(0);
 /// Bumped by a trim (or a huge-page policy switch): every cache goes back to
 /// the OS at its thread's next span call.
@@ -547,10 +562,10 @@ impl SpanCache {
         }
     }
 
-    /// Empties the cache after a trim (to the OS); puts its oldest spans
-    /// back into the pool (trimmed to its budget) while caches hold more
-    /// than retention may (see [`make_room`]). Run at each span call, and
-    /// by the heap's tidy.
+    /// Empties the cache after a trim; releases its oldest spans while
+    /// caches hold more than retention may (see [`make_room`]). Both to the
+    /// OS, without the pool's lock. Run at each span call, and by the
+    /// heap's tidy.
     pub(crate) fn settle(&mut self) {
         let trim = TRIM_EPOCH.load(Relaxed);
         if trim != self.trim_epoch {
@@ -559,9 +574,10 @@ impl SpanCache {
         }
         let deficit = DEFICIT.load(Relaxed);
         if deficit > 0 && self.n > 0 {
-            let done = self.put_back_oldest(deficit);
+            // Straight to the OS: the pool could not make the room itself,
+            // so it would only release these again (two lock trips each).
+            let done = self.release_oldest(deficit);
             let _ = DEFICIT.fetch_update(Relaxed, Relaxed, |d| Some(d.saturating_sub(done)));
-            fit_pool();
         }
     }
 
@@ -569,40 +585,52 @@ impl SpanCache {
     /// holds: puts every cached span back into the pool where the request
     /// is large enough to be built from pieces (see [`map_fresh`]) — not
     /// for smaller ones: cutting a cached span for them traded the next
-    /// exact fits for one saved mapping — then the oldest while the cache alone
-    /// holds more than retention may beside fresh memory for the request
-    /// (see [`make_room`]). Returns whether it put any back.
+    /// exact fits for one saved mapping — then releases the oldest while
+    /// the cache alone holds more than retention may beside fresh memory
+    /// for the request (see [`make_room`]). Returns whether it put any
+    /// into the pool.
     fn give_back_for(&mut self, len: usize) -> bool {
-        let before = self.n;
+        let mut put = 0;
         if len >= GATHER_MIN {
-            self.put_back_oldest(usize::MAX);
+            put += self.put_back_oldest(usize::MAX);
         }
         // Only what even an empty pool cannot make room for (see
-        // `make_room`): moving a span to the pool does not shrink retention.
+        // `make_room`), and to the OS: moving a span to the pool does not
+        // shrink retention.
         let room = budget().saturating_sub(stats::NEED.get() + len);
-        self.put_back_oldest(CACHED.load(Relaxed).saturating_sub(room));
+        self.release_oldest(CACHED.load(Relaxed).saturating_sub(room));
         // Under a memory budget that fresh memory would exceed, all of it:
         // the budget can then take it back from the pool before it refuses.
         if !budget::fits(len) {
-            self.put_back_oldest(usize::MAX);
+            put += self.put_back_oldest(usize::MAX);
         }
-        self.n != before
-    }
-
-    /// Puts cached span `i` back into the pool.
-    fn put_back(&mut self, i: usize) -> usize {
-        let r = self.remove(i);
-        // SAFETY: a cached span: whole pages of ours, unused.
-        unsafe { pool::put(r.ptr, r.len) };
-        r.len
+        put > 0
     }
 
     /// Puts the oldest cached spans back into the pool, at least `want`
     /// bytes of them (or all); returns the bytes put back.
     fn put_back_oldest(&mut self, want: usize) -> usize {
+        self.put_back_oldest_while(|_, done| done < want)
+    }
+
+    /// Puts the oldest cached spans back into the pool while `more(cache,
+    /// bytes put back so far)` holds, a batch per trip under the pool's
+    /// lock; returns the bytes put back.
+    fn put_back_oldest_while(&mut self, mut more: impl FnMut(&Self, usize) -> bool) -> usize {
         let mut done = 0;
-        while done < want && self.n > 0 {
-            done += self.put_back(0);
+        while self.n > 0 && more(self, done) {
+            let mut batch = [pool::Range {
+                ptr: ptr::null_mut(),
+                len: 0,
+            }; PUT_BACK_BATCH];
+            let mut k = 0;
+            while k < PUT_BACK_BATCH && self.n > 0 && more(self, done) {
+                batch[k] = self.remove(0);
+                done += batch[k].len;
+                k += 1;
+            }
+            // SAFETY: cached spans: whole pages of ours, unused.
+            unsafe { pool::put_all(&mut batch[..k]) };
         }
         done
     }
@@ -641,8 +669,13 @@ impl SpanCache {
         if r.len > SPAN_CACHE_BYTES || CACHED.load(Relaxed) + pool::bytes() + r.len > config::pool_cap() {
             return Some(r);
         }
-        while self.n == SPAN_CACHE_SLOTS || self.bytes + r.len > SPAN_CACHE_BYTES {
-            self.put_back(0);
+        if self.n == SPAN_CACHE_SLOTS || self.bytes + r.len > SPAN_CACHE_BYTES {
+            // A quarter below the bounds, so that the next frees do not
+            // each take the pool's lock for one span.
+            self.put_back_oldest_while(|c, _| {
+                c.n > SPAN_CACHE_SLOTS - SPAN_CACHE_SLOTS / 4
+                    || c.bytes + r.len > SPAN_CACHE_BYTES - SPAN_CACHE_BYTES / 4
+            });
         }
         self.spans[self.n] = r;
         self.n += 1;
@@ -658,13 +691,23 @@ impl SpanCache {
 
     /// Gives every cached span back to the OS.
     pub(crate) fn release(&mut self) {
-        while self.n > 0 {
-            let r = self.remove(self.n - 1);
+        self.release_oldest(usize::MAX);
+    }
+
+    /// Gives the oldest cached spans back to the OS, at least `want` bytes
+    /// of them (or all), without the pool's lock; returns the bytes
+    /// released.
+    fn release_oldest(&mut self, want: usize) -> usize {
+        let mut done = 0;
+        while done < want && self.n > 0 {
+            let r = self.remove(0);
             // SAFETY: a cached span: a whole mapping of ours (or, where
             // the platform can trim, part of one), unused.
             unsafe { os::unmap(r.ptr, r.len) };
             stats::unmapped(r.len);
+            done += r.len;
         }
+        done
     }
 }
 
