@@ -245,6 +245,18 @@ fn memory_is_reused_and_returned() {
     let taken = locks() - before;
     assert!(taken < 28, "{taken} locks taken to cache or pool 64 freed spans");
     ALLOC.trim();
+    // The same where the cache's slot bound (32 spans) is reached before
+    // its byte bound: 32 of 64 freed 128 KiB spans overflow, a batch of 8
+    // per trip (one trip each without batching: 32).
+    let vecs: Vec<Vec<u8>> = (0..64u8).map(|i| vec![i; 128 << 10]).collect();
+    let before = locks();
+    drop(vecs);
+    let taken = locks() - before;
+    assert!(
+        taken < 16,
+        "{taken} locks taken to cache or pool 64 freed 128 KiB spans"
+    );
+    ALLOC.trim();
 
     // -- Cached spans that retention must give up (the small objects grew
     //    while they sat in the cache) go straight to the OS, not through
@@ -264,16 +276,31 @@ fn memory_is_reused_and_returned() {
     );
     let before = locks();
     elems.extend((0..65_536).map(|i| Box::new([i as u64; 32])));
-    drop(vec![1u8; 128 << 10]); // a span call, where the cache settles
+    // A span call that the cache could serve (an exact fit): the cache
+    // settles first and releases what retention cannot keep.
+    drop(vec![1u8; 1 << 20]);
     let taken = locks() - before;
     assert!(
-        ALLOC.stats().pool_retained < 1 << 20,
+        ALLOC.stats().pool_retained <= 1 << 20,
         "cached spans kept beside 16 MiB of new small blocks: {} bytes",
         ALLOC.stats().pool_retained
     );
     assert!(taken < 32, "{taken} locks taken while retention released cached spans");
     assert!(elems.iter().enumerate().all(|(i, b)| b[31] == i as u64));
     drop(elems);
+    ALLOC.trim();
+
+    // -- A vector grows in place into the pooled range right after it:
+    //    4 MiB cut from a pooled 16 MiB range, then grown to 12 MiB.
+    ALLOC.trim();
+    drop(vec![9u8; 16 << 20]);
+    let mut v: Vec<u8> = Vec::with_capacity(4 << 20);
+    v.resize(4 << 20, 5);
+    let at = v.as_ptr() as usize;
+    v.reserve_exact(8 << 20);
+    assert_eq!(v.as_ptr() as usize, at, "did not grow into the pooled range after it");
+    assert!(v.iter().all(|&b| b == 5));
+    drop(v);
     ALLOC.trim();
 
     // -- The same with the vector in the pool (12 MiB: too large for a
