@@ -80,8 +80,7 @@ static BYTES: AtomicUsize = AtomicUsize::new(0);
 /// The length of the pool's longest range, readable without the lock
 /// (stored under it): a request longer than it misses without taking the
 /// lock. Most requests that miss a thread's span cache miss the pool too
-/// (on a Halo2 proof, 95 of 109 took the lock for nothing;
-/// docs/design/scaling.md). A range pooled meanwhile is missed, as it
+/// (docs/design/scaling.md). A range pooled meanwhile is missed, as it
 /// would be a moment earlier under the lock.
 static LONGEST: AtomicUsize = AtomicUsize::new(0);
 

@@ -476,9 +476,8 @@ fn live_sub(n: usize) {
 /// which counts against the same budget. It lets retained memory run a
 /// little over the budget first (`RETENTION_TOLERANCE_*`), then cuts it
 /// back exactly: small-object memory grows a page at a time, and a pool cut
-/// back at every page took its lock once per page written (1,921 times
-/// while a thread wrote 16 MiB of small blocks beside 832 KiB of pooled
-/// spans; docs/design/scaling.md).
+/// back at every page took its lock once per page written
+/// (docs/design/scaling.md).
 pub(crate) fn fit_pool() {
     let budget = budget();
     let tolerance = (budget / RETENTION_TOLERANCE_DIVISOR).clamp(RETENTION_TOLERANCE_MIN, RETENTION_TOLERANCE_MAX);
