@@ -60,9 +60,12 @@
 //!   Linux. A span no pooled range holds is built from smaller pooled
 //!   pieces whose pages are moved into it (Linux), so a prover's growing
 //!   vectors reuse the warm pages of the smaller ones instead of faulting
-//!   fresh memory (`FirstTouch`, docs/design/first-touch.md). Pool and caches never hold more than what the program's own need
-//!   (live spans plus written small-object pages) has fallen below its
-//!   peak, so keeping spans warm does not raise the peak RSS.
+//!   fresh memory (`FirstTouch`, docs/design/first-touch.md). Pool and
+//!   caches hold no more than what the program's own need (live spans plus
+//!   written small-object pages) has fallen below its peak, give or take
+//!   1/64 of it (so that small-object growth cuts them back in steps, not
+//!   page by page under the pool's lock), so keeping spans warm does not
+//!   raise the peak RSS.
 //! * **Witness**: `dealloc` first asks, with one range comparison, whether
 //!   the pointer lies in the witness region; if so the block is wiped and
 //!   returned to its arena — to the freeing thread's cache in that arena,
