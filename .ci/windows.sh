@@ -23,6 +23,11 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 wine="$(find_wine)"
+# Debian's wine64 installs the server as /usr/lib/wine/wineserver64, not on
+# PATH (a bare `wineserver` here found nothing, silently).
+find_wineserver() { type -P wineserver || type -P wineserver64 || { [ -x "$(dirname "$wine")/wineserver64" ] && echo "$(dirname "$wine")/wineserver64"; } || true; }
+wineserver="$(find_wineserver)"
+[ -n "$wineserver" ] || { echo "no wineserver next to $wine" >&2; exit 1; }
 rustup target add x86_64-pc-windows-gnu 2>/dev/null
 echo "runner: $wine ($("$wine" --version))"
 
@@ -34,8 +39,18 @@ export WINEDLLOVERRIDES="mscoree,mshtml="
 if [ ! -f "$WINEPREFIX/system.reg" ]; then
   echo "creating the Wine prefix $WINEPREFIX"
   "$wine" wineboot --init >/dev/null 2>&1
-  wineserver -w 2>/dev/null || true
+  "$wineserver" -w
 fi
+# One server for the whole run: by default it exits 3 s after its last
+# client, and a test binary that starts in that moment finds it going away
+# ("wine client error:0: recvmsg: Connection reset by peer": a clean-clone
+# CI run failed so, starting an empty test binary).
+"$wineserver" -p
+trap '"$wineserver" -k 2>/dev/null || true' EXIT
+# Wine's own services (services.exe, winedevice.exe, ...) start with the
+# first program and live as long as the server: started here, detached from
+# the log pipes below, or they would hold `tee` open after the tests.
+"$wine" wineboot </dev/null >/dev/null 2>&1
 
 # The ProcessPrng stand-in (see .ci/wine/bcryptprimitives.c for why, and
 # until when), placed in the prefix's system directory: Wine 8.0 has no
