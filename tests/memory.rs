@@ -265,7 +265,6 @@ fn memory_is_reused_and_returned() {
     //    bounded by the peak of what the program needed, here the 8 MiB of
     //    vectors and then the small blocks. The list is made first so that
     //    no span call puts the cached vectors into the pool.
-    ALLOC.trim();
     ALLOC.reset_peaks();
     let mut elems: Vec<Box<[u64; 32]>> = Vec::with_capacity(65_536);
     let vecs: Vec<Vec<u8>> = (0..8u8).map(|i| vec![i; 1 << 20]).collect();
@@ -288,19 +287,6 @@ fn memory_is_reused_and_returned() {
     assert!(taken < 32, "{taken} locks taken while retention released cached spans");
     assert!(elems.iter().enumerate().all(|(i, b)| b[31] == i as u64));
     drop(elems);
-    ALLOC.trim();
-
-    // -- A vector grows in place into the pooled range right after it:
-    //    4 MiB cut from a pooled 16 MiB range, then grown to 12 MiB.
-    ALLOC.trim();
-    drop(vec![9u8; 16 << 20]);
-    let mut v: Vec<u8> = Vec::with_capacity(4 << 20);
-    v.resize(4 << 20, 5);
-    let at = v.as_ptr() as usize;
-    v.reserve_exact(8 << 20);
-    assert_eq!(v.as_ptr() as usize, at, "did not grow into the pooled range after it");
-    assert!(v.iter().all(|&b| b == 5));
-    drop(v);
     ALLOC.trim();
 
     // -- The same with the vector in the pool (12 MiB: too large for a
@@ -328,6 +314,18 @@ fn memory_is_reused_and_returned() {
     );
     assert!(elems.iter().enumerate().all(|(i, b)| b[31] == i as u64));
     drop(elems);
+    ALLOC.trim();
+
+    // -- A vector grows in place into the pooled range right after it:
+    //    4 MiB cut from a pooled 16 MiB range, then grown to 12 MiB.
+    drop(vec![9u8; 16 << 20]);
+    let mut v: Vec<u8> = Vec::with_capacity(4 << 20);
+    v.resize(4 << 20, 5);
+    let at = v.as_ptr() as usize;
+    v.reserve_exact(8 << 20);
+    assert_eq!(v.as_ptr() as usize, at, "did not grow into the pooled range after it");
+    assert!(v.iter().all(|&b| b == 5));
+    drop(v);
     ALLOC.trim();
 
     // -- alloc_zeroed of fresh memory does not touch it (no memset).

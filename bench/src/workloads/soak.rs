@@ -304,9 +304,8 @@ pub fn run(ctx: &Ctx) -> Result<WorkloadOutput, String> {
         let monitor = (|| -> Result<(), String> {
             for second in 1..=seconds {
                 tick += Duration::from_secs(1);
-                // RSS is polled every 20 ms and each second keeps its peak:
-                // single readings swing by the large vectors that happen
-                // to be live, peaks are stable from second to second.
+                // RSS is polled every 20 ms: each second shows its peak
+                // and is judged by its median poll (below).
                 let mut peak = 0;
                 let mut polls = Vec::with_capacity(64);
                 let held = || {
