@@ -50,7 +50,7 @@ step "Miri: cargo +nightly miri test --lib miri_tests"
 # process, by design.
 MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-ignore-leaks ${MIRIFLAGS:-}" \
   timeout 1200 cargo +nightly miri test --lib miri_tests 2>&1 | tee /tmp/nalloc-miri.log
-expect_passed 24 /tmp/nalloc-miri.log
+expect_passed 25 /tmp/nalloc-miri.log
 
 step "loom: model checks of src/small/remote.rs and src/base/once.rs"
 # `--cfg nalloc_loom` (all crates) pulls in the loom dev-dependency;

@@ -719,6 +719,49 @@ fn pages_emptied_by_other_threads_age_while_their_class_grows() {
 }
 
 #[test]
+fn a_heap_that_refaults_what_it_purged_keeps_pages_other_threads_empty() {
+    // A producer whose consumer frees everything, in rounds, with the class
+    // not growing by the per-class rule: at first each round's pages are
+    // purged at the tidy that releases them, and the next round faults
+    // fresh slots. Once the heap has refaulted `REFAULT_SLOTS` slots soon
+    // after its purges, emptied pages age instead (the next round takes
+    // them back without faults), and after the purge delay they still go
+    // back to the OS.
+    const N: usize = 40;
+    let a = NAlloc::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut purged_rounds = 0;
+            let mut kept = None;
+            for round in 0..3 * crate::policy::REFAULT_SLOTS as usize {
+                let blocks: Vec<Live<'_>> = (0..N)
+                    .map(|i| Live::new(&a, layout(16_000, 8), (round * N + i) as u64))
+                    .collect();
+                let ptrs: Vec<*mut u8> = blocks.iter().map(|b| b.p).collect();
+                std::thread::scope(|s2| {
+                    s2.spawn(move || drop(blocks));
+                });
+                heap::count_slow_paths(crate::policy::GROWING_PATHS);
+                heap::tidy_current_thread();
+                if ptrs.iter().all(|&p| slot_purged(p)) {
+                    purged_rounds += 1;
+                } else if ptrs.iter().all(|&p| !slot_purged(p)) {
+                    kept = Some(ptrs);
+                    break;
+                }
+            }
+            assert!(purged_rounds >= 1, "emptied pages kept before any refault");
+            let ptrs = kept.unwrap_or_else(|| panic!("purged in all {purged_rounds} rounds: refaults not noticed"));
+            assert!(
+                tidy_until(64, || ptrs.iter().all(|&p| slot_purged(p))),
+                "kept pages not purged after the delay: {} of {N} blocks' slots purged",
+                ptrs.iter().filter(|&&p| slot_purged(p)).count()
+            );
+        });
+    });
+}
+
+#[test]
 fn a_bursts_memory_at_a_page_top_goes_back() {
     // A class with a few live blocks allocates a burst of 80 more (the
     // page grows) and frees it: the next look of a tidy gives the page's

@@ -25,6 +25,7 @@
 //! | [`PENDING_SLOTS`], [`PENDING_BLOCKS`], [`PENDING_BYTES`] | batches, blocks, bytes | atomics per remote free vs blocks held back | remote-frees |
 //! | [`FOREIGN_MIN`], [`FOREIGN_MAX`], [`FOREIGN_STALE`] | bytes | producer/consumer speed vs RSS | remote-frees |
 //! | [`GROWING_PATHS`] | slow paths | refaults of a producer's pages vs RSS of a swell | scaling |
+//! | [`REFAULT_PATHS`], [`REFAULT_SLOTS`], [`KEEP_PATHS`] | slow paths, page slots | refaults of a heap's purges vs memory it keeps | scaling |
 //! | [`ORPHAN_FREES_BEFORE_HEAP`] | frees | atomics per free of a free-only thread vs a heap for it | scaling |
 //! | [`AUTO_HUGE_MIN`] | bytes | TLB misses and faults vs 2 MiB rounding | spans-and-warm-pool |
 //! | [`ZERO_BY_PURGE_MIN`] | bytes | memset vs refault when zeroing a warm span | spans-and-warm-pool |
@@ -119,6 +120,19 @@ pub(crate) const FOREIGN_STALE: u32 = 4 * FOREIGN_MAX;
 /// saved more refaults on producer/consumer churn but raised Python's peak
 /// RSS; this one kept it (measured in docs/design/scaling.md).
 pub(crate) const GROWING_PATHS: u32 = 128;
+/// A fresh page slot claimed within this many slow paths of a purge by the
+/// same heap is a refault: memory given back and needed again at once.
+pub(crate) const REFAULT_PATHS: u32 = 256;
+/// Refaulted page slots (4 MiB) after which a heap keeps pages that other
+/// threads' frees emptied, as if their class grew: enough that a small
+/// program's few refaults keep nothing more (the `xmalloc` suite workload's
+/// peak RSS stayed at glibc's), few enough that a producer/consumer pair
+/// stops refaulting early in its run.
+pub(crate) const REFAULT_SLOTS: u32 = 16;
+/// How long (slow paths) a heap keeps such pages after a refault (each
+/// refault meanwhile starts it again); then it purges at once again, and a
+/// refault that follows brings it back.
+pub(crate) const KEEP_PATHS: u32 = 16384;
 /// Frees a thread without a heap of its own makes, one hand-over each,
 /// before it takes a heap and batches them (see docs/design/scaling.md).
 pub(crate) const ORPHAN_FREES_BEFORE_HEAP: u32 = 64;

@@ -89,9 +89,9 @@ use crate::base::sync::SpinLock;
 use crate::mem::span::SpanCache;
 use crate::os;
 use crate::policy::{
-    FOREIGN_MAX, FOREIGN_MIN, FOREIGN_STALE, FULL_SCAN, GROWING_PATHS, HEAP_SLAB, KEEP_EMPTY_SEGMENTS,
+    FOREIGN_MAX, FOREIGN_MIN, FOREIGN_STALE, FULL_SCAN, GROWING_PATHS, HEAP_SLAB, KEEP_EMPTY_SEGMENTS, KEEP_PATHS,
     LARGE_TIDY_WEIGHT, ORPHAN_FREES_BEFORE_HEAP, PENDING_BLOCKS, PENDING_BYTES, PENDING_SLOTS, PURGE_AFTER_PATHS,
-    RETIRED_TIDY_EVERY, SEGMENT_SEARCH, SPARSE_DIVISOR, TIDY_EVERY, TRIM_EVERY,
+    REFAULT_PATHS, REFAULT_SLOTS, RETIRED_TIDY_EVERY, SEGMENT_SEARCH, SPARSE_DIVISOR, TIDY_EVERY, TRIM_EVERY,
 };
 use crate::small::page::{Block, Page};
 use crate::small::segment::{self, Segment, SlotKind};
@@ -229,6 +229,13 @@ pub(crate) struct Heap {
     /// Per class, `slow_paths` when the class last ran out of used blocks
     /// and needed fresh memory or a new page (see [`Heap::release_emptied`]).
     fresh_at: [u32; NUM_CLASSES],
+    /// `slow_paths` at the last tidy that purged page slots; fresh page
+    /// slots claimed since within [`REFAULT_PATHS`] of a purge (refaults);
+    /// and until when (in `slow_paths`) the heap keeps pages other threads
+    /// emptied (see [`Heap::note_fresh_claim`]).
+    purged_at: u32,
+    refaulted_slots: u32,
+    keep_until: u32,
     /// This thread's recently freed spans (see [`with_span_cache`]).
     spans: SpanCache,
 }
@@ -654,6 +661,10 @@ impl Heap {
             slow_paths: 0,
             empty_segs: 0,
             fresh_at: [0; NUM_CLASSES],
+            // No purge yet: as if long ago.
+            purged_at: 0u32.wrapping_sub(REFAULT_PATHS),
+            refaulted_slots: 0,
+            keep_until: 0,
             spans: SpanCache::new(),
         }
     }
@@ -1082,6 +1093,10 @@ impl Heap {
 
     unsafe fn new_page(&mut self, class: usize) -> *mut Page {
         let mut seg = self.segment_for(class, false);
+        // SAFETY: `seg`, if not null, is ours.
+        if seg.is_null() || matches!(unsafe { Segment::slot_for(seg, class) }, SlotKind::Other) {
+            self.note_fresh_claim();
+        }
         if seg.is_null() {
             seg = Segment::acquire(self, self.slow_paths);
             if seg.is_null() {
@@ -1175,13 +1190,50 @@ impl Heap {
     /// paths (0 and 0: every free slot).
     fn purge_free_slots(&mut self, now: u64, delay: u64, paths: u32) {
         let mut seg = self.seg_head;
+        let mut purged = 0;
         // SAFETY: our segments are live; those with free slots come first.
         unsafe {
             while !seg.is_null() && (*seg).free_mask != 0 {
-                Segment::purge_idle(seg, now, delay, self.slow_paths, paths);
+                purged += Segment::purge_idle(seg, now, delay, self.slow_paths, paths);
                 seg = (*seg).next;
             }
         }
+        if purged != 0 {
+            self.purged_at = self.slow_paths;
+        }
+    }
+
+    /// Notes that the heap is about to claim a page slot of fresh memory
+    /// (never written, or purged): page faults. One claimed within
+    /// [`REFAULT_PATHS`] of a purge is a refault, memory the heap gave back
+    /// and needed again at once. After [`REFAULT_SLOTS`] of them (or any,
+    /// while it keeps already) the heap keeps pages that other threads'
+    /// frees empty for [`KEEP_PATHS`] slow paths: they age like its own (see
+    /// [`Heap::release_emptied`]) instead of going back at the next tidy.
+    ///
+    /// Why: a producer whose consumer frees everything empties pages of
+    /// many classes in turn; the per-class growing rule misses a class that
+    /// was idle for a moment, and its pages were purged and faulted in again
+    /// (`c-xmalloc`: 40 K faults a run against mimalloc's 2-4 K). Counting
+    /// refaults per heap catches that whatever the class, and a heap that
+    /// does not refault (memory handed between threads whose swells take
+    /// turns) still gives its emptied pages back at once. Figures:
+    /// docs/design/scaling.md.
+    fn note_fresh_claim(&mut self) {
+        if self.slow_paths.wrapping_sub(self.purged_at) >= REFAULT_PATHS {
+            return;
+        }
+        self.refaulted_slots += 1;
+        if self.refaulted_slots >= REFAULT_SLOTS || self.keeping() {
+            self.refaulted_slots = 0;
+            self.keep_until = self.slow_paths.wrapping_add(KEEP_PATHS);
+        }
+    }
+
+    /// True while the heap keeps pages other threads emptied (see
+    /// [`Heap::note_fresh_claim`]).
+    fn keeping(&self) -> bool {
+        (self.keep_until.wrapping_sub(self.slow_paths) as i32) > 0
     }
 
     /// Releases every page of any class, other than a current one, whose
@@ -1201,10 +1253,13 @@ impl Heap {
     /// page was faulted in again a moment later (`c-xmalloc`: 50 times the
     /// page faults of mimalloc, most of its time in the kernel; see
     /// docs/design/scaling.md). A heap whose swell comes back after its
-    /// class stopped growing still purges at once, as before.
+    /// class stopped growing still purges at once, unless it refaulted
+    /// what it purged (then it keeps them a while: see
+    /// [`Heap::note_fresh_claim`]).
     fn release_emptied(&mut self, trim: bool) {
+        let keeping = self.keeping();
         for class in 0..NUM_CLASSES {
-            let growing = self.slow_paths.wrapping_sub(self.fresh_at[class]) < GROWING_PATHS;
+            let growing = self.slow_paths.wrapping_sub(self.fresh_at[class]) < GROWING_PATHS || keeping;
             let fp = self.stand_in(class);
             // The real current page: behind the stand-in page while that is
             // in front.
@@ -1454,8 +1509,15 @@ impl Registry {
     fn acquire(&mut self) -> *mut Heap {
         if !self.retired.is_null() {
             let h = self.retired;
-            // SAFETY: retired heaps are live metadata owned by the registry.
-            self.retired = unsafe { (*h).retired_next };
+            // SAFETY: retired heaps are live metadata owned by the registry;
+            // `h` is ours to set up for its new thread.
+            unsafe {
+                self.retired = (*h).retired_next;
+                // A new thread's work: what the last one refaulted says
+                // nothing about it.
+                (*h).refaulted_slots = 0;
+                (*h).keep_until = (*h).slow_paths;
+            }
             return h;
         }
         let size = core::mem::size_of::<HeapSlot>();

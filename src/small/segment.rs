@@ -520,7 +520,7 @@ impl Segment {
     ///
     /// # Safety
     /// Owner only.
-    pub(crate) unsafe fn purge_idle(seg: *mut Segment, now: u64, delay: u64, path_now: u32, paths: u32) {
+    pub(crate) unsafe fn purge_idle(seg: *mut Segment, now: u64, delay: u64, path_now: u32, paths: u32) -> usize {
         // SAFETY: (whole body) owner only; raw accesses as in `claim_page`.
         unsafe {
             let pages = ptr::addr_of_mut!((*seg).pages).cast::<Page>();
@@ -545,6 +545,7 @@ impl Segment {
                 }
             }
             stats::purged(purged);
+            purged
         }
     }
 
