@@ -125,9 +125,9 @@ pub(crate) const GROWING_PATHS: u32 = 128;
 pub(crate) const REFAULT_PATHS: u32 = 256;
 /// Refaulted page slots (4 MiB) after which a heap keeps pages that other
 /// threads' frees emptied, as if their class grew: enough that a small
-/// program's few refaults keep nothing more (the `xmalloc` suite workload's
-/// peak RSS stayed at glibc's), few enough that a producer/consumer pair
-/// stops refaulting early in its run.
+/// program's few refaults keep nothing more (the Rust suite's `xmalloc`
+/// kept its peak RSS), few enough that a producer/consumer pair stops
+/// refaulting early in its run (docs/design/scaling.md).
 pub(crate) const REFAULT_SLOTS: u32 = 16;
 /// How long (slow paths) a heap keeps such pages after a refault (each
 /// refault meanwhile starts it again); then it purges at once again, and a

@@ -1214,7 +1214,7 @@ impl Heap {
     /// Why: a producer whose consumer frees everything empties pages of
     /// many classes in turn; the per-class growing rule misses a class that
     /// was idle for a moment, and its pages were purged and faulted in again
-    /// (`c-xmalloc`: 40 K faults a run against mimalloc's 2-4 K). Counting
+    /// (`c-xmalloc` spent much of its time faulting). Counting
     /// refaults per heap catches that whatever the class, and a heap that
     /// does not refault (memory handed between threads whose swells take
     /// turns) still gives its emptied pages back at once. Figures:
