@@ -75,10 +75,13 @@ extern "C" {
 }
 
 pub(super) unsafe fn resident_sample(ptr: *mut u8, len: usize) -> Option<(usize, usize)> {
-    // 32 windows of 8 pages, spread evenly: a few µs, no allocation. The
-    // kernel's own pages: mincore writes one byte per real page.
-    const WINDOWS: usize = 32;
-    const PAGES: usize = 8;
+    // 4 windows of 64 pages, spread evenly: no allocation, and few system
+    // calls, which cost more than the page-table walk (32 windows of 8 pages
+    // made a sparse `calloc` 2.5x glibc's mmap-and-munmap; see
+    // docs/design/spans-and-warm-pool.md). The kernel's own pages: mincore
+    // writes one byte per real page.
+    const WINDOWS: usize = 4;
+    const PAGES: usize = 64;
     let pages = len / page_size();
     if pages == 0 {
         return None;
