@@ -915,7 +915,7 @@ impl Heap {
             // tidy, not purged yet) before fresh memory: its class would
             // otherwise extend other pages' tails meanwhile (see
             // docs/design/heap-tidy.md).
-            let seg = self.segment_for(class, true);
+            let (seg, _) = self.segment_for(class, true);
             if !seg.is_null() {
                 let p = self.new_page_in(seg, class);
                 self.pages[class] = p;
@@ -1092,9 +1092,10 @@ impl Heap {
     }
 
     unsafe fn new_page(&mut self, class: usize) -> *mut Page {
-        let mut seg = self.segment_for(class, false);
-        // SAFETY: `seg`, if not null, is ours.
-        if seg.is_null() || matches!(unsafe { Segment::slot_for(seg, class) }, SlotKind::Other) {
+        let (mut seg, written) = self.segment_for(class, false);
+        if !written {
+            // (A new segment may come from the cache with written slots:
+            // counted as fresh all the same, a rare case.)
             self.note_fresh_claim();
         }
         if seg.is_null() {
@@ -1138,7 +1139,9 @@ impl Heap {
     /// free slots, one holding a slot that served the class and kept its
     /// blocks; unless `intact_only`, else one with a slot written before
     /// (some of it resident), else the first with a free slot. Null if none.
-    fn segment_for(&self, class: usize, intact_only: bool) -> *mut Segment {
+    /// With it, whether the slot it offers was written before (intact or
+    /// written: no fresh memory to fault).
+    fn segment_for(&self, class: usize, intact_only: bool) -> (*mut Segment, bool) {
         let mut written: *mut Segment = ptr::null_mut();
         let mut seg = self.seg_head;
         // SAFETY: our segments are live; those with free slots come first.
@@ -1148,17 +1151,20 @@ impl Heap {
                     break;
                 }
                 match Segment::slot_for(seg, class) {
-                    SlotKind::Intact => return seg,
+                    SlotKind::Intact => return (seg, true),
                     SlotKind::Written if written.is_null() && !intact_only => written = seg,
                     _ => {}
                 }
                 seg = (*seg).next;
             }
-            if !intact_only && written.is_null() && !self.seg_head.is_null() && (*self.seg_head).free_mask != 0 {
-                written = self.seg_head;
+            if !written.is_null() {
+                return (written, true);
+            }
+            if !intact_only && !self.seg_head.is_null() && (*self.seg_head).free_mask != 0 {
+                return (self.seg_head, false);
             }
         }
-        written
+        (ptr::null_mut(), false)
     }
 
     /// Releases emptied pages and purges page slots (and cached segments)
