@@ -507,7 +507,8 @@ impl Segment {
     /// been free for `delay` microseconds or more at `now` and while the
     /// owner took `paths` slow paths or more (its count is `path_now`; 0 and
     /// 0: every free slot). The owner calls it from its tidy; the bytes
-    /// purged go to the statistics (`returned_to_os`).
+    /// purged go to the statistics (`returned_to_os`) and are returned (the
+    /// heap notes when it last purged: see `Heap::note_fresh_claim`).
     ///
     /// Why: a heap's pages swell when other threads hold many of its blocks
     /// at once (a consumer that is descheduled while its producer runs on)
