@@ -33,7 +33,10 @@
 //! of its slow paths (see `Segment::purge_idle`), and cached segments of
 //! that age — except a page that other threads' frees emptied, which it
 //! purges at once (see `Heap::release_page`): the delay protects a heap's
-//! own free-and-allocate-again cycles. A heap keeps up to
+//! own free-and-allocate-again cycles. Such pages age too while their class
+//! grows, or while the heap keeps faulting in again what it purged (a
+//! producer whose consumer frees everything: `Heap::note_fresh_claim`).
+//! A heap keeps up to
 //! `KEEP_EMPTY_SEGMENTS` segments whose slots are all free; they age like
 //! any free slot.
 //! The tidy also looks at the free top of each page in use that grew since
