@@ -18,6 +18,7 @@
 //! | [`KEEP_EMPTY_SEGMENTS`] | segments | slot drift and refaults vs memory a heap keeps | heap-tidy |
 //! | [`SEGMENT_CACHE`] | segments | segment setup cost vs committed empty segments | heap-tidy |
 //! | [`RETIRED_TIDY_EVERY`] | tidies | registry lock trips vs exited threads' memory kept | heap-tidy |
+//! | [`UNOWNED_DELAY_FACTOR`] | purge delays | refaults of thread churn vs exited threads' memory kept | heap-tidy |
 //! | [`LARGE_TIDY_WEIGHT`] | slow paths | small memory held during large-block phases | heap-tidy |
 //! | [`TRIM_EVERY`], [`TRIM_MIN`] | slow paths, bytes | free-list walks vs a burst's memory kept | heap-tidy |
 //! | [`SPARSE_DIVISOR`] | fraction of a page | refill locality vs pages that never empty | heap-tidy |
@@ -82,6 +83,11 @@ pub(crate) const SEGMENT_CACHE: usize = 8;
 /// Tidies of a heap between two looks at the heaps of exited threads (which
 /// no thread tidies until one is adopted): their emptied pages go back.
 pub(crate) const RETIRED_TIDY_EVERY: u32 = 16;
+/// Memory no thread owns — free slots of exited threads' heaps, the
+/// segment cache — waits this many purge delays before it is purged (time
+/// is its only clock): a program that runs its work in rounds of
+/// short-lived threads adopts it again a few rounds' milliseconds later.
+pub(crate) const UNOWNED_DELAY_FACTOR: u64 = 8;
 /// What a large allocation counts towards its thread's next tidy (slow paths).
 pub(crate) const LARGE_TIDY_WEIGHT: u32 = 16;
 /// Slow paths between two looks of a tidy at one page's free top.

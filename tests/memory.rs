@@ -118,6 +118,14 @@ fn memory_is_reused_and_returned() {
     ALLOC.trim();
     ALLOC.set_purge_delay(Some(std::time::Duration::from_millis(5)));
 
+    // -- Rounds of short-lived threads: what one round's threads leave free
+    //    when they exit (in their retired heaps, and as empty segments in
+    //    the cache), the next round's threads take over without faulting it
+    //    in again, although the surviving thread kept working (and tidying)
+    //    for longer than the purge delay in between; once no thread takes it,
+    //    it goes back after the longer delay of memory no thread owns.
+    thread_rounds_reuse_then_return();
+
     // -- Warm pool: a 32 MiB vector allocated, filled and dropped 50 times
     //    faults its pages in only once.
     ALLOC.set_pool_cap(1 << 30);
@@ -467,4 +475,80 @@ fn memory_is_reused_and_returned() {
         (highest - before) >> 20
     );
     ALLOC.trim();
+}
+
+/// The phase "Rounds of short-lived threads" of
+/// [`memory_is_reused_and_returned`]. Purge delay 50 ms, so memory no thread
+/// owns waits 400 ms: the survivor works 100 ms between the rounds (twice
+/// the purge delay, a quarter of the wait), then 1.2 s after them.
+fn thread_rounds_reuse_then_return() {
+    use std::time::{Duration, Instant};
+    const THREADS: u64 = 4;
+    const BYTES: u64 = 4 << 20; // per thread
+    ALLOC.set_purge_delay(Some(Duration::from_millis(50)));
+    ALLOC.trim();
+    // One round: THREADS fresh threads fill and free 4 MiB of blocks of
+    // `words` words each, but hand one block (their first) to this thread,
+    // so that their heaps retire with a segment in use; their other
+    // segments go to the cache empty. The second round's blocks are of
+    // another size: its threads cannot take the first round's pages as they
+    // were, they set up the slots afresh, over many slow paths (and tidies).
+    // Returns the round's minor faults and the blocks handed over.
+    // All of a round's threads live at once (a barrier before they free), so
+    // each has a heap of its own.
+    let round = |seed: u64, words: usize| -> (u64, Vec<Box<[u64]>>) {
+        let f0 = minor_faults();
+        let all_made = std::sync::Arc::new(std::sync::Barrier::new(THREADS as usize));
+        let kept: Vec<Box<[u64]>> = (0..THREADS)
+            .map(|t| {
+                let all_made = all_made.clone();
+                std::thread::spawn(move || {
+                    let n = BYTES / (words as u64 * 8);
+                    let mut v: Vec<Box<[u64]>> = (0..n)
+                        .map(|i| vec![seed ^ (t << 20) ^ i; words].into_boxed_slice())
+                        .collect();
+                    all_made.wait();
+                    assert!(v.iter().zip(0..).all(|(b, i)| b[words - 1] == seed ^ (t << 20) ^ i));
+                    let first = v.swap_remove(0);
+                    drop(v);
+                    first
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        (minor_faults() - f0, kept)
+    };
+    // The survivor's work: large blocks count towards its heap's tidies,
+    // which look at the exited threads' heaps and the segment cache.
+    let work = |ms: u64| {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(ms) {
+            drop(std::hint::black_box(vec![1u8; 256 << 10]));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    let (first, kept_a) = round(1, 64);
+    work(100);
+    let (second, kept_b) = round(2, 128);
+    assert!(
+        second * 4 < first,
+        "the second round took {second} minor faults, the first {first}: what the first left was given back"
+    );
+    // The handed-over blocks stay live, so the exited threads' heaps keep
+    // segments in use: what is free there goes back from the heaps (the
+    // segment cache alone gave back about half), the rest from the cache.
+    let returned = ALLOC.stats().returned_to_os;
+    work(1200);
+    let back = ALLOC.stats().returned_to_os - returned;
+    assert!(
+        back >= (2 * THREADS * BYTES * 3 / 4) as usize,
+        "{back} bytes of the two rounds' {} given back 1.2 s after their threads exited",
+        2 * THREADS * BYTES
+    );
+    assert!(kept_a.iter().chain(&kept_b).all(|b| b[0] == b[b.len() - 1]));
+    drop((kept_a, kept_b));
+    ALLOC.trim();
+    ALLOC.set_purge_delay(Some(Duration::from_millis(5)));
 }

@@ -30,15 +30,18 @@
 //! by other threads' frees alone, which no free of its own would notice,
 //! and its current page of a class not used since — and purges the page
 //! slots that have been free for the purge delay *and* `PURGE_AFTER_PATHS`
-//! of its slow paths (see `Segment::purge_idle`), and cached segments of
-//! that age — except a page that other threads' frees emptied, which it
-//! purges at once (see `Heap::release_page`): the delay protects a heap's
-//! own free-and-allocate-again cycles. Such pages age too while their class
+//! of its slow paths (see `Segment::purge_idle`) — except a page that
+//! other threads' frees emptied, which it purges at once (see
+//! `Heap::release_page`): the delay protects a heap's own
+//! free-and-allocate-again cycles. Such pages age too while their class
 //! grows, or while the heap keeps faulting in again what it purged (a
 //! producer whose consumer frees everything: `Heap::note_fresh_claim`).
-//! A heap keeps up to
-//! `KEEP_EMPTY_SEGMENTS` segments whose slots are all free; they age like
-//! any free slot.
+//! A heap keeps up to `KEEP_EMPTY_SEGMENTS` segments whose slots are all
+//! free; they age like any free slot. Memory no thread owns — the free slots of exited threads'
+//! heaps and the segment cache — has only time for a clock and waits
+//! `UNOWNED_DELAY_FACTOR` purge delays; a heap that a new thread adopts
+//! restarts the aging of what it holds free (programs that work in rounds
+//! of short-lived threads take it over again, see docs/design/heap-tidy.md).
 //! The tidy also looks at the free top of each page in use that grew since
 //! its last look (see `Page::trim_burst`): the memory of a burst of one
 //! size, freed while the class's other blocks stay live below it, goes
@@ -95,6 +98,7 @@ use crate::policy::{
     FOREIGN_MAX, FOREIGN_MIN, FOREIGN_STALE, FULL_SCAN, GROWING_PATHS, HEAP_SLAB, KEEP_EMPTY_SEGMENTS, KEEP_PATHS,
     LARGE_TIDY_WEIGHT, ORPHAN_FREES_BEFORE_HEAP, PENDING_BLOCKS, PENDING_BYTES, PENDING_SLOTS, PURGE_AFTER_PATHS,
     REFAULT_PATHS, REFAULT_SLOTS, RETIRED_TIDY_EVERY, SEGMENT_SEARCH, SPARSE_DIVISOR, TIDY_EVERY, TRIM_EVERY,
+    UNOWNED_DELAY_FACTOR,
 };
 use crate::small::page::{Block, Page};
 use crate::small::segment::{self, Segment, SlotKind};
@@ -1185,12 +1189,15 @@ impl Heap {
         }
         let now = os::now_us();
         let me: *mut Heap = self;
-        Segment::purge_cached(now, delay, me, self.slow_paths, PURGE_AFTER_PATHS);
+        // Memory no thread owns ages by time alone, and longer: threads that
+        // exit and start again take it back (see `UNOWNED_DELAY_FACTOR`).
+        let unowned_delay = delay.saturating_mul(UNOWNED_DELAY_FACTOR);
+        Segment::purge_cached(now, unowned_delay, me, self.slow_paths, PURGE_AFTER_PATHS);
         self.purge_free_slots(now, delay, PURGE_AFTER_PATHS);
         self.tidies = self.tidies.wrapping_add(1);
         if self.tidies % RETIRED_TIDY_EVERY == 0 {
             // Exited threads' heaps hold memory that others' frees emptied.
-            trim_retired(false);
+            trim_retired(false, Some((now, unowned_delay)));
         }
     }
 
@@ -1526,6 +1533,13 @@ impl Registry {
                 // nothing about it.
                 (*h).refaulted_slots = 0;
                 (*h).keep_until = (*h).slow_paths;
+                // What the heap holds free is the new thread's to use first.
+                let now = os::now_us();
+                let mut seg = (*h).seg_head;
+                while !seg.is_null() && (*seg).free_mask != 0 {
+                    Segment::restart_aging(seg, now, (*h).slow_paths);
+                    seg = (*seg).next;
+                }
             }
             return h;
         }
@@ -1653,10 +1667,17 @@ pub(crate) fn with_span_cache<R>(f: impl FnOnce(Option<&mut SpanCache>) -> R) ->
 
 /// Gives back what the heaps of exited threads hold: other threads' frees
 /// into their pages are collected, emptied pages released and free slots
-/// purged — at once, rather than when a new thread adopts the heap. With
-/// `wait`, takes the registry lock; without, only if it is free now (the
-/// tidy's occasional call).
-pub(crate) fn trim_retired(wait: bool) {
+/// purged, rather than when a new thread adopts the heap. With `wait`,
+/// takes the registry lock; without, only if it is free now (the tidy's
+/// occasional call). `idle` = `Some((now, delay))` purges only the slots
+/// free for `delay` µs (the tidy's call, with the unowned delay), `None`
+/// every free slot (a trim, or memory wanted under the budget).
+///
+/// Why a delay for the tidy's call: a program that runs its work in rounds
+/// of short-lived threads retires heaps that the next round's threads adopt
+/// a moment later; purged in between, their pages were faulted in again
+/// (see docs/design/heap-tidy.md).
+pub(crate) fn trim_retired(wait: bool, idle: Option<(u64, u64)>) {
     let reg = if wait {
         REGISTRY.lock()
     } else {
@@ -1673,7 +1694,8 @@ pub(crate) fn trim_retired(wait: bool) {
         // hold; no thread uses it until it is adopted under that lock.
         unsafe {
             (*h).abandon();
-            (*h).purge_free_slots(0, 0, 0);
+            let (now, delay) = idle.unwrap_or((0, 0));
+            (*h).purge_free_slots(now, delay, 0);
             h = (*h).retired_next;
         }
     }
@@ -1683,7 +1705,7 @@ pub(crate) fn trim_retired(wait: bool) {
 /// live thread owns (live threads' heaps go back on their own tidy).
 pub(crate) fn trim_all() {
     trim_current_thread();
-    trim_retired(true);
+    trim_retired(true, None);
     Segment::trim_cache();
 }
 

@@ -48,7 +48,7 @@ pub(crate) fn ensure_init() {
 /// heaps (skipped if the registry is busy).
 fn reclaim() {
     segment::Segment::trim_cache();
-    heap::trim_retired(false);
+    heap::trim_retired(false, None);
     // Every thread's cached spans (this one's at its next span call, which
     // the refused request is about to make).
     span::release_caches();

@@ -550,6 +550,28 @@ impl Segment {
         }
     }
 
+    /// Counts every free slot of `seg` as released at `now` and slow path
+    /// `path`. For a heap adopted by a new thread: like a segment taken
+    /// from the cache, what it inherits gets the whole purge delay of its
+    /// new owner's work (see docs/design/heap-tidy.md).
+    ///
+    /// # Safety
+    /// Owner only (the adopting thread, under the registry's lock).
+    pub(crate) unsafe fn restart_aging(seg: *mut Segment, now: u64, path: u32) {
+        // SAFETY: (whole body) caller contract; raw accesses as in
+        // `claim_page`.
+        unsafe {
+            let pages = ptr::addr_of_mut!((*seg).pages).cast::<Page>();
+            let mut bits = (*seg).free_mask;
+            while bits != 0 {
+                let i = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                (*pages.add(i)).freed_at = now;
+                (*pages.add(i)).freed_at_path = path;
+            }
+        }
+    }
+
     /// Returns a page slot; true if the segment is now entirely unused.
     /// `linked`: every block of the page is on its free list or in its fresh
     /// tail, so the next claim for the same class may take it as it is.

@@ -532,6 +532,7 @@ mod tests {
                 "c-thrash",
                 "c-thrash ok threads=2 iterations=4000000 objsize=8 writes=16 sum=8160000000",
             ),
+            ("c-mstress", "c-mstress ok threads=4 scale=50 rounds=10 items=1350000"),
         ] {
             let out = format!("{line} malloc={}\n", lib.display());
             assert_eq!(

@@ -5,7 +5,7 @@
 //!
 //! * **Workloads** ([`setup::PRELOAD_WORKLOADS`]): `c-small`, `c-large`,
 //!   and the threaded shapes of the classic allocator benchmarks
-//!   (`c-xmalloc`, `c-rpmalloc`, `c-larson`, `c-larson-sized`, `c-thrash`)
+//!   (`c-xmalloc`, `c-rpmalloc`, `c-larson`, `c-larson-sized`, `c-thrash`, `c-mstress`)
 //!   (C sources in `bench/c/`, compiled at run time with `cc -O2 -pthread`
 //!   into `<target>/nalloc-preload/`) and `python` (`bench/python/alloc_stress.py`
 //!   run with `PYTHONMALLOC=malloc`, so that CPython's small objects go

@@ -69,6 +69,8 @@ pub enum WorkloadKind {
     CLarson,
     /// `bench/c/c_thrash.c`.
     CThrash,
+    /// `bench/c/c_mstress.c`.
+    CMstress,
     /// `bench/python/alloc_stress.py` under `PYTHONMALLOC=malloc`.
     Python,
 }
@@ -167,6 +169,17 @@ pub const PRELOAD_WORKLOADS: &[PreloadWorkload] = &[
         args: &["2", "4000000", "8", "16"],
         threads_arg: Some(0),
     },
+    PreloadWorkload {
+        name: "c-mstress",
+        description: "C, rounds of short-lived threads (mimalloc-bench mstress shape): 10 rounds of 4 fresh \
+                      threads, thread k making 5,000 x (k % 8 + 1) calloc'd items of 8-512 B, 1 in 50 of \
+                      them 100-10,000 times larger (up to 5 MiB), every word written and checked; 2/3 \
+                      freed soon, half kept to the thread's end, 1/4 swapped into a shared array of \
+                      1,000 that other threads free",
+        kind: WorkloadKind::CMstress,
+        args: &["4", "50", "10"],
+        threads_arg: Some(0),
+    },
 ];
 
 const C_SMALL_SRC: &str = include_str!("../../c/c_small.c");
@@ -177,6 +190,7 @@ const C_XMALLOC_SRC: &str = include_str!("../../c/c_xmalloc.c");
 const C_RPMALLOC_SRC: &str = include_str!("../../c/c_rpmalloc.c");
 const C_LARSON_SRC: &str = include_str!("../../c/c_larson.c");
 const C_THRASH_SRC: &str = include_str!("../../c/c_thrash.c");
+const C_MSTRESS_SRC: &str = include_str!("../../c/c_mstress.c");
 const PYTHON_SRC: &str = include_str!("../../python/alloc_stress.py");
 
 /// Directories searched for the system allocator libraries, in order.
@@ -436,6 +450,7 @@ pub fn prepare(
         WorkloadKind::CRpmalloc => c("c_rpmalloc", C_RPMALLOC_SRC, args),
         WorkloadKind::CLarson => c("c_larson", C_LARSON_SRC, args),
         WorkloadKind::CThrash => c("c_thrash", C_THRASH_SRC, args),
+        WorkloadKind::CMstress => c("c_mstress", C_MSTRESS_SRC, args),
         WorkloadKind::CSmall => Ok(Prepared {
             program: compile_c(dirs, "c_small", C_SMALL_SRC)?,
             args,
@@ -667,6 +682,7 @@ mod tests {
             C_RPMALLOC_SRC,
             C_LARSON_SRC,
             C_THRASH_SRC,
+            C_MSTRESS_SRC,
         ] {
             assert!(src.contains("#include \"bench_common.h\""));
         }
@@ -678,6 +694,7 @@ mod tests {
             ("c-larson", C_LARSON_SRC),
             ("c-larson-sized", C_LARSON_SRC),
             ("c-thrash", C_THRASH_SRC),
+            ("c-mstress", C_MSTRESS_SRC),
         ] {
             assert!(PRELOAD_WORKLOADS.iter().any(|w| w.name == name), "{name}");
             assert!(
@@ -727,6 +744,7 @@ mod tests {
         assert_eq!(workload_args(find("python"), Some(8)), ["30", "8"]);
         assert_eq!(workload_args(find("c-large"), Some(8)), ["500"]);
         assert_eq!(workload_args(find("c-thrash"), None), ["2", "4000000", "8", "16"]);
+        assert_eq!(workload_args(find("c-mstress"), Some(8)), ["8", "50", "10"]);
     }
 
     #[test]
