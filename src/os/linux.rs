@@ -77,8 +77,8 @@ extern "C" {
 pub(super) unsafe fn resident_sample(ptr: *mut u8, len: usize) -> Option<(usize, usize)> {
     // 8 windows of 32 pages, each centred in its eighth of the range: no
     // allocation, and few system calls, which cost more than the page-table
-    // walk (32 windows of 8 pages made a sparse `calloc` 2.5x glibc's
-    // mmap-and-munmap; see docs/design/spans-and-warm-pool.md). Centred, so
+    // walk (more, smaller windows made a sparse `calloc` slower than
+    // glibc's mmap-and-munmap; see docs/design/spans-and-warm-pool.md). Centred, so
     // that a user who wrote only the start of a huge-page span (one 2 MiB
     // page resident) does not fill a whole window. The kernel's own pages:
     // mincore writes one byte per real page.
