@@ -37,11 +37,12 @@
 //! grows, or while the heap keeps faulting in again what it purged (a
 //! producer whose consumer frees everything: `Heap::note_fresh_claim`).
 //! A heap keeps up to `KEEP_EMPTY_SEGMENTS` segments whose slots are all
-//! free; they age like any free slot. Memory no thread owns — the free slots of exited threads'
-//! heaps and the segment cache — has only time for a clock and waits
-//! `UNOWNED_DELAY_FACTOR` purge delays; a heap that a new thread adopts
-//! restarts the aging of what it holds free (programs that work in rounds
-//! of short-lived threads take it over again, see docs/design/heap-tidy.md).
+//! free; they age like any free slot. Memory no thread owns — the free
+//! slots of exited threads' heaps and the segment cache — has only time
+//! for a clock and waits `UNOWNED_DELAY_FACTOR` purge delays; a heap that a
+//! new thread adopts restarts the aging of what it holds free (programs
+//! that work in rounds of short-lived threads take it over again, see
+//! docs/design/heap-tidy.md).
 //! The tidy also looks at the free top of each page in use that grew since
 //! its last look (see `Page::trim_burst`): the memory of a burst of one
 //! size, freed while the class's other blocks stay live below it, goes
@@ -1533,7 +1534,8 @@ impl Registry {
                 // nothing about it.
                 (*h).refaulted_slots = 0;
                 (*h).keep_until = (*h).slow_paths;
-                // What the heap holds free is the new thread's to use first.
+                // What the heap holds free is the new thread's to use first
+                // (segments with free slots come first in the list).
                 let now = os::now_us();
                 let mut seg = (*h).seg_head;
                 while !seg.is_null() && (*seg).free_mask != 0 {
