@@ -1190,8 +1190,9 @@ impl Heap {
         }
         let now = os::now_us();
         let me: *mut Heap = self;
-        // Memory no thread owns ages by time alone, and longer: threads that
-        // exit and start again take it back (see `UNOWNED_DELAY_FACTOR`).
+        // Memory no thread owns waits longer (a segment this heap cached also
+        // waits for its work): threads that exit and start again take it
+        // back (see `UNOWNED_DELAY_FACTOR`).
         let unowned_delay = delay.saturating_mul(UNOWNED_DELAY_FACTOR);
         Segment::purge_cached(now, unowned_delay, me, self.slow_paths, PURGE_AFTER_PATHS);
         self.purge_free_slots(now, delay, PURGE_AFTER_PATHS);
