@@ -97,13 +97,22 @@ use crate::{
     front::{g as h, self},
 };
 ";
+    // `super::` chains count where they climb to the root: one step from
+    // `base/mod.rs`, two from `base/util.rs` (line 10); a shorter chain
+    // (line 11) stays in its own module, and `front` may name `base`.
+    let util = format!("{util}use super::super::front::g as _;\nuse super::util as _;\n");
+    let mut files = files(&util);
+    files[2].1 = "pub mod util;\nuse super::front as _;\n";
+    files[4].1 = "pub fn g() {\n    super::base::f();\n}\n";
     assert_eq!(
-        violations("upward", &files(util)),
+        violations("upward", &files),
         [
+            "src/base/mod.rs:2 uses crate::front (layer front is above base)",
             "src/base/util.rs:1 uses crate::front (layer front is above base)",
             "src/base/util.rs:3 uses crate::front (layer front is above base)",
             "src/base/util.rs:4 uses crate::Root (layer lib is above base)",
             "src/base/util.rs:8 uses crate::front (layer front is above base)",
+            "src/base/util.rs:10 uses crate::front (layer front is above base)",
         ]
     );
 }

@@ -26,6 +26,9 @@
 //!   file whose layer is below the layer of `x`. `x` is the name of a layer
 //!   or of a top-level module listed in the table; any other name (an item of
 //!   `lib.rs` such as `crate::NAlloc`) counts as the layer of `lib.rs`;
+//! * a `super::` chain that climbs to the crate root and names a layer or
+//!   top-level module above the file's (`super::super::front` from
+//!   `mem/pool.rs`), as the `crate::` path it stands for;
 //! * a source file whose path (e.g. `small/heap.rs`) the README never writes,
 //!   and a path ending in `.rs` written in backticks in the README that does
 //!   not exist (relative to the source folder or to the folder above it).
@@ -62,6 +65,13 @@ impl Table {
             .filter(|r| covers(&r.path, rel))
             .max_by_key(|r| r.path.len())
             .map(|r| r.layer)
+    }
+
+    /// Whether `name` is a layer or a crate-root module of the table.
+    fn names_module(&self, name: &str) -> bool {
+        self.layers
+            .iter()
+            .any(|l| l.name == name || l.modules.iter().any(|m| m == name))
     }
 
     /// The layer that `crate::segment` refers to (unknown names: that of `lib.rs`).
@@ -110,7 +120,17 @@ pub fn check(src_dir: &Path, readme: &Path) -> Vec<String> {
                 continue;
             }
         };
-        for (line, segment) in crate_refs(&code_only(&source)) {
+        let code = code_only(&source);
+        // `super::` chains that climb to the crate root name a top-level
+        // module as `crate::` would; a chain that ends lower stays inside
+        // the file's own top-level module. Only names of modules in the table
+        // count: from an inline module (`mod tests { use super::*; }`) the
+        // chain is one step shorter than counted, and an item it names there
+        // is no layer's.
+        let climbed = super_refs(&code, module_depth(rel))
+            .into_iter()
+            .filter(|(_, name)| table.names_module(name));
+        for (line, segment) in crate_refs(&code).into_iter().chain(climbed) {
             match table.layer_of_segment(&segment) {
                 Some(to) if to > layer => violations.push(format!(
                     "{shown_file}:{line} uses crate::{segment} (layer {} is above {})",
@@ -362,6 +382,67 @@ fn code_only(source: &str) -> String {
         i = end;
     }
     out
+}
+
+/// How many `super::` steps lead from the file `rel` to the crate root:
+/// `lib.rs` 0, `policy.rs` and `small/mod.rs` 1, `small/heap.rs` 2.
+fn module_depth(rel: &str) -> usize {
+    let parts = rel.split('/').count();
+    match rel.rsplit('/').next() {
+        Some("mod.rs") => parts - 1,
+        _ if rel == "lib.rs" || rel == "main.rs" => 0,
+        _ => parts,
+    }
+}
+
+/// Every chain of at least `depth` `super::` steps in `code`, with the
+/// name that follows the last step: `super::super::front::x` from
+/// `small/heap.rs` gives `front`, the module it reaches at the root.
+fn super_refs(code: &str, depth: usize) -> Vec<(usize, String)> {
+    let s: Vec<char> = code.chars().collect();
+    let at = |i: usize| s.get(i).copied().unwrap_or('\0');
+    let word_at = |i: usize, w: &str| {
+        (i == 0 || !is_ident(s[i - 1]))
+            && w.chars().enumerate().all(|(k, c)| at(i + k) == c)
+            && !is_ident(at(i + w.len()))
+    };
+    let path_sep = |mut i: usize| {
+        while at(i).is_whitespace() {
+            i += 1;
+        }
+        (at(i) == ':' && at(i + 1) == ':').then(|| {
+            i += 2;
+            while at(i).is_whitespace() {
+                i += 1;
+            }
+            i
+        })
+    };
+    let mut refs = Vec::new();
+    let mut i = 0;
+    while i < s.len() {
+        if !word_at(i, "super") {
+            i += 1;
+            continue;
+        }
+        let (mut steps, mut j) = (0, i);
+        while word_at(j, "super") {
+            match path_sep(j + 5) {
+                Some(next) => {
+                    steps += 1;
+                    j = next;
+                }
+                None => break,
+            }
+        }
+        if steps >= depth.max(1) && (at(j).is_ascii_alphabetic() || at(j) == '_') {
+            let end = (j..=s.len()).find(|&k| !is_ident(at(k))).unwrap_or(s.len());
+            let line = 1 + s[..j].iter().filter(|&&c| c == '\n').count();
+            refs.push((line, s[j..end].iter().collect()));
+        }
+        i = j.max(i + 5);
+    }
+    refs
 }
 
 /// Every `crate::x` in `code` (see [`code_only`]): the line of `x` and `x`
