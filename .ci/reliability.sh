@@ -56,7 +56,10 @@ step "loom: model checks of src/small/remote.rs and src/base/once.rs"
 # `--cfg nalloc_loom` (all crates) pulls in the loom dev-dependency;
 # `--cfg loom` goes to the test crate only, so the library is built as usual
 # while tests/loom.rs compiles the two modules against loom's atomics.
-LOOM_BIN=$(RUSTFLAGS="--cfg nalloc_loom" cargo rustc --release --test loom \
+# Optimised (loom explores many interleavings) but with debug assertions, so
+# the structures' invariant checks run in the models too.
+LOOM_BIN=$(RUSTFLAGS="--cfg nalloc_loom" CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true \
+  cargo rustc --release --test loom \
   --message-format=json-render-diagnostics -- --cfg loom |
   sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
 [ -x "$LOOM_BIN" ] || { echo "loom test binary not found" >&2; exit 1; }

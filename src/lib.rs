@@ -30,9 +30,11 @@
 //!
 //! ## How a request is routed
 //!
-//! Every entry point — `GlobalAlloc`, the C front ([`raw`]), the arena
-//! handles — goes through one routing function (`src/front/route.rs`), so
-//! each rule below is written once.
+//! Every entry point that must decide where a request goes — `GlobalAlloc`
+//! and the C front ([`raw`]) — goes through one routing function
+//! (`src/front/route.rs`), so each rule below is written once. The arena
+//! handles (`witness()`, `polynomial()`, `scratch()`) need no decision: a
+//! request made through one names its arena and goes straight to it.
 //!
 //! * **Small** (≤ 64 KiB, alignment ≤ 64 KiB): a size class, then the calling
 //!   thread's heap pops a block from the class's current page — no lock, no

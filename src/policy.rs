@@ -10,6 +10,7 @@
 //! | --- | --- | --- | --- |
 //! | [`SMALL_MAX`] | bytes | size-class waste vs span overhead | small-object-layout |
 //! | [`SEGMENT_SIZE`], [`PAGE_SHIFT`] | bytes, log2 bytes | metadata per byte vs memory held per class | small-object-layout |
+//! | [`SEGMENT_SLOTS`] | segments | address space reserved vs most small-object memory | small-object-layout |
 //! | [`EXTEND_BYTES`] | bytes | free-list work per refill vs RSS of a fresh page | small-object-layout |
 //! | [`HEAP_SLAB`] | bytes | heap-metadata mappings vs unused metadata | small-object-layout |
 //! | [`TIDY_EVERY`] | slow paths | housekeeping cost vs memory given back late | heap-tidy |
@@ -31,10 +32,13 @@
 //! | [`AUTO_HUGE_MIN`] | bytes | TLB misses and faults vs 2 MiB rounding | spans-and-warm-pool |
 //! | [`ZERO_BY_PURGE_MIN`] | bytes | memset vs refault when zeroing a warm span | spans-and-warm-pool |
 //! | [`ZERO_SAMPLE_MIN`], [`ZERO_SPARSE_DIVISOR`] | bytes, fraction | a mincore sample vs faulting in a sparse block | spans-and-warm-pool |
+//! | [`ZERO_SAMPLE_WINDOWS`], [`ZERO_SAMPLE_PAGES`] | windows, pages | system calls per sample vs how well it sees a sparse block | spans-and-warm-pool |
 //! | [`GATHER_MIN`], [`GATHER_PIECES`], [`GATHER_PIECE_DIVISOR`] | bytes, pieces, fraction | moves per span vs fresh page faults | spans-and-warm-pool |
 //! | [`POOL_SLOTS`] | ranges | pool search cost vs fragments kept | spans-and-warm-pool |
+//! | [`POOL_SHRINK_BATCH`] | ranges | lock hold time vs lock trips when the pool shrinks | scaling |
 //! | [`RETENTION_TOLERANCE_DIVISOR`], [`RETENTION_TOLERANCE_MIN`], [`RETENTION_TOLERANCE_MAX`] | fraction, bytes | pool lock trips vs retained memory over the peak | scaling |
 //! | [`SPAN_CACHE_SLOTS`], [`SPAN_CACHE_BYTES`] | spans, bytes | pool lock trips vs memory a thread keeps for itself | scaling |
+//! | [`SPAN_CACHE_PUT_BACK`], [`SPAN_CACHE_SETTLE_DIVISOR`] | spans, fraction | pool lock trips vs spans a full cache gives up at once | scaling |
 //! | [`POOL_CAP_DIVISOR`], [`POOL_CAP_MIN`], [`POOL_CAP_MAX`], [`POOL_CAP_UNKNOWN`] | fraction, bytes | warm reuse vs memory kept | spans-and-warm-pool |
 //! | [`WITNESS_SLOT`], [`WITNESS_SLOTS`] | bytes, slots | address space vs chunk placement | witness-arena |
 //! | [`WITNESS_CACHES`], [`WITNESS_BATCH_BYTES`], [`WITNESS_BATCH_MAX`] | threads, bytes, blocks | lock trips vs secrets held per thread | witness-arena |
@@ -64,6 +68,16 @@ pub(crate) const PAGE_SHIFT: usize = 18;
 pub(crate) const EXTEND_BYTES: usize = 4096;
 /// Mapping that heap objects are cut from (bytes).
 pub(crate) const HEAP_SLAB: usize = 64 << 10;
+/// Slots of the segment region: 1 TiB of address space reserved (never
+/// committed) on 64-bit targets, 256 MiB on 32-bit ones, 16 MiB under Miri
+/// (where reserving allocates). All small-object memory lives there.
+pub(crate) const SEGMENT_SLOTS: usize = if cfg!(miri) {
+    4
+} else if usize::BITS >= 64 {
+    (1 << 40) / SEGMENT_SIZE
+} else {
+    (256 << 20) / SEGMENT_SIZE
+};
 
 // ---- small objects: giving memory back (docs/design/heap-tidy.md) ----
 
@@ -156,6 +170,11 @@ pub(crate) const ZERO_SAMPLE_MIN: usize = 1 << 20;
 /// ... and purged instead of memset when less than `1 / ZERO_SPARSE_DIVISOR`
 /// of the sampled pages is resident (the last user touched little of it).
 pub(crate) const ZERO_SPARSE_DIVISOR: usize = 8;
+/// The residency sample reads this many windows, each centred in its share
+/// of the span ...
+pub(crate) const ZERO_SAMPLE_WINDOWS: usize = 8;
+/// ... of this many pages each (a `mincore` call per window).
+pub(crate) const ZERO_SAMPLE_PAGES: usize = 32;
 /// Spans (or realloc growths) of at least this many bytes that no pooled
 /// range holds are built from smaller pooled pieces moved into place with
 /// `mremap` (Linux), so a prover's growing vectors reuse the warm pages of
@@ -168,12 +187,21 @@ pub(crate) const SPAN_CACHE_SLOTS: usize = 32;
 /// them the lock is a vanishing part of the work, and idle threads holding
 /// large cached vectors raised a prover's peak RSS; see docs/design/scaling.md).
 pub(crate) const SPAN_CACHE_BYTES: usize = 8 << 20;
+/// Most cached spans put back into the pool in one trip under its lock ...
+pub(crate) const SPAN_CACHE_PUT_BACK: usize = 8;
+/// ... and a full cache puts spans back until it is `1 /
+/// SPAN_CACHE_SETTLE_DIVISOR` below its bounds, so that the next frees do
+/// not each take the pool's lock for one span.
+pub(crate) const SPAN_CACHE_SETTLE_DIVISOR: usize = 4;
 /// Most pieces one span is built from (a system call each) ...
 pub(crate) const GATHER_PIECES: usize = 16;
 /// ... each at least `1 / GATHER_PIECE_DIVISOR` of what is still missing.
 pub(crate) const GATHER_PIECE_DIVISOR: usize = 64;
 /// Most free ranges the warm pool holds.
 pub(crate) const POOL_SLOTS: usize = 64;
+/// Most ranges the pool detaches per trip under its lock when it shrinks
+/// (they are released after the lock is dropped).
+pub(crate) const POOL_SHRINK_BATCH: usize = 8;
 /// Retained spans may run over the retention budget (the peak of what the
 /// program needed) by `1 / RETENTION_TOLERANCE_DIVISOR` of it before the
 /// small objects' growth cuts them back, so that it does not take the

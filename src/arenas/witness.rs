@@ -1332,8 +1332,8 @@ impl WitnessArena {
         // (An in-place shrink wipes what it cuts off.)
         // The canary is read first and compared after the wipe: the read
         // is often a cache miss (the block's tail), and this way it overlaps
-        // with the wipe instead of stalling before it (measured: 16 % of
-        // `witness` time at the compare when checked first).
+        // with the wipe instead of stalling before it (see
+        // docs/design/witness-arena.md).
         // SAFETY: caller contract: a live block of the witness class of
         // `size`, which holds `size + CANARY` bytes.
         unsafe {

@@ -32,12 +32,11 @@ use crate::base::once::Once;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HugePages {
     /// Ask for huge pages on spans of 32 MiB and more — FFT/NTT vectors,
-    /// where fewer TLB misses clearly pay for the at most 2 MiB of rounding
-    /// (< 7 %) — once they are reused from the warm pool. A span's first
-    /// use faults small pages, as glibc's memory does: fresh huge pages are
-    /// cheap on some machines and five times dearer than small ones on
-    /// others (see [`FirstTouch`]; `FirstTouch::Fresh` advises on first use
-    /// too).
+    /// where fewer TLB misses pay for at most one huge page of rounding —
+    /// once they are reused from the warm pool. A span's first use faults
+    /// small pages, as glibc's memory does: fresh huge pages are cheap on
+    /// some machines and much dearer than small ones on others (see
+    /// [`FirstTouch`]; `FirstTouch::Fresh` advises on first use too).
     Auto,
     /// Ask for huge pages on every span of 2 MiB and more, from its first
     /// use.

@@ -1,7 +1,8 @@
-//! The one route: every entry point — `GlobalAlloc` ([`super::global`]),
-//! the C front ([`super::raw`]) and the arena handles of `NAlloc` —
+//! The one route: every entry point that must decide where a request goes —
+//! `GlobalAlloc` ([`super::global`]) and the C front ([`super::raw`]) —
 //! allocates, frees and resizes through the functions of this module, so that
-//! each policy is written once:
+//! each policy is written once (the arena handles of `NAlloc` name their
+//! arena and call it directly):
 //!
 //! | request | goes to |
 //! | --- | --- |
@@ -156,8 +157,7 @@ pub(crate) unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
 }
 
 /// Wipes and frees a witness block. Kept out of line: inlined, the arena's
-/// free path would burden every `dealloc` with its registers (measured: +4
-/// instructions per small free on `small`).
+/// free path would burden every `dealloc` with its registers.
 ///
 /// # Safety
 /// `p` must be a live block of the scope arena with this layout.

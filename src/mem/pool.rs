@@ -44,7 +44,7 @@ pub(crate) struct Range {
 }
 
 impl Range {
-    fn end(&self) -> usize {
+    pub(crate) fn end(&self) -> usize {
         self.ptr.addr() + self.len
     }
 }
@@ -452,10 +452,10 @@ pub(crate) fn shrink_to(keep: usize) -> usize {
         let mut victims = [Range {
             ptr: ptr::null_mut(),
             len: 0,
-        }; SHRINK_BATCH];
+        }; crate::policy::POOL_SHRINK_BATCH];
         let mut n = 0;
         let done = locked(|pool| {
-            while n < SHRINK_BATCH && pool.bytes > keep && pool.len > 0 {
+            while n < crate::policy::POOL_SHRINK_BATCH && pool.bytes > keep && pool.len > 0 {
                 victims[n] = pool.evict_oldest(pool.bytes - keep);
                 n += 1;
             }
@@ -470,9 +470,6 @@ pub(crate) fn shrink_to(keep: usize) -> usize {
         }
     }
 }
-
-/// Most ranges [`shrink_to`] detaches per trip under the lock.
-const SHRINK_BATCH: usize = 8;
 
 /// Releases every pooled range; returns the bytes released.
 pub(crate) fn trim() -> usize {

@@ -34,8 +34,8 @@
 //!
 //! **Zeroing.** A fresh span is zero already. A recycled one (or the moved
 //! pieces at the front of a built one) asked for by `alloc_zeroed` is
-//! cleared with memset: on the machines measured, clearing resident memory
-//! costs a fifth of faulting zero pages back in, even huge ones (see
+//! cleared with memset: clearing resident memory costs much less than
+//! faulting zero pages back in, even huge ones (see
 //! docs/design/first-touch.md). A span its last user barely touched is
 //! handed back to the kernel instead (`MADV_DONTNEED`): a memset would fault
 //! in memory the next user may not touch either. Under
@@ -89,7 +89,9 @@ use crate::policy::{
 #[inline]
 pub(crate) fn span_len(size: usize, align: usize) -> Option<usize> {
     let s = size.max(1);
-    let mut len = if s <= 64 << 10 {
+    // Up to the largest page size, class steps would be no coarser than a
+    // page: round to the page only.
+    let mut len = if s <= os::PAGE_MAX {
         round_up(s, os::page())?
     } else {
         let b = usize::BITS - 1 - (s - 1).leading_zeros();
@@ -524,9 +526,6 @@ pub(crate) unsafe fn dealloc(p: *mut u8, size: usize, align: usize, cache: Optio
     }
 }
 
-/// Most cached spans put back into the pool in one trip under its lock.
-const PUT_BACK_BATCH: usize = 8;
-
 /// Bytes in all threads' span caches: retained like pooled bytes.
 static CACHED: AtomicUsize = AtomicUsize::new(0);
 /// Bytes the span caches should release, set when retention must shrink
@@ -621,9 +620,9 @@ impl SpanCache {
             let mut batch = [pool::Range {
                 ptr: ptr::null_mut(),
                 len: 0,
-            }; PUT_BACK_BATCH];
+            }; crate::policy::SPAN_CACHE_PUT_BACK];
             let mut k = 0;
-            while k < PUT_BACK_BATCH && self.n > 0 && more(self, done) {
+            while k < crate::policy::SPAN_CACHE_PUT_BACK && self.n > 0 && more(self, done) {
                 batch[k] = self.remove(0);
                 done += batch[k].len;
                 k += 1;
@@ -653,7 +652,38 @@ impl SpanCache {
         self.n -= 1;
         self.bytes -= r.len;
         CACHED.fetch_sub(r.len, Relaxed);
+        self.check();
         r
+    }
+
+    /// Checks the cache's invariants in debug builds (see `base/check.rs`):
+    /// at most `SPAN_CACHE_SLOTS` spans, each non-empty, page-aligned and
+    /// whole pages, no two overlapping; `bytes` is their sum.
+    fn check(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        let at = self as *const Self as usize;
+        invariant!(self.n <= SPAN_CACHE_SLOTS, "span cache: more spans than slots", at);
+        let live = &self.spans[..self.n.min(SPAN_CACHE_SLOTS)];
+        let mut sum = 0usize;
+        for (i, r) in live.iter().enumerate() {
+            let a = r.ptr.addr();
+            invariant!(
+                a != 0 && r.len != 0 && a % os::page() == 0 && r.len % os::page() == 0,
+                "span cache: a span is empty or not whole pages",
+                a
+            );
+            sum = sum.wrapping_add(r.len);
+            for q in &live[i + 1..] {
+                invariant!(
+                    q.end() <= a || r.end() <= q.ptr.addr(),
+                    "span cache: two spans overlap",
+                    a
+                );
+            }
+        }
+        invariant!(sum == self.bytes, "span cache: byte count differs from its spans", at);
     }
 
     /// Adds a freed span as the newest; returns what must go to the pool
@@ -669,17 +699,19 @@ impl SpanCache {
             return Some(r);
         }
         if self.n == SPAN_CACHE_SLOTS || self.bytes + r.len > SPAN_CACHE_BYTES {
-            // A quarter below the bounds, so that the next frees do not
+            // Below the bounds by a margin, so that the next frees do not
             // each take the pool's lock for one span.
+            use crate::policy::SPAN_CACHE_SETTLE_DIVISOR as D;
             self.put_back_oldest_while(|c, _| {
-                c.n > SPAN_CACHE_SLOTS - SPAN_CACHE_SLOTS / 4
-                    || c.bytes + r.len > SPAN_CACHE_BYTES - SPAN_CACHE_BYTES / 4
+                c.n > SPAN_CACHE_SLOTS - SPAN_CACHE_SLOTS / D
+                    || c.bytes + r.len > SPAN_CACHE_BYTES - SPAN_CACHE_BYTES / D
             });
         }
         self.spans[self.n] = r;
         self.n += 1;
         self.bytes += r.len;
         CACHED.fetch_add(r.len, Relaxed);
+        self.check();
         None
     }
 

@@ -75,15 +75,13 @@ extern "C" {
 }
 
 pub(super) unsafe fn resident_sample(ptr: *mut u8, len: usize) -> Option<(usize, usize)> {
-    // 8 windows of 32 pages, each centred in its eighth of the range: no
-    // allocation, and few system calls, which cost more than the page-table
-    // walk (more, smaller windows made a sparse `calloc` slower than
-    // glibc's mmap-and-munmap; see docs/design/spans-and-warm-pool.md). Centred, so
-    // that a user who wrote only the start of a huge-page span (one 2 MiB
-    // page resident) does not fill a whole window. The kernel's own pages:
-    // mincore writes one byte per real page.
-    const WINDOWS: usize = 8;
-    const PAGES: usize = 32;
+    // A few windows, each centred in its share of the range: no allocation,
+    // and few system calls, which cost more than the page-table walk (see
+    // docs/design/spans-and-warm-pool.md). Centred, so that a user who wrote
+    // only the start of a huge-page span (one 2 MiB page resident) does not
+    // fill a whole window. The kernel's own pages: mincore writes one byte
+    // per real page.
+    use crate::policy::{ZERO_SAMPLE_PAGES as PAGES, ZERO_SAMPLE_WINDOWS as WINDOWS};
     let pages = len / page_size();
     if pages == 0 {
         return None;
@@ -234,8 +232,7 @@ pub(super) unsafe fn secure_zero(ptr: *mut u8, len: usize) {
         // pointer and is not `nomem`: the compiler must assume it reads the
         // zeroed bytes, so it can neither drop nor shorten the fill. This is
         // what glibc's explicit_bzero does (memset, then a memory clobber),
-        // without the call through the PLT: witness frees measured ~2 %
-        // faster.
+        // without the call through the PLT on every witness free.
         // SAFETY: caller contract: `ptr` is valid for `len` bytes of writes;
         // the asm block is empty (touches no register, stack or memory).
         unsafe {

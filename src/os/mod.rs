@@ -204,7 +204,9 @@ fn count(c: &AtomicU64) {
 
 #[cfg(feature = "fault-injection")]
 pub mod fault {
-    //! Test-only failure injection: make the OS layer refuse mappings.
+    //! Test-only failure injection: make the OS layer refuse mappings, or
+    //! keep decommitted memory readable. Never enable the `fault-injection`
+    //! feature in a build that holds real secrets.
     use core::sync::atomic::{AtomicUsize, Ordering};
 
     static COUNTDOWN: AtomicUsize = AtomicUsize::new(0);

@@ -47,19 +47,12 @@ pub(crate) use crate::policy::{PAGE_SHIFT, SEGMENT_SIZE};
 pub(crate) const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
 pub(crate) const PAGES_PER_SEGMENT: usize = SEGMENT_SIZE / PAGE_SIZE;
 /// Offset of page 0's block area: the header lives below it.
-const FIRST_AREA: usize = 64 << 10;
+pub(crate) const FIRST_AREA: usize = 64 << 10;
 const ALL_PAGES: u32 = u32::MAX >> (32 - PAGES_PER_SEGMENT);
 /// Empty segments kept committed for reuse (see docs/design/heap-tidy.md).
 const CACHE_SLOTS: usize = crate::policy::SEGMENT_CACHE;
-/// Segment slots: 1 TiB of address space (16 MiB under Miri, where
-/// "reserving" allocates).
-const REGION_SLOTS: usize = if cfg!(miri) {
-    4
-} else if usize::BITS >= 64 {
-    (1 << 40) / SEGMENT_SIZE
-} else {
-    (256 << 20) / SEGMENT_SIZE
-};
+/// Segment slots (see the policy table).
+const REGION_SLOTS: usize = crate::policy::SEGMENT_SLOTS;
 
 /// Where every segment lives.
 static REGION: Region<{ REGION_SLOTS.div_ceil(64) }> = Region::new(SEGMENT_SIZE, REGION_SLOTS);
