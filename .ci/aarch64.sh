@@ -8,10 +8,13 @@
 # evidence. It has no per-page VmFlags in /proc/self/smaps (dd, wf, lo), no
 # transparent huge pages in AnonHugePages, forwards fork/cgroup/mlock cases
 # through its own process, and runs everything 5-20x slower. So the tests of
-# the allocator's logic run here (unit tests, the global allocator, phases,
-# the C front); the kernel-evidence tests (witness, witness_fences, routes,
-# memory, config, budget, fork, misuse) run natively on x86-64 and under
-# simulated 16/64 KiB pages.
+# the allocator's logic run here (unit tests, global_alloc, phases, raw,
+# layers). Run natively on x86-64 instead (some also under simulated 16/64 KiB
+# pages, .ci/page-sizes.sh): the kernel-evidence tests (arenas, witness,
+# witness_fences, routes, memory, config, budget, fork, misuse), polynomial_vec
+# (arkworks arithmetic; the host's page sizes here, as natively) and the
+# feature-gated field_secrets, hardened, fault_injection and wipe_evidence.
+# README "Platforms" names the same list.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,7 +35,7 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L $SYSROOT"
 export NALLOC_TEST_RUNNER="qemu-aarch64 -L $SYSROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/aarch64"
 
-echo "skipped under emulation (run natively): witness, witness_fences, routes, memory, config, budget, fork, misuse, arenas' huge-page test"
+echo "skipped under emulation (run natively): arenas, witness, witness_fences, routes, memory, config, budget, fork, misuse (kernel evidence); polynomial_vec (arkworks arithmetic, host page sizes); field_secrets, hardened, fault_injection, wipe_evidence (feature-gated)"
 timeout 1500 cargo test -p zk-nalloc --target "$TARGET" --lib --test global_alloc --test phases --test raw --test layers \
   2>&1 | tee /tmp/nalloc-aarch64.log
 n=$(sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' /tmp/nalloc-aarch64.log | awk '{s += $1} END {print s + 0}')

@@ -5,7 +5,7 @@
 //! coefficients, evaluate them on a domain (FFT), combine with a random
 //! challenge, interpolate back (inverse FFT). The coefficient and evaluation
 //! vectors are `std::vec::Vec`s of polynomial memory
-//! (`PolynomialArena::std_vec_with_capacity`: 2 MiB placed, warm after the
+//! (`PolynomialArena::std_vec_with_capacity`: huge-page placed, warm after the
 //! first round, so later rounds take no page faults for them), handed to
 //! arkworks as they are. The round's temporaries (challenge powers) go to a
 //! scratch arena reset in O(1) at the end of the round.
@@ -44,8 +44,11 @@ fn main() {
         coeffs.extend((0..n).map(|_| Fr::rand(&mut rng)));
         let poly = DensePolynomial::from_coefficients_vec(coeffs);
         let addr = poly.coeffs.as_ptr() as usize;
-        if n * 32 >= 2 << 20 {
-            assert_eq!(addr % (2 << 20), 0, "2 MiB placement");
+        // The huge page is the kernel's PMD size (2 MiB with 4 KiB pages,
+        // 32 MiB with 16 KiB, 512 MiB with 64 KiB), not a constant.
+        let huge = ALLOC.huge_page_size();
+        if n * 32 >= huge {
+            assert_eq!(addr % huge, 0, "huge-page placement");
         }
         first_addr.get_or_insert(addr);
 

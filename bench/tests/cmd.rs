@@ -106,6 +106,54 @@ fn sort_of_a_big_file_gives_a_table_and_an_svg() {
 }
 
 #[test]
+fn a_python_program_gives_a_row_per_allocator_and_an_svg() {
+    if !have("python3") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("nalloc-cmd-py-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let svg = dir.join("python.svg");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nalloc-bench"));
+    c.args([
+        "--cmd",
+        "python3 -c 'print(sum(i * i for i in range(200000)))'",
+        "--runs",
+        "1",
+    ])
+    .arg("--svg")
+    .arg(&svg);
+    // No allocator named: every one the machine has. nalloc only from a
+    // library already built, so that the test never builds one.
+    let lib = nalloc_lib();
+    match &lib {
+        Some(lib) => c.arg("--nalloc-lib").arg(lib),
+        None => c.args(["--allocator", "glibc,mimalloc,jemalloc,tcmalloc"]),
+    };
+    let out = c.output().expect("run nalloc-bench");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let present: Vec<&str> = ["glibc", "mimalloc", "jemalloc", "tcmalloc", "nalloc"]
+        .into_iter()
+        .filter(|a| !stderr.contains(&format!("skipping {a}:")) && (*a != "nalloc" || lib.is_some()))
+        .collect();
+    assert!(stdout.contains("x glibc"), "the ratio column: {stdout}");
+    for a in &present {
+        let r = row(&stdout, a).unwrap_or_else(|| panic!("a {a} row: {stdout}\n{stderr}"));
+        assert!(!r.contains("FAILED"), "{r}");
+        // cmd, allocator, median, min, max, then the ratio to glibc.
+        let ratio: f64 = r.split_whitespace().nth(5).and_then(|x| x.parse().ok()).unwrap_or(0.0);
+        assert!(ratio > 0.0, "a ratio to glibc: {r}");
+        if *a == "glibc" {
+            assert_eq!(ratio, 1.0, "{r}");
+        }
+    }
+    let chart = std::fs::read_to_string(&svg).expect("the SVG was written");
+    assert!(chart.starts_with("<svg") || chart.starts_with("<?xml"), "{chart:.80}");
+    assert!(present.iter().all(|a| chart.contains(a)), "every allocator in the SVG");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn a_run_that_exits_non_zero_is_failed_not_averaged() {
     if !have("python3") {
         return;
