@@ -249,3 +249,33 @@ impl<T: Zeroable> core::fmt::Debug for SecretVec<'_, T> {
         write!(f, "SecretVec(<{} redacted>)", self.len)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The containers' bookkeeping, which the wipe tests (tests/witness.rs)
+    /// take for granted: lengths, capacity, emptiness, slices appended in
+    /// order, and a `Debug` that shows no secret.
+    #[test]
+    fn secret_vec_counts_what_it_holds() {
+        let w = WitnessArena::new();
+        let mut v = SecretVec::<u32>::new(&w);
+        assert!(v.is_empty());
+        assert_eq!((v.len(), v.capacity()), (0, 0));
+        assert!(v.push(1));
+        assert!(v.extend_from_slice(&[2, 3, 4]));
+        assert!(v.extend_from_slice(&[5, 6]));
+        assert!(!v.is_empty());
+        assert_eq!(v.len(), 6);
+        assert_eq!(&v[..], &[1, 2, 3, 4, 5, 6]);
+        assert!(v.capacity() >= 6);
+        let v = SecretVec::<u64>::with_capacity(&w, 100).unwrap();
+        assert!(v.is_empty());
+        assert!(v.capacity() >= 100);
+
+        let b = SecretBox::new_with(&w, |k: &mut [u8; 4]| *k = [9; 4]).unwrap();
+        assert_eq!(*b, [9; 4]);
+        assert_eq!(format!("{b:?}"), "SecretBox(<redacted>)");
+    }
+}
