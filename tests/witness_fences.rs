@@ -50,6 +50,13 @@ unsafe fn overflow_by_one(at: *mut u8) {
     unsafe { at.write_volatile(!at.read_volatile()) };
 }
 
+/// The C library's functions, for pointers the C front did not hand out.
+static LIBC: zk_nalloc::raw::Foreign = zk_nalloc::raw::Foreign {
+    free: libc::free,
+    realloc: libc::realloc,
+    usable_size: libc::malloc_usable_size,
+};
+
 #[test]
 fn child() {
     let Ok(case) = std::env::var(CASE) else {
@@ -154,7 +161,11 @@ fn child() {
                 println!("reached");
                 zk_nalloc::raw::witness_free(p);
             }
-            "underflow-c" | "underflow-c-free" => {
+            "underflow-c" | "underflow-c-free" | "underflow-c-forwarded" | "underflow-c-free-forwarded" => {
+                if case.ends_with("-forwarded") {
+                    // As `NALLOC_FOREIGN_FREE=forward` does in libnalloc.so.
+                    zk_nalloc::raw::forward_foreign(&LIBC);
+                }
                 // The byte before a C block is its sealed header's last.
                 let p = zk_nalloc::raw::witness_alloc(40);
                 overflow_by_one(p.sub(1));
@@ -338,11 +349,21 @@ fn an_underflow_before_a_large_block_is_reported_at_free() {
 
 /// A block of the C front's `witness_alloc` starts after its sealed
 /// 16-byte header: a write one byte before it breaks the seal, and the
-/// free reports the pointer and stops instead of trusting the header.
+/// free reports the pointer and stops instead of trusting the header —
+/// also when foreign pointers go to the C library (a pointer into the
+/// witness region is never the C library's).
 #[test]
 fn an_underflow_before_a_c_witness_block_is_reported_at_free() {
-    assert_reported("underflow-c", "nalloc: nalloc_witness_free(): invalid pointer at 0x");
-    assert_reported("underflow-c-free", "nalloc: free(): invalid pointer at 0x");
+    for forwarded in ["", "-forwarded"] {
+        assert_reported(
+            &format!("underflow-c{forwarded}"),
+            "nalloc: nalloc_witness_free(): invalid pointer at 0x",
+        );
+        assert_reported(
+            &format!("underflow-c-free{forwarded}"),
+            "nalloc: free(): invalid pointer at 0x",
+        );
+    }
 }
 
 #[test]
