@@ -5,6 +5,8 @@
 #   3. fuzzing: each cargo-fuzz target for FUZZ_SECONDS (default 60)
 #   4. soak: the bench's `soak` workload under nalloc for SOAK_SECONDS
 #      (default 15); fails on corruption or if RSS does not plateau
+#   5. nightly rustdoc: the doc tests (only nightly checks the error code a
+#      `compile_fail,E0xxx` test names) and the docs.rs build
 # The fork-safety test (tests/fork.rs) is part of the normal suite.
 #
 # Runs on a bare machine from a clean clone; installs what it needs (nightly
@@ -51,6 +53,21 @@ step "Miri: cargo +nightly miri test --lib miri_tests"
 MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-ignore-leaks ${MIRIFLAGS:-}" \
   timeout 1200 cargo +nightly miri test --lib miri_tests 2>&1 | tee /tmp/nalloc-miri.log
 expect_passed 25 /tmp/nalloc-miri.log
+
+step "doc tests on nightly: each compile_fail test fails with the error code it names"
+# Stable rustdoc passes a `compile_fail,E0xxx` test that fails to compile
+# for any reason (a typo, a missing import); nightly also checks the code.
+# 14 doc tests today (4 of them compile_fail).
+# A target directory of its own: .ci/run removes target/debug before this
+# script runs.
+timeout 1200 cargo +nightly test -p zk-nalloc --doc --target-dir target/nightly 2>&1 |
+  tee /tmp/nalloc-doc-nightly.log
+expect_passed 13 /tmp/nalloc-doc-nightly.log
+
+step "docs.rs build: nightly, --cfg docsrs, the features docs.rs documents"
+# As Cargo.toml's [package.metadata.docs.rs] asks; warnings are errors.
+RUSTDOCFLAGS="--cfg docsrs -D warnings" timeout 1200 cargo +nightly doc -p zk-nalloc --no-deps \
+  --features ark-ff,pasta,plonky3,bytemuck --target-dir target/nightly
 
 step "loom: model checks of src/small/remote.rs and src/base/once.rs"
 # `--cfg nalloc_loom` (all crates) pulls in the loom dev-dependency;

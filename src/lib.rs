@@ -74,7 +74,9 @@
 //!   without a lock or atomic read-modify-write; caches trade whole batches
 //!   with the arena's shared lists under its lock. Inside
 //!   [`NAlloc::witness_scope`] every global allocation of the thread is
-//!   routed there.
+//!   routed there. What is fenced by guard pages, what carries a canary,
+//!   how free-list links are kept and what happens when `mlock` fails:
+//!   [`WitnessArena`].
 //!
 //! ## Undefined cases
 //!

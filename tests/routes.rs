@@ -19,9 +19,16 @@ use common::peek;
 static ALLOC: NAlloc = NAlloc::new();
 
 /// Sizes the secret goes through: class to class, small to large, large to
-/// large (a new chunk), back to small, and a shrink within its class (in
-/// place: the cut-off tail must be wiped at once).
-const STEPS: [usize; 7] = [200, 3000, 40, 100_000, 150_000, 64, 50];
+/// large (a new chunk), back to small, a shrink to a smaller class (it
+/// moves), and last a shrink within its class ([`SHRINK_IN_PLACE`]).
+const STEPS: [usize; 9] = [200, 3000, 40, 100_000, 150_000, 64, 50, 72, 57];
+
+/// The step that must shrink in place, leaving its cut-off tail wiped at
+/// once (a free later wipes only the bytes the block then holds). 72 and 57
+/// bytes share a witness class through both fronts: with the 8-byte canary,
+/// 80 and 65 bytes (the 80-byte class); with the C front's 16-byte header
+/// as well, 96 and 81 bytes (the 96-byte class).
+const SHRINK_IN_PLACE: (usize, usize) = (72, 57);
 
 /// Asserts that `p` is witness memory: by the allocator's account, and on
 /// Linux by the kernel's too (excluded from core dumps, as ordinary heap
@@ -73,6 +80,9 @@ fn assert_left_clean(p: *const u8, len: usize, secret: u8, words: usize, what: &
 /// bytes earlier, with their header).
 const FREED: usize = 2;
 
+/// Bytes of canary after a witness block's requested bytes.
+const CANARY: usize = 8;
+
 /// Drives the scenario through `resize`, starting from a 100-byte secret at
 /// `p`. `resize(p, old, new)` returns the new pointer; `usable` reports the
 /// front's usable size when it has one.
@@ -96,6 +106,16 @@ fn grow_and_shrink(
         assert!(kept.iter().all(|&b| b == secret), "{what}: contents lost");
         if let Some(u) = usable(q) {
             assert!(u >= n, "{what}: usable size {u} < {n}");
+        }
+        if (len, n) == SHRINK_IN_PLACE {
+            assert_eq!(q, p, "{what}: a shrink within the class moved the block");
+            // The canary moved to the new end; everything after it, to the
+            // old canary's end, is zero now.
+            let tail = peek(p as usize + n + CANARY, len - n).expect("a live block is readable");
+            assert!(
+                tail.iter().all(|&b| b == 0),
+                "{what}: the cut-off tail was not wiped: {tail:02x?}"
+            );
         }
         if q != p {
             assert_left_clean(p, len, secret, FREED, &what);

@@ -50,6 +50,13 @@ unsafe fn overflow_by_one(at: *mut u8) {
     unsafe { at.write_volatile(!at.read_volatile()) };
 }
 
+/// The C library's functions, for pointers the C front did not hand out.
+static LIBC: zk_nalloc::raw::Foreign = zk_nalloc::raw::Foreign {
+    free: libc::free,
+    realloc: libc::realloc,
+    usable_size: libc::malloc_usable_size,
+};
+
 #[test]
 fn child() {
     let Ok(case) = std::env::var(CASE) else {
@@ -110,6 +117,24 @@ fn child() {
                 println!("reached");
                 w.dealloc(p, 100_001, 16);
             }
+            "underflow-large" => {
+                // Not a whole number of pages: the block starts inside its
+                // first page, after canary bytes, so the byte before it is
+                // committed and a write there does not fault.
+                let p = w.alloc(100_001, 16);
+                assert!(!p.is_null());
+                assert_ne!(p as usize % ALLOC.page_size(), 0, "the block starts a page");
+                p.write_bytes(7, 100_001);
+                overflow_by_one(p.sub(1));
+                println!("reached");
+                w.dealloc(p, 100_001, 16);
+            }
+            "overflow-secret-box" => {
+                let mut b = SecretBox::<[u8; 40]>::new_with(&w, |k| k.fill(7)).unwrap();
+                overflow_by_one((&mut *b as *mut [u8; 40]).cast::<u8>().add(40));
+                println!("reached");
+                drop(b);
+            }
             "overflow-secret-vec" => {
                 let mut v: SecretVec<u64> = SecretVec::with_capacity(&w, 5).unwrap();
                 v.extend_from_slice(&[1, 2, 3, 4, 5]);
@@ -135,6 +160,21 @@ fn child() {
                 overflow_by_one(p.add(40));
                 println!("reached");
                 zk_nalloc::raw::witness_free(p);
+            }
+            "underflow-c" | "underflow-c-free" | "underflow-c-forwarded" | "underflow-c-free-forwarded" => {
+                if case.ends_with("-forwarded") {
+                    // As `NALLOC_FOREIGN_FREE=forward` does in libnalloc.so.
+                    zk_nalloc::raw::forward_foreign(&LIBC);
+                }
+                // The byte before a C block is its sealed header's last.
+                let p = zk_nalloc::raw::witness_alloc(40);
+                overflow_by_one(p.sub(1));
+                println!("reached");
+                if case.starts_with("underflow-c-free") {
+                    zk_nalloc::raw::free(p);
+                } else {
+                    zk_nalloc::raw::witness_free(p);
+                }
             }
             "overflow-c-realloc" => {
                 let p = zk_nalloc::raw::witness_alloc(40);
@@ -286,8 +326,49 @@ fn an_overflow_into_the_next_block_is_reported_at_free() {
     assert_reported("overflow-large", OVERFLOW);
 }
 
+/// A write one byte before a large block that does not start on a page
+/// (its size is no whole number of pages) lands in the canary bytes that
+/// fill its first page up to the block: not a fault, but reported at free,
+/// naming the block.
+#[test]
+fn an_underflow_before_a_large_block_is_reported_at_free() {
+    let end = run_case(CASE, "underflow-large", &[], None);
+    let line = end
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("nalloc:"))
+        .unwrap_or_default();
+    assert!(
+        line.starts_with(OVERFLOW) && line.ends_with(" (100001 bytes)"),
+        "{}{}",
+        end.stdout,
+        end.stderr
+    );
+    assert_reported("underflow-large", OVERFLOW);
+}
+
+/// A block of the C front's `witness_alloc` starts after its sealed
+/// 16-byte header: a write one byte before it breaks the seal, and the
+/// free reports the pointer and stops instead of trusting the header —
+/// also when foreign pointers go to the C library (a pointer into the
+/// witness region is never the C library's).
+#[test]
+fn an_underflow_before_a_c_witness_block_is_reported_at_free() {
+    for forwarded in ["", "-forwarded"] {
+        assert_reported(
+            &format!("underflow-c{forwarded}"),
+            "nalloc: nalloc_witness_free(): invalid pointer at 0x",
+        );
+        assert_reported(
+            &format!("underflow-c-free{forwarded}"),
+            "nalloc: free(): invalid pointer at 0x",
+        );
+    }
+}
+
 #[test]
 fn every_front_checks_the_canary() {
+    assert_reported("overflow-secret-box", OVERFLOW);
     assert_reported("overflow-secret-vec", OVERFLOW);
     assert_reported("overflow-scope", OVERFLOW);
     assert_reported("overflow-scope-realloc", OVERFLOW);
@@ -356,6 +437,201 @@ fn every_run_is_fenced_through_every_front() {
         zk_nalloc::raw::witness_free(c);
         zk_nalloc::raw::witness_free(c_large);
     }
+}
+
+/// A stretch of witness memory the test made: where its first block's
+/// bytes start (for the C front, its header's), its block size (its class:
+/// requested bytes, canary and header), and where its last block ends when
+/// the test knows it (a run it filled, or a large block; `None` for a run
+/// the test started but did not fill).
+#[derive(Debug)]
+struct Made {
+    front: &'static str,
+    start: usize,
+    block: usize,
+    end: Option<usize>,
+}
+
+/// Allocates blocks of `block` bytes through `alloc` (the start of each
+/// block's bytes; the block stays live) from a class not used before, so
+/// that the first opens a run and the rest follow it in address order,
+/// until one lands in another run: records the first run, filled (its last
+/// block must end where its writable memory ends), and the run just begun.
+fn fill(front: &'static str, block: usize, mut alloc: impl FnMut() -> usize, made: &mut Vec<Made>) {
+    let first = alloc();
+    let run = fenced_run(first);
+    let mut last = first;
+    loop {
+        let p = alloc();
+        if !(run.start..run.end).contains(&p) {
+            made.push(Made {
+                front,
+                start: first,
+                block,
+                end: Some(last + block),
+            });
+            made.push(Made {
+                front,
+                start: p,
+                block,
+                end: None,
+            });
+            return;
+        }
+        assert_eq!(p, last + block, "{front}: blocks of a fresh run out of order");
+        last = p;
+    }
+}
+
+/// `/proc/self/maps` as (start, end, permissions), in address order.
+fn mappings() -> Vec<(usize, usize, String)> {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (lo, hi) = common::vma_range(l).unwrap();
+            (lo, hi, l.split_whitespace().nth(1).unwrap().to_owned())
+        })
+        .collect()
+}
+
+/// The whole witness region, after blocks were made through every front:
+/// every writable mapping in it belongs to a stretch of read-write pages
+/// (adjacent `rw-p` mappings joined: the kernel may split one run, e.g. at
+/// a partial `mlock`) that has an inaccessible (`---p`) mapping directly
+/// before and after it, starts with the first byte of one of the test's
+/// runs (or a large block's first page) and ends with its last block: no
+/// writable page of the allocator's own, and no two runs without a guard
+/// between them. In a process of its own, so that every run in the region
+/// is one the test made.
+#[test]
+fn every_writable_mapping_of_the_region_is_one_fenced_run() {
+    if !common::isolated("every_writable_mapping_of_the_region_is_one_fenced_run") {
+        return;
+    }
+    let page = ALLOC.page_size();
+    let w = WitnessArena::new();
+    let mut made = Vec::new();
+    // Each front on a class of its own, so that each opens its own runs:
+    // the arena (108 bytes with the canary: 112), `NAlloc::witness`
+    // (64-byte aligned: 4096), SecretBox (40: 48), SecretVec (40_008:
+    // 40 KiB), witness_scope (1008: 1024) and the C front (77 + 16 + 8 =
+    // 101: 112, in the process-wide arena, not `w`).
+    fill("arena", 112, || w.alloc(100, 8) as usize, &mut made);
+    fill(
+        "NAlloc::witness",
+        4096,
+        || ALLOC.witness().alloc(3000, 64) as usize,
+        &mut made,
+    );
+    let mut boxes = Vec::new();
+    fill(
+        "SecretBox",
+        48,
+        || {
+            boxes.push(SecretBox::<[u64; 4]>::new_with(&w, |v| v[0] = 1).unwrap());
+            &**boxes.last().unwrap() as *const _ as usize
+        },
+        &mut made,
+    );
+    let mut vecs = Vec::new();
+    fill(
+        "SecretVec",
+        40 << 10,
+        || {
+            vecs.push(SecretVec::<u32>::with_capacity(&w, 10_000).unwrap());
+            vecs.last().unwrap().as_ptr() as usize
+        },
+        &mut made,
+    );
+    let mut scoped = Vec::new();
+    fill(
+        "witness_scope",
+        1024,
+        || {
+            let v = ALLOC.witness_scope(|| vec![5u8; 1000]);
+            let at = v.as_ptr() as usize;
+            scoped.push(v);
+            at
+        },
+        &mut made,
+    );
+    fill("C", 112, || zk_nalloc::raw::witness_alloc(77) as usize - 16, &mut made);
+    // Large blocks: a chunk each, writable from the block's first page to
+    // the block's end rounded up to 16 bytes (the trailing guard's start).
+    let mut large = |front, at: usize, bytes: usize| {
+        assert_ne!(at, 0, "{front}: failed");
+        made.push(Made {
+            front,
+            start: at / page * page,
+            block: 0,
+            end: Some((at + bytes).next_multiple_of(16)),
+        });
+    };
+    large("arena large", w.alloc(300 << 10, 16) as usize, 300 << 10);
+    large("arena large, not whole pages", w.alloc(100_001, 16) as usize, 100_001);
+    let c = zk_nalloc::raw::witness_alloc(1 << 20) as usize;
+    large("C large", c - 16, (1 << 20) + 16);
+
+    let maps = mappings();
+    let in_region = |lo: usize, hi: usize| {
+        zk_nalloc::raw::is_witness(lo as *const u8) || zk_nalloc::raw::is_witness((hi - 1) as *const u8)
+    };
+    let mut found = 0;
+    let mut i = 0;
+    while i < maps.len() {
+        let (lo, hi, perms) = &maps[i];
+        if perms == "---p" || !in_region(*lo, *hi) {
+            i += 1;
+            continue;
+        }
+        assert_eq!(
+            perms, "rw-p",
+            "{lo:#x}-{hi:#x}: witness memory neither read-write nor inaccessible"
+        );
+        let mut j = i;
+        while j + 1 < maps.len() && maps[j + 1].2 == "rw-p" && maps[j + 1].0 == maps[j].1 {
+            j += 1;
+        }
+        let (start, end) = (maps[i].0, maps[j].1);
+        let before = &maps[i - 1];
+        let after = &maps[j + 1];
+        assert!(
+            before.1 == start && before.2 == "---p",
+            "{start:#x}-{end:#x}: no guard directly before: {before:x?}"
+        );
+        assert!(
+            after.0 == end && after.2 == "---p",
+            "{start:#x}-{end:#x}: no guard directly after: {after:x?}"
+        );
+        let runs: Vec<&Made> = made.iter().filter(|m| (start..end).contains(&m.start)).collect();
+        assert_eq!(
+            runs.len(),
+            1,
+            "{start:#x}-{end:#x}: writable memory holding {} of the test's runs: {runs:x?}",
+            runs.len()
+        );
+        let run = runs[0];
+        assert_eq!(
+            run.start,
+            start,
+            "{}: {:#x} writable bytes before the run's first block",
+            run.front,
+            run.start - start
+        );
+        match run.end {
+            Some(e) => assert_eq!(
+                e, end,
+                "{}: the run's writable memory does not end with its last block",
+                run.front
+            ),
+            None => assert_eq!((end - start) % run.block, 0, "{}: a run of part of a block", run.front),
+        }
+        found += 1;
+        i = j + 1;
+    }
+    assert_eq!(found, made.len(), "runs of the test not found writable: {made:x?}");
+    drop((boxes, vecs, scoped));
 }
 
 /// The canaries and the free-list links are keyed per process: two runs

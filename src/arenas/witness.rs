@@ -796,9 +796,60 @@ impl ThreadCache {
     }
 }
 
-/// An arena of witness (secret) memory. See the module docs for what it
-/// guarantees. Obtain one with [`crate::NAlloc::witness`] or
-/// [`WitnessArena::new`].
+/// An arena of witness (secret) memory. Obtain one with
+/// [`crate::NAlloc::witness`] or [`WitnessArena::new`].
+///
+/// What every witness block gets, through every front (this arena,
+/// [`crate::SecretBox`] / [`crate::SecretVec`], [`crate::NAlloc::witness_scope`]
+/// and the C front's `nalloc_witness_alloc`):
+///
+/// * **Guard pages at both ends of every run.** Blocks of one size class
+///   are cut from a *run* of pages committed on its own, the last block
+///   ending at the run's end: the page directly before the first block and
+///   directly after the last is inaccessible (never committed), so a stray
+///   access off either end of a run faults. A large block (over 64 KiB) has
+///   a chunk of its own and ends at its trailing guard page (up to 15 bytes
+///   of rounding to 16-byte alignment); the page before its first page is a
+///   guard too.
+/// * **A canary on every block.** Blocks that share a run have no page
+///   between them, so each carries an 8-byte canary right after its
+///   requested bytes, keyed per process and by address. Free and in-place
+///   resize check it; a broken canary prints `nalloc: witness block
+///   overflowed (canary overwritten) at 0x… (N bytes)` and aborts. A large
+///   block's bytes between its page start and its first byte, and its
+///   rounding after its last, are canary bytes, checked at free the same
+///   way.
+/// * **No metadata beside secrets; encoded links.** Chunk bookkeeping lives
+///   out of line, in a table outside the witness region. Besides the
+///   canaries, the only allocator data in the region are free blocks'
+///   free-list links (a free block's first word; the first block of a
+///   batch of them also its second), each stored XORed with a per-process
+///   key and the word's address; a link
+///   that decodes outside the region or off a 16-byte boundary prints
+///   `nalloc: witness free list corrupted (a write past a neighbouring
+///   block?) at 0x…` and aborts, so an overflow cannot steer the next
+///   allocation.
+/// * **Locked, or refused.** Memory is `mlock`ed per run or large block.
+///   When the OS refuses (`RLIMIT_MEMLOCK`), one notice per process goes to
+///   stderr (written without allocating), the memory is handed out
+///   unlocked and [`WitnessStats::locked`] turns false; with
+///   `NALLOC_WITNESS_LOCK=require` or [`WitnessLock::Require`] (see
+///   [`crate::NAlloc::set_witness_lock`]) the allocation returns null
+///   instead.
+/// * Zeroed when handed out, wiped on every free and growth, excluded from
+///   core dumps (`MADV_DONTDUMP`), zero in forked children
+///   (`MADV_WIPEONFORK`).
+///
+/// A block from the C front's `nalloc_witness_alloc` carries a sealed
+/// 16-byte header right before it (inside the witness block): a write just
+/// before the block breaks the seal, and its `free` or
+/// `nalloc_witness_free` reports `invalid pointer` and aborts rather than
+/// faulting.
+///
+/// **Cost:** 8 bytes of canary per small block (a 32-byte secret takes a
+/// 48-byte block, a 64-byte one an 80-byte block; a C block 16 more for its
+/// header). Guards cost address space, not memory; each run costs two
+/// mappings, which is why runs of a class in steady use grow to 256 KiB.
 pub struct WitnessArena {
     inner: SpinLock<Inner>,
     caches: [ThreadCache; CACHES],
