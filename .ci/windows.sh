@@ -74,6 +74,9 @@ timeout 600 cargo test -p zk-nalloc --target x86_64-pc-windows-gnu --no-fail-fas
 # message, no false positives.
 timeout 900 cargo test -p zk-nalloc --target x86_64-pc-windows-gnu --no-fail-fast --features hardened \
   --test hardened --test global_alloc --test witness --test arenas 2>&1 | tee -a "$log"
+# Field elements as secrets, read back through ReadProcessMemory.
+timeout 900 cargo test -p zk-nalloc --target x86_64-pc-windows-gnu --no-fail-fast \
+  --features ark-ff,pasta,plonky3,bytemuck --test field_secrets 2>&1 | tee -a "$log"
 n=$(sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' "$log" | awk '{s += $1} END {print s + 0}')
 floor=130
 echo "Windows (Wine) tests passed: $n (floor $floor)"

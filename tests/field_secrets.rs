@@ -1,10 +1,11 @@
 //! Field elements as secrets (features `ark-ff`, `pasta`, `plonky3`,
 //! `bytemuck`): a `SecretVec` of real field elements, grown and dropped,
 //! leaves no copy of them behind. Every buffer it ever had is read back
-//! through `/proc/self/mem` (`common::peek`), as a debugger would see it.
+//! through `/proc/self/mem` (`common::peek`; `ReadProcessMemory` on
+//! Windows), as a debugger would see it.
 //!
 //! Run: `cargo test -p zk-nalloc --features ark-ff,pasta,plonky3,bytemuck --test field_secrets`.
-#![cfg(target_os = "linux")]
+#![cfg(any(target_os = "linux", windows))]
 #![cfg(any(feature = "ark-ff", feature = "pasta", feature = "plonky3", feature = "bytemuck"))]
 
 use zk_nalloc::{NAlloc, SecretVec, Zeroable};
