@@ -27,10 +27,8 @@ use crate::{set_errno, KeepErrno, ALLOC};
 pub(crate) static WITNESS_LOCK: RawLock = RawLock::new();
 
 /// Allocates `size` bytes of zeroed witness memory, 16-byte aligned; NULL
-/// and `ENOMEM` on failure. Free it with [`nalloc_witness_free`] only.
-///
-/// The block must be released with [`nalloc_witness_free`] (never `free`)
-/// and is invalidated by [`nalloc_witness_wipe_all`].
+/// and `ENOMEM` on failure. Free it with [`nalloc_witness_free`] (or `free`,
+/// which wipes it too); it is invalidated by [`nalloc_witness_wipe_all`].
 #[no_mangle]
 pub extern "C" fn nalloc_witness_alloc(size: usize) -> *mut c_void {
     let p = {
