@@ -143,10 +143,12 @@ struct nalloc_counters {
 int nalloc_counters(struct nalloc_counters *out);
 
 /*
- * Returns retained memory to the OS now: the warm pool of freed large
- * blocks, cached empty segments, the calling thread's empty pages and those
- * of exited threads' heaps. Returns the bytes released. malloc_trim() does
- * the same (returning 1 if anything was released).
+ * Returns retained memory to the OS, process-wide: the warm pool of freed
+ * large blocks, cached empty segments, the calling thread's empty pages and
+ * those of exited threads' heaps now, and every other live thread's at its
+ * next allocation that misses its thread cache (or next large block).
+ * Returns the bytes released now. malloc_trim() does the same (returning 1
+ * if anything was released).
  */
 size_t nalloc_trim(void);
 
