@@ -209,6 +209,11 @@ fn zero_sized_requests() {
         let p = unsafe { a.alloc(layout(0, align)) };
         assert!(!p.is_null());
         assert_eq!(p.addr() % align, 0);
+        if align <= 16 {
+            // The smallest class, not the wrap of `0 - 1` to 128 bytes.
+            // SAFETY: a live small block: its page is valid.
+            assert_eq!(unsafe { (*segment::page_of(p)).block_size }, 16);
+        }
         // SAFETY: allocated just now with this layout.
         unsafe { a.dealloc(p, layout(0, align)) };
     }

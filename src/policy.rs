@@ -41,6 +41,7 @@
 //! | [`SPAN_CACHE_PUT_BACK`], [`SPAN_CACHE_SETTLE_DIVISOR`] | spans, fraction | pool lock trips vs spans a full cache gives up at once | scaling |
 //! | [`POOL_CAP_DIVISOR`], [`POOL_CAP_MIN`], [`POOL_CAP_MAX`], [`POOL_CAP_UNKNOWN`] | fraction, bytes | warm reuse vs memory kept | spans-and-warm-pool |
 //! | [`WITNESS_SLOT`], [`WITNESS_SLOTS`] | bytes, slots | address space vs chunk placement | witness-arena |
+//! | [`WITNESS_ROTATE_SLOTS`] | slots | how long a stale witness pointer is caught vs page tables kept | misuse |
 //! | [`WITNESS_CACHES`], [`WITNESS_BATCH_BYTES`], [`WITNESS_BATCH_MAX`] | threads, bytes, blocks | lock trips vs secrets held per thread | witness-arena |
 //! | [`WITNESS_RUN_BLOCKS`], [`WITNESS_RUN_MIN`], [`WITNESS_RUN_MAX`], [`WITNESS_RUN_GROWN_MAX`] | blocks, bytes | locality and mappings vs committed witness memory | witness-arena |
 //! | [`SCRATCH_FIRST_CHUNK`], [`SCRATCH_MAX_CHUNK`] | bytes | mappings per arena vs memory of a small arena | scratch-arena |
@@ -52,7 +53,8 @@
 //! The notes: `docs/design/small-object-layout.md`, `docs/design/heap-tidy.md`,
 //! `docs/design/remote-frees.md`, `docs/design/spans-and-warm-pool.md`,
 //! `docs/design/witness-arena.md`, `docs/design/scratch-arena.md`,
-//! `docs/design/phases-and-budget.md`, `docs/design/scaling.md`.
+//! `docs/design/phases-and-budget.md`, `docs/design/scaling.md`,
+//! `docs/design/misuse.md`.
 
 // ---- small objects: layout (docs/design/small-object-layout.md) ----
 
@@ -242,6 +244,13 @@ pub(crate) const WITNESS_SLOTS: usize = if cfg!(miri) {
 } else {
     64
 };
+/// Slots the witness region's claims rotate through before reusing the
+/// lowest: 1 GiB of address space on 64-bit targets. A released chunk's
+/// slots are claimed again only after a window's worth of claims, so a stale
+/// `nalloc_witness_free` finds them uncommitted; a larger window catches
+/// staler pointers but leaves more page tables behind (`MADV_DONTNEED` does
+/// not free them; see docs/design/misuse.md).
+pub(crate) const WITNESS_ROTATE_SLOTS: usize = if usize::BITS >= 64 { 1024 } else { 16 };
 /// Threads (heap indices) with a private block cache in every witness arena.
 pub(crate) const WITNESS_CACHES: usize = 32;
 /// Bytes' worth of blocks a cache trades per lock ...

@@ -1,7 +1,7 @@
 //! Memory is reused and returned: bounded RSS over many rounds and many
 //! threads, emptied small-object pages given back after a delay, warm spans
 //! without page faults, trim, warm spans released as small objects grow,
-//! fresh zeroed memory not touched, growth by mremap, sparse zeroed blocks not faulted in. One test function runs the phases in order so that RSS figures
+//! fresh zeroed memory not touched, growth by mremap, sparse zeroed blocks not faulted in, a trim that reaches live threads' heaps. One test function runs the phases in order so that RSS figures
 //! are not disturbed by other tests of this binary.
 //!
 //! Linux only: the evidence is the kernel's RSS and fault counts from
@@ -117,6 +117,11 @@ fn memory_is_reused_and_returned() {
     assert!(after + (20 << 20) > peak, "RSS {peak} -> {after} with purging off");
     ALLOC.trim();
     ALLOC.set_purge_delay(Some(std::time::Duration::from_millis(5)));
+
+    // -- A trim is process-wide: a live thread that was idle while another
+    //    thread trimmed gives its free small-object memory back at its next
+    //    slow path.
+    live_thread_trims_at_its_next_slow_path();
 
     // -- Rounds of short-lived threads: what one round's threads leave free
     //    when they exit (in their retired heaps, and as empty segments in
@@ -551,4 +556,62 @@ fn thread_rounds_reuse_then_return() {
     drop((kept_a, kept_b));
     ALLOC.trim();
     ALLOC.set_purge_delay(Some(Duration::from_millis(5)));
+}
+
+/// The phase "A trim is process-wide" of [`memory_is_reused_and_returned`].
+/// Purging is off, so that nothing but the trim gives the worker's memory
+/// back: its own tidies only release pages to their segments. The threads
+/// hand over turns through an atomic, not a channel: a blocking receive may
+/// allocate, which is a slow path of its own, taken while the other thread
+/// measures.
+fn live_thread_trims_at_its_next_slow_path() {
+    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+    use std::sync::Arc;
+    use std::time::Duration;
+    let wait_for = |turn: &AtomicU32, stage: u32| {
+        while turn.load(SeqCst) != stage {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    ALLOC.set_purge_delay(None);
+    ALLOC.trim();
+    let turn = Arc::new(AtomicU32::new(0));
+    let worker = {
+        let turn = turn.clone();
+        std::thread::spawn(move || {
+            let v: Vec<Box<[u64; 32]>> = (0..200_000).map(|i| Box::new([i as u64; 32])).collect();
+            assert!(v.iter().enumerate().all(|(i, b)| b[31] == i as u64));
+            drop(v);
+            turn.store(1, SeqCst);
+            // Idle while the main thread trims.
+            wait_for(&turn, 2);
+            // The next slow path: the first block of a class this thread has
+            // not used (its refill), no large block.
+            let b = std::hint::black_box(Box::new([7u8; 20_000]));
+            assert_eq!(b[19_999], 7);
+            turn.store(3, SeqCst);
+            // Alive until the main thread has measured.
+            wait_for(&turn, 4);
+        })
+    };
+    wait_for(&turn, 1);
+    let (returned, resident) = (ALLOC.stats().returned_to_os, rss());
+    ALLOC.trim();
+    let by_trim = ALLOC.stats().returned_to_os - returned;
+    turn.store(2, SeqCst);
+    wait_for(&turn, 3);
+    let by_worker = ALLOC.stats().returned_to_os - returned - by_trim;
+    let after = rss();
+    turn.store(4, SeqCst);
+    worker.join().unwrap();
+    ALLOC.set_purge_delay(Some(Duration::from_millis(5)));
+    // The trim itself takes what the worker's tidies put in the shared
+    // segment cache (17 MB); the rest, the empty segments and pages the
+    // worker's heap keeps (40 MB), only its owner can give back.
+    assert!(
+        by_worker >= 24 << 20 && after + (40 << 20) <= resident,
+        "after another thread's trim, the worker's next slow path gave back {by_worker} bytes of its 51 MB \
+         of freed small blocks (the trim itself {by_trim}; RSS {resident} -> {after})"
+    );
+    ALLOC.trim();
 }

@@ -92,6 +92,22 @@ fn child() {
                 zk_nalloc::raw::witness_free(std::hint::black_box(p));
                 zk_nalloc::raw::witness_free(keep);
             }
+            "witness-stale-free" | "witness-stale-free-3m" => {
+                // A stale free after the same size was allocated again: the
+                // new block lies elsewhere (the witness region rotates), so
+                // the stale pointer finds its released chunk, and the new
+                // owner's block is never freed.
+                let n = if case == "witness-stale-free" { 100_000 } else { 3 << 20 };
+                let p = zk_nalloc::raw::witness_alloc(n);
+                zk_nalloc::raw::witness_free(p);
+                let again = zk_nalloc::raw::witness_alloc(n);
+                again.write_bytes(2, n);
+                zk_nalloc::raw::witness_free(std::hint::black_box(p));
+                // Not reached if the stale free was caught. `again` is not
+                // freed: its free would be reported if the stale free had
+                // freed it, and hide that it did.
+                assert_eq!(again.add(n - 1).read(), 2);
+            }
             "witness-free-gap" => {
                 // A pointer into the gap page after a run: never committed.
                 let p = zk_nalloc::raw::witness_alloc(100);
@@ -152,6 +168,17 @@ fn witness_double_frees_stop_the_process() {
         "witness-double-free-small",
         "nalloc: nalloc_witness_free(): double free at 0x",
     );
+}
+
+/// A stale free of a large witness block whose size was allocated again
+/// since: reported as a double free, never a free of the new owner's block
+/// (blocks of 64 KiB or less are reused at once from their class: see
+/// docs/design/misuse.md for what is caught there).
+#[test]
+fn stale_witness_frees_stop_the_process() {
+    for case in ["witness-stale-free", "witness-stale-free-3m"] {
+        assert_stops(case, "nalloc: nalloc_witness_free(): double free at 0x");
+    }
 }
 
 #[test]

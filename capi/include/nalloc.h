@@ -14,7 +14,8 @@
  * realloc() or malloc_usable_size() of a pointer nalloc did not hand out
  * ("nalloc: free(): invalid pointer at 0x..."), a large block freed twice
  * ("free(): double free"), a small block freed twice in a row ("double
- * free"), nalloc_witness_free() of a non-witness or freed block.
+ * free"), nalloc_witness_free() of a non-witness or freed block (see the
+ * witness section for what a stale pointer of a reused block escapes).
  *
  * Environment (read once, without allocating, when the library loads):
  *   NALLOC_HUGE_PAGES   = auto (default) | on | off | explicit (MAP_HUGETLB
@@ -69,7 +70,14 @@ extern "C" {
  * realloc() keeps it witness memory: the block grows or moves inside the
  * witness arena and every place it leaves is wiped; malloc_usable_size()
  * knows its size. nalloc_witness_free(NULL) does nothing; a pointer outside
- * witness memory, or a block freed already, stops the process.
+ * witness memory, or a block freed already, stops the process. A block
+ * over 64 KiB - 24 bytes freed twice is caught even after its size was
+ * allocated again: blocks that size get fresh addresses for about the next
+ * 1 GiB of witness allocations. A smaller block freed twice is caught only
+ * until its address is handed out again (to the next block of its size
+ * class, at once): a stale pointer then frees the new owner's block.
+ * Writing the 16 bytes before a block (its header) makes its free report
+ * "free(): invalid pointer".
  *
  * nalloc_witness_wipe_all zeroes every witness byte ever handed out, live or
  * freed, and forgets all blocks: every pointer from nalloc_witness_alloc is
@@ -135,10 +143,12 @@ struct nalloc_counters {
 int nalloc_counters(struct nalloc_counters *out);
 
 /*
- * Returns retained memory to the OS now: the warm pool of freed large
- * blocks, cached empty segments, the calling thread's empty pages and those
- * of exited threads' heaps. Returns the bytes released. malloc_trim() does
- * the same (returning 1 if anything was released).
+ * Returns retained memory to the OS, process-wide: the warm pool of freed
+ * large blocks, cached empty segments, the calling thread's empty pages and
+ * those of exited threads' heaps now, and every other live thread's at its
+ * next allocation that misses its thread cache (or next large block).
+ * Returns the bytes released now. malloc_trim() does the same (returning 1
+ * if anything was released).
  */
 size_t nalloc_trim(void);
 

@@ -27,10 +27,8 @@ use crate::{set_errno, KeepErrno, ALLOC};
 pub(crate) static WITNESS_LOCK: RawLock = RawLock::new();
 
 /// Allocates `size` bytes of zeroed witness memory, 16-byte aligned; NULL
-/// and `ENOMEM` on failure. Free it with [`nalloc_witness_free`] only.
-///
-/// The block must be released with [`nalloc_witness_free`] (never `free`)
-/// and is invalidated by [`nalloc_witness_wipe_all`].
+/// and `ENOMEM` on failure. Free it with [`nalloc_witness_free`] (or `free`,
+/// which wipes it too); it is invalidated by [`nalloc_witness_wipe_all`].
 #[no_mangle]
 pub extern "C" fn nalloc_witness_alloc(size: usize) -> *mut c_void {
     let p = {
@@ -257,19 +255,19 @@ pub unsafe extern "C" fn nalloc_counters(out: *mut NallocCounters) -> c_int {
     0
 }
 
-/// Returns retained memory to the OS now: the warm span pool, cached empty
-/// segments, the calling thread's empty pages and those of exited threads'
-/// heaps (other threads' frees into them included). Returns the bytes
-/// released. `errno` is preserved.
+/// Returns retained memory to the OS, process-wide: now the warm span pool,
+/// cached empty segments, the calling thread's empty pages and those of
+/// exited threads' heaps (other threads' frees into them included); every
+/// other live thread's heap at its next refill or large allocation. Returns
+/// the bytes released now. `errno` is preserved.
 #[no_mangle]
 pub extern "C" fn nalloc_trim() -> usize {
     let _keep = KeepErrno::new();
     ALLOC.trim()
 }
 
-/// glibc's `malloc_trim`: returns free memory to the OS — the warm pool,
-/// cached segments, the calling thread's and every exited thread's empty
-/// pages ([`nalloc_trim`]). `pad` is ignored (nothing is kept at a heap's
+/// glibc's `malloc_trim`: returns free memory to the OS, process-wide, as
+/// [`nalloc_trim`] does. `pad` is ignored (nothing is kept at a heap's
 /// top here). Returns 1 if memory was released, else 0, as glibc does.
 #[no_mangle]
 pub extern "C" fn malloc_trim(_pad: usize) -> libc::c_int {

@@ -196,6 +196,13 @@ fn misuse_is_reported_and_stops_the_process() {
             "witness-double-free-small",
             "nalloc: nalloc_witness_free(): double free at 0x",
         ),
+        ("witness-stale-free", "nalloc: nalloc_witness_free(): double free at 0x"),
+        (
+            "witness-stale-free-3m",
+            "nalloc: nalloc_witness_free(): double free at 0x",
+        ),
+        ("witness-stale-free-plain", "nalloc: free(): double free at 0x"),
+        ("witness-header-overwrite", "nalloc: free(): invalid pointer at 0x"),
         ("witness-overflow", OVERFLOW),
         ("witness-overflow-realloc", OVERFLOW),
         ("witness-overflow-free", OVERFLOW),

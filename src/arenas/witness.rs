@@ -97,8 +97,11 @@ fn page() -> usize {
 /// Bytes of canary after a small block's requested bytes.
 pub(crate) const CANARY: usize = 8;
 
-/// Where every witness chunk lives.
-static REGION: Region<{ SLOTS.div_ceil(64) }> = Region::new(SLOT, SLOTS);
+/// Where every witness chunk lives. Claims rotate through a window of
+/// slots, so a released chunk's slots stay uncommitted while the window is
+/// gone round: a stale pointer into them is reported, not taken for the
+/// block allocated next (see `mem/region.rs`).
+static REGION: Region<{ SLOTS.div_ceil(64) }> = Region::rotating(SLOT, SLOTS, crate::policy::WITNESS_ROTATE_SLOTS);
 
 /// True if `p` points into the witness region.
 #[inline(always)]

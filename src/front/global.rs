@@ -282,14 +282,14 @@ impl NAlloc {
         }
     }
 
-    /// Returns retained memory to the OS now: every warm span (pooled, and
-    /// those the calling thread keeps for its own reuse), every cached
-    /// empty segment, the calling thread's empty pages and free page slots,
-    /// and those of the heaps of exited threads (including pages that other
-    /// threads' frees emptied). Live threads' heaps give theirs back on
-    /// their own, after the purge delay, as they keep allocating, and their
-    /// kept spans at their next large allocation or free. Returns the bytes
-    /// released.
+    /// Returns retained memory to the OS, process-wide: now, every warm
+    /// span (pooled, and those the calling thread keeps for its own reuse),
+    /// every cached empty segment, the calling thread's empty pages and free
+    /// page slots, and those of the heaps of exited threads (including pages
+    /// that other threads' frees emptied). Every other live thread's heap
+    /// does the same at its owner's next small-object refill or large
+    /// allocation (only its owner may touch it), and its kept spans go at
+    /// its next large allocation or free. Returns the bytes released now.
     pub fn trim(&self) -> usize {
         let before = stats::RETURNED.load(core::sync::atomic::Ordering::Relaxed);
         span::trim();

@@ -111,7 +111,10 @@ unsafe fn small_refill(class: usize, size: usize, zeroed: bool) -> *mut u8 {
 /// `zeroed`; null on failure. The entry of every sized allocation.
 #[inline(always)]
 pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
-    if !zeroed && size <= SMALL_MAX && align <= MIN_ALIGN {
+    // `size - 1 < SMALL_MAX`: a zero-size request (which `GlobalAlloc`
+    // callers may not make) goes to `alloc_any`, so that here the compiler
+    // knows the size is not 0 and `class_of` needs no saturation.
+    if !zeroed && size.wrapping_sub(1) < SMALL_MAX && align <= MIN_ALIGN {
         // SAFETY: `class_of` of a size ≤ SMALL_MAX is its class.
         return unsafe { alloc_small(class_of(size), size, MIN_ALIGN, false) };
     }

@@ -59,6 +59,15 @@
 //! again. So a thread that stops allocating keeps what it holds until it
 //! works again, exits or calls `NAlloc::trim` (see docs/design/heap-tidy.md).
 //!
+//! **Process-wide trim.** `NAlloc::trim` (and the C library's `nalloc_trim` /
+//! `malloc_trim`) trims the caller's heap and exited threads' heaps at once
+//! ([`trim_all`]), and bumps a global trim epoch for the heaps of other live
+//! threads, which only their owners may touch: each heap compares the epoch
+//! with the last one it saw on its refill and at large allocations
+//! (`tidy_hint`), never on the fast paths, and trims itself when it
+//! changed. So a thread idle at the time of the trim gives its free memory
+//! back at its next slow path (see docs/design/heap-tidy.md).
+//!
 //! **Start-up without a check.** `CURRENT` starts as the address of a static
 //! empty heap whose pages all have an empty free list, so a thread's first
 //! allocation simply falls into the refill path, which creates (or adopts)
@@ -89,7 +98,7 @@
 
 use core::cell::Cell;
 use core::ptr;
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use crate::base::stats;
 use crate::base::sync::SpinLock;
@@ -246,7 +255,14 @@ pub(crate) struct Heap {
     keep_until: u32,
     /// This thread's recently freed spans (see [`with_span_cache`]).
     spans: SpanCache,
+    /// [`TRIM_EPOCH`] as this heap last saw it (see [`Heap::settle_trim`]).
+    trim_epoch: u32,
 }
+
+/// Process-wide trims asked for so far (wrapping; see [`trim_all`]): a live
+/// heap that finds a value it has not seen trims itself on its next slow
+/// path, since another thread may not touch its pages.
+static TRIM_EPOCH: AtomicU32 = AtomicU32::new(0);
 
 /// A page with at most this many bytes of live blocks is sparse (see
 /// [`Heap::is_sparse`]).
@@ -674,7 +690,33 @@ impl Heap {
             refaulted_slots: 0,
             keep_until: 0,
             spans: SpanCache::new(),
+            trim_epoch: 0,
         }
+    }
+
+    /// Trims this heap (as [`trim_current_thread`] does) if a process-wide
+    /// trim was asked for since it last looked: run on its slow paths only,
+    /// one relaxed load of a line that changes only at a trim.
+    #[inline]
+    fn settle_trim(&mut self) {
+        let epoch = TRIM_EPOCH.load(Relaxed);
+        if epoch != self.trim_epoch {
+            self.trim_epoch = epoch;
+            self.trim_now();
+        }
+    }
+
+    /// Gives back what this heap holds free: its empty pages and segments,
+    /// and the memory of every free page slot, whatever its age; then the
+    /// segment cache, where its empty segments went.
+    #[cold]
+    #[inline(never)]
+    fn trim_now(&mut self) {
+        // SAFETY: our own heap; abandon only releases empty pages and resets
+        // current-page pointers, after which refill finds pages again.
+        unsafe { self.abandon() };
+        self.purge_free_slots(0, 0, 0);
+        Segment::trim_cache();
     }
 
     /// Adds `b`, a freed block of `page` (another heap's), to this heap's
@@ -873,6 +915,7 @@ impl Heap {
             }
         }
         self.flush_pending();
+        self.settle_trim();
         self.slow_paths = self.slow_paths.wrapping_add(1);
         self.since_tidy += 1;
         if self.since_tidy >= TIDY_EVERY.max(self.pages_owned) {
@@ -1580,6 +1623,8 @@ impl Registry {
             (*slot).heap.counters = ptr::addr_of!((*slot).counters);
             (*slot).heap.foreign = ptr::addr_of_mut!((*slot).foreign).cast();
             (*slot).heap.index = self.count;
+            // Trims asked for before this heap existed are nothing to it.
+            (*slot).heap.trim_epoch = TRIM_EPOCH.load(Relaxed);
             self.count += 1;
             ptr::addr_of_mut!((*slot).heap)
         }
@@ -1644,6 +1689,7 @@ pub(crate) fn trim_current_thread() {
         // SAFETY: our own heap; abandon only releases empty pages and resets
         // current-page pointers, after which refill finds pages again.
         unsafe {
+            (*h).trim_epoch = TRIM_EPOCH.load(Relaxed);
             (*h).spans.release();
             (*h).abandon();
             (*h).purge_free_slots(0, 0, 0);
@@ -1698,14 +1744,21 @@ pub(crate) fn trim_retired(wait: bool, idle: Option<(u64, u64)>) {
             (*h).abandon();
             let (now, delay) = idle.unwrap_or((0, 0));
             (*h).purge_free_slots(now, delay, 0);
+            if idle.is_none() {
+                // Trimmed as a live heap's `settle_trim` would be: its next
+                // owner need not do it again.
+                (*h).trim_epoch = TRIM_EPOCH.load(Relaxed);
+            }
             h = (*h).retired_next;
         }
     }
 }
 
-/// [`trim_current_thread`] and [`trim_retired`]: every heap that no other
-/// live thread owns (live threads' heaps go back on their own tidy).
+/// A process-wide trim: [`trim_current_thread`] and [`trim_retired`] now,
+/// and every other live thread's heap at its owner's next slow path (the
+/// trim epoch, see the module docs; another thread may not touch its pages).
 pub(crate) fn trim_all() {
+    TRIM_EPOCH.fetch_add(1, Relaxed);
     trim_current_thread();
     trim_retired(true, None);
     Segment::trim_cache();
@@ -1790,6 +1843,8 @@ pub(crate) fn tidy_hint() {
     }
     // SAFETY: a real heap in CURRENT is this thread's own.
     unsafe {
+        // A thread busy with large blocks may not refill for a long time.
+        (*heap).settle_trim();
         (*heap).since_tidy += LARGE_TIDY_WEIGHT;
         // Work on large blocks ages free small-object memory too.
         (*heap).slow_paths = (*heap).slow_paths.wrapping_add(LARGE_TIDY_WEIGHT);

@@ -50,14 +50,16 @@ const fn class_sizes() -> [u32; NUM_CLASSES] {
     t
 }
 
-/// Class of a request of `size` bytes (`1 <= size <= SMALL_MAX`) with the
-/// default 16-byte alignment. Size 0 would wrap to class 7 (128 bytes): the
-/// Rust front's fast path never passes it (`GlobalAlloc` forbids zero-size
-/// layouts) and every other caller goes through [`class_for`].
+/// Class of a request of `size` bytes (`size <= SMALL_MAX`) with the
+/// default 16-byte alignment. Size 0 gets the smallest class, as size 1
+/// does (`malloc(0)`).
 #[inline(always)]
 pub(crate) fn class_of(size: usize) -> usize {
     if size <= 128 {
-        (size.wrapping_sub(1) >> 4) & 7
+        // Saturating, so that 0 does not wrap to the 128-byte class; it
+        // compiles to `cmp` + `adc` where the wrapping form had one `lea`,
+        // and callers that clamped 0 first no longer need to.
+        (size.saturating_sub(1) >> 4) & 7
     } else {
         let s = size - 1;
         let b = (usize::BITS - 1 - s.leading_zeros()) as usize;
@@ -71,8 +73,7 @@ pub(crate) fn class_of(size: usize) -> usize {
 #[inline]
 pub(crate) fn class_for(size: usize, align: usize) -> usize {
     if align <= MIN_ALIGN {
-        // `malloc(0)` gets the smallest class, not the wrap of `class_of(0)`.
-        class_of(size.max(1))
+        class_of(size)
     } else {
         class_of(size.max(align).next_power_of_two())
     }
@@ -90,7 +91,7 @@ mod tests {
 
     #[test]
     fn every_size_gets_the_smallest_fitting_class() {
-        for size in 1..=SMALL_MAX {
+        for size in 0..=SMALL_MAX {
             let c = class_of(size);
             assert!(c < NUM_CLASSES, "size {size}");
             assert!(CLASS_SIZE[c] as usize >= size, "size {size} class {c}");
@@ -103,6 +104,8 @@ mod tests {
 
     #[test]
     fn a_zero_size_request_gets_the_smallest_class() {
+        assert_eq!(class_of(0), 0);
+        assert_eq!(class_of(std::hint::black_box(0)), 0);
         assert_eq!(class_for(0, 1), 0);
         assert_eq!(class_for(0, MIN_ALIGN), 0);
         assert_eq!(CLASS_SIZE[class_for(0, 8)], 16);

@@ -106,6 +106,16 @@ static void test_witness_basic(void) {
              * (The block's first word, the header, holds a free-list link.) */
             CHECK(all_zero(w, n));
         }
+        /* free() of a witness block wipes it as nalloc_witness_free does. */
+        if (n > 0 && n + 16 <= 65536) {
+            unsigned char *v = nalloc_witness_alloc(n);
+            CHECK(v != NULL);
+            if (!v) continue;
+            memset(v, 0xC3, n);
+            free(v);
+            CHECK(all_zero(v, n));
+            CHECK(stats().witness_used == before.witness_used);
+        }
     }
     nalloc_witness_free(NULL);
 

@@ -71,6 +71,42 @@ int main(int argc, char **argv) {
         nalloc_witness_free(w);
         nalloc_witness_free(launder(w));
         nalloc_witness_free(keep);
+    } else if (strcmp(c, "witness-stale-free") == 0 || strcmp(c, "witness-stale-free-3m") == 0) {
+        /* A stale free after the same size was allocated again: the new
+         * block lies elsewhere (the witness region rotates), so the stale
+         * pointer finds its released chunk and is reported, and the new
+         * owner's block is never freed. */
+        size_t n = strcmp(c, "witness-stale-free") == 0 ? 100000 : 3u << 20;
+        char *w = nalloc_witness_alloc(n);
+        if (!w) return 3;
+        memset(w, 1, n);
+        nalloc_witness_free(w);
+        char *again = nalloc_witness_alloc(n);
+        if (!again) return 3;
+        memset(again, 2, n);
+        nalloc_witness_free(launder(w));
+        /* Not reached if the stale free was caught. `again` is not freed:
+         * its free would be reported if the stale free had freed it, and
+         * hide that it did. */
+        if (again[n - 1] != 2) return 4;
+    } else if (strcmp(c, "witness-stale-free-plain") == 0) {
+        /* The same through free(). */
+        char *w = nalloc_witness_alloc(3u << 20);
+        if (!w) return 3;
+        free(w);
+        char *again = nalloc_witness_alloc(3u << 20);
+        if (!again) return 3;
+        again[0] = 2;
+        free(launder(w));
+        if (again[0] != 2) return 4;
+    } else if (strcmp(c, "witness-header-overwrite") == 0) {
+        /* The byte before a witness block belongs to the C front's sealed
+         * 16-byte header: a write there breaks the seal, and free reports
+         * the block as not one of nalloc's. */
+        char *w = nalloc_witness_alloc(100);
+        if (!w) return 3;
+        overflow_by_one((char *)launder(w) - 1);
+        free(w);
     } else if (strcmp(c, "witness-overflow") == 0) {
         /* One byte past a small secret: its canary reports it at free. */
         char *w = nalloc_witness_alloc(100);
