@@ -201,6 +201,26 @@ fn vec_past_the_budget_ends_in_handle_alloc_error() {
     );
 }
 
+/// `NALLOC_STATS=1` prints the phase table at exit for a Rust program too
+/// (the C front's test is `budget_refuses_with_enomem` in capi).
+#[test]
+fn the_phase_table_is_printed_at_exit() {
+    let out = run("refuse", &[("NALLOC_BUDGET", "64M"), ("NALLOC_STATS", "1")]);
+    let stderr = ok("refuse", &out);
+    let table = stderr
+        .split("nalloc: phases\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no phase table: {stderr}"));
+    let mut lines = table.lines();
+    assert!(lines.next().is_some_and(|h| h.starts_with("phase ")), "{table}");
+    let commit = lines
+        .find(|l| l.starts_with("commit "))
+        .unwrap_or_else(|| panic!("no commit row: {table}"));
+    // Entered once; the refused reservation allocated nothing.
+    let cols: Vec<&str> = commit.split_whitespace().collect();
+    assert_eq!((cols[1], cols[3], cols[4]), ("1", "0", "B"), "{table}");
+}
+
 #[test]
 fn a_bad_budget_is_one_clear_line_and_no_budget() {
     let out = run("bad", &[("NALLOC_BUDGET", "12Q")]);

@@ -27,6 +27,27 @@ fn edge_cases_match_glibc() {
     common::assert_served(&out.stderr, 1, 100);
 }
 
+/// A bad setting never stops a host program: preloaded into the `edge`
+/// program with `NALLOC_BUDGET=12Q`, nalloc says once what it expected and
+/// runs without a budget; the program's checks all pass.
+#[test]
+fn a_bad_budget_leaves_the_host_program_running() {
+    let dir = scratch_dir("bad-budget");
+    let exe = compile_c("edge", &dir, Link::Plain);
+    let mut cmd = command(&exe, true);
+    cmd.arg("expect-nalloc").env("NALLOC_BUDGET", "12Q");
+    let out = run(cmd, &dir, LIMIT).ok("edge under nalloc with NALLOC_BUDGET=12Q");
+    assert!(out.stdout_str().contains("edge (nalloc): ok"), "{}", out.stdout_str());
+    let lines: Vec<&str> = out.stderr.lines().filter(|l| l.contains("NALLOC_BUDGET")).collect();
+    assert_eq!(lines.len(), 1, "{}", out.stderr);
+    assert!(
+        lines[0].starts_with("nalloc: NALLOC_BUDGET=\"12Q\" not understood: "),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].ends_with("running without a budget"), "{}", lines[0]);
+}
+
 /// Blocks made on one thread, checked, grown and freed on another, over
 /// several waves of threads (heap retirement and adoption).
 #[test]
@@ -293,7 +314,8 @@ fn exited_threads_memory_is_trimmed() {
 /// The memory budget under LD_PRELOAD: `malloc` past `NALLOC_BUDGET=64M`
 /// returns NULL with `ENOMEM`, one documented line on stderr names the
 /// phase, earlier data is intact and later requests that fit succeed; the
-/// phase table is printed at exit (`NALLOC_STATS=1`).
+/// phase table is printed at exit (`NALLOC_STATS=1`); `nalloc_reset_peaks`
+/// restarts the peak and `nalloc_set_budget` lifts and sets the budget.
 #[test]
 fn budget_refuses_with_enomem() {
     let dir = scratch_dir("budget");
@@ -303,7 +325,13 @@ fn budget_refuses_with_enomem() {
     let out = run(cmd, &dir, LIMIT).ok("budget under nalloc");
     assert!(out.stdout_str().contains("budget: ok"), "{}", out.stdout_str());
     let lines: Vec<&str> = out.stderr.lines().filter(|l| l.contains("budget exceeded")).collect();
-    assert_eq!(lines.len(), 1, "{}", out.stderr);
+    // The second: after nalloc_set_budget(32 MiB), a 64 MiB request.
+    assert_eq!(lines.len(), 2, "{}", out.stderr);
+    assert!(
+        lines[1].starts_with("nalloc: memory budget exceeded: request=67108880 budget=33554432 committed="),
+        "{}",
+        lines[1]
+    );
     assert!(
         // The C front's large blocks carry a 16-byte header (see
         // src/front/raw.rs): the engine's request is 100 MiB + 16.

@@ -59,7 +59,8 @@ pub(crate) fn report() -> PhaseReport {
     phase::report(now, window_peak())
 }
 
-/// Forgets every phase row and restarts every peak at the current value.
+/// Restarts every peak (the process's and the open phases') at the current
+/// value; the phase rows stay.
 pub(crate) fn reset_peaks() {
     stats::MAPPED.reset_peak();
     stats::SPANS_LIVE.reset_peak();
