@@ -173,9 +173,11 @@ pub(crate) const ZERO_SAMPLE_MIN: usize = 1 << 20;
 /// of the sampled pages is resident (the last user touched little of it).
 pub(crate) const ZERO_SPARSE_DIVISOR: usize = 8;
 /// The residency sample reads this many windows, each centred in its share
-/// of the span ...
+/// of the span (Linux: other platforms take no sample) ...
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) const ZERO_SAMPLE_WINDOWS: usize = 8;
 /// ... of this many pages each (a `mincore` call per window).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) const ZERO_SAMPLE_PAGES: usize = 32;
 /// Spans (or realloc growths) of at least this many bytes that no pooled
 /// range holds are built from smaller pooled pieces moved into place with
