@@ -269,6 +269,9 @@ mod tests {
         assert!(!v.is_empty());
         assert_eq!(v.len(), 6);
         assert_eq!(&v[..], &[1, 2, 3, 4, 5, 6]);
+        v[0] = 10;
+        v.iter_mut().skip(1).for_each(|x| *x += 1);
+        assert_eq!(&v[..], &[10, 3, 4, 5, 6, 7]);
         assert!(v.capacity() >= 6);
         let v = SecretVec::<u64>::with_capacity(&w, 100).unwrap();
         assert!(v.is_empty());
