@@ -499,6 +499,7 @@ unsafe impl GlobalAlloc for NAlloc {
             size: layout.size(),
             align: layout.align(),
             offset: 0,
+            home: route::Home::of(p, layout.size(), layout.align()),
         };
         // SAFETY: GlobalAlloc contract: `p` is live with `layout`, and
         // `new_size` rounded to the alignment does not overflow isize.

@@ -29,7 +29,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use super::lifecycle;
-use super::route::{self, Block, Front};
+use super::route::{self, Block, Front, Home};
 use crate::arenas::witness;
 use crate::base::check::fail;
 use crate::base::key::Key;
@@ -197,12 +197,14 @@ unsafe fn find(p: *mut u8) -> Found {
             size,
             align: HEADER,
             offset: 0,
+            home: Home::Small,
         });
     }
     if p.addr() % HEADER != 0 {
         return Found::Foreign; // every C block is at least 16-byte aligned
     }
-    if witness::contains(p) && !witness::readable(p.wrapping_sub(HEADER), HEADER) {
+    let in_witness = witness::contains(p);
+    if in_witness && !witness::readable(p.wrapping_sub(HEADER), HEADER) {
         // Its chunk is gone (a large witness block freed already): reading
         // the header would fault.
         return Found::Freed;
@@ -221,6 +223,7 @@ unsafe fn find(p: *mut u8) -> Found {
         size: h.size,
         align,
         offset: align,
+        home: Home::given(in_witness, h.size, align),
     })
 }
 
@@ -301,7 +304,7 @@ unsafe fn free_with_header(p: *mut u8) {
         match checked(p, "free(): invalid pointer", "free(): double free") {
             Checked::Ours(b) => {
                 unseal(&b);
-                route::dealloc(b.base, b.size, b.align);
+                route::dealloc_block(&b);
             }
             Checked::Inherited => {}
             Checked::Foreign => forward_free(p),
@@ -345,7 +348,7 @@ pub unsafe fn witness_free(p: *mut u8) {
         );
         if let Checked::Ours(b) = found {
             unseal(&b);
-            route::dealloc(b.base, b.size, b.align);
+            route::dealloc_block(&b);
         }
     }
 }

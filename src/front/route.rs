@@ -40,7 +40,14 @@ impl Home {
     /// Classifies the live block at `p` allocated with `size` and `align`.
     #[inline(always)]
     pub(crate) fn of(p: *const u8, size: usize, align: usize) -> Home {
-        if witness::contains(p) {
+        Home::given(witness::contains(p), size, align)
+    }
+
+    /// As [`Home::of`], for a caller that has asked `witness::contains`
+    /// already.
+    #[inline(always)]
+    pub(crate) fn given(in_witness: bool, size: usize, align: usize) -> Home {
+        if in_witness {
             Home::Witness
         } else if is_small(size, align) {
             Home::Small
@@ -149,7 +156,26 @@ pub(crate) fn alloc_witness(size: usize, align: usize) -> *mut u8 {
 /// `p` must be a live block of the route with this layout.
 #[inline(always)]
 pub(crate) unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
-    if witness::contains(p) {
+    // SAFETY: forwarded caller contract.
+    unsafe { dealloc_at(witness::contains(p), p, size, align) }
+}
+
+/// Frees a block that its front has classified already ([`Block::home`]).
+///
+/// # Safety
+/// `b` must describe a live block of the route.
+#[inline]
+pub(crate) unsafe fn dealloc_block(b: &Block) {
+    // SAFETY: forwarded caller contract.
+    unsafe { dealloc_at(b.home == Home::Witness, b.base, b.size, b.align) }
+}
+
+/// # Safety
+/// As for [`dealloc`]; `in_witness` says whether `p` lies in the witness
+/// region.
+#[inline(always)]
+unsafe fn dealloc_at(in_witness: bool, p: *mut u8, size: usize, align: usize) {
+    if in_witness {
         // SAFETY: caller contract; witness blocks of the route come from the
         // scope arena.
         unsafe { dealloc_witness(p, size, align) };
@@ -205,6 +231,8 @@ pub(crate) struct Block {
     pub(crate) align: usize,
     /// Where the caller's bytes start, from `base`.
     pub(crate) offset: usize,
+    /// Where it lives: classified once, by the front that found the block.
+    pub(crate) home: Home,
 }
 
 /// What differs between the fronts when a block is resized.
@@ -247,7 +275,7 @@ pub(crate) unsafe fn realloc(front: &impl Front, b: Block, new_size: usize) -> *
     let Some(new_total) = new_size.max(1).checked_add(b.offset) else {
         return core::ptr::null_mut();
     };
-    let home = Home::of(b.base, b.size, b.align);
+    let home = b.home;
     let old_size = b.size - b.offset;
     // SAFETY: caller contract: `base + offset` is inside the live block.
     let user = unsafe { b.base.add(b.offset) };
@@ -291,7 +319,7 @@ pub(crate) unsafe fn realloc(front: &impl Front, b: Block, new_size: usize) -> *
     unsafe {
         core::ptr::copy_nonoverlapping(user, q, old_size.min(new_size));
         front.retire(&b);
-        dealloc(b.base, b.size, b.align);
+        dealloc_block(&b);
     }
     q
 }
