@@ -3,7 +3,8 @@
 //! Polynomial memory is the allocator's span engine (warm pool, huge pages,
 //! `mremap` growth) with stronger placement: always 64-byte aligned (one
 //! AVX-512 vector, one cache line), page aligned from one page up, and
-//! 2 MiB aligned from 2 MiB up so huge pages can back all of it. The arena
+//! huge-page aligned from one huge page up (2 MiB on x86-64; the PMD size of
+//! the kernel's page size elsewhere) so huge pages can back all of it. The arena
 //! keeps its own accounting and remembers its live spans of 2 MiB and more
 //! so that [`PolynomialArena::huge_page_bytes`] can report how much really
 //! is huge-page backed — "asked for" is not "got".
@@ -112,7 +113,8 @@ impl PolynomialArena {
     }
 
     /// Allocates `size` bytes for an FFT/NTT vector: 64-byte aligned, page
-    /// aligned from 4 KiB, 2 MiB aligned (huge-page eligible) from 2 MiB.
+    /// aligned from 4 KiB, huge-page aligned (huge-page eligible) from one
+    /// huge page (2 MiB on x86-64).
     /// Not zeroed unless the memory is fresh. Null on failure.
     pub fn alloc_fft_friendly(&self, size: usize) -> *mut u8 {
         self.alloc_aligned(size, 64, false)
@@ -169,7 +171,7 @@ impl PolynomialArena {
     ///
     /// The vector is a span: the capacity is raised, where needed, to just
     /// over 64 KiB of bytes, so it is page aligned (so 64-byte aligned),
-    /// starts on a 2 MiB boundary from 2 MiB (huge pages per
+    /// starts on a huge-page boundary from one huge page (huge pages per
     /// [`HugePages`](crate::HugePages)), is cut from the warm pool when a
     /// freed vector of its size class is there (no page faults), and grows
     /// with `mremap`. The raised capacity costs address space, not memory:
