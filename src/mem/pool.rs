@@ -44,9 +44,34 @@ pub(crate) struct Range {
 }
 
 impl Range {
-    pub(crate) fn end(&self) -> usize {
+    fn end(&self) -> usize {
         self.ptr.addr() + self.len
     }
+}
+
+/// Checks, in debug builds, ranges held for reuse (the pool's, a span
+/// cache's): each non-empty, page-aligned and whole pages, no two
+/// overlapping, nor touching unless `may_touch`. Returns their byte sum.
+pub(crate) fn check_ranges(live: &[Range], may_touch: bool) -> usize {
+    let mut sum = 0usize;
+    for (i, r) in live.iter().enumerate() {
+        let a = r.ptr.addr();
+        invariant!(
+            a != 0 && r.len != 0 && a % os::page() == 0 && r.len % os::page() == 0,
+            "ranges: a range is empty or not whole pages",
+            a
+        );
+        sum = sum.wrapping_add(r.len);
+        for q in &live[i + 1..] {
+            let apart = if may_touch {
+                q.end() <= a || r.end() <= q.ptr.addr()
+            } else {
+                q.end() < a || r.end() < q.ptr.addr()
+            };
+            invariant!(apart, "ranges: two ranges overlap (or touch where they must merge)", a);
+        }
+    }
+    sum
 }
 
 struct Pool {
@@ -123,25 +148,7 @@ impl Pool {
         }
         let at = self as *const Pool as usize;
         invariant!(self.len <= SLOTS, "pool: more ranges than slots", at);
-        let live = &self.ranges[..self.len.min(SLOTS)];
-        let mut sum = 0usize;
-        for (i, r) in live.iter().enumerate() {
-            let a = r.ptr.addr();
-            invariant!(
-                a != 0 && r.len != 0 && a % os::page() == 0 && r.len % os::page() == 0,
-                "pool: a range is empty or not whole pages",
-                a
-            );
-            sum = sum.wrapping_add(r.len);
-            for q in &live[i + 1..] {
-                let apart = if self.cuttable {
-                    q.end() < a || r.end() < q.ptr.addr()
-                } else {
-                    q.end() <= a || r.end() <= q.ptr.addr()
-                };
-                invariant!(apart, "pool: two ranges overlap or touch", a);
-            }
-        }
+        let sum = check_ranges(&self.ranges[..self.len.min(SLOTS)], !self.cuttable);
         invariant!(sum == self.bytes, "pool: byte count differs from its ranges", at);
     }
 

@@ -665,24 +665,7 @@ impl SpanCache {
         }
         let at = self as *const Self as usize;
         invariant!(self.n <= SPAN_CACHE_SLOTS, "span cache: more spans than slots", at);
-        let live = &self.spans[..self.n.min(SPAN_CACHE_SLOTS)];
-        let mut sum = 0usize;
-        for (i, r) in live.iter().enumerate() {
-            let a = r.ptr.addr();
-            invariant!(
-                a != 0 && r.len != 0 && a % os::page() == 0 && r.len % os::page() == 0,
-                "span cache: a span is empty or not whole pages",
-                a
-            );
-            sum = sum.wrapping_add(r.len);
-            for q in &live[i + 1..] {
-                invariant!(
-                    q.end() <= a || r.end() <= q.ptr.addr(),
-                    "span cache: two spans overlap",
-                    a
-                );
-            }
-        }
+        let sum = pool::check_ranges(&self.spans[..self.n.min(SPAN_CACHE_SLOTS)], true);
         invariant!(sum == self.bytes, "span cache: byte count differs from its spans", at);
     }
 
