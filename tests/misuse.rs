@@ -115,6 +115,26 @@ fn child() {
                 zk_nalloc::raw::witness_free(std::hint::black_box((run_end + 64) as *mut u8));
                 zk_nalloc::raw::witness_free(p);
             }
+            "witness-overflow" | "witness-overflow-large" | "witness-overflow-secret-vec" => {
+                // One byte past the requested bytes (into the canary), set
+                // to a value it cannot hold; reported at free. Portable
+                // twins of tests/witness_fences.rs's Linux cases, so that
+                // the canary is checked under Windows too.
+                let n = if case == "witness-overflow-large" { 100_001 } else { 40 };
+                let at = if case == "witness-overflow-secret-vec" {
+                    let mut v = zk_nalloc::SecretVec::<u8>::with_capacity(ALLOC.witness(), n).unwrap();
+                    v.extend_from_slice(&[7; 40]);
+                    let q = v.as_ptr().cast_mut();
+                    q.add(40).write_volatile(!q.add(40).read_volatile());
+                    drop(v);
+                    return;
+                } else {
+                    ALLOC.witness().alloc(n, 8)
+                };
+                at.write_bytes(7, n);
+                at.add(n).write_volatile(!at.add(n).read_volatile());
+                ALLOC.witness().dealloc(at, n, 8);
+            }
             "foreign" => {
                 let mut local = [0u64; 8];
                 ALLOC.dealloc(std::hint::black_box(local.as_mut_ptr().cast()), l(64));
@@ -187,6 +207,24 @@ fn a_witness_pointer_off_every_block_is_reported_not_read() {
     // Reported as the free of a freed block (an unreadable witness address
     // is what a released chunk leaves): the point is that it is not read.
     assert_stops("witness-free-gap", "nalloc: nalloc_witness_free(): double free at 0x");
+}
+
+/// A witness block's canary, checked at free on every platform: an
+/// overflow by one byte is reported with the block's address and size.
+#[test]
+fn a_witness_overflow_stops_the_process() {
+    const OVERFLOW: &str = "nalloc: witness block overflowed (canary overwritten) at 0x";
+    for (case, size) in [
+        ("witness-overflow", 40),
+        ("witness-overflow-large", 100_001),
+        ("witness-overflow-secret-vec", 40),
+    ] {
+        let (status, stderr) = run_case(case);
+        let line = stderr.lines().find(|l| l.starts_with("nalloc:")).unwrap_or_default();
+        assert!(aborted(status), "{case}: not aborted ({status}): {stderr}");
+        assert!(line.starts_with(OVERFLOW), "{case}: {stderr}");
+        assert!(line.ends_with(&format!(" ({size} bytes)")), "{case}: {stderr}");
+    }
 }
 
 #[test]
