@@ -1683,3 +1683,85 @@ unsafe impl allocator_api2::alloc::Allocator for WitnessArena {
         unsafe { self.dealloc_raw(ptr.as_ptr(), layout.size(), layout.align()) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run's length: a whole number of pages and, where that fits a chunk
+    /// twice, of blocks too (so its last block ends against the guard);
+    /// `RUN_BLOCKS` blocks within `RUN_MIN..RUN_MAX` at first, doubling with
+    /// each run up to `WITNESS_RUN_GROWN_MAX`, never less than one block.
+    #[test]
+    fn run_lengths_follow_the_policy() {
+        let pg = page();
+        for bs in [16, 48, 80, 4096, 4104, 40_000, 65_536] {
+            let first = run_len(bs, 0);
+            assert_eq!(first % pg, 0, "{bs}: not whole pages");
+            assert!(first >= bs, "{bs}: shorter than a block");
+            let lcm = bs / gcd(bs, pg) * pg;
+            if lcm <= (SLOT - 2 * pg) / 2 {
+                assert_eq!(first % bs, 0, "{bs}: not whole blocks");
+            }
+            // At least the policy's blocks, as far as RUN_MAX allows, and
+            // no more than one rounding unit above it.
+            let want = (bs * RUN_BLOCKS).clamp(RUN_MIN, RUN_MAX).max(bs);
+            assert!(first >= want && first < want + lcm.max(pg), "{bs}: {first} for {want}");
+            let mut prev = first;
+            for g in 1..=10u8 {
+                let n = run_len(bs, g);
+                let cap = crate::policy::WITNESS_RUN_GROWN_MAX.max(want);
+                assert!(n >= prev, "{bs}/{g}: runs shrink");
+                assert!(n >= (want << g).min(cap), "{bs}/{g}: {n} does not double");
+                assert!(n < cap + lcm.max(pg), "{bs}/{g}: {n} over the cap {cap}");
+                prev = n;
+            }
+        }
+        // Two concrete cases (4 KiB pages): 48-byte blocks get 3 pages (the
+        // least common multiple of 48 and 4096); 4 KiB blocks 16 of them.
+        if pg == 4096 {
+            assert_eq!(run_len(48, 0), 12_288);
+            assert_eq!(run_len(4096, 0), 65_536);
+            assert_eq!(run_len(4096, 1), 131_072);
+        }
+    }
+
+    /// Requests up to 64 KiB less the canary are small, larger ones not.
+    #[test]
+    fn small_requests_leave_room_for_the_canary() {
+        assert!(is_small(1, 8) && is_small(10_000, 8));
+        assert!(is_small(size_class::SMALL_MAX - CANARY, 8));
+        assert!(!is_small(size_class::SMALL_MAX - CANARY + 1, 8));
+    }
+
+    /// A large block's slack is filled with the key's bytes in address
+    /// order, so any eight aligned slack bytes read back as the key.
+    #[test]
+    fn canary_bytes_spell_the_key() {
+        let _ = CANARY_KEY.get();
+        let bytes: [u8; 8] = core::array::from_fn(|i| canary_byte(4096 + i));
+        assert_eq!(u64::from_le_bytes(bytes), CANARY_KEY.peek() as u64);
+    }
+
+    /// `readable` says whether a range is committed witness memory: the
+    /// bytes of a live large block up to its end, which lies against the
+    /// trailing guard, but not a range that runs into the guard or the
+    /// page before the block.
+    #[test]
+    fn readable_stops_at_the_guards() {
+        let w = WitnessArena::new();
+        let size = 16 * page();
+        let p = w.alloc(size, 8);
+        assert!(!p.is_null());
+        let end = p.wrapping_add(size);
+        assert!(readable(p, 16));
+        assert!(readable(end.wrapping_sub(16), 16));
+        assert!(readable(end.wrapping_sub(1), 1));
+        assert!(!readable(end.wrapping_sub(8), 16), "runs into the trailing guard");
+        assert!(!readable(end, 1), "the trailing guard");
+        assert!(!readable(p.wrapping_sub(1), 2), "the page before the block");
+        // SAFETY: the block just allocated, with its layout.
+        unsafe { w.dealloc(p, size, 8) };
+        assert!(!readable(p, 16), "a released chunk");
+    }
+}
