@@ -203,7 +203,18 @@ struct HandOver {
 /// (so A cannot collect them), then runs `after_free` (its own
 /// allocations, returned as addresses). A then allocates again, while B is
 /// alive and after B exited.
+/// Held by the tests that expect a thread's freed pages to stay where they
+/// are (the hand-overs) and by the one that trims: a trim is process-wide,
+/// so a heap that takes a slow path after another test's trim gives its
+/// free pages back, and its next blocks may come from elsewhere.
+static TRIM_EXCLUSIVE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn trim_exclusive() -> std::sync::MutexGuard<'static, ()> {
+    TRIM_EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn hand_over(n: usize, size: usize, after_free: fn(usize, usize) -> Vec<usize>) -> HandOver {
+    let _exclusive = trim_exclusive();
     let layout = Layout::from_size_align(size, 8).unwrap();
     let (to_b, from_a) = mpsc::channel::<Vec<usize>>();
     let (b_to_a, a_from_b) = mpsc::channel::<Vec<usize>>();
@@ -443,6 +454,7 @@ fn works_with_limited_address_space() {
 /// lock taken, a trim unmaps. Deltas only: other tests run meanwhile.
 #[test]
 fn event_counters_move_with_remote_frees_maps_and_locks() {
+    let _exclusive = trim_exclusive();
     let before = ALLOC.stats().events;
     // 48-byte blocks do not fill whole cache lines, so the freeing thread
     // never keeps them: every one is handed back to its owner.
