@@ -1726,6 +1726,44 @@ mod tests {
         }
     }
 
+    /// Blocks a cache trades per batch: `BATCH_BYTES` worth, at least one,
+    /// at most `BATCH_MAX`; the table the free path reads holds them all.
+    #[test]
+    fn batches_follow_the_policy() {
+        for c in 0..NUM_CLASSES {
+            let want = (BATCH_BYTES / CLASS_SIZE[c] as usize).clamp(1, BATCH_MAX);
+            assert_eq!(batch(c) as usize, want, "class {c}");
+            assert_eq!(BATCH[c], batch(c), "class {c}");
+        }
+    }
+
+    /// A fresh run of one class is used up to its last block before the
+    /// next run starts (the last block ends against the guard); the lock's
+    /// path (this test's thread has no cache) counts every block in `used`.
+    #[test]
+    fn a_run_is_filled_to_its_end_and_counted() {
+        let w = WitnessArena::new();
+        let class = class_of(40, 8);
+        let bs = CLASS_SIZE[class] as usize;
+        let per_run = run_len(bs, 0) / bs;
+        let blocks: Vec<*mut u8> = (0..per_run + 1).map(|_| w.alloc(40, 8)).collect();
+        assert!(blocks.iter().all(|p| !p.is_null()));
+        for i in 1..per_run {
+            assert_eq!(blocks[i].addr(), blocks[i - 1].addr() + bs, "block {i} left its run");
+        }
+        assert_ne!(
+            blocks[per_run].addr(),
+            blocks[per_run - 1].addr() + bs,
+            "the run ran past its end"
+        );
+        assert!(w.stats().used >= (per_run + 1) * bs, "{:?}", w.stats().used);
+        for p in blocks {
+            // SAFETY: blocks just allocated with this layout, freed once.
+            unsafe { w.dealloc(p, 40, 8) };
+        }
+        assert_eq!(w.stats().used, 0);
+    }
+
     /// Requests up to 64 KiB less the canary are small, larger ones not.
     #[test]
     fn small_requests_leave_room_for_the_canary() {
