@@ -1312,8 +1312,9 @@ impl Heap {
     /// is. Why: a producer whose consumer frees everything empties and
     /// refills pages of the same classes all the time; purged at once, each
     /// page was faulted in again a moment later, and `c-xmalloc` spent most
-    /// of its time in the kernel (see docs/design/scaling.md). A heap whose swell comes back after its
-    /// class stopped growing still purges at once, unless it refaulted
+    /// of its time in the kernel (see docs/design/scaling.md). A heap whose
+    /// swell comes back after its class stopped growing still purges at
+    /// once, unless it refaulted
     /// what it purged (then it keeps them a while: see
     /// [`Heap::note_fresh_claim`]).
     fn release_emptied(&mut self, trim: bool) {
