@@ -6,10 +6,34 @@ use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use rustix::io::Errno;
 use rustix::mm::{self, Advice, MapFlags, MremapFlags};
 
-/// The kernel's page size (from the auxiliary vector: no system call, no
-/// allocation).
+/// The kernel's page size (libc's `sysconf`: no allocation).
 pub(super) fn page_size() -> usize {
-    rustix::param::page_size()
+    keeping_errno(rustix::param::page_size)
+}
+
+/// Monotonic microseconds (a vDSO call, no system call).
+pub(super) fn now_us() -> u64 {
+    keeping_errno(posix::now_us)
+}
+
+extern "C" {
+    fn __errno_location() -> *mut i32;
+}
+
+/// Runs `f` and puts `errno` back as it was. On first use rustix asks
+/// libc's `getauxval` for the vDSO behind the clock, which sets `errno` when
+/// the entry is missing (qemu's user mode has none), and a `malloc` that
+/// succeeds must leave `errno` alone.
+fn keeping_errno<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: `__errno_location` (glibc and musl) returns this thread's
+    // errno, valid for the thread's life.
+    let at = unsafe { __errno_location() };
+    // SAFETY: as above.
+    let saved = unsafe { at.read() };
+    let r = f();
+    // SAFETY: as above.
+    unsafe { at.write(saved) };
+    r
 }
 
 /// Whether a plain anonymous mapping of a whole number of PMD-sized pages
@@ -414,8 +438,8 @@ pub(super) fn minor_faults() -> u64 {
 
 // What Linux shares with every POSIX system, used as is.
 pub(super) use super::posix::{
-    at_exit, commit, env_var, init_thread_exit, lock, now_us, random, register_fork_handlers, unlock, unmap,
-    watch_thread_exit, write_stderr,
+    at_exit, commit, env_var, init_thread_exit, lock, random, register_fork_handlers, unlock, unmap, watch_thread_exit,
+    write_stderr,
 };
 
 #[cfg(test)]
