@@ -446,6 +446,21 @@ pub(super) use super::posix::{
 mod tests {
     use super::*;
 
+    /// The clock moves with time, and reading it (or the page size) leaves
+    /// errno as it was.
+    #[test]
+    fn the_clock_moves_and_leaves_errno_alone() {
+        // SAFETY: this thread's errno.
+        unsafe { __errno_location().write(4242) };
+        let a = now_us();
+        assert!(page_size() >= 4096);
+        // SAFETY: as above.
+        assert_eq!(unsafe { __errno_location().read() }, 4242);
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        let b = now_us();
+        assert!(b >= a + 2_000, "{a} -> {b}");
+    }
+
     /// A span-sized map is aligned whichever way it is made: one plain
     /// mapping where the kernel places PMD multiples on a PMD boundary (as
     /// Linux 6.7 and later do: checked here with bare `mmap`s first), or
