@@ -308,20 +308,25 @@ fn a_stray_access_before_or_after_a_run_faults() {
 
 const OVERFLOW: &str = "nalloc: witness block overflowed (canary overwritten) at 0x";
 
-#[test]
-fn an_overflow_into_the_next_block_is_reported_at_free() {
-    let end = run_case(CASE, "overflow-arena", &[], None);
+/// The overflow report of `case` names the block's size.
+fn assert_overflow_names(case: &str, size: usize) {
+    let end = run_case(CASE, case, &[], None);
     let line = end
         .stderr
         .lines()
         .find(|l| l.starts_with("nalloc:"))
         .unwrap_or_default();
     assert!(
-        line.starts_with(OVERFLOW) && line.ends_with(" (40 bytes)"),
-        "{}{}",
+        line.starts_with(OVERFLOW) && line.ends_with(&format!(" ({size} bytes)")),
+        "{case}: {}{}",
         end.stdout,
         end.stderr
     );
+}
+
+#[test]
+fn an_overflow_into_the_next_block_is_reported_at_free() {
+    assert_overflow_names("overflow-arena", 40);
     assert_reported("overflow-arena", OVERFLOW);
     assert_reported("overflow-large", OVERFLOW);
 }
@@ -332,18 +337,7 @@ fn an_overflow_into_the_next_block_is_reported_at_free() {
 /// naming the block.
 #[test]
 fn an_underflow_before_a_large_block_is_reported_at_free() {
-    let end = run_case(CASE, "underflow-large", &[], None);
-    let line = end
-        .stderr
-        .lines()
-        .find(|l| l.starts_with("nalloc:"))
-        .unwrap_or_default();
-    assert!(
-        line.starts_with(OVERFLOW) && line.ends_with(" (100001 bytes)"),
-        "{}{}",
-        end.stdout,
-        end.stderr
-    );
+    assert_overflow_names("underflow-large", 100001);
     assert_reported("underflow-large", OVERFLOW);
 }
 
