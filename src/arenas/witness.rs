@@ -515,16 +515,22 @@ unsafe fn drop_chunk(h: *mut ChunkHeader, wipe: bool) {
 }
 
 /// Makes `[p, p + len)` of chunk `h` (page aligned) read-write and locks
-/// it; false (nothing committed) when the OS refuses memory, or refuses the
-/// lock under [`WitnessLock::Require`]. `locked` tells whether it was
-/// locked.
+/// it. `Ok` gives the bytes newly committed: the range less the pages a
+/// reused chunk had committed already (counted then), so that the arena's
+/// `committed` stays the sum of committed pages. `Err` when the OS refuses
+/// memory, or refuses the lock under [`WitnessLock::Require`]: nothing of
+/// the range is committed then, and it gives the bytes that were committed
+/// before and are not now. `locked` tells whether it was locked.
 ///
 /// # Safety
-/// The range must lie in the live chunk `h`, owned by the caller.
-unsafe fn commit_range(h: *mut ChunkHeader, p: *mut u8, len: usize, locked: &mut bool) -> bool {
+/// The range must lie in the live chunk `h`, owned by the caller, and hold
+/// no live block.
+unsafe fn commit_range(h: *mut ChunkHeader, p: *mut u8, len: usize, locked: &mut bool) -> Result<usize, usize> {
+    let mut had = 0;
+    for_each_committed(p.addr(), len, |_, n| had += n);
     // SAFETY: caller contract: inside our chunk's reservation.
     if unsafe { os::commit(p, len) }.is_err() {
-        return false;
+        return Err(0);
     }
     // SAFETY: as above, committed now.
     *locked = match unsafe { os::lock(p, len) } {
@@ -533,17 +539,22 @@ unsafe fn commit_range(h: *mut ChunkHeader, p: *mut u8, len: usize, locked: &mut
             let require = config::witness_lock() == WitnessLock::Require;
             lock_notice(e, require);
             if require {
-                // SAFETY: committed just now, holds nothing.
-                unsafe { os::decommit(p, len) };
-                return false;
+                // SAFETY: caller contract: holds nothing (what a reused
+                // chunk had committed there was wiped and is unused).
+                unsafe {
+                    os::decommit(p, len);
+                    (*h).committed -= had;
+                }
+                mark_committed(p.addr(), len, false);
+                return Err(had);
             }
             false
         }
     };
     mark_committed(p.addr(), len, true);
     // SAFETY: caller contract: we own the chunk.
-    unsafe { (*h).committed += len };
-    true
+    unsafe { (*h).committed += len - had };
+    Ok(len - had)
 }
 
 /// Writes, once per process, why witness memory is not locked.
@@ -1094,11 +1105,14 @@ impl WitnessArena {
         if !committed {
             let mut locked = false;
             // SAFETY: inside our chunk, not committed to anything live.
-            if !unsafe { commit_range(h, base.with_addr(start), len, &mut locked) } {
-                return false;
-            }
+            match unsafe { commit_range(h, base.with_addr(start), len, &mut locked) } {
+                Ok(added) => self.committed.fetch_add(added, Relaxed),
+                Err(lost) => {
+                    self.committed_sub(lost);
+                    return false;
+                }
+            };
             self.note_lock(locked);
-            self.committed.fetch_add(len, Relaxed);
         }
         let first = start + len % bs;
         g.run[class] = base.with_addr(first);
@@ -1349,12 +1363,13 @@ impl WitnessArena {
             let start = (end - size.max(1)) & !(align.max(16) - 1);
             let from = start & !(page() - 1);
             let mut locked = false;
-            if !commit_range(h, base.with_addr(from), end - from, &mut locked) {
+            // A fresh chunk: nothing was committed in it before.
+            let Ok(added) = commit_range(h, base.with_addr(from), end - from, &mut locked) else {
                 drop_chunk(h, false);
                 return ptr::null_mut();
-            }
+            };
             self.note_lock(locked);
-            self.committed.fetch_add(end - from, Relaxed);
+            self.committed.fetch_add(added, Relaxed);
             let p = base.with_addr(start);
             fill_canary(base.with_addr(from), start - from);
             fill_canary(p.add(size), end - start - size);
@@ -1724,6 +1739,15 @@ mod tests {
             assert_eq!(run_len(4096, 0), 65_536);
             assert_eq!(run_len(4096, 1), 131_072);
         }
+        // The bound itself: a block of 16 x odd m bytes has a least common
+        // multiple with the page of m pages. The largest such m within the
+        // bound gives whole blocks; the smallest beyond it, pages only.
+        let bound = (SLOT - 2 * pg) / 2;
+        let below = 16 * (bound / pg - (bound / pg + 1) % 2);
+        let above = 16 * (bound / pg + 1 + (bound / pg + 1) % 2);
+        assert_eq!(run_len(below, 0) % below, 0, "{below}: whole blocks within the bound");
+        let want = (above * RUN_BLOCKS).clamp(RUN_MIN, RUN_MAX).max(above);
+        assert!(run_len(above, 0) < want + pg, "{above}: rounded past a page");
     }
 
     /// Blocks a cache trades per batch: `BATCH_BYTES` worth, at least one,
@@ -1735,6 +1759,88 @@ mod tests {
             assert_eq!(batch(c) as usize, want, "class {c}");
             assert_eq!(BATCH[c], batch(c), "class {c}");
         }
+    }
+
+    /// Runs stay inside their chunk: once a chunk has no room for the next
+    /// run, a new chunk is made, never a run over the chunk's end (its
+    /// trailing guard and the slots beyond).
+    #[test]
+    fn runs_stay_inside_their_chunks() {
+        let w = WitnessArena::new();
+        let size = 20_000;
+        let blocks: Vec<*mut u8> = (0..200).map(|_| w.alloc(size, 8)).collect();
+        assert!(blocks.iter().all(|p| !p.is_null()));
+        let mut chunks = Vec::new();
+        {
+            let g = w.inner.lock();
+            let mut h = g.small;
+            while !h.is_null() {
+                // SAFETY: the arena's live chunk list, read under its lock.
+                unsafe {
+                    chunks.push(((*h).base.addr(), (*h).base.addr() + (*h).len));
+                    h = (*h).next;
+                }
+            }
+        }
+        assert!(chunks.len() >= 2, "{} chunks", chunks.len());
+        for p in &blocks {
+            let inside = chunks
+                .iter()
+                .any(|&(lo, hi)| p.addr() >= lo && p.addr() + size + CANARY <= hi);
+            assert!(inside, "block {p:?} is outside every chunk {chunks:x?}");
+        }
+        for p in blocks {
+            // SAFETY: blocks just allocated with this layout, freed once.
+            unsafe { w.dealloc(p, size, 8) };
+        }
+    }
+
+    /// `capacity` is the committed memory, page for page, through new runs,
+    /// a wipe, a second layout over the wiped chunks (whose old runs must
+    /// become gaps again) and large blocks coming and going.
+    #[test]
+    fn capacity_counts_the_committed_pages() {
+        fn committed_pages(w: &WitnessArena) -> usize {
+            let g = w.inner.lock();
+            let mut total = 0;
+            for mut h in [g.small, g.spare, g.large] {
+                while !h.is_null() {
+                    // SAFETY: the arena's live chunk lists, read under its lock.
+                    unsafe {
+                        for_each_committed((*h).base.addr(), (*h).len, |_, n| total += n);
+                        h = (*h).next;
+                    }
+                }
+            }
+            total
+        }
+        let w = WitnessArena::new();
+        let check = |what: &str| assert_eq!(w.stats().capacity, committed_pages(&w), "{what}");
+        let take = |sizes: &[usize], n: usize| -> Vec<(*mut u8, usize)> {
+            let v: Vec<_> = (0..n).flat_map(|_| sizes.iter().map(|&s| (w.alloc(s, 8), s))).collect();
+            assert!(v.iter().all(|b| !b.0.is_null()));
+            v
+        };
+        let give = |v: Vec<(*mut u8, usize)>| {
+            for (p, s) in v {
+                // SAFETY: blocks of this arena with this layout, freed once.
+                unsafe { w.dealloc(p, s, 8) };
+            }
+        };
+        let first = take(&[24, 100, 3000, 9000, 40_000], 40);
+        check("first layout");
+        give(first);
+        // SAFETY: no block of the arena is in use.
+        unsafe { w.secure_wipe() };
+        check("after the wipe");
+        let second = take(&[5000, 60, 20_000, 16, 1500], 50);
+        check("second layout over the wiped chunks");
+        let large = take(&[100_000, 3 << 20], 3);
+        check("with large blocks");
+        give(large);
+        check("large blocks freed");
+        give(second);
+        check("all freed");
     }
 
     /// A fresh run of one class is used up to its last block before the
