@@ -498,4 +498,185 @@ mod tests {
         assert!(map_plain(pmd + page_size(), pmd).is_none());
         assert!(map_plain(2 * pmd, 2 * pmd).is_none());
     }
+
+    /// The `/proc` parsers read what the kernel writes: lowercase hex ranges,
+    /// the first number of a `kB` line; anything else is no range.
+    #[test]
+    fn proc_lines_parse_as_the_kernel_writes_them() {
+        assert_eq!(parse_hex(b"0"), Some(0));
+        assert_eq!(parse_hex(b"9"), Some(9));
+        assert_eq!(parse_hex(b"a"), Some(10));
+        assert_eq!(parse_hex(b"7f12ab"), Some(0x7f12ab));
+        assert_eq!(parse_hex(b"ffffffffffffffff"), Some(usize::MAX));
+        for bad in [&b""[..], b"g", b"7F", b"12 ", b"10000000000000000"] {
+            assert_eq!(parse_hex(bad), None, "{:?}", core::str::from_utf8(bad));
+        }
+        let line = b"7f12a000-7f34b000 rw-p 00000000 00:00 0   [heap]";
+        assert_eq!(parse_range(line), Some((0x7f12a000, 0x7f34b000)));
+        assert_eq!(parse_range(b"5-6 r--p"), Some((5, 6)));
+        for other in [
+            &b"AnonHugePages:      2048 kB"[..],
+            b"Name: a-b",
+            b"7f12a000-",
+            b"-7f00 x",
+            b"zz-7f00 r",
+        ] {
+            assert_eq!(parse_range(other), None, "{:?}", core::str::from_utf8(other));
+        }
+        assert_eq!(parse_kib(b"      2048 kB"), 2048);
+        assert_eq!(parse_kib(b" 0 kB"), 0);
+        assert_eq!(parse_kib(b" 12 kB 34"), 12);
+        assert_eq!(parse_kib(b""), 0);
+    }
+
+    /// `read_file` reads a whole file, or as much as the buffer holds, and
+    /// says `None` for a file that is not there or a path without its NUL.
+    #[test]
+    #[cfg(not(miri))]
+    fn read_file_reads_whole_files_into_the_buffer() {
+        let dir = std::env::temp_dir().join(format!("nalloc-read-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("data");
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&file, &data).unwrap();
+        let mut path = file.as_os_str().as_encoded_bytes().to_vec();
+        path.push(0);
+        let mut big = vec![0xeeu8; 20_000];
+        assert_eq!(read_file(&path, &mut big), Some(data.len()));
+        assert_eq!(&big[..data.len()], &data[..]);
+        let mut exact = vec![0u8; data.len()];
+        assert_eq!(read_file(&path, &mut exact), Some(data.len()));
+        assert_eq!(exact, data);
+        let mut small = [0u8; 64];
+        assert_eq!(read_file(&path, &mut small), Some(64));
+        assert_eq!(&small[..], &data[..64]);
+        assert_eq!(read_file(&path[..path.len() - 1], &mut small), None, "no NUL");
+        path.truncate(path.len() - 1);
+        path.extend_from_slice(b"-missing\0");
+        assert_eq!(read_file(&path, &mut small), None, "missing file");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Only EINVAL (a kernel older than the advice) is tolerated when a
+    /// secret's pages are protected; any other error is reported.
+    #[test]
+    fn only_a_missing_advice_is_tolerated() {
+        assert!(tolerated(Errno::INVAL));
+        for e in [Errno::NOMEM, Errno::PERM, Errno::AGAIN, Errno::FAULT] {
+            assert!(!tolerated(e), "{e:?}");
+        }
+    }
+
+    /// `physical_memory` is the kernel's MemTotal.
+    #[test]
+    #[cfg(not(miri))]
+    fn physical_memory_is_mem_total() {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let kib: usize = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap();
+        assert_eq!(physical_memory(), kib * 1024);
+    }
+
+    /// `huge_backed_bytes` agrees with an independent reading of
+    /// `/proc/self/smaps` (std's parser): the `AnonHugePages` of every mapping
+    /// that overlaps the range, each capped at its overlap. A file mapped at
+    /// a path longer than the line buffer comes first, so the truncated line
+    /// must not derail the parse of the mappings after it.
+    #[test]
+    #[cfg(not(miri))]
+    fn huge_backed_bytes_reads_smaps() {
+        fn oracle(ptr: usize, len: usize) -> usize {
+            let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+            let (mut overlap, mut total) = (0usize, 0usize);
+            for l in smaps.lines() {
+                let head = l.split(' ').next().unwrap_or("");
+                if let Some((lo, hi)) = head.split_once('-').filter(|_| !head.contains(':')) {
+                    let (lo, hi) = (
+                        usize::from_str_radix(lo, 16).unwrap(),
+                        usize::from_str_radix(hi, 16).unwrap(),
+                    );
+                    overlap = hi.min(ptr + len).saturating_sub(lo.max(ptr));
+                } else if let Some(v) = l.strip_prefix("AnonHugePages:") {
+                    let kib: usize = v.trim().strip_suffix("kB").unwrap().trim().parse().unwrap();
+                    total += (kib * 1024).min(overlap);
+                }
+            }
+            total
+        }
+        // A long path: its smaps line outgrows the 256-byte line buffer.
+        let dir = std::env::temp_dir()
+            .join(format!("nalloc-smaps-{}", std::process::id()))
+            .join("d".repeat(200))
+            .join("e".repeat(100));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.join("f"))
+            .unwrap();
+        file.set_len(4096).unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: a fresh private read-only mapping of our own file, whose
+        // descriptor stays open for the call.
+        let fmap = unsafe {
+            let fd = rustix::fd::BorrowedFd::borrow_raw(file.as_raw_fd());
+            mm::mmap(
+                core::ptr::null_mut(),
+                4096,
+                mm::ProtFlags::READ,
+                MapFlags::PRIVATE,
+                fd,
+                0,
+            )
+            .unwrap()
+        };
+
+        let pmd = page_size() * (page_size() / 8);
+        let len = 4 * pmd;
+        let p = posix::map_rw(len, pmd, page_size(), MapFlags::empty());
+        assert!(!p.is_null());
+        // SAFETY: our fresh mapping of `len` bytes.
+        unsafe {
+            advise_huge(p, len, HugeAdvice::Huge);
+            core::ptr::write_bytes(p, 1, len);
+        }
+        let base = p.addr();
+        for (start, n) in [
+            (base, len),
+            (base, pmd + pmd / 2),
+            (base + pmd / 2, pmd),
+            (base + len, pmd),
+        ] {
+            // Another test's thread may map next to ours between the two
+            // reads (or the kernel collapse a huge page): a few tries.
+            let agree = (0..3).any(|_| {
+                let ours = huge_backed_bytes(start, n).unwrap();
+                assert!(ours <= n);
+                ours == oracle(start, n)
+            });
+            assert!(
+                agree,
+                "range {start:#x} + {n:#x}: {:?} vs {}",
+                huge_backed_bytes(start, n),
+                oracle(start, n)
+            );
+        }
+        let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+        if !thp.contains("[never]") {
+            // Not certain (the kernel may find no free huge page), so printed.
+            eprintln!("huge-backed: {} of {len} bytes", huge_backed_bytes(base, len).unwrap());
+        }
+        // SAFETY: our mappings, whole, and no longer used.
+        unsafe {
+            posix::unmap(p, len);
+            mm::munmap(fmap, 4096).unwrap();
+        }
+        std::fs::remove_dir_all(std::env::temp_dir().join(format!("nalloc-smaps-{}", std::process::id()))).unwrap();
+    }
 }
