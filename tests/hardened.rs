@@ -29,6 +29,15 @@ fn child() {
                 ALLOC.dealloc(p, l(48));
                 ALLOC.dealloc(p, l(48));
             }
+            "double-free-not-latest" => {
+                // Not the page's latest free (that one the plain build
+                // catches too): only hardened mode's per-block mark sees it.
+                let a = ALLOC.alloc(l(48));
+                let b = ALLOC.alloc(l(48));
+                ALLOC.dealloc(a, l(48));
+                ALLOC.dealloc(b, l(48));
+                ALLOC.dealloc(a, l(48));
+            }
             "foreign" => {
                 let mut local = [0u64; 8];
                 ALLOC.dealloc(local.as_mut_ptr().cast(), l(64));
@@ -116,6 +125,11 @@ fn expect(case: &str, message: &str) {
 #[test]
 fn double_free_aborts() {
     expect("double-free", "nalloc: double free");
+}
+
+#[test]
+fn double_free_of_an_earlier_block_aborts() {
+    expect("double-free-not-latest", "nalloc: double free");
 }
 
 #[test]

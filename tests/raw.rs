@@ -81,3 +81,55 @@ fn realloc_to_zero_in_place_keeps_a_valid_block() {
         }
     }
 }
+
+/// Sizes and alignments no layout can have are refused with null on both
+/// header paths (plain and witness), never wrapped around or passed on.
+#[test]
+fn impossible_layouts_are_refused() {
+    let max = isize::MAX as usize;
+    for (size, align) in [
+        (usize::MAX, 16),
+        (max, 16),
+        (max - 16, 16),
+        (max - 4096, 4096),
+        (max - (1 << 20), 1 << 21),
+        (16, 1 << 63),
+        (max, 1 << 62),
+        (1 << 62, 1 << 62),
+    ] {
+        assert!(
+            raw::alloc(size, align, false).is_null(),
+            "size {size:#x} align {align:#x}"
+        );
+        assert!(
+            raw::alloc(size, align, true).is_null(),
+            "zeroed: size {size:#x} align {align:#x}"
+        );
+    }
+    for size in [usize::MAX, usize::MAX - 16, max, max - 16, max - 4096] {
+        assert!(raw::witness_alloc(size).is_null(), "witness size {size:#x}");
+    }
+}
+
+/// The C front's phases (`nalloc_phase_begin`/`_end`) open and close a row
+/// of the same table as `NAlloc::phase`: once closed, a phase is charged
+/// nothing more.
+#[test]
+fn c_phases_open_and_close_a_row() {
+    raw::phase_begin(b"c-front phase");
+    let p = raw::alloc(100_000, 16, false);
+    assert!(!p.is_null());
+    // SAFETY: live, freed once.
+    unsafe { raw::free(p) };
+    raw::phase_end();
+    let before = *ALLOC.phase_report().get("c-front phase").expect("the phase has a row");
+    assert_eq!(before.entries, 1);
+    assert!(before.bytes >= 100_000, "{before:?}");
+    let blocks: Vec<Box<[u8; 64]>> = (0..1000).map(|_| Box::new([1; 64])).collect();
+    drop(blocks);
+    let after = *ALLOC.phase_report().get("c-front phase").unwrap();
+    assert_eq!(
+        (after.entries, after.calls, after.bytes),
+        (before.entries, before.calls, before.bytes)
+    );
+}
