@@ -23,7 +23,7 @@ ACCEPTED=docs/mutants-accepted.txt
 
 mkdir -p "$OUT"
 args=(-p zk-nalloc --features fault-injection --baseline skip --no-shuffle -j 1
-  --timeout 300 --build-timeout 600 --output "$OUT")
+  --timeout 120 --build-timeout 600 --output "$OUT")
 for f in "${FILES[@]}"; do args+=(--file "$f"); done
 if [ "${1:-}" = "--changed" ]; then
   git diff "${MUTANTS_BASE:-HEAD~1}" -- "${FILES[@]}" > "$OUT/changed.diff" 2>/dev/null || true
