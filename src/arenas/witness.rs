@@ -1743,8 +1743,9 @@ mod tests {
         // multiple with the page of m pages. The largest such m within the
         // bound gives whole blocks; the smallest beyond it, pages only.
         let bound = (SLOT - 2 * pg) / 2;
-        let below = 16 * (bound / pg - (bound / pg + 1) % 2);
-        let above = 16 * (bound / pg + 1 + (bound / pg + 1) % 2);
+        let odd_at_most = |m: usize| m - (m + 1) % 2;
+        let (below, above) = (16 * odd_at_most(bound / pg), 16 * odd_at_most(bound / pg + 2));
+        assert!(below / 16 * pg <= bound && above / 16 * pg > bound);
         assert_eq!(run_len(below, 0) % below, 0, "{below}: whole blocks within the bound");
         let want = (above * RUN_BLOCKS).clamp(RUN_MIN, RUN_MAX).max(above);
         assert!(run_len(above, 0) < want + pg, "{above}: rounded past a page");
