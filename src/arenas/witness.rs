@@ -1844,6 +1844,31 @@ mod tests {
         check("all freed");
     }
 
+    /// The peak remembers the high-water mark after everything is freed:
+    /// it is sampled at batch trades and locked operations, so it may miss
+    /// at most a batch per class of what a cache handed out since its last
+    /// trade.
+    #[test]
+    fn the_peak_outlives_the_blocks() {
+        let w = WitnessArena::new();
+        let (size, n) = (1000, 400);
+        let blocks: Vec<*mut u8> = (0..n).map(|_| w.alloc(size, 8)).collect();
+        assert!(blocks.iter().all(|p| !p.is_null()));
+        for p in blocks {
+            // SAFETY: blocks just allocated with this layout, freed once.
+            unsafe { w.dealloc(p, size, 8) };
+        }
+        let st = w.stats();
+        assert_eq!(st.used, 0);
+        let bs = CLASS_SIZE[class_of(size, 8)] as usize;
+        let high = n * bs;
+        assert!(
+            st.peak <= high && st.peak + BATCH_MAX * bs >= high,
+            "peak {} for {high}",
+            st.peak
+        );
+    }
+
     /// A fresh run of one class is used up to its last block before the
     /// next run starts (the last block ends against the guard); the lock's
     /// path (this test's thread has no cache) counts every block in `used`.
