@@ -91,6 +91,9 @@ fn impossible_layouts_are_refused() {
         (usize::MAX, 16),
         (max, 16),
         (max - 16, 16),
+        (max - 31, 16),
+        (max - 8192, 16),
+        (max - (3 << 20), 1 << 21),
         (max - 4096, 4096),
         (max - (1 << 20), 1 << 21),
         (16, 1 << 63),
@@ -105,6 +108,10 @@ fn impossible_layouts_are_refused() {
             raw::alloc(size, align, true).is_null(),
             "zeroed: size {size:#x} align {align:#x}"
         );
+    }
+    for align in [0, 3, 24, 48, 4095, max] {
+        assert!(raw::alloc(64, align, false).is_null(), "align {align}");
+        assert!(raw::alloc(1 << 20, align, true).is_null(), "align {align}");
     }
     for size in [usize::MAX, usize::MAX - 16, max, max - 16, max - 4096] {
         assert!(raw::witness_alloc(size).is_null(), "witness size {size:#x}");

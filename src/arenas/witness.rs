@@ -1340,14 +1340,15 @@ impl WitnessArena {
         let Some(block_len) = size.max(1).checked_next_multiple_of(page()) else {
             return ptr::null_mut();
         };
-        // block + alignment slack + two guards, in slots.
-        let Some(need) = block_len.checked_add(align + 2 * page()) else {
+        // block + alignment slack + two guards, in slots. The chunk's first
+        // byte is page aligned, so only an alignment above the page needs
+        // slack (the block is placed down from the chunk's end).
+        let slack = if align > page() { align } else { 0 };
+        let Some(need) = block_len.checked_add(slack + 2 * page()) else {
             return ptr::null_mut();
         };
+        // More slots than the region holds: `new_chunk`'s claim refuses.
         let slots = need.div_ceil(SLOT);
-        if slots > SLOTS {
-            return ptr::null_mut();
-        }
         let mut prot = Protection::default();
         let h = new_chunk(slots, &mut prot);
         if h.is_null() {
@@ -1867,6 +1868,95 @@ mod tests {
             "peak {} for {high}",
             st.peak
         );
+    }
+
+    /// A large block takes the fewest slots that hold it, its alignment
+    /// slack (above the page only) and two guards, and lies inside its
+    /// chunk, aligned; `used` counts its committed pages while it lives and
+    /// nothing after. Alignments up to a slot are served, larger ones not.
+    #[test]
+    fn large_blocks_take_the_fewest_slots_and_stay_inside_them() {
+        let w = WitnessArena::new();
+        let pg = page();
+        let mut live = Vec::new();
+        for align in [16, pg, 4 * pg, SLOT] {
+            let slack = if align > pg { align } else { 0 };
+            let first = if slack == SLOT { 2 } else { 1 };
+            for k in first..=first + 1 {
+                let edge = k * SLOT - 2 * pg - slack;
+                for size in [
+                    edge - pg - 1,
+                    edge - 16,
+                    edge - 1,
+                    edge,
+                    edge + 1,
+                    edge + 16,
+                    edge + pg + 1,
+                ] {
+                    let p = w.alloc(size, align);
+                    assert!(!p.is_null(), "size {size} align {align}");
+                    assert_eq!(p.addr() % align, 0, "size {size} align {align}");
+                    let g = w.inner.lock();
+                    let h = g.large;
+                    // SAFETY: the newest large chunk, read under the lock.
+                    let (base, len, slots, committed) =
+                        unsafe { ((*h).base.addr(), (*h).len, (*h).slots, (*h).committed) };
+                    drop(g);
+                    assert!(
+                        p.addr() >= base && p.addr() + size <= base + len,
+                        "size {size} align {align}"
+                    );
+                    let want = (size.next_multiple_of(pg) + slack + 2 * pg).div_ceil(SLOT);
+                    assert_eq!(slots, want, "size {size} align {align}");
+                    live.push((p, size, align, committed));
+                }
+            }
+        }
+        // No `stats` call before the frees: the peak must come from the
+        // allocations' own accounting.
+        let committed: usize = live.iter().map(|b| b.3).sum();
+        for (p, size, align, _) in live {
+            // SAFETY: blocks just allocated with this layout, freed once.
+            unsafe { w.dealloc(p, size, align) };
+        }
+        let st = w.stats();
+        assert_eq!((st.used, st.peak), (0, committed));
+        let p = w.alloc(100_000, 16);
+        // SAFETY: the newest large chunk, read under the lock.
+        let one = unsafe { (*w.inner.lock().large).committed };
+        assert_eq!(w.stats().used, one);
+        // SAFETY: as above.
+        unsafe { w.dealloc(p, 100_000, 16) };
+        assert_eq!(w.stats().used, 0);
+        assert!(w.alloc(100_000, 2 * SLOT).is_null());
+        assert!(w.alloc(SLOTS * SLOT, 16).is_null(), "more than the region");
+    }
+
+    /// Dropping an arena gives its chunks back: none of its pages stays
+    /// committed.
+    #[test]
+    fn a_dropped_arena_gives_its_chunks_back() {
+        let w = WitnessArena::new();
+        let blocks: Vec<usize> = [24, 3000, 40_000, 200_000]
+            .iter()
+            .map(|&s| w.alloc(s, 8).addr())
+            .collect();
+        assert!(blocks.iter().all(|&p| p != 0 && is_committed(p)));
+        drop(w);
+        for p in blocks {
+            assert!(!is_committed(p), "{p:#x} still committed");
+        }
+    }
+
+    /// `fork_lock` holds the scope arena's lock (and the region's) until
+    /// `fork_unlock`: a fork must not split either.
+    #[test]
+    fn fork_lock_holds_the_scope_arena() {
+        fork_lock();
+        let held = SCOPE_ARENA.inner.try_lock().is_none();
+        // SAFETY: after fork_lock, in this process.
+        unsafe { fork_unlock() };
+        assert!(held);
     }
 
     /// A fresh run of one class is used up to its last block before the

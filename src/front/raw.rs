@@ -102,12 +102,17 @@ fn foreign() -> Option<&'static Foreign> {
 }
 
 /// Allocates `size` bytes aligned to `align` (a power of two); null on
-/// failure. Zero-filled if `zeroed`.
+/// failure, and for an alignment that is not a power of two. Zero-filled
+/// if `zeroed`.
 ///
 /// Inlined into the C entry points (another crate), so that `malloc` of a
-/// small block is the heap's fast path with no call in between.
+/// small block is the heap's fast path with no call in between (there the
+/// alignment is a constant and its check folds away).
 #[inline]
 pub fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+    if !align.is_power_of_two() {
+        return ptr::null_mut();
+    }
     let align = align.max(HEADER);
     if is_small(size, align) {
         let class = class_for(size, align);
@@ -137,8 +142,9 @@ fn alloc_with_header(size: usize, align: usize, zeroed: bool, witness: bool) -> 
     let Some(total) = size.max(1).checked_add(align) else {
         return ptr::null_mut();
     };
-    // A valid layout: the size rounded up to the alignment fits in isize.
-    if align > isize::MAX as usize || total > isize::MAX as usize - align {
+    // The route takes valid layouts only (the size rounded up to the
+    // alignment fits in isize).
+    if core::alloc::Layout::from_size_align(total, align).is_err() {
         return ptr::null_mut();
     }
     let base = if witness {

@@ -19,6 +19,7 @@
 //! segment region (it has no `Layout` on `free`), the Rust front none.
 
 use crate::arenas::witness::{self, SCOPE_ARENA};
+use crate::base::check::invariant;
 use crate::small::size_class::{class_for, class_of, is_small, MIN_ALIGN, SMALL_MAX};
 use crate::small::{self, heap};
 
@@ -132,6 +133,7 @@ pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
 #[cold]
 #[inline(never)]
 fn alloc_any(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+    valid_layout(size, align);
     if is_small(size, align) {
         // SAFETY: `class_for` gives the class of a small layout.
         return unsafe { alloc_small(class_for(size, align), size, align, zeroed) };
@@ -146,8 +148,22 @@ fn alloc_any(size: usize, align: usize, zeroed: bool) -> *mut u8 {
 /// A zeroed block of witness memory (the process-wide arena), whatever the
 /// thread's scope.
 pub(crate) fn alloc_witness(size: usize, align: usize) -> *mut u8 {
+    valid_layout(size, align);
     lifecycle::ensure_init();
     SCOPE_ARENA.alloc_raw(size, align)
+}
+
+/// The route's contract, checked in debug builds: every request is a valid
+/// `Layout` (a power-of-two alignment, the size rounded up to it within
+/// `isize::MAX`). `GlobalAlloc` callers cannot break it; the C front must
+/// refuse what breaks it before it gets here.
+#[inline(always)]
+fn valid_layout(size: usize, align: usize) {
+    invariant!(
+        align.is_power_of_two() && size <= isize::MAX as usize - (align - 1),
+        "route: a request that is no valid layout",
+        size
+    );
 }
 
 /// Frees a block allocated through the route with `size` and `align`.
