@@ -679,4 +679,30 @@ mod tests {
         }
         std::fs::remove_dir_all(std::env::temp_dir().join(format!("nalloc-smaps-{}", std::process::id()))).unwrap();
     }
+
+    /// An explicit huge-page mapping succeeds exactly where the kernel has a
+    /// reserved huge page free (`vm.nr_hugepages`), and is refused (null)
+    /// where it has none.
+    #[test]
+    #[cfg(not(miri))]
+    fn explicit_huge_pages_map_where_reserved() {
+        let free: usize = std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let len = 2 << 20;
+        let p = map_explicit_huge(len);
+        if free == 0 {
+            assert!(p.is_null(), "no huge page is free, yet the mapping was made");
+            return;
+        }
+        assert!(!p.is_null(), "{free} free huge pages, but the mapping failed");
+        assert_eq!(p.addr() % len, 0);
+        // SAFETY: our fresh mapping of `len` bytes.
+        unsafe {
+            p.write(1);
+            p.add(len - 1).write(2);
+            posix::unmap(p, len);
+        }
+    }
 }
