@@ -323,12 +323,9 @@ pub(super) fn huge_backed_bytes(ptr: usize, len: usize) -> Option<usize> {
 
 /// `7f12...-7f34... rw-p ...` → (start, end); None for other lines.
 fn parse_range(l: &[u8]) -> Option<(usize, usize)> {
-    let dash = l.iter().position(|&c| c == b'-')?;
-    let space = l.iter().position(|&c| c == b' ')?;
-    if dash > space {
-        return None;
-    }
-    Some((parse_hex(&l[..dash])?, parse_hex(&l[dash + 1..space])?))
+    let head = l.split(|&c| c == b' ').next()?;
+    let dash = head.iter().position(|&c| c == b'-')?;
+    Some((parse_hex(&head[..dash])?, parse_hex(&head[dash + 1..])?))
 }
 
 fn parse_hex(s: &[u8]) -> Option<usize> {
