@@ -8,6 +8,8 @@
 #   bash .ci/mutants.sh            every mutant of those files (opt-in: hours on 2 cores)
 #   bash .ci/mutants.sh --changed  only mutants on lines the last commit changed (CI;
 #                                  MUTANTS_BASE=REV compares with REV instead of HEAD~1)
+#   MUTANTS_RE=REGEX bash .ci/mutants.sh   only mutants whose name matches (a rerun
+#                                  of earlier survivors, say)
 #
 # Fails on a surviving (missed) mutant that is not listed. A mutant that
 # makes the tests hang until the timeout (an endless loop) is detected, and
@@ -17,7 +19,7 @@ cd "$(dirname "$0")/.."
 
 FILES=(src/arenas/witness.rs src/arenas/secret.rs src/front/route.rs src/front/raw.rs src/os/linux.rs)
 # The tests that speak for those files (the rest of the suite adds time, not kills).
-TESTS=(--lib --test=witness --test=witness_fences --test=routes --test=misuse --test=wipe_evidence --test=raw --test=global_alloc)
+TESTS=(--lib --test=witness --test=witness_fences --test=routes --test=misuse --test=wipe_evidence --test=raw --test=global_alloc --test=budget)
 OUT=target/mutants
 ACCEPTED=docs/mutants-accepted.txt
 
@@ -25,6 +27,7 @@ mkdir -p "$OUT"
 args=(-p zk-nalloc --features fault-injection --baseline skip --no-shuffle -j 1
   --timeout 120 --build-timeout 600 --output "$OUT")
 for f in "${FILES[@]}"; do args+=(--file "$f"); done
+[ -z "${MUTANTS_RE:-}" ] || args+=(--re "$MUTANTS_RE")
 if [ "${1:-}" = "--changed" ]; then
   git diff "${MUTANTS_BASE:-HEAD~1}" -- "${FILES[@]}" > "$OUT/changed.diff" 2>/dev/null || true
   if [ ! -s "$OUT/changed.diff" ]; then

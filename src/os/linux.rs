@@ -702,4 +702,25 @@ mod tests {
             posix::unmap(p, len);
         }
     }
+
+    /// Touching fresh pages counts minor faults.
+    #[test]
+    #[cfg(not(miri))]
+    fn touching_fresh_pages_counts_minor_faults() {
+        let (pages, pg) = (64, page_size());
+        let p = posix::map_rw(pages * pg, pg, pg, MapFlags::empty());
+        assert!(!p.is_null());
+        let before = minor_faults();
+        for i in 0..pages {
+            // SAFETY: inside our fresh mapping.
+            unsafe { p.add(i * pg).write_volatile(1) };
+        }
+        let after = minor_faults();
+        // SAFETY: our mapping, whole.
+        unsafe { posix::unmap(p, pages * pg) };
+        assert!(
+            after >= before + pages as u64 / 2,
+            "{before} -> {after} for {pages} pages"
+        );
+    }
 }
