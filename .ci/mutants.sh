@@ -3,7 +3,8 @@
 # witness arena, the secret containers, the one route, the C front's pointer
 # checks and the Linux wipe/lock/guard calls. Every mutant of these files must
 # be caught by a test, or be listed with the reason it is equivalent (or not
-# worth a test) in docs/mutants-accepted.txt.
+# worth a test) in docs/mutants-accepted.txt. Design and counts:
+# docs/design/tests-that-fail.md.
 #
 #   bash .ci/mutants.sh            every mutant of those files (opt-in: hours on 2 cores)
 #   bash .ci/mutants.sh --changed  only mutants on lines the last commit changed (CI;

@@ -14,7 +14,7 @@ each plant, whatever happens.
 
 Complements `.ci/mutants.sh` (every small change of the security files):
 these are the whole-claim removals a reviewer would try first, named after
-the README's words.
+the README's words (docs/design/tests-that-fail.md).
 """
 import os
 import re
