@@ -540,8 +540,11 @@ unsafe fn commit_range(h: *mut ChunkHeader, p: *mut u8, len: usize, locked: &mut
             lock_notice(e, require);
             if require {
                 // SAFETY: caller contract: holds nothing (what a reused
-                // chunk had committed there was wiped and is unused).
+                // chunk had committed there was wiped and is unused, and
+                // may be locked from before: unlocked first, as make_guard
+                // does, or the kernel keeps locked pages resident).
                 unsafe {
+                    os::unlock(p, len);
                     os::decommit(p, len);
                     (*h).committed -= had;
                 }
